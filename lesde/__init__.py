@@ -1,0 +1,28 @@
+"""lesde: a stochastic-dynamics engine for locally elastic SDEs (LE-SDE).
+
+The package follows the data: ``schedules`` and ``transforms`` specify a model (``model.LESDE``), ``integrators``
+step it, ``simulate`` turns trajectories into xarray Datasets, ``metrics`` / ``separability`` / ``ufm`` analyse
+them, ``sgd``, ``empirical`` and ``sweep`` build the larger workflows, ``plots`` and ``cli`` present them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"schedules", "transforms", "model", "integrators", "metrics", "separability", "ufm", "sgd",
+               "empirical", "sweep", "plots", "cli", "config"}
+_NAMES = {"LESDE": "model", "simulate": "simulate"}
+
+
+def __getattr__(name: str):
+    # lazy imports keep `import lesde` fast and let each stage import only what it needs
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'lesde' has no attribute {name!r}")
+
+
+__all__ = ["LESDE", "simulate", *sorted(_SUBMODULES)]
