@@ -11,9 +11,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"schedules", "transforms", "model", "integrators", "metrics", "separability", "ufm", "sgd",
+_SUBMODULES = {"schedules", "transforms", "integrators", "metrics", "separability", "ufm", "sgd",
                "empirical", "sweep", "plots", "cli", "config"}
-_NAMES = {"LESDE": "model", "simulate": "simulate"}
+_NAMES: dict[str, str] = {}
 
 
 def __getattr__(name: str):
@@ -25,4 +25,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'lesde' has no attribute {name!r}")
 
 
-__all__ = ["LESDE", "simulate", *sorted(_SUBMODULES)]
+# The two names every user meets, imported eagerly (this also makes `lesde.simulate` the function, not the
+# module of the same name).
+from .model import LESDE  # noqa: E402
+from .simulate import SimulationOverflowError, simulate  # noqa: E402
+
+__all__ = ["LESDE", "simulate", "SimulationOverflowError", *sorted(_SUBMODULES)]

@@ -1,0 +1,210 @@
+r"""Transforms :math:`T_{kl} \in \mathbb{R}^{m\times m}` of the LE-SDE drift (DESIGN.md section 2).
+
+Each transform is one small class with a single job, :meth:`Transform.apply`:
+
+.. math:: \text{out}_k = \sum_l W_{kl}\, T_{kl}\, V_l ,
+
+with ``W`` of shape (K, K) or (B, K, K) (the elasticity already weighted by the class probabilities) and
+``V`` of shape (B, K, m). The drift is ``apply(E * pi, class_means)``; the SGD-sampling noise and the
+discrete LE process reuse the same operator. Low-rank transforms never form the (K, K, m, m) blocks.
+
+The residual family uses :math:`d_j = e_j - \tfrac1K 1_K` and :math:`u_j = U d_j` with
+:math:`U = [I_K; 0] \in \mathbb{R}^{m\times K}` (the first K coordinates; a fixed orthonormal choice the
+spec leaves open).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._validate import as_tensor
+
+
+class Transform:
+    name: str = ""
+    #: True when T depends on the state (recomputed from the class means each evaluation)
+    state_dependent: bool = False
+
+    def __init__(self, num_classes: int, dim: int):
+        self.K, self.m = num_classes, dim
+
+    def apply(self, W: torch.Tensor, V: torch.Tensor, means: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    def to(self, device=None, dtype=None) -> Transform:
+        new = object.__new__(type(self))
+        new.__dict__.update({k: (v.to(device=device, dtype=dtype) if torch.is_tensor(v) else v)
+                             for k, v in self.__dict__.items()})
+        return new
+
+    @property
+    def is_identity(self) -> bool:
+        return False
+
+    def dense(self, W: torch.Tensor) -> torch.Tensor:
+        """The (.., K*m, K*m) matrix of the linear map vec(V) -> vec(apply(W, V)) (fixed transforms only)."""
+        if self.state_dependent:
+            raise ValueError(f"transform {self.name!r} depends on the state; it has no fixed matrix")
+        Km = self.K * self.m
+        basis = torch.eye(Km, dtype=W.dtype, device=W.device).view(Km, self.K, self.m)  # (Km, K, m)
+        if W.ndim == 2:
+            return self.apply(W, basis).reshape(Km, Km).T
+        cols = torch.stack([self.apply(w, basis).reshape(Km, Km).T for w in W])  # small batches of unique W
+        return cols
+
+    def to_spec(self) -> Any:
+        return self.name
+
+
+def _residual_vectors(K: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    d = torch.eye(K, dtype=torch.float64) - 1.0 / K  # (K, K) rows d_j
+    u = torch.zeros(K, m, dtype=torch.float64)
+    u[:, :K] = d  # U = first K coordinates
+    return u, (d * d).sum(-1)  # (K, m), ||d_j||^2 (K,)
+
+
+class Identity(Transform):
+    name = "identity"
+
+    @property
+    def is_identity(self):
+        return True
+
+    def apply(self, W, V, means=None):
+        return torch.matmul(W, V)  # (B, K, m)
+
+
+class Residual(Transform):
+    """:math:`T_{kl} = u_k u_l^\\top / \\|d_l\\|^2`: class k is pushed along its own simplex-ETF direction."""
+
+    name = "residual"
+
+    def __init__(self, num_classes, dim):
+        super().__init__(num_classes, dim)
+        if dim < num_classes:
+            raise ValueError(f"transform='residual' needs dim >= num_classes, got dim={dim} < num_classes={num_classes}")
+        self.u, self.c = _residual_vectors(num_classes, dim)
+
+    def apply(self, W, V, means=None):
+        s = (V * self.u).sum(-1) / self.c  # (B, K): u_l . V_l / ||d_l||^2
+        return torch.matmul(W, s.unsqueeze(-1)) * self.u  # (B, K, m)
+
+
+class ResidualProjection(Residual):
+    """:math:`T_{kl} = u_l u_l^\\top / \\|d_l\\|^2` (the original public code's variant)."""
+
+    name = "residual-projection"
+
+    def apply(self, W, V, means=None):
+        s = (V * self.u).sum(-1) / self.c  # (B, K)
+        return torch.matmul(W, s.unsqueeze(-1) * self.u)  # (B, K, m)
+
+
+class SoftmaxResidual(Transform):
+    """Logit space (m == K): :math:`d_j(t) = e_j - \\mathrm{softmax}(\\bar X_j(t))`, recomputed from the state."""
+
+    name = "softmax-residual"
+    state_dependent = True
+
+    def __init__(self, num_classes, dim):
+        super().__init__(num_classes, dim)
+        if dim != num_classes:
+            raise ValueError(
+                f"transform='softmax-residual' works in logit space and needs dim == num_classes, "
+                f"got dim={dim}, num_classes={num_classes}"
+            )
+
+    def apply(self, W, V, means=None):
+        if means is None:
+            raise ValueError("transform='softmax-residual' needs the class means of the state (argument means)")
+        eye = torch.eye(self.K, dtype=V.dtype, device=V.device)
+        d = eye - torch.softmax(means, dim=-1)  # (B, K, K) rows d_j
+        c = (d * d).sum(-1).clamp_min(torch.finfo(V.dtype).tiny)  # (B, K)
+        s = (V * d).sum(-1) / c  # (B, K)
+        return torch.matmul(W, s.unsqueeze(-1)) * d  # (B, K, m)
+
+
+def _check_psd(name: str, T: torch.Tensor) -> None:
+    diag = torch.diagonal(T, dim1=-2, dim2=-1)
+    if not (diag > 0).all():
+        raise ValueError(f"{name}: every transform block must have a positive diagonal (T_ii > 0)")
+    sym = 0.5 * (T + T.transpose(-1, -2))
+    if not torch.allclose(T, sym, atol=1e-10 * float(T.abs().max())):
+        raise ValueError(f"{name}: every transform block must be symmetric positive semi-definite")
+    ev = torch.linalg.eigvalsh(sym)
+    if (ev < -1e-10 * ev.abs().amax(-1, keepdim=True).clamp_min(1.0)).any():
+        raise ValueError(f"{name}: a transform block is not positive semi-definite (min eigenvalue "
+                         f"{float(ev.min()):.3g})")
+
+
+class UserMatrix(Transform):
+    """One user matrix T (m, m) for every pair of classes."""
+
+    name = "matrix"
+
+    def __init__(self, num_classes, dim, T):
+        super().__init__(num_classes, dim)
+        T = as_tensor("transform", T)
+        if T.shape != (dim, dim):
+            raise ValueError(f"transform matrix must have shape (dim, dim) = ({dim}, {dim}), got {tuple(T.shape)}")
+        _check_psd("transform", T)
+        self.T = T
+
+    def apply(self, W, V, means=None):
+        return torch.matmul(torch.matmul(W, V), self.T.T)
+
+    def to_spec(self):
+        return {"kind": "matrix", "T": self.T.tolist()}
+
+
+class UserBlocks(Transform):
+    """User blocks T (K, K, m, m)."""
+
+    name = "blocks"
+
+    def __init__(self, num_classes, dim, T):
+        super().__init__(num_classes, dim)
+        T = as_tensor("transform", T)
+        K, m = num_classes, dim
+        if T.shape != (K, K, m, m):
+            raise ValueError(f"transform blocks must have shape (K, K, m, m) = ({K}, {K}, {m}, {m}), got {tuple(T.shape)}")
+        _check_psd("transform", T)
+        self.T = T
+
+    def apply(self, W, V, means=None):
+        return torch.einsum("...kl,klij,...lj->...ki", W, self.T, V)
+
+    def to_spec(self):
+        return {"kind": "blocks", "T": self.T.tolist()}
+
+
+REGISTRY: dict[str, type[Transform]] = {
+    "identity": Identity,
+    "residual": Residual,
+    "residual-projection": ResidualProjection,
+    "softmax-residual": SoftmaxResidual,
+}
+
+
+def make_transform(transform: Any, num_classes: int, dim: int) -> Transform:
+    """Build a transform from a name in :data:`REGISTRY`, a tensor (m, m) or (K, K, m, m), or a spec dict."""
+    if isinstance(transform, Transform):
+        return transform
+    if isinstance(transform, str):
+        if transform not in REGISTRY:
+            raise ValueError(f"transform={transform!r} is not supported; accepted values: "
+                             f"{', '.join(map(repr, REGISTRY))}, or a tensor of shape (m, m) or (K, K, m, m)")
+        return REGISTRY[transform](num_classes, dim)
+    if isinstance(transform, dict) and "T" in transform:
+        transform = transform["T"]
+    try:
+        T = torch.as_tensor(transform, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"transform must be a name ({', '.join(REGISTRY)}) or a tensor, got {type(transform).__name__}") from None
+    if T.ndim == 2:
+        return UserMatrix(num_classes, dim, T)
+    if T.ndim == 4:
+        return UserBlocks(num_classes, dim, T)
+    raise ValueError(f"transform tensor must have shape (m, m) or (K, K, m, m), got {tuple(T.shape)}")
