@@ -63,6 +63,9 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     # --- SGD ---
     "loss": {"long_name": "training loss", "units": "1"},
     "accuracy": {"long_name": "training accuracy", "units": "1"},
+    "classifier": {"long_name": "last-layer classifier rows w_k", "units": "1"},
+    "bias": {"long_name": "classifier bias b_k", "units": "1"},
+    "batch_counts": {"long_name": "times each sample was drawn into the step's minibatch", "units": "1"},
     # --- empirical elasticity ---
     "sampled_index": {"long_name": "index of the sample trained on at this step", "units": "1"},
     "sampled_label": {"long_name": "label of the sample trained on at this step", "units": "1"},

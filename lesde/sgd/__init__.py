@@ -1,0 +1,30 @@
+"""SGD as an SDE: problems, discrete SGD, the stochastic modified equation, gradient flow, and their comparison.
+
+The stage follows the data: a *problem* (:class:`ModuleProblem`, or :class:`lesde.ufm.UFM`) defines the loss over a
+flat parameter batch ``theta (runs, P)``; :func:`run_sgd`, :func:`run_sme` (with :class:`SGDSDE`) and
+:func:`gradient_flow` move ``theta`` in time ``t = step * lr`` and record loss, accuracy and NC metrics into
+``(run, time)`` Datasets; :func:`compare` stacks the three along ``process`` and :func:`plot_compare` draws them.
+See DESIGN.md section 3.
+"""
+
+from .compare import compare, compare_from_config, plot_compare
+from .discrete import SAMPLERS, run_sgd
+from .flow import FLOW_METHODS, gradient_flow
+from .problems import LOSSES, ModuleProblem, Problem, digits_mlp
+from .sme import SGDSDE, run_sme
+
+__all__ = [
+    "FLOW_METHODS",
+    "LOSSES",
+    "SAMPLERS",
+    "SGDSDE",
+    "ModuleProblem",
+    "Problem",
+    "compare",
+    "compare_from_config",
+    "digits_mlp",
+    "gradient_flow",
+    "plot_compare",
+    "run_sgd",
+    "run_sme",
+]

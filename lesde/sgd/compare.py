@@ -1,0 +1,213 @@
+"""SGD, its SME and gradient flow from one initial point, side by side in one Dataset (``process`` dim).
+
+The three processes are recorded at the same times ``t = step * lr``: SGD takes ``round(t_end / lr)`` steps, the
+SME is integrated with Euler-Maruyama at ``sme_dt = lr / substeps`` (default ``substeps = 1``) and gradient flow
+with RK4 at the same step, all from ``problem.init(seed)`` (or ``theta0``). Gradient flow is deterministic: it is
+integrated once and repeated along ``run`` so the three processes share one layout.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .._validate import check_int, check_positive_float
+from ._record import finalize_ds
+from .discrete import run_sgd
+from .flow import gradient_flow
+from .sme import SGDSDE, run_sme
+
+PROCESSES = ("sgd", "sme", "gradient_flow")
+
+
+def compare(
+    problem,
+    lr: float,
+    batch_size: int,
+    t_end: float,
+    n_runs: int = 16,
+    seed: int = 0,
+    sampling: str = "with-replacement",
+    n_save: int = 51,
+    substeps: int = 1,
+    flow_method: str = "rk4",
+    theta0: torch.Tensor | None = None,
+    save: str = "metrics",
+    metrics: bool | list[str] = True,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> xr.Dataset:
+    """Run SGD, the first-order SME and gradient flow from a matched initialisation.
+
+    Parameters
+    ----------
+    problem : a :class:`~lesde.sgd.problems.Problem`.
+    lr, batch_size, sampling : the SGD being approximated (the SME uses the same three).
+    t_end : final time; SGD takes ``round(t_end / lr)`` steps.
+    n_runs : independent SGD runs and SME paths.
+    n_save : about this many recorded times (shared by the three processes).
+    substeps : SME / gradient-flow steps per SGD step (``dt = lr / substeps``).
+    flow_method : gradient-flow method (:data:`lesde.sgd.FLOW_METHODS`; ``"scipy"`` ignores ``dt``).
+    seed, theta0, save, metrics, device, dtype : as in :func:`~lesde.sgd.run_sgd`.
+
+    Returns
+    -------
+    xarray.Dataset over ``(process, run, time)``, ``process`` in ``("sgd", "sme", "gradient_flow")``.
+    """
+    lr = check_positive_float("lr", lr)
+    t_end = check_positive_float("t_end", t_end)
+    substeps = check_int("substeps", substeps)
+    steps = max(1, round(t_end / lr))
+    every = max(1, steps // max(1, check_int("n_save", n_save, minimum=2) - 1))
+    common = dict(seed=seed, theta0=theta0, save=save, metrics=metrics, device=device, dtype=dtype)
+    sgd = run_sgd(problem, lr, batch_size, steps, n_runs=n_runs, record_every=every, sampling=sampling, **common)
+    sme = run_sme(
+        SGDSDE(problem, lr, batch_size, sampling),
+        steps * lr,
+        dt=lr / substeps,
+        n_runs=n_runs,
+        record_every=every * substeps,
+        **common,
+    )
+    gf = gradient_flow(
+        problem,
+        steps * lr,
+        dt=lr / substeps,
+        n_runs=1,
+        record_every=every * substeps,
+        n_save=len(sgd.time),
+        method=flow_method,
+        **common,
+    )
+    gf = gf.isel(run=np.zeros(n_runs, dtype=int)).assign_coords(run=sgd.run.values)
+    parts = [p.assign_coords(time=sgd.time.values) for p in (sgd, sme, gf)]  # identical up to rounding
+    ds = xr.concat(parts, dim="process", coords="minimal", compat="override", combine_attrs="drop_conflicts")
+    ds = ds.assign_coords(process=list(PROCESSES))
+    for key in ("process", "dt", "method"):
+        ds.attrs.pop(key, None)
+    return finalize_ds(
+        ds,
+        lr=lr,
+        batch_size=int(batch_size),
+        sampling=sampling,
+        substeps=substeps,
+        flow_method=flow_method,
+        sme_dt=lr / substeps,
+        n_runs=int(n_runs),
+        seed=seed,
+    )
+
+
+_PLOT_METRICS = ("nc1", "nc1_quotient", "etf_error", "self_duality", "equinorm_means", "ncc_mismatch")
+
+
+def plot_compare(ds: xr.Dataset, path: str | Path, metrics: tuple[str, ...] = _PLOT_METRICS) -> Path:
+    """Loss, accuracy and NC metrics against time, one line (run mean, band = +-1 std over runs) per process.
+
+    Writes a PNG at ``path`` (matplotlib Agg backend) and returns the path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["loss", "accuracy"] + [m for m in metrics if m in ds]
+    ncol = min(4, len(names))
+    nrow = -(-len(names) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.2 * nrow), squeeze=False)
+    t = ds.time.values
+    for ax, name in zip(axes.flat, names):
+        for proc in ds.process.values:
+            v = ds[name].sel(process=proc)
+            mean, std = v.mean("run").values, v.std("run").values
+            (line,) = ax.plot(t, mean, label=str(proc))
+            ax.fill_between(t, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(name)
+        ax.set_xlabel("time (step * lr)")
+        if name != "accuracy" and np.all(ds[name].values > 0):
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    axes.flat[0].legend()
+    fig.suptitle(f"SGD vs SME vs gradient flow (lr={ds.attrs.get('lr')}, B={ds.attrs.get('batch_size')})")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _ufm_problem(spec: dict[str, Any]):
+    from ..ufm import UFM
+
+    return UFM(**spec)
+
+
+def _digits_problem(spec: dict[str, Any]):
+    from .problems import digits_mlp
+
+    return digits_mlp(**spec)
+
+
+#: ``[problem] kind`` -> builder taking the remaining keys
+PROBLEM_KINDS = {"ufm": _ufm_problem, "digits-mlp": _digits_problem}
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def compare_from_config(config: dict[str, Any], out: str | Path) -> xr.Dataset:
+    """Run :func:`compare` from a parsed TOML config; write ``out`` (.nc) and a ``.png`` next to it.
+
+    TOML layout::
+
+        [problem]
+        kind = "ufm"              # or "digits-mlp"
+        # ufm: the arguments of lesde.ufm.UFM
+        num_classes = 4
+        samples_per_class = 8
+        dim = 8
+        loss = "mse"              # "ce" | "mse"
+        weight_decay_W = 1e-2
+        weight_decay_H = 1e-2
+        # digits-mlp: num_classes, samples_per_class, hidden, loss, weight_decay, seed
+
+        [run]
+        lr = 0.05
+        batch_size = 4
+        t_end = 10.0
+        n_runs = 32
+        seed = 0                  # optional, as are the keys below
+        sampling = "with-replacement"   # or "shuffle"
+        n_save = 51
+        substeps = 1
+        flow_method = "rk4"
+        metrics = true
+        device = "cpu"
+        dtype = "float64"         # or "float32"
+
+    Returns the Dataset (also written to ``out``; the plot goes to ``out`` with suffix ``.png``).
+    """
+    if "problem" not in config or "run" not in config:
+        raise ValueError("config needs a [problem] table and a [run] table (see compare_from_config's docstring)")
+    spec = dict(config["problem"])
+    kind = spec.pop("kind", "ufm")
+    if kind not in PROBLEM_KINDS:
+        raise ValueError(f"[problem] kind={kind!r} is not supported; accepted values: {list(PROBLEM_KINDS)}")
+    problem = PROBLEM_KINDS[kind](spec)
+    run = dict(config["run"])
+    missing = [k for k in ("lr", "batch_size", "t_end") if k not in run]
+    if missing:
+        raise ValueError(f"[run] is missing {missing}")
+    dtype = run.pop("dtype", "float64")
+    if dtype not in _DTYPES:
+        raise ValueError(f"[run] dtype={dtype!r} is not supported; accepted values: {list(_DTYPES)}")
+    ds = compare(problem, dtype=_DTYPES[dtype], **run)
+    ds.attrs["config"] = json.dumps(config, default=str)
+    out = Path(out)
+    ds.to_netcdf(out, engine="h5netcdf")
+    plot_compare(ds, out.with_suffix(".png"))
+    return ds

@@ -1,0 +1,166 @@
+"""Discrete minibatch SGD on a problem, many independent runs in one batched update.
+
+One step of run r, with a minibatch :math:`\\mathcal B_r` of size B:
+
+.. math::
+
+    \\theta_r \\leftarrow \\theta_r - \\eta\\Big(\\frac1B\\sum_{i\\in\\mathcal B_r}\\nabla\\ell_i(\\theta_r)
+    + \\nabla R(\\theta_r)\\Big) = \\theta_r - \\eta\\Big(\\sum_i w_{ri}\\nabla\\ell_i(\\theta_r) + \\nabla R\\Big),
+    \\qquad w_{ri} = \\frac{\\#\\{i \\in \\mathcal B_r\\}}{B},
+
+so all runs advance with one ``problem.weighted_grad(theta (R, P), w (R, N))`` call; time is ``t = step * lr``.
+
+Sampling (a registry, :data:`SAMPLERS`):
+
+- ``"with-replacement"``: B indices i.i.d. uniform per step; the minibatch gradient has covariance
+  :math:`\\Sigma/B` with :math:`\\Sigma = \\frac1N\\sum_i (g_i-\\bar g)(g_i-\\bar g)^T`.
+- ``"shuffle"``: each run walks through its own random permutation of the N samples in consecutive batches of B;
+  a new permutation is drawn when fewer than B unvisited samples are left (the remainder ``N mod B`` of each epoch
+  is dropped, as ``DataLoader(drop_last=True)`` does). Marginally each batch is a uniform draw without
+  replacement, covariance :math:`\\frac{N-B}{N-1}\\Sigma/B`.
+"""
+
+from __future__ import annotations
+
+import torch
+import xarray as xr
+
+from .._validate import check_choice, check_int, check_positive_float
+from ._record import Recorder, finalize_ds, record_steps
+
+
+class _WithReplacement:
+    def __init__(self, R: int, N: int, B: int, generator: torch.Generator, device: torch.device) -> None:
+        self.R, self.N, self.B, self.gen, self.device = R, N, B, generator, device
+
+    def indices(self) -> torch.Tensor:
+        return torch.randint(self.N, (self.R, self.B), generator=self.gen, device=self.device)  # (R, B)
+
+
+class _Shuffle(_WithReplacement):
+    def __init__(self, R: int, N: int, B: int, generator: torch.Generator, device: torch.device) -> None:
+        super().__init__(R, N, B, generator, device)
+        self.pos = N  # forces a fresh permutation at the first step
+
+    def indices(self) -> torch.Tensor:
+        if self.pos + self.B > self.N:
+            # independent permutations per run: argsort of uniforms, one call for all runs
+            self.perm = torch.rand(self.R, self.N, generator=self.gen, device=self.device).argsort(-1)  # (R, N)
+            self.pos = 0
+        idx = self.perm[:, self.pos : self.pos + self.B]
+        self.pos += self.B
+        return idx
+
+
+#: sampling name -> minibatch index sampler
+SAMPLERS = {"with-replacement": _WithReplacement, "shuffle": _Shuffle}
+
+
+def batch_weights(idx: torch.Tensor, N: int, dtype: torch.dtype) -> torch.Tensor:
+    """Minibatch indices ``(R, B)`` -> weights ``(R, N)``: multiplicity / B."""
+    w = torch.zeros(idx.shape[0], N, dtype=dtype, device=idx.device)
+    return w.scatter_add_(1, idx, torch.full(idx.shape, 1.0 / idx.shape[1], dtype=dtype, device=idx.device))
+
+
+def prepare(problem, theta0, n_runs: int, seed: int, device, dtype):
+    """Move the problem, and draw (or check) the shared initial point ``(R, P)``; returns (problem, theta)."""
+    problem = problem.to(device=device, dtype=dtype) if device is not None else problem.to(dtype=dtype)
+    if theta0 is None:
+        theta = problem.init(n_runs, torch.Generator().manual_seed(seed))
+    else:
+        theta = torch.as_tensor(theta0)
+        if theta.ndim == 1:
+            theta = theta.unsqueeze(0).repeat(n_runs, 1)
+        if theta.shape != (n_runs, problem.num_params):
+            raise ValueError(
+                f"theta0 must have shape ({problem.num_params},) or ({n_runs}, {problem.num_params}), "
+                f"got {tuple(theta.shape)}"
+            )
+    return problem, theta.to(device=problem.device, dtype=dtype).clone()
+
+
+def run_sgd(
+    problem,
+    lr: float,
+    batch_size: int,
+    steps: int,
+    n_runs: int = 1,
+    seed: int = 0,
+    record_every: int | None = None,
+    sampling: str = "with-replacement",
+    theta0: torch.Tensor | None = None,
+    save: str = "metrics",
+    metrics: bool | list[str] = True,
+    record_batches: bool = False,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> xr.Dataset:
+    """Minibatch SGD, ``n_runs`` independent runs in parallel.
+
+    Parameters
+    ----------
+    problem : a :class:`~lesde.sgd.problems.Problem` (``lesde.ufm.UFM``, :class:`~lesde.sgd.ModuleProblem`).
+    lr : learning rate :math:`\\eta`; recorded time is ``step * lr``.
+    batch_size : B, 1 <= B (<= N for ``"shuffle"``).
+    steps : number of SGD steps.
+    n_runs : independent runs (independent minibatch streams, shared initial point).
+    seed : seeds the initial point (CPU generator) and the minibatch stream (generator on the problem's device).
+    record_every : record every this many steps (default: about 100 records); the last step is always recorded.
+    sampling : ``"with-replacement"`` or ``"shuffle"`` (see the module docstring).
+    theta0 : optional initial point, ``(P,)`` or ``(n_runs, P)``.
+    save : ``"metrics"`` (loss, accuracy, NC metrics) or ``"full"`` (also features, classifier, bias).
+    metrics : NC metrics (``lesde.metrics.nc_metrics``) at each record: True (all), False, or a list of names.
+    record_batches : also store ``batch_counts(run, step, sample)``, how often each sample was in each minibatch.
+    device, dtype : where and in which precision to run (float64 by default).
+
+    Returns
+    -------
+    xarray.Dataset over ``(run, time)``: ``loss``, ``accuracy``, NC metrics (and what ``save`` adds).
+
+    Examples
+    --------
+    >>> from lesde.ufm import UFM
+    >>> ds = run_sgd(UFM(3, 4, 5, loss="mse"), lr=0.1, batch_size=2, steps=20, n_runs=4, metrics=False)
+    >>> ds.loss.dims
+    ('run', 'time')
+    """
+    lr = check_positive_float("lr", lr)
+    B = check_int("batch_size", batch_size)
+    steps = check_int("steps", steps, minimum=0)
+    n_runs = check_int("n_runs", n_runs)
+    sampler_cls = SAMPLERS[check_choice("sampling", sampling, SAMPLERS)]
+    problem, theta = prepare(problem, theta0, n_runs, seed, device, dtype)
+    N = problem.num_samples
+    if sampling == "shuffle" and B > N:
+        raise ValueError(f"batch_size={B} must be <= the number of samples ({N}) with sampling='shuffle'")
+    gen = torch.Generator(device=problem.device).manual_seed(seed + 1)
+    sampler = sampler_cls(n_runs, N, B, gen, problem.device)
+    rec = Recorder(problem, save, metrics)
+    wanted = set(record_steps(steps, record_every))
+    counts = []
+    for s in range(steps + 1):  # time is sequential; all runs advance together
+        if s in wanted:
+            rec(s * lr, theta)
+        if s == steps:
+            break
+        w = batch_weights(sampler.indices(), N, theta.dtype)  # (R, N)
+        if record_batches:
+            counts.append((w * B).round().to(torch.int32).cpu())
+        with torch.no_grad():
+            theta = theta - lr * (problem.weighted_grad(theta, w) + problem.regularizer_grad(theta))
+    ds = rec.dataset(
+        process="sgd",
+        lr=lr,
+        batch_size=B,
+        steps=steps,
+        seed=seed,
+        sampling=sampling,
+        device=str(problem.device),
+        dtype=str(dtype),
+    )
+    if record_batches and counts:
+        # minibatch of step s moves the parameters from time s * lr to (s + 1) * lr
+        ds["batch_counts"] = (("run", "step", "sample"), torch.stack(counts, 1).numpy())
+        ds = ds.assign_coords(step=("step", list(range(steps))))
+        ds = finalize_ds(ds)
+    return ds

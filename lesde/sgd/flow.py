@@ -1,0 +1,115 @@
+"""Gradient flow, the deterministic (B -> infinity, or lr -> 0) limit of SGD:
+:math:`\\dot\\theta = -\\nabla L(\\theta)`.
+
+Methods (registry :data:`FLOW_METHODS`): ``"euler"`` (gradient descent with step dt), ``"rk4"`` (classical
+Runge-Kutta, batched over runs in torch; the default) and ``"scipy"`` (``scipy.integrate.solve_ivp`` with
+``LSODA``, ``rtol=atol=1e-10``, for stiff problems or reference solutions; runs are stacked into one system).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .._validate import check_choice, check_int, check_positive_float
+from ._record import Recorder, record_steps
+from .discrete import prepare
+
+
+def _euler(problem, theta: torch.Tensor, dt: float) -> torch.Tensor:
+    return theta - dt * problem.grad(theta)
+
+
+def _rk4(problem, theta: torch.Tensor, dt: float) -> torch.Tensor:
+    k1 = -problem.grad(theta)
+    k2 = -problem.grad(theta + 0.5 * dt * k1)
+    k3 = -problem.grad(theta + 0.5 * dt * k2)
+    k4 = -problem.grad(theta + dt * k3)
+    return theta + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+#: method name -> one fixed step theta (R, P) -> theta (R, P); "scipy" is handled separately (adaptive)
+FLOW_METHODS = {"euler": _euler, "rk4": _rk4, "scipy": None}
+
+
+def gradient_flow(
+    problem,
+    t_end: float,
+    dt: float = 0.05,
+    n_runs: int = 1,
+    seed: int = 0,
+    record_every: int | None = None,
+    n_save: int = 101,
+    method: str = "rk4",
+    theta0: torch.Tensor | None = None,
+    save: str = "metrics",
+    metrics: bool | list[str] = True,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> xr.Dataset:
+    """Integrate :math:`\\dot\\theta = -\\nabla L(\\theta)` from the problem's initial point.
+
+    Parameters
+    ----------
+    problem : a :class:`~lesde.sgd.problems.Problem`.
+    t_end : final time (rounded to a whole number of ``dt`` steps).
+    dt : step of the fixed-step methods; for ``"scipy"`` the spacing of the output grid.
+    n_runs : copies of the (deterministic) solution, so the Dataset lines up with SGD runs.
+    seed, theta0 : the initial point, as in :func:`~lesde.sgd.run_sgd`.
+    record_every, n_save : record every ``record_every`` steps (default: about ``n_save`` records).
+    method : ``"rk4"``, ``"euler"`` or ``"scipy"``.
+    save, metrics, device, dtype : as in :func:`~lesde.sgd.run_sgd`.
+
+    Returns
+    -------
+    xarray.Dataset over ``(run, time)`` with the same variables as :func:`~lesde.sgd.run_sgd`.
+    """
+    t_end = check_positive_float("t_end", t_end)
+    dt = check_positive_float("dt", dt)
+    check_choice("method", method, FLOW_METHODS)
+    n_runs = check_int("n_runs", n_runs)
+    steps = max(1, round(t_end / dt))
+    problem, theta = prepare(problem, theta0, n_runs, seed, device, dtype)
+    rec = Recorder(problem, save, metrics)
+    wanted = record_steps(steps, record_every, n_save)
+    if method == "scipy":
+        _scipy_flow(problem, theta, [s * dt for s in wanted], rec)
+    else:
+        step = FLOW_METHODS[method]
+        wanted_set = set(wanted)
+        for s in range(steps + 1):
+            if s in wanted_set:
+                rec(s * dt, theta)
+            if s == steps:
+                break
+            with torch.no_grad():
+                theta = step(problem, theta, dt)
+    return rec.dataset(
+        process="gradient_flow", dt=dt, method=method, seed=seed, device=str(problem.device), dtype=str(dtype)
+    )
+
+
+def _scipy_flow(problem, theta: torch.Tensor, times: list[float], rec: Recorder) -> None:
+    from scipy.integrate import solve_ivp
+
+    shape = theta.shape
+
+    def rhs(t, y):
+        th = torch.as_tensor(y, dtype=theta.dtype, device=theta.device).view(shape)
+        with torch.no_grad():
+            return (-problem.grad(th)).reshape(-1).cpu().numpy()
+
+    sol = solve_ivp(
+        rhs,
+        (0.0, times[-1]),
+        theta.reshape(-1).cpu().numpy(),
+        method="LSODA",
+        t_eval=np.asarray(times),
+        rtol=1e-10,
+        atol=1e-10,
+    )
+    if not sol.success:
+        raise RuntimeError(f"scipy solve_ivp failed: {sol.message}")
+    for j, t in enumerate(times):
+        rec(t, torch.as_tensor(sol.y[:, j], dtype=theta.dtype, device=theta.device).view(shape))

@@ -1,0 +1,165 @@
+"""The first-order stochastic modified equation (SME) of minibatch SGD, as a torchsde-contract module.
+
+.. math::
+
+    d\\theta = -\\nabla L(\\theta)\\,dt + \\sqrt{\\eta / B}\\;\\Sigma(\\theta)^{1/2} dW_t, \\qquad
+    \\Sigma = \\frac1N\\sum_{i=1}^N (g_i - \\bar g)(g_i - \\bar g)^T,\\quad g_i = \\nabla\\ell_i(\\theta),
+
+with time :math:`t = \\text{step}\\cdot\\eta` (Li, Tai and E). The covariance is never formed: with an
+N-dimensional Brownian motion W the diffusion factor is the ``P x N`` matrix
+
+.. math::
+
+    G(\\theta) = \\sqrt{\\frac{\\eta}{B N}}\\,\\big[g_1 - \\bar g, \\dots, g_N - \\bar g\\big],
+    \\qquad G G^T = \\frac{\\eta}{B}\\Sigma,
+
+so ``noise_type="general"``, ``brownian_size = N``, and the Euler increment
+:math:`G\\,\\Delta W = \\sqrt{\\eta/(BN)}\\sum_i g_i(\\Delta W_i - \\overline{\\Delta W})` is one weighted-gradient
+contraction (``g_prod``), O(N K d) for the UFM instead of O(N P) for forming G.
+
+``sampling="shuffle"`` multiplies the covariance by the finite-population factor :math:`(N-B)/(N-1)` of one
+without-replacement batch (the correlations between batches of one epoch are not modelled).
+
+:func:`run_sme` integrates the module with Euler-Maruyama and records the same observations as
+:func:`lesde.sgd.run_sgd`; ``lesde.simulate(SGDSDE(...), ...)`` integrates it as a generic SDE (raw state).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import xarray as xr
+from torch import nn
+
+from .._validate import check_choice, check_int, check_positive_float
+from ._record import Recorder, record_steps
+from .discrete import SAMPLERS, prepare
+
+
+class SGDSDE(nn.Module):
+    """First-order SME of SGD with learning rate ``lr`` and batch size ``batch_size`` on ``problem``.
+
+    Parameters
+    ----------
+    problem : a :class:`~lesde.sgd.problems.Problem`.
+    lr : learning rate :math:`\\eta` (it scales the diffusion, not the time).
+    batch_size : B.
+    sampling : ``"with-replacement"`` (covariance :math:`\\eta\\Sigma/B`) or ``"shuffle"``.
+
+    Notes
+    -----
+    State ``y`` is the flat parameter batch ``(paths, P)``. ``f(t, y)`` is ``(paths, P)``, ``g(t, y)`` is
+    ``(paths, P, N)`` (dense; for small problems and checks), ``g_prod(t, y, dW)`` with ``dW (paths, N)`` is
+    ``(paths, P)`` and never forms ``g``; ``f_and_g_prod`` shares one forward pass between drift and noise.
+
+    Examples
+    --------
+    >>> import torchsde
+    >>> from lesde.ufm import UFM
+    >>> sme = SGDSDE(UFM(3, 2, 4, loss="mse", weight_decay_W=0.01, weight_decay_H=0.01), lr=0.05, batch_size=2)
+    >>> y0 = sme.init(8, torch.Generator().manual_seed(0))
+    >>> torchsde.sdeint(sme, y0, torch.tensor([0.0, 0.5], dtype=torch.float64), dt=0.05).shape
+    torch.Size([2, 8, 42])
+    """
+
+    noise_type = "general"
+    sde_type = "ito"
+
+    def __init__(self, problem, lr: float, batch_size: int, sampling: str = "with-replacement") -> None:
+        super().__init__()
+        self.problem = problem
+        self.lr = check_positive_float("lr", lr)
+        self.batch_size = check_int("batch_size", batch_size)
+        self.sampling = check_choice("sampling", sampling, SAMPLERS)
+        N, B = problem.num_samples, self.batch_size
+        if sampling == "shuffle" and B > N:
+            raise ValueError(f"batch_size={B} must be <= the number of samples ({N}) with sampling='shuffle'")
+        factor = (N - B) / (N - 1) if sampling == "shuffle" and N > 1 else 1.0
+        self.brownian_size = N
+        self.noise_scale = math.sqrt(self.lr * factor / (B * N))  # sqrt(eta / (B N)) [* finite-population factor]
+
+    def init(self, n_paths: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Initial state ``(paths, P)``: the problem's initial point, shared by all paths."""
+        return self.problem.init(n_paths, generator)
+
+    def f(self, t, y: torch.Tensor) -> torch.Tensor:
+        return -self.problem.grad(y)
+
+    def g(self, t, y: torch.Tensor) -> torch.Tensor:
+        G = self.problem.per_sample_grads(y)  # (paths, N, P)
+        return self.noise_scale * (G - G.mean(1, keepdim=True)).transpose(1, 2)  # (paths, P, N)
+
+    def g_prod(self, t, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # G v = sqrt(eta/(BN)) sum_i (g_i - gbar) v_i = sqrt(eta/(BN)) sum_i g_i (v_i - vbar)
+        return self.problem.weighted_grad(y, self.noise_scale * (v - v.mean(-1, keepdim=True)))
+
+    def f_and_g_prod(self, t, y: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        N = self.brownian_size
+        w = torch.stack([torch.full_like(v, 1.0 / N), self.noise_scale * (v - v.mean(-1, keepdim=True))], 1)
+        both = self.problem.weighted_grad(y, w)  # (paths, 2, P): full-batch loss gradient and noise
+        return -(both[:, 0] + self.problem.regularizer_grad(y)), both[:, 1]
+
+    def to_spec(self) -> dict:
+        return {
+            "kind": "sgd-sme",
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "sampling": self.sampling,
+            "problem": self.problem.to_spec(),
+        }
+
+
+def run_sme(
+    sme: SGDSDE,
+    t_end: float,
+    dt: float | None = None,
+    n_runs: int = 1,
+    seed: int = 0,
+    record_every: int | None = None,
+    theta0: torch.Tensor | None = None,
+    save: str = "metrics",
+    metrics: bool | list[str] = True,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> xr.Dataset:
+    """Euler-Maruyama for :class:`SGDSDE`, recording what :func:`~lesde.sgd.run_sgd` records.
+
+    :math:`\\theta \\leftarrow \\theta + f\\,\\Delta t + G\\,\\Delta W`, :math:`\\Delta W \\sim N(0, \\Delta t I_N)`
+    per path. ``dt`` defaults to the learning rate (one SME step per SGD step); ``t_end`` is rounded to a whole
+    number of steps. Observations are computed on the fly, so large ``P`` costs no trajectory memory.
+
+    Returns
+    -------
+    xarray.Dataset over ``(run, time)`` (``run`` = SDE path), same variables as :func:`~lesde.sgd.run_sgd`.
+    """
+    t_end = check_positive_float("t_end", t_end)
+    dt = sme.lr if dt is None else check_positive_float("dt", dt)
+    n_runs = check_int("n_runs", n_runs)
+    steps = max(1, round(t_end / dt))
+    problem, theta = prepare(sme.problem, theta0, n_runs, seed, device, dtype)
+    sme = sme.to(device=problem.device, dtype=dtype)
+    gen = torch.Generator(device=problem.device).manual_seed(seed + 2)
+    rec = Recorder(problem, save, metrics)
+    wanted = set(record_steps(steps, record_every))
+    sqrt_dt = math.sqrt(dt)
+    for s in range(steps + 1):
+        if s in wanted:
+            rec(s * dt, theta)
+        if s == steps:
+            break
+        dW = sqrt_dt * torch.randn(n_runs, sme.brownian_size, generator=gen, device=problem.device, dtype=dtype)
+        with torch.no_grad():
+            f, gdw = sme.f_and_g_prod(s * dt, theta, dW)
+            theta = theta + f * dt + gdw
+    return rec.dataset(
+        process="sme",
+        lr=sme.lr,
+        batch_size=sme.batch_size,
+        dt=dt,
+        seed=seed,
+        sampling=sme.sampling,
+        method="euler",
+        device=str(problem.device),
+        dtype=str(dtype),
+    )
