@@ -1,0 +1,431 @@
+"""Tests for lesde.metrics: known values (simplex ETF zeros), independent numpy/scipy references for a random
+perturbation, batching against a per-item loop, conventions (Papyan / Zhu), imbalance, degenerate inputs,
+means_metrics vs nc_metrics, and the xarray wrapper's netCDF round trip."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lesde import metrics as M
+
+# ------------------------------------------------------------------------------- independent references
+
+
+def simplex_etf(K: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """K unit rows in R^m with pairwise cosine -1/(K-1), randomly rotated (m >= K)."""
+    base = np.sqrt(K / (K - 1)) * (np.eye(K) - 1.0 / K)  # (K, K), rows of norm 1
+    Q, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    return np.hstack([base, np.zeros((K, m - K))]) @ Q.T
+
+
+def np_stats(H: np.ndarray, y: np.ndarray):
+    K = y.max() + 1
+    mu = np.stack([H[y == k].mean(0) for k in range(K)])
+    Mc = mu - mu.mean(0)  # mu_G = mean of class means
+    Z = H - mu[y]
+    Sw = Z.T @ Z / len(y)  # sample-weighted
+    Sb = Mc.T @ Mc / K
+    var = np.array([np.mean(np.sum(Z[y == k] ** 2, axis=1)) for k in range(K)])
+    return K, mu, Mc, Sw, Sb, var
+
+
+def np_cos(V: np.ndarray) -> np.ndarray:
+    U = V / np.linalg.norm(V, axis=1, keepdims=True)
+    return U @ U.T
+
+
+def np_dist_to_hull(v: np.ndarray, pts: np.ndarray) -> float:
+    """Exact distance from v to conv(pts) by enumerating supports (affine projections, keep feasible ones)."""
+    best = np.inf
+    for r in range(1, len(pts) + 1):
+        for S in itertools.combinations(range(len(pts)), r):
+            P = pts[list(S)]
+            # minimise ||v - P^T lam||^2 s.t. sum lam = 1: KKT system
+            A = np.block([[2 * P @ P.T, np.ones((r, 1))], [np.ones((1, r)), np.zeros((1, 1))]])
+            rhs = np.concatenate([2 * P @ v, [1.0]])
+            sol = np.linalg.lstsq(A, rhs, rcond=None)[0][:r]
+            if np.all(sol >= -1e-12) and abs(sol.sum() - 1) < 1e-9:
+                best = min(best, float(np.linalg.norm(v - P.T @ sol)))
+    return best
+
+
+def np_reference(H, y, W, b):
+    """Every metric from its textbook formula, loops and numpy/scipy only."""
+    K, mu, Mc, Sw, Sb, var = np_stats(H, y)
+    evals, evecs = np.linalg.eigh(Sb)
+    V, e = evecs[:, -(K - 1) :], evals[-(K - 1) :]
+    Sb_pinv = V @ np.diag(1 / e) @ V.T
+    pairs = [(k, l) for k in range(K) for l in range(K) if k != l]
+    upper = [(k, l) for k, l in pairs if k < l]
+    cm, cw = np_cos(Mc), np_cos(W)
+    etf = (np.eye(K) - 1.0 / K) / np.sqrt(K - 1)
+    Gm, Gw = Mc @ Mc.T, W @ W.T
+    logits = H @ W.T + b
+    ncc = [np.argmax(logits[i]) != np.argmin(np.linalg.norm(H[i] - mu, axis=1)) for i in range(len(y))]
+    margins = [logits[i, y[i]] - max(logits[i, j] for j in range(K) if j != y[i]) for i in range(len(y))]
+    Wu = W / np.linalg.norm(W, axis=1, keepdims=True)
+    return {
+        "nc1": np.trace(Sw @ Sb_pinv) / K,
+        "nc1_quotient": np.trace(Sw) / np.trace(Sb),
+        "equinorm_means": np.std(np.linalg.norm(Mc, axis=1), ddof=1) / np.mean(np.linalg.norm(Mc, axis=1)),
+        "equiangular_means": np.std([cm[k, l] for k, l in upper], ddof=1) if len(upper) > 1 else 0.0,
+        "maxangle_means": np.mean([abs(cm[k, l] + 1 / (K - 1)) for k, l in pairs]),
+        "mean_cosine": np.mean([cm[k, l] for k, l in pairs]),
+        "etf_error": np.linalg.norm(Gm / np.linalg.norm(Gm) - etf),
+        "cdnv": np.mean([(var[k] + var[l]) / (2 * np.sum((mu[k] - mu[l]) ** 2)) for k, l in upper]),
+        "equinorm_classifier": np.std(np.linalg.norm(W, axis=1), ddof=1) / np.mean(np.linalg.norm(W, axis=1)),
+        "equiangular_classifier": np.std([cw[k, l] for k, l in upper], ddof=1) if len(upper) > 1 else 0.0,
+        "maxangle_classifier": np.mean([abs(cw[k, l] + 1 / (K - 1)) for k, l in pairs]),
+        "etf_error_classifier": np.linalg.norm(Gw / np.linalg.norm(Gw) - etf),
+        "self_duality": np.linalg.norm(W / np.linalg.norm(W) - Mc / np.linalg.norm(Mc)) ** 2,
+        "ncc_mismatch": np.mean(ncc),
+        "nc_margin": min(margins),
+        "gnc2": min(np_dist_to_hull(Wu[k], np.delete(Wu, k, axis=0)) for k in range(K)),
+        "gnc3": np.mean([1 - W[k] @ mu[k] / (np.linalg.norm(W[k]) * np.linalg.norm(mu[k])) for k in range(K)]),
+    }
+
+
+def etf_problem(K, m, counts, rng, noise=0.0, w_noise=0.0):
+    """Features collapsed on a simplex ETF (plus noise), an aligned classifier (plus noise), zero bias."""
+    E = simplex_etf(K, m, rng)
+    y = np.repeat(np.arange(K), counts)
+    H = 3.0 * E[y] + noise * rng.standard_normal((len(y), m))
+    W = 2.0 * E + w_noise * rng.standard_normal((K, m))
+    return H, y, W, np.zeros(K)
+
+
+def t(x):
+    return torch.as_tensor(np.asarray(x))
+
+
+# ------------------------------------------------------------------------------------------ known values
+
+ZERO_AT_ETF = [
+    "nc1",
+    "nc1_quotient",
+    "cdnv",
+    "etf_error",
+    "etf_error_classifier",
+    "self_duality",
+    "maxangle_means",
+    "maxangle_classifier",
+    "ncc_mismatch",
+    "equinorm_means",
+    "equinorm_classifier",
+    "equiangular_means",
+    "equiangular_classifier",
+    "gnc3",
+]
+
+
+@pytest.mark.parametrize("K,m,counts", [(3, 5, [4, 4, 4]), (5, 5, [1, 3, 2, 5, 2]), (4, 9, [2, 2, 2, 2])])
+def test_simplex_etf_gives_zeros(K, m, counts, device):
+    rng = np.random.default_rng(0)
+    H, y, W, b = etf_problem(K, m, counts, rng)
+    out = M.nc_metrics(t(H).to(device), t(y).to(device), t(W).to(device), t(b).to(device))
+    for name in ZERO_AT_ETF:
+        assert abs(out[name].item()) < 1e-12, (name, out[name].item())
+    # non-zero known values at the ETF: unit rows' one-vs-rest distance K/(K-1), margin 2*3*K/(K-1)
+    assert out["gnc2"].item() == pytest.approx(K / (K - 1), abs=1e-10)
+    assert out["nc_margin"].item() == pytest.approx(6.0 * K / (K - 1), rel=1e-12)
+    assert out["mean_cosine"].item() == pytest.approx(-1.0 / (K - 1), abs=1e-12)
+    assert out["nc1"].device.type == device.type
+
+
+def test_least_squares_classifier_is_self_dual_at_the_etf():
+    rng = np.random.default_rng(1)
+    H, y, _, _ = etf_problem(4, 6, [3, 1, 2, 4], rng)
+    out = M.nc_metrics(t(H), t(y), use_least_squares=True)
+    for name in ("self_duality", "ncc_mismatch", "etf_error_classifier", "equinorm_classifier", "gnc3"):
+        assert abs(out[name].item()) < 1e-10, (name, out[name].item())
+
+
+# ------------------------------------------------------------------------- random perturbation vs numpy
+
+
+@pytest.mark.parametrize(
+    "K,m,counts",
+    [(3, 6, [5, 5, 5]), (4, 4, [2, 7, 3, 5]), (2, 3, [4, 6]), (5, 3, [3, 3, 4, 3, 3])],  # incl. imbalanced, m < K
+)
+def test_perturbation_matches_numpy_reference(K, m, counts):
+    rng = np.random.default_rng(K * 100 + m)
+    if m >= K:
+        H, y, W, b = etf_problem(K, m, counts, rng, noise=0.7, w_noise=0.4)
+    else:  # no simplex ETF fits: plain random means and classifier
+        y = np.repeat(np.arange(K), counts)
+        H = 2.0 * rng.standard_normal((K, m))[y] + 0.6 * rng.standard_normal((len(y), m))
+        W = rng.standard_normal((K, m))
+    b = 0.3 * rng.standard_normal(K)
+    ref = np_reference(H, y, W, b)
+    if m < K - 1:  # Sigma_B has rank m < K-1: the reference pseudo-inverse keeps the m non-zero eigenpairs
+        K_, _, _, Sw, Sb, _ = np_stats(H, y)
+        ref["nc1"] = np.trace(Sw @ np.linalg.pinv(Sb, hermitian=True)) / K_
+    out = M.nc_metrics(t(H), t(y), t(W), t(b))
+    assert set(out) == set(ref)
+    for name, value in ref.items():
+        tol = 1e-8 if name == "gnc2" else 1e-10
+        assert out[name].item() == pytest.approx(value, rel=tol, abs=tol), name
+
+
+def test_papyan_and_zhu_conventions():
+    rng = np.random.default_rng(7)
+    H, y, W, _ = etf_problem(4, 7, [6, 6, 6, 6], rng, noise=0.5, w_noise=0.3)
+    K, _, Mc, Sw, Sb, _ = np_stats(H, y)
+    # Papyan code: tr(Sw @ inv_Sb) with inv_Sb from the top C-1 eigenpairs (scipy svds), no / K
+    from scipy.sparse.linalg import svds
+
+    u, s, _ = svds(Sb, k=K - 1)
+    papyan = np.trace(Sw @ (u @ np.diag(1 / s) @ u.T))
+    out_p = M.nc_metrics(t(H), t(y), names=["nc1"], papyan=True)["nc1"].item()
+    out_k = M.nc_metrics(t(H), t(y), names=["nc1"])["nc1"].item()
+    assert out_p == pytest.approx(papyan, rel=1e-9)
+    assert out_k == pytest.approx(papyan / K, rel=1e-9)
+    # Zhu et al.: || G/||G||_F - (I - 11^T/K)/sqrt(K-1) ||_F for centred means and for W W^T
+    etf = (np.eye(K) - 1 / K) / np.sqrt(K - 1)
+    zhu_h = np.linalg.norm(Mc @ Mc.T / np.linalg.norm(Mc @ Mc.T, "fro") - etf, "fro")
+    zhu_w = np.linalg.norm(W @ W.T / np.linalg.norm(W @ W.T, "fro") - etf, "fro")
+    out = M.nc_metrics(t(H), t(y), t(W), names=["etf_error", "etf_error_classifier"])
+    assert out["etf_error"].item() == pytest.approx(zhu_h, rel=1e-12)
+    assert out["etf_error_classifier"].item() == pytest.approx(zhu_w, rel=1e-12)
+
+
+def test_least_squares_classifier_matches_lstsq_and_ridge():
+    rng = np.random.default_rng(3)
+    K, m = 3, 4
+    y = np.repeat(np.arange(K), [4, 6, 5])
+    H = rng.standard_normal((K, m))[y] + 0.5 * rng.standard_normal((len(y), m)) + 2.0
+    Y = np.eye(K)[y]
+    Ht = np.hstack([H, np.ones((len(y), 1))])
+    sol = np.linalg.lstsq(Ht, Y, rcond=None)[0].T  # (K, m+1)
+    W, b = M.least_squares_classifier(t(H), t(y))
+    np.testing.assert_allclose(W.numpy(), sol[:, :m], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b.numpy(), sol[:, m], rtol=1e-10, atol=1e-12)
+    lam, N = 0.1, len(y)
+    ridge = np.linalg.solve(Ht.T @ Ht / N + lam * np.eye(m + 1), Ht.T @ Y / N).T
+    W, b = M.least_squares_classifier(t(H), t(y), weight_decay=lam)
+    np.testing.assert_allclose(W.numpy(), ridge[:, :m], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b.numpy(), ridge[:, m], rtol=1e-10, atol=1e-12)
+    # seed 002 Eq. 7 for balanced classes: W = C^{-1} Mbar^T Sigma_T^{-1}, b = C^{-1} 1 - W mu_G
+    yb = np.repeat(np.arange(K), 5)
+    Hb = rng.standard_normal((15, m))
+    _, mu, Mc, _, _, _ = np_stats(Hb, yb)
+    Hc = Hb - Hb.mean(0)
+    W7 = Mc @ np.linalg.inv(Hc.T @ Hc / 15) / K
+    W, b = M.least_squares_classifier(t(Hb), t(yb))
+    np.testing.assert_allclose(W.numpy(), W7, rtol=1e-10)
+    np.testing.assert_allclose(b.numpy(), 1 / K - W7 @ mu.mean(0), rtol=1e-10, atol=1e-12)
+
+
+def test_gnc2_square_and_random_codes(gen):
+    square = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    y = torch.arange(4)
+    out = M.nc_metrics(square, y, 3 * square, names=["gnc2"])
+    assert out["gnc2"].item() == pytest.approx(1.0, abs=1e-10)
+    W = torch.randn(6, 5, 3, generator=gen, dtype=torch.float64)  # 6 random codes, K=5 > d+1
+    H = torch.randn(10, 3, generator=gen, dtype=torch.float64)
+    got = M.nc_metrics(H, torch.arange(10) % 5, W, names=["gnc2"])["gnc2"]
+    for i in range(6):
+        U = (W[i] / W[i].norm(dim=1, keepdim=True)).numpy()
+        ref = min(np_dist_to_hull(U[k], np.delete(U, k, axis=0)) for k in range(5))
+        assert got[i].item() == pytest.approx(ref, abs=1e-8)
+
+
+# ------------------------------------------------------------------------------------------- batching
+
+
+def test_batched_equals_per_item_loop(gen):
+    B1, B2, K, m = 2, 3, 4, 5
+    y = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3, 3, 3])
+    H = torch.randn(B1, B2, len(y), m, generator=gen, dtype=torch.float64) + torch.randn(K, m, generator=gen)[y]
+    W = torch.randn(B1, B2, K, m, generator=gen, dtype=torch.float64)
+    b = torch.randn(B1, B2, K, generator=gen, dtype=torch.float64)
+    for kwargs in ({"classifier": W, "bias": b}, {"use_least_squares": True, "weight_decay": 0.05}):
+        batched = M.nc_metrics(H, y, **kwargs)
+        for i, j in itertools.product(range(B1), range(B2)):
+            item = {k: (v[i, j] if k in ("classifier", "bias") else v) for k, v in kwargs.items()}
+            single = M.nc_metrics(H[i, j], y, **item)
+            for name, value in single.items():
+                assert batched[name].shape == (B1, B2)
+                torch.testing.assert_close(batched[name][i, j], value, rtol=1e-9, atol=1e-9, msg=name)
+    # a single classifier broadcasts over the features' leading dims
+    shared = M.nc_metrics(H, y, W[0, 0], b[0, 0])
+    single = M.nc_metrics(H[1, 2], y, W[0, 0], b[0, 0])
+    for name, value in single.items():
+        torch.testing.assert_close(shared[name][1, 2], value, rtol=1e-9, atol=1e-9, msg=name)
+
+
+# ------------------------------------------------------------------------------------- degenerate inputs
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_degenerate_inputs_give_documented_values(dtype):
+    K, m, y = 3, 4, torch.tensor([0, 0, 1, 1, 1, 2])
+    R = M.degenerate_ratio(dtype)
+    W = torch.randn(K, m, generator=torch.Generator().manual_seed(0), dtype=dtype)
+
+    # everything identical (0 within, 0 between): ratios 0, zero directions
+    same = torch.full((len(y), m), 0.1, dtype=dtype)
+    out = M.nc_metrics(same, y, W)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    for name in ("nc1", "nc1_quotient", "cdnv", "equinorm_means", "equiangular_means", "mean_cosine"):
+        assert out[name].item() == 0.0, name
+    assert out["maxangle_means"].item() == pytest.approx(1 / (K - 1))
+    assert out["etf_error"].item() == pytest.approx(1.0)
+    assert out["self_duality"].item() == pytest.approx(1.0, rel=1e-5)
+
+    # positive within, coinciding means: ratios at the sentinel R
+    offsets = [[1.0, 0, 0, 0], [-1.0, 0, 0, 0], [0, 2.0, 0, 0], [0, -2.0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    spread = 5.0 + torch.tensor(offsets, dtype=dtype)  # every class mean is exactly (5, 5, 5, 5)
+    out = M.nc_metrics(spread, y, names=["nc1", "nc1_quotient", "cdnv", "etf_error", "equinorm_means"])
+    for name in ("nc1", "nc1_quotient", "cdnv"):
+        assert out[name].item() == pytest.approx(R / (K if name == "nc1" else 1)), name
+    assert out["etf_error"].item() == pytest.approx(1.0)
+    assert out["equinorm_means"].item() == 0.0
+
+    # collapsed but separated (0 within, positive between): NC1 ratios exactly 0
+    collapsed = torch.tensor([[1.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 3.0, 0]], dtype=dtype)[y] * 1e3
+    out = M.nc_metrics(collapsed, y, names=["nc1", "nc1_quotient", "cdnv"])
+    assert all(v.item() == 0.0 for v in out.values())
+
+    # zero classifier and zero-norm class mean: finite, documented
+    out = M.nc_metrics(collapsed, y, torch.zeros(K, m, dtype=dtype))
+    assert all(torch.isfinite(v).all() for v in out.values())
+    assert out["equinorm_classifier"].item() == 0.0
+    assert out["maxangle_classifier"].item() == pytest.approx(1 / (K - 1))
+    assert out["gnc3"].item() == pytest.approx(1.0)
+    assert out["gnc2"].item() == 0.0
+    assert out["nc_margin"].item() == 0.0
+
+
+@pytest.mark.parametrize("dtype,scale", [(torch.float64, 1e150), (torch.float64, 1e-150), (torch.float32, 1e18)])
+def test_scale_free(dtype, scale, gen):
+    y = torch.arange(4).repeat_interleave(3)
+    H = (torch.randn(4, 5, generator=gen, dtype=torch.float64)[y] + 0.3 * torch.randn(12, 5, generator=gen)).to(dtype)
+    W = torch.randn(4, 5, generator=gen).to(dtype)
+    base = M.nc_metrics(H, y, W)
+    big = M.nc_metrics(H * scale, y, W)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-4
+    for name, value in base.items():
+        expect = value * scale if name == "nc_margin" else value
+        assert torch.isfinite(big[name]).all(), name
+        torch.testing.assert_close(big[name], expect, rtol=rtol, atol=rtol * abs(expect.item()) + 1e-12, msg=name)
+
+
+def test_errors_name_the_problem(gen):
+    H = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="accepted names: nc1, nc1_quotient"):
+        M.nc_metrics(H, y, names=["nc7"])
+    with pytest.raises(ValueError, match="use_least_squares"):
+        M.nc_metrics(H, y, names=["self_duality"])
+    with pytest.raises(ValueError, match="empty"):
+        M.nc_metrics(H, torch.tensor([0, 0, 1, 1, 3, 3]))
+    with pytest.raises(TypeError, match="labels"):
+        M.nc_metrics(H, y.double())
+    with pytest.raises(ValueError, match="weight_decay"):
+        M.least_squares_classifier(H, y, weight_decay=-1.0)
+    assert "self_duality" not in M.nc_metrics(H, y)  # skipped without a classifier
+    assert set(M.ONLINE_METRICS) <= set(M.METRIC_NAMES)
+
+
+# --------------------------------------------------------------------------------- means_metrics, xarray
+
+
+def test_means_metrics_agree_with_nc_metrics(gen):
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3])
+    counts = torch.bincount(y)
+    H = torch.randn(2, 3, len(y), 6, generator=gen, dtype=torch.float64) + 2 * torch.randn(4, 6, generator=gen)[y]
+    means = torch.stack([H[..., y == k, :].mean(-2) for k in range(4)], -2)  # (2, 3, K, m)
+    var = torch.stack([((H[..., y == k, :] - means[..., k, None, :]) ** 2).sum(-1).mean(-1) for k in range(4)], -1)
+    full = M.nc_metrics(H, y)
+    from_means = M.means_metrics(means, var, counts.tolist())
+    assert set(from_means) == set(M.MEANS_METRICS)
+    for name, value in from_means.items():
+        torch.testing.assert_close(value, full[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+def _sim_full(gen, P=2, T=3, counts=(3, 4, 2), m=5, dtype=torch.float32):
+    y = torch.arange(len(counts)).repeat_interleave(torch.tensor(counts))
+    centres = 2 * torch.randn(len(counts), m, generator=gen, dtype=torch.float64)
+    X = (centres[y] + torch.randn(P, T, len(y), m, generator=gen, dtype=torch.float64)).to(dtype)
+    return xr.Dataset(
+        {"features": (("path", "time", "sample", "feature"), X.numpy())},
+        coords={"path": np.arange(P), "time": np.linspace(0, 1, T), "label": ("sample", y.numpy())},
+        attrs={"samples_per_class": json.dumps(list(counts)), "save": "full", "dt": 0.01, "seed": 3},
+    )
+
+
+def test_to_dataset_full_and_means_round_trip(gen, tmp_path):
+    sim = _sim_full(gen)
+    ds = M.to_dataset(sim, use_least_squares=True)
+    assert set(ds.data_vars) == set(M.METRIC_NAMES)
+    assert ds["nc1"].dims == ("path", "time") and ds["nc1"].dtype == np.float32
+    assert ds.attrs["metrics_source"] == "full" and ds.attrs["dt"] == 0.01
+    assert ds["gnc2"].attrs["long_name"].startswith("GNC2")
+    X = torch.from_numpy(sim["features"].values)
+    direct = M.nc_metrics(X, torch.from_numpy(sim["label"].values), use_least_squares=True)
+    for name, value in direct.items():
+        np.testing.assert_array_equal(ds[name].values, value.numpy())
+    ds.to_netcdf(tmp_path / "full.nc", engine="h5netcdf")
+    with xr.open_dataset(tmp_path / "full.nc", engine="h5netcdf") as back:
+        xr.testing.assert_identical(back.load(), ds)
+
+    # the same simulation saved as means gives the same means metrics
+    y = sim["label"].values
+    feats = sim["features"].values.astype(np.float64)
+    cm = np.stack([feats[:, :, y == k].mean(2) for k in range(3)], axis=2)
+    wv = np.stack([((feats[:, :, y == k] - cm[:, :, k, None]) ** 2).sum(-1).mean(-1) for k in range(3)], axis=2)
+    sim_means = xr.Dataset(
+        {
+            "class_mean": (("path", "time", "class", "feature"), cm),
+            "within_var": (("path", "time", "class"), wv),
+        },
+        coords={"path": sim.path, "time": sim.time},
+        attrs={"samples_per_class": "[3, 4, 2]", "save": "means"},
+    )
+    dm = M.to_dataset(sim_means)
+    assert set(dm.data_vars) == set(M.MEANS_METRICS) and dm.attrs["metrics_source"] == "means"
+    for name in M.MEANS_METRICS:
+        np.testing.assert_allclose(dm[name].values, ds[name].values, rtol=2e-4, atol=1e-6, err_msg=name)
+    dm.to_netcdf(tmp_path / "means.nc", engine="h5netcdf")
+    with xr.open_dataset(tmp_path / "means.nc", engine="h5netcdf") as back:
+        xr.testing.assert_identical(back.load(), dm)
+    with pytest.raises(ValueError, match="save='full'"):
+        M.to_dataset(sim_means, use_least_squares=True)
+
+
+# ------------------------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lead=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+    counts=st.lists(st.integers(1, 3), min_size=2, max_size=4),
+    m=st.integers(1, 5),
+    mode=st.sampled_from(["none", "given", "ls"]),
+    seed=st.integers(0, 2**16),
+)
+def test_property_shapes_and_finiteness(lead, counts, m, mode, seed):
+    g = torch.Generator().manual_seed(seed)
+    K = len(counts)
+    y = torch.arange(K).repeat_interleave(torch.tensor(counts))
+    H = torch.randn(*lead, len(y), m, generator=g, dtype=torch.float64)
+    kwargs = {"given": {"classifier": torch.randn(K, m, generator=g, dtype=torch.float64)}, "ls": {}}.get(mode, {})
+    out = M.nc_metrics(H, y, use_least_squares=mode == "ls", **kwargs)
+    expected = M.METRIC_NAMES if mode != "none" else [n for n in M.METRIC_NAMES if n in M.MEANS_METRICS or n == "nc1"]
+    assert list(out) == list(expected)
+    for name, value in out.items():
+        assert value.shape == tuple(lead), name
+        assert torch.isfinite(value).all(), name
+        assert value.dtype == torch.float64
+    assert 0.0 <= float(out["nc1"].min()) and float(out["nc1"].max()) <= M.degenerate_ratio(torch.float64)
+    assert math.isfinite(float(out["etf_error"].sum()))
