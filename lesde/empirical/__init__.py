@@ -1,0 +1,36 @@
+"""Empirical elasticity: train networks with batch size 1, track every probe, estimate, fit and imitate E(t).
+
+The stages follow the data (DESIGN.md sections 1-2, 3b):
+
+``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> ``tracking.track`` (or ``discrete.simulate_discrete``, the
+ground truth) -> ``estimators.estimate`` -> ``fitting.fit`` -> ``imitation.imitate`` -> ``plots``; ``workflow``
+holds the two CLI jobs (``estimate_cli``, ``imitate_cli``).
+"""
+
+from __future__ import annotations
+
+from .data import load_dataset
+from .discrete import simulate_discrete
+from .estimators import estimate
+from .fitting import FitResult, ParamFit, fit
+from .imitation import imitate
+from .nets import Classifier, cnn, mlp
+from .tracking import init_nets, track
+from .workflow import estimate_cli, imitate_cli
+
+__all__ = [
+    "load_dataset",
+    "mlp",
+    "cnn",
+    "Classifier",
+    "track",
+    "init_nets",
+    "simulate_discrete",
+    "estimate",
+    "fit",
+    "FitResult",
+    "ParamFit",
+    "imitate",
+    "estimate_cli",
+    "imitate_cli",
+]

@@ -1,0 +1,193 @@
+"""Datasets for empirical elasticity: mnist1d, scikit-learn digits, a Gaussian mixture, or user arrays.
+
+Every loader returns ``(inputs, labels)``: ``inputs`` float32 in its natural shape (mnist1d ``(N, 1, 40)``, digits
+``(N, 1, 8, 8)``, Gaussian mixture ``(N, dim)``, npz as stored) and ``labels`` int64 in ``0..K-1``, sorted by
+class (class 0 first), as the LE-SDE orders its samples.
+
+Decisions
+---------
+- mnist1d is *generated* locally with the package's default arguments (``get_dataset_args()``, seed 42 unless
+  ``options`` override it); only the training split (4000 samples) is used. Generation takes a few seconds and
+  is cached per process.
+- ``classes=k`` keeps the first ``k`` classes; a list keeps those classes, relabelled ``0..len-1`` in list order.
+- ``per_class=n`` draws ``n`` samples per class without replacement (seeded); a list gives one count per kept
+  class (imbalanced). Asking for more than a class holds is an error.
+- ``label_noise=q`` replaces the labels of ``round(q N)`` samples (chosen by the seed) with a uniformly drawn
+  *different* class, as in the label-corruption experiments of the LE-SDE paper. Samples stay sorted by their
+  original class, so the corrupted labels are interleaved.
+- ``"gaussian-mixture"`` options: ``dim`` (default ``max(10, K)``), ``separation`` (distance of each class centre
+  from the origin, default 3.0; centres along orthonormal random directions, so pairwise centre distance is
+  ``separation * sqrt(2)``), unit isotropic noise; ``per_class`` defaults to 100 and ``classes`` to 3.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validate import check_int, check_positive_float
+
+
+@functools.lru_cache(maxsize=4)
+def _mnist1d(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = seed
+    data = make_dataset(args)  # generated, never downloaded
+    return np.asarray(data["x"], np.float32)[:, None, :], np.asarray(data["y"], np.int64)
+
+
+def _load_mnist1d(num_classes: int | None, seed: int, generator_seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    return _mnist1d(int(generator_seed))
+
+
+def _load_digits(num_classes: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)  # pixel values 0..16 -> [0, 1]
+    return x, d.target.astype(np.int64)
+
+
+def _load_gaussian_mixture(
+    num_classes: int | None, seed: int, dim: int | None = None, separation: float = 3.0, per_class: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    K = 3 if num_classes is None else num_classes
+    dim = max(10, K) if dim is None else check_int("dim", dim)
+    if dim < K:
+        raise ValueError(f"dim must be >= the number of classes ({K}) for orthonormal centres, got {dim}")
+    separation = check_positive_float("separation", separation, allow_zero=True)
+    rng = np.random.default_rng(seed)
+    centres, _ = np.linalg.qr(rng.standard_normal((dim, K)))  # (dim, K) orthonormal columns
+    centres = separation * centres.T  # (K, dim)
+    y = np.repeat(np.arange(K), per_class)
+    x = centres[y] + rng.standard_normal((K * per_class, dim))
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def _load_npz(path: str, num_classes: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as f:
+        if "x" not in f or "y" not in f:
+            raise ValueError(f"npz file {path!r} must hold arrays 'x' and 'y', found {sorted(f.files)}")
+        x, y = np.asarray(f["x"], np.float32), np.asarray(f["y"])
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"npz file {path!r}: y must be 1-D with one label per row of x, got {y.shape} vs {x.shape}")
+    return x, y.astype(np.int64)
+
+
+LOADERS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
+    "mnist1d": _load_mnist1d,
+    "digits": _load_digits,
+    "gaussian-mixture": _load_gaussian_mixture,
+}
+
+
+def load_dataset(
+    name: str,
+    classes: int | Sequence[int] | None = None,
+    per_class: int | Sequence[int] | None = None,
+    label_noise: float = 0.0,
+    seed: int = 0,
+    **options: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load a classification dataset as ``(inputs, labels)`` tensors.
+
+    Parameters
+    ----------
+    name : {"mnist1d", "digits", "gaussian-mixture"} or "npz:PATH"
+        The source. ``npz:PATH`` reads arrays ``x`` (inputs) and ``y`` (integer labels) from a user file.
+    classes : int or list of int, optional
+        ``k`` keeps classes ``0..k-1``; a list keeps those classes, relabelled in list order. Default: all.
+    per_class : int or list of int, optional
+        Samples per kept class, drawn without replacement with ``seed``; a list gives imbalanced counts.
+    label_noise : float
+        Fraction :math:`q \\in [0, 1)` of samples whose label is replaced by a different uniform class.
+    seed : int
+        Seeds the subset draw, the label corruption and the Gaussian mixture.
+    **options
+        Loader options: ``separation``, ``dim`` (gaussian-mixture), ``generator_seed`` (mnist1d, default 42).
+
+    Returns
+    -------
+    inputs : torch.Tensor, float32, (N, ...)
+    labels : torch.Tensor, int64, (N,), sorted by original class
+
+    Examples
+    --------
+    >>> x, y = load_dataset("digits", classes=3, per_class=[50, 30, 20])
+    >>> tuple(x.shape), y.bincount().tolist()
+    ((100, 1, 8, 8), [50, 30, 20])
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    k_req = check_int("classes", classes) if isinstance(classes, (int, np.integer)) else None
+    if name.startswith("npz:"):
+        x, y = _load_npz(name[4:], k_req, seed, **options)
+    elif name in LOADERS:
+        if name == "gaussian-mixture":
+            if isinstance(per_class, (int, np.integer)):
+                options.setdefault("per_class", int(per_class))
+            elif per_class is not None:
+                options.setdefault("per_class", max(per_class))
+            if classes is not None and k_req is None:
+                k_req = max(classes) + 1
+        x, y = LOADERS[name](k_req, seed, **options)
+    else:
+        raise ValueError(
+            f"name={name!r} is not supported; accepted values: {', '.join(map(repr, LOADERS))}, 'npz:PATH'"
+        )
+
+    available = np.unique(y)
+    if classes is None:
+        keep = list(available)
+    elif k_req is not None:
+        keep = list(range(k_req))
+    else:
+        keep = [int(c) for c in classes]
+        if len(set(keep)) != len(keep):
+            raise ValueError(f"classes={classes!r} lists a class twice")
+    missing = [c for c in keep if c not in available]
+    if missing:
+        raise ValueError(f"classes={classes!r}: classes {missing} are absent; the dataset has {available.tolist()}")
+
+    K = len(keep)
+    if per_class is None:
+        counts = [None] * K
+    elif isinstance(per_class, (int, np.integer)):
+        counts = [check_int("per_class", int(per_class))] * K
+    else:
+        counts = [check_int("per_class", int(c)) for c in per_class]
+        if len(counts) != K:
+            raise ValueError(f"per_class has {len(counts)} entries but {K} classes are kept; give one count per class")
+
+    rng = np.random.default_rng(seed)
+    idx, new_labels = [], []
+    for new, (c, n) in enumerate(zip(keep, counts)):
+        members = np.flatnonzero(y == c)
+        if n is not None:
+            if n > len(members):
+                raise ValueError(f"per_class asks for {n} samples of class {c}, which has only {len(members)}")
+            members = np.sort(rng.choice(members, size=n, replace=False))
+        idx.append(members)
+        new_labels.append(np.full(len(members), new, np.int64))
+    idx, labels = np.concatenate(idx), np.concatenate(new_labels)
+
+    q = check_positive_float("label_noise", label_noise, allow_zero=True)
+    if q >= 1:
+        raise ValueError(f"label_noise must be in [0, 1), got {q}")
+    n_flip = int(round(q * len(labels)))
+    if n_flip and K < 2:
+        raise ValueError("label_noise needs at least 2 classes")
+    if n_flip:
+        flip = rng.choice(len(labels), size=n_flip, replace=False)
+        # a uniform *different* class: shift by 1..K-1 modulo K
+        labels[flip] = (labels[flip] + rng.integers(1, K, size=n_flip)) % K
+    return torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(labels)
+
+
+__all__ = ["load_dataset", "LOADERS"]

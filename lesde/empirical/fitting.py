@@ -1,0 +1,255 @@
+r"""Fit functional forms to estimated elasticities and return schedules an :class:`~lesde.LESDE` accepts.
+
+Models (a registry; each maps to a :mod:`lesde.schedules` class):
+
+=========  ===========================================  ===========================================
+name       :math:`a(t)`                                 schedule
+=========  ===========================================  ===========================================
+power      :math:`a\,(t_0 + t)^{-p}`                    ``PowerLaw(scale=a, exponent=p, offset=t_0)``
+exp        :math:`a\,e^{-r t}`                          ``Exponential(scale=a, rate=r)``
+const      :math:`a`                                    ``Constant(value=a)``
+=========  ===========================================  ===========================================
+
+Fits are weighted least squares (``scipy.optimize.curve_fit`` with ``sigma`` = the estimate's standard errors,
+``absolute_sigma=True``), so the parameter standard errors are those implied by the estimator's own errors.
+``AIC = chi^2 + 2 k`` (Gaussian likelihood with known variances, constants dropped), comparable across models
+fitted to the same data; ``model="auto"`` keeps the lowest AIC per quantity. The power law's offset
+:math:`t_0` is held fixed (default 1, the ``PowerLaw`` default, so that :math:`t = 0` is finite) unless
+``offset=None``, which fits it too (often poorly conditioned over short time ranges).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+from scipy.optimize import curve_fit
+
+from .._validate import check_choice
+from ..schedules import Constant, Exponential, PowerLaw, Schedule
+
+
+@dataclass
+class ParamFit:
+    """One fitted quantity: parameters, their standard errors, goodness of fit and the schedule."""
+
+    quantity: str
+    model: str
+    params: dict[str, float]
+    stderr: dict[str, float]
+    chi2: float
+    aic: float
+    n: int
+
+    @property
+    def schedule(self) -> Schedule:
+        return _MODELS[self.model][2](self.params)
+
+    def to_dict(self) -> dict:
+        return {
+            "quantity": self.quantity,
+            "model": self.model,
+            "params": self.params,
+            "stderr": self.stderr,
+            "chi2": self.chi2,
+            "aic": self.aic,
+            "n": self.n,
+        }
+
+
+@dataclass
+class FitResult:
+    """Fits of alpha and beta (``fits["alpha"]``, ``fits["beta"]``) and the residual noise scale."""
+
+    fits: dict[str, ParamFit]
+    noise: float = float("nan")
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def alpha(self) -> Schedule:
+        return self.fits["alpha"].schedule
+
+    @property
+    def beta(self) -> Schedule:
+        return self.fits["beta"].schedule
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"fits": {k: f.to_dict() for k, f in self.fits.items()}, "noise": self.noise, "extra": self.extra}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> FitResult:
+        d = json.loads(text)
+        return cls({k: ParamFit(**f) for k, f in d["fits"].items()}, d.get("noise", float("nan")), d.get("extra", {}))
+
+    def summary(self) -> str:
+        lines = []
+        for q, f in self.fits.items():
+            ps = ", ".join(
+                f"{k}={v:.4g}" + (f"+-{f.stderr[k]:.2g}" if k in f.stderr else " (fixed)") for k, v in f.params.items()
+            )
+            lines.append(f"{q}: {f.model}({ps}), AIC={f.aic:.4g}, chi2/n={f.chi2 / max(f.n, 1):.3g}")
+        return "\n".join(lines)
+
+
+def _power(offset: float | None):
+    if offset is None:
+
+        def f(t, a, p, t0):
+            return a * np.abs(t0 + t) ** (-p)
+
+        names = ("scale", "exponent", "offset")
+    else:
+
+        def f(t, a, p):
+            return a * (offset + t) ** (-p)
+
+        names = ("scale", "exponent")
+    return f, names
+
+
+def _power_guess(t, y, offset):
+    t0 = 1.0 if offset is None else offset
+    ok = y != 0
+    sign = np.sign(np.mean(y)) or 1.0
+    if ok.sum() >= 2:
+        slope, icpt = np.polyfit(np.log(t0 + t[ok]), np.log(np.abs(y[ok])), 1)
+        guess = [sign * math.exp(icpt), -slope]
+    else:
+        guess = [sign * np.abs(y).mean(), 0.5]
+    return guess + ([t0] if offset is None else [])
+
+
+def _exp_guess(t, y, offset):
+    ok = y != 0
+    sign = np.sign(np.mean(y)) or 1.0
+    if ok.sum() >= 2:
+        slope, icpt = np.polyfit(t[ok], np.log(np.abs(y[ok])), 1)
+        return [sign * math.exp(icpt), -slope]
+    return [sign * np.abs(y).mean(), 0.0]
+
+
+def _power_schedule(p):
+    return PowerLaw(p["scale"], p["exponent"], p.get("offset", 1.0))
+
+
+# name -> (function factory (offset) -> (f, param names), initial guess, schedule from params)
+_MODELS: dict[str, tuple[Callable, Callable, Callable[[dict], Schedule]]] = {
+    "power": (_power, _power_guess, _power_schedule),
+    "exp": (
+        lambda offset: ((lambda t, a, r: a * np.exp(-r * t)), ("scale", "rate")),
+        _exp_guess,
+        lambda p: Exponential(p["scale"], p["rate"]),
+    ),
+    "const": (
+        lambda offset: ((lambda t, a: a + 0 * t), ("value",)),
+        lambda t, y, o: [float(np.mean(y))],
+        lambda p: Constant(p["value"]),
+    ),
+}
+
+
+def fit_curve(
+    t: np.ndarray,
+    y: np.ndarray,
+    se: np.ndarray | None,
+    model: str = "power",
+    offset: float | None = 1.0,
+    quantity: str = "value",
+) -> ParamFit:
+    """Weighted least-squares fit of one model to points ``(t, y)`` with standard errors ``se``."""
+    model = check_choice("model", model, _MODELS)
+    t, y = np.asarray(t, np.float64), np.asarray(y, np.float64)
+    se = np.ones_like(y) if se is None else np.asarray(se, np.float64)
+    ok = np.isfinite(t) & np.isfinite(y) & np.isfinite(se) & (se > 0)
+    t, y, se = t[ok], y[ok], se[ok]
+    make, guess, _ = _MODELS[model]
+    f, names = make(offset)
+    if len(t) < len(names) + 1:
+        raise ValueError(
+            f"fitting {quantity} with model={model!r} needs more than {len(names)} finite points "
+            f"with positive standard errors, got {len(t)}"
+        )
+    p0 = guess(t, y, offset)
+    popt, pcov = curve_fit(f, t, y, p0=p0, sigma=se, absolute_sigma=True, maxfev=20000)
+    chi2 = float((((y - f(t, *popt)) / se) ** 2).sum())
+    params = {k: float(v) for k, v in zip(names, popt)}
+    if model == "power" and offset is not None:
+        params["offset"] = float(offset)
+    stderr = {k: float(math.sqrt(max(pcov[i, i], 0.0))) for i, k in enumerate(names)}
+    return ParamFit(quantity, model, params, stderr, chi2, chi2 + 2 * len(names), int(len(t)))
+
+
+def fit(
+    estimate_ds: xr.Dataset,
+    model: str = "power",
+    offset: float | None = 1.0,
+    quantities: tuple[str, ...] = ("alpha", "beta"),
+    tmin: float | None = None,
+) -> FitResult:
+    r"""Fit ``alpha(t)`` and ``beta(t)`` of an :func:`~lesde.empirical.estimate` Dataset.
+
+    Parameters
+    ----------
+    estimate_ds : xarray.Dataset
+        With ``alpha``, ``beta``, their ``_se`` and the ``time`` coordinate.
+    model : {"power", "exp", "const", "auto"}
+        Functional form (module table); ``"auto"`` picks the lowest AIC per quantity.
+    offset : float or None
+        Fixed power-law offset :math:`t_0` (default 1.0), or None to fit it.
+    quantities : names of the variables to fit.
+    tmin : float, optional
+        Ignore windows before this time (e.g. an initial transient).
+
+    Returns
+    -------
+    FitResult
+        ``.fits[q]`` (params, stderr, chi2, AIC), ``.alpha`` / ``.beta`` schedules for ``LESDE``, ``.noise``
+        (median residual diffusion scale of the estimate, for imitation).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> t = np.linspace(0, 10, 30)
+    >>> ds = xr.Dataset({"alpha": ("step", 2 * (1 + t) ** -0.5), "alpha_se": ("step", np.full(30, 1e-3)),
+    ...                  "beta": ("step", 0.5 * (1 + t) ** -0.5), "beta_se": ("step", np.full(30, 1e-3))},
+    ...                 coords={"time": ("step", t)})
+    >>> round(fit(ds).fits["alpha"].params["exponent"], 3)
+    0.5
+    """
+    choices = [*_MODELS, "auto"]
+    model = check_choice("model", model, choices)
+    t = estimate_ds["time"].values
+    sel = np.ones_like(t, dtype=bool) if tmin is None else t >= tmin
+    fits = {}
+    for q in quantities:
+        if q not in estimate_ds:
+            raise ValueError(f"quantities: {q!r} is not a variable of the estimate; it has {list(estimate_ds)}")
+        y = estimate_ds[q].values[sel]
+        se = estimate_ds[f"{q}_se"].values[sel] if f"{q}_se" in estimate_ds else None
+        if model == "auto":
+            cands = []
+            for name in _MODELS:
+                try:
+                    cands.append(fit_curve(t[sel], y, se, name, offset, q))
+                except (RuntimeError, ValueError):  # a form that cannot be fitted simply loses the comparison
+                    continue
+            if not cands:
+                raise RuntimeError(f"no model could be fitted to {q}")
+            fits[q] = min(cands, key=lambda f: f.aic)
+        else:
+            fits[q] = fit_curve(t[sel], y, se, model, offset, q)
+    noise = (
+        float(np.nanmedian(estimate_ds["noise"].values))
+        if "noise" in estimate_ds and np.isfinite(estimate_ds["noise"].values).any()
+        else float("nan")
+    )
+    return FitResult(fits, noise)
+
+
+__all__ = ["fit", "fit_curve", "FitResult", "ParamFit"]
