@@ -61,6 +61,7 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "separable_fraction_lower": {"long_name": "Wilson lower bound of the mean separable fraction", "units": "1"},
     "separable_fraction_upper": {"long_name": "Wilson upper bound of the mean separable fraction", "units": "1"},
     "all_separable": {"long_name": "all class pairs separable", "units": "1"},
+    "separable": {"long_name": "class pair separable", "units": "1"},
     # --- SGD ---
     "loss": {"long_name": "training loss", "units": "1"},
     "accuracy": {"long_name": "training accuracy", "units": "1"},

@@ -1,0 +1,416 @@
+"""Closed-form and numerical predictions of unconstrained-features models (DESIGN.md section 4; seeds 002-004).
+
+- :func:`simplex_etf`: the K-point simplex equiangular tight frame in R^m.
+- :func:`tirer_bruna`: the minimizer of the regularized MSE UFM (Tirer and Bruna, seed 003), with
+  :func:`ufm_mse_loss` and the optimal classifier for fixed features :func:`optimal_classifier`.
+- :func:`mse_decomposition`: Han, Papyan and Donoho's L = L_NC1 + L_NC2/3 + L_perp (seed 002, Theorems 1-2).
+- :func:`central_path_snr`: the SNR singular values along the continually renormalized flow (seed 002, Prop. 2).
+- :func:`softmax_code`: the arrangement maximizing the minimal one-vs-rest distance (seed 004, Definition 2.1).
+
+Decisions (written down because the sources leave them open):
+
+- ``simplex_etf(K, m)`` lives in the first K-1 coordinates (Helmert basis of the complement of 1_K), zero-padded.
+- ``tirer_bruna`` returns the minimizer with Hbar = sqrt(rho) [I_K; 0] (minimizers are unique only up to a
+  rotation of R^d); H orders samples class by class, like every lesde model.
+- ``optimal_classifier`` takes n = N / K samples per class (balanced UFM, as in the loss).
+- ``mse_decomposition`` follows seed 002 Eq. 6 exactly: the bias is part of the extended classifier
+  W~ = [W, b], so weight decay lambda applies to b too; targets are one-hot. Seed 002's Proposition 1 prints
+  W~_LS = (1/C) M~^T (Sigma~_T + lambda I)^{-1}; the first-order condition (its Eq. 14) actually gives the
+  uncentred second moment Sigma~_T + mu~_G mu~_G^T (the matrix that appears in L_perp), which is what we use.
+  With imbalanced classes the averages are over samples, so L_NC2/3 = (1/2) sum_c pi_c ||W~_LS mu~_c - e_c||^2
+  (= (1/2C) ||W~_LS M~ - I||_F^2 when balanced). With lambda = 0 and a singular second moment W~_LS is the
+  minimum-norm solution (pseudo-inverse); the decomposition still holds exactly.
+- ``softmax_code`` optimises the dual form of the one-vs-rest distance,
+  dist(w_k, conv{w_j}_{j != k}) = max_{||u|| <= 1} min_{j != k} u^T (w_k - w_j),
+  jointly over the code W and one unit "witness" u_k per point, with a log-sum-exp soft minimum whose temperature
+  is annealed, from several random starts; the reported distance is then computed exactly (a small QP per point).
+  For K <= d + 1 the answer is known (seed 004, Theorem 3.3: the simplex ETF) and returned directly unless
+  ``closed_form=False``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._validate import as_tensor, check_int, check_positive_float
+
+__all__ = [
+    "simplex_etf",
+    "tirer_bruna",
+    "ufm_mse_loss",
+    "optimal_classifier",
+    "least_squares_classifier",
+    "mse_decomposition",
+    "central_path_snr",
+    "one_vs_rest_distance",
+    "softmax_code",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# simplex ETF and the regularized MSE UFM
+
+
+def simplex_etf(K: int, m: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The simplex equiangular tight frame: K unit vectors in R^m with pairwise cosine -1/(K-1).
+
+    .. math:: M = \\sqrt{K/(K-1)}\\, V, \\qquad V V^\\top = I_K - \\tfrac1K 1 1^\\top,
+
+    with V the (K, K-1) Helmert basis of the complement of 1_K, zero-padded to m columns.
+
+    Returns
+    -------
+    Tensor, shape (K, m). Rows sum to zero.
+
+    Examples
+    --------
+    >>> M = simplex_etf(3, 2)
+    >>> round(float(M[0] @ M[1]), 12)
+    -0.5
+    """
+    K = check_int("K", K, minimum=2)
+    m = check_int("m", m, minimum=1)
+    if m < K - 1:
+        raise ValueError(f"a simplex ETF of K={K} points needs m >= K - 1 = {K - 1} dimensions, got m={m}")
+    V = torch.zeros(K, m, dtype=dtype)
+    for j in range(1, K):  # column j-1: (1, ..., 1, -j, 0, ...) / sqrt(j (j+1)), orthonormal and orthogonal to 1
+        V[:j, j - 1] = 1.0 / math.sqrt(j * (j + 1))
+        V[j, j - 1] = -j / math.sqrt(j * (j + 1))
+    return V * math.sqrt(K / (K - 1))
+
+
+def tirer_bruna(K: int, n: int, d: int, lambda_W: float, lambda_H: float) -> dict[str, Any]:
+    """Global minimizer of the regularized MSE unconstrained-features model (Tirer and Bruna 2022, Thm 3.1).
+
+    .. math::
+        \\min_{W, H} \\frac{1}{2Kn}\\|WH - Y\\|_F^2 + \\frac{\\lambda_W}{2K}\\|W\\|_F^2
+        + \\frac{\\lambda_H}{2Kn}\\|H\\|_F^2,\\qquad Y = I_K \\otimes 1_n^\\top .
+
+    With :math:`c = \\sqrt{\\lambda_H \\lambda_W} < 1` every minimizer has :math:`H = \\bar H \\otimes 1_n^\\top`,
+    :math:`\\bar H^\\top \\bar H = \\rho I_K`, :math:`\\rho = (1-c)\\sqrt{\\lambda_W/\\lambda_H}`,
+    :math:`W^\\top = \\sqrt{\\lambda_H/\\lambda_W}\\, \\bar H`, hence :math:`W \\bar H = (1-c) I_K`.
+    For :math:`c \\ge 1` the minimizer is (0, 0).
+
+    Returns
+    -------
+    dict with ``rho`` (float), ``W`` (K, d), ``Hbar`` (d, K), ``H`` (d, K n), ``collapsed`` (bool: c >= 1, the
+    zero solution) and ``c`` (float). The returned minimizer is the one with Hbar = sqrt(rho) [I_K; 0].
+    """
+    K = check_int("K", K, minimum=2)
+    n = check_int("n", n, minimum=1)
+    d = check_int("d", d, minimum=1)
+    if d < K:
+        raise ValueError(f"tirer_bruna needs feature dimension d >= K; got d={d}, K={K}")
+    lw = check_positive_float("lambda_W", lambda_W)
+    lh = check_positive_float("lambda_H", lambda_H)
+    c = math.sqrt(lw * lh)
+    collapsed = c >= 1.0
+    rho = 0.0 if collapsed else (1.0 - c) * math.sqrt(lw / lh)
+    Hbar = torch.zeros(d, K, dtype=torch.float64)
+    Hbar[:K, :K] = math.sqrt(rho) * torch.eye(K, dtype=torch.float64)
+    W = math.sqrt(lh / lw) * Hbar.T.clone()  # (K, d)
+    H = Hbar.repeat_interleave(n, dim=1)  # (d, K n): class-major, like Hbar (x) 1_n^T
+    return {"rho": rho, "W": W, "Hbar": Hbar, "H": H, "collapsed": collapsed, "c": c}
+
+
+def ufm_mse_loss(W: torch.Tensor, H: torch.Tensor, Y: torch.Tensor, lambda_W: float, lambda_H: float) -> torch.Tensor:
+    """Regularized MSE UFM loss, batched over leading dims.
+
+    .. math:: \\frac{1}{2Kn}\\|WH - Y\\|_F^2 + \\frac{\\lambda_W}{2K}\\|W\\|_F^2 + \\frac{\\lambda_H}{2Kn}\\|H\\|_F^2
+
+    with W (..., K, d), H (..., d, N), Y (K, N) and Kn = N.
+    """
+    K, N = Y.shape[-2], Y.shape[-1]
+    fit = ((W @ H - Y) ** 2).sum((-2, -1))
+    return fit / (2 * N) + lambda_W / (2 * K) * (W**2).sum((-2, -1)) + lambda_H / (2 * N) * (H**2).sum((-2, -1))
+
+
+def optimal_classifier(H: torch.Tensor, Y: torch.Tensor, lambda_W: float) -> torch.Tensor:
+    """Minimizer over W of :func:`ufm_mse_loss` for fixed features (seed 003).
+
+    Setting the W-gradient :math:`\\frac{1}{Kn}(WH - Y)H^\\top + \\frac{\\lambda_W}{K} W` to zero and multiplying
+    by Kn gives
+
+    .. math:: W^*(H) = Y H^\\top (H H^\\top + n \\lambda_W I_d)^{-1},\\qquad n = N / K,
+
+    so the factor n comes from the loss normalizing the fit by Kn but the penalty on W only by K.
+    H (..., d, N), Y (K, N) -> W (..., K, d). ``lambda_W = 0`` uses the pseudo-inverse (minimum-norm solution).
+    """
+    lw = check_positive_float("lambda_W", lambda_W, allow_zero=True)
+    K, N = Y.shape[-2], Y.shape[-1]
+    Y = Y.to(H.dtype)
+    gram = H @ H.transpose(-1, -2)  # (..., d, d)
+    rhs = H @ Y.transpose(-1, -2)  # (..., d, K)
+    if lw == 0:
+        return (torch.linalg.pinv(gram, hermitian=True) @ rhs).transpose(-1, -2)
+    eye = torch.eye(gram.shape[-1], dtype=H.dtype, device=H.device)
+    return torch.linalg.solve(gram + (N / K) * lw * eye, rhs).transpose(-1, -2)
+
+
+def least_squares_classifier(features: torch.Tensor, labels: torch.Tensor, weight_decay: float = 0.0):
+    """The least-squares classifier (W_LS, b_LS) of seed 002, Eq. 7; see :func:`lesde.metrics.least_squares_classifier`."""
+    # imported lazily: metrics depends on nothing here, and this module must import on its own
+    return importlib.import_module(".metrics", __package__).least_squares_classifier(
+        features, labels, weight_decay=weight_decay
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the MSE loss decomposition (seed 002)
+
+
+def mse_decomposition(
+    features: torch.Tensor, labels: torch.Tensor, W: torch.Tensor, b: torch.Tensor, weight_decay: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """Han, Papyan and Donoho's decomposition of the MSE loss (seed 002, Theorems 1-2).
+
+    With extended features :math:`\\tilde h = [h; 1]`, extended classifier :math:`\\tilde W = [W, b]`, one-hot
+    targets and weight decay :math:`\\lambda`,
+
+    .. math::
+        \\mathcal L(\\tilde W) = \\tfrac12 \\mathrm{Ave}_i \\|\\tilde W \\tilde h_i - y_i\\|^2
+            + \\tfrac{\\lambda}{2}\\|\\tilde W\\|_F^2
+        = \\underbrace{\\tfrac12 \\mathrm{tr}\\{\\tilde W_{LS}(\\tilde\\Sigma_W + \\lambda I)\\tilde W_{LS}^\\top\\}}_{L_{NC1}}
+        + \\underbrace{\\tfrac12 \\textstyle\\sum_c \\pi_c \\|\\tilde W_{LS}\\tilde\\mu_c - e_c\\|^2}_{L_{NC2/3}}
+        + \\underbrace{\\tfrac12 \\mathrm{tr}\\{(\\tilde W - \\tilde W_{LS}) (\\tilde\\Sigma_T + \\tilde\\mu_G
+            \\tilde\\mu_G^\\top + \\lambda I)(\\tilde W - \\tilde W_{LS})^\\top\\}}_{L_\\perp},
+
+    where :math:`\\tilde W_{LS} = \\mathrm{Ave}_i\\, y_i \\tilde h_i^\\top\\, (\\mathrm{Ave}_i \\tilde h_i
+    \\tilde h_i^\\top + \\lambda I)^{-1}` minimizes the loss for the given features (balanced classes:
+    :math:`\\tfrac1C \\tilde M^\\top(\\tilde\\Sigma_T + \\tilde\\mu_G\\tilde\\mu_G^\\top + \\lambda I)^{-1}`) and
+    :math:`L_{LS} = L_{NC1} + L_{NC2/3}` is the loss of that classifier.
+
+    Parameters
+    ----------
+    features : (..., N, m); labels : (N,) ints 0..K-1; W : (..., K, m); b : (..., K); weight_decay : lambda >= 0.
+
+    Returns
+    -------
+    dict of tensors with the leading dims: ``L_NC1``, ``L_NC2_3``, ``L_perp``, ``L_LS`` (the loss of
+    W~_LS computed directly, equal to L_NC1 + L_NC2_3), ``total`` (the loss of (W, b) computed directly, equal to
+    L_LS + L_perp), and the classifier ``W_LS`` (..., K, m), ``b_LS`` (..., K).
+    """
+    lam = check_positive_float("weight_decay", weight_decay, allow_zero=True)
+    H = features
+    if not torch.is_tensor(H) or not H.is_floating_point() or H.ndim < 2:
+        raise TypeError("features must be a floating tensor of shape (..., N, m)")
+    labels = torch.as_tensor(labels, device=H.device).long()
+    N, m = H.shape[-2], H.shape[-1]
+    if labels.shape != (N,):
+        raise ValueError(f"labels must have shape (N,) = ({N},), got {tuple(labels.shape)}")
+    K = int(labels.max()) + 1
+    Yt = torch.nn.functional.one_hot(labels, K).to(H.dtype)  # (N, K)
+    counts = Yt.sum(0)  # (K,)
+    if bool((counts == 0).any()):
+        raise ValueError(f"every class 0..K-1 needs a sample; class counts are {counts.tolist()}")
+    pi = counts / N  # (K,)
+    ones = torch.ones(*H.shape[:-1], 1, dtype=H.dtype, device=H.device)
+    Ht = torch.cat([H, ones], dim=-1)  # (..., N, m+1) extended features
+    Wt = torch.cat([W.to(H.dtype), b.to(H.dtype)[..., None]], dim=-1)  # (..., K, m+1)
+
+    second = Ht.transpose(-1, -2) @ Ht / N  # (..., m+1, m+1) = Sigma~_T + mu~_G mu~_G^T
+    cross = torch.einsum("nk,...np->...kp", Yt, Ht) / N  # (..., K, m+1) = Ave y h~^T
+    eye = torch.eye(m + 1, dtype=H.dtype, device=H.device)
+    if lam > 0:
+        W_ls = torch.linalg.solve(second + lam * eye, cross.transpose(-1, -2)).transpose(-1, -2)
+    else:
+        W_ls = cross @ torch.linalg.pinv(second, hermitian=True)  # minimum-norm solution of W S = cross
+
+    means = torch.einsum("nk,...np->...kp", Yt, Ht) / counts[:, None]  # (..., K, m+1) extended class means
+    dev = Ht - means[..., labels, :]  # (..., N, m+1): h~_i - mu~_{y_i} (last coordinate 0)
+    sigma_w = dev.transpose(-1, -2) @ dev / N  # (..., m+1, m+1)
+
+    def quad(A: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (A @ S * A).sum((-2, -1))  # (1/2) tr(A S A^T)
+
+    L_nc1 = quad(W_ls, sigma_w + lam * eye)
+    resid_means = W_ls @ means.transpose(-1, -2) - torch.eye(K, dtype=H.dtype, device=H.device)  # (..., K, K)
+    L_nc23 = 0.5 * ((resid_means**2).sum(-2) * pi).sum(-1)  # column c weighted by pi_c
+    L_perp = quad(Wt - W_ls, second + lam * eye)
+
+    def loss(A: torch.Tensor) -> torch.Tensor:
+        pred = Ht @ A.transpose(-1, -2)  # (..., N, K)
+        return 0.5 * ((pred - Yt) ** 2).sum(-1).mean(-1) + 0.5 * lam * (A**2).sum((-2, -1))
+
+    return {
+        "L_NC1": L_nc1,
+        "L_NC2_3": L_nc23,
+        "L_perp": L_perp,
+        "L_LS": loss(W_ls),
+        "total": loss(Wt),
+        "W_LS": W_ls[..., :m],
+        "b_LS": W_ls[..., m],
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# central path dynamics (seed 002, Appendix D.4)
+
+
+def central_path_snr(omega0: Any, C: float, N: float, t: Any) -> torch.Tensor:
+    """SNR singular values along the continually renormalized gradient flow on the MSE central path.
+
+    Each nonzero singular value obeys :math:`\\dot\\omega = \\omega / (N (C + \\omega^2)^2)`, whose solution is
+    the implicit equation (seed 002, Proposition 2; C classes, N samples per class)
+
+    .. math:: F(\\omega) = C^2 N \\log\\omega + C N \\omega^2 + \\tfrac N4 \\omega^4 = a_j + t,
+              \\qquad a_j = F(\\omega_j(0)).
+
+    Solved by Newton's method on :math:`s = \\log\\omega` in float64: :math:`G(s) = F(e^s)` is increasing and
+    convex, so Newton started above the root (an explicit upper bound from dropping terms) decreases
+    monotonically to it and never overflows.
+
+    Parameters
+    ----------
+    omega0 : array-like, positive
+        Initial singular values, any shape S.
+    C, N : positive numbers
+        Number of classes and samples per class.
+    t : array-like
+        Times, any shape T (negative times run the flow backwards; any real t has a solution).
+
+    Returns
+    -------
+    Tensor, float64, shape (*T, *S).
+    """
+    w0 = as_tensor("omega0", omega0)
+    if bool((w0 <= 0).any()):
+        raise ValueError("omega0 must be positive (nonzero singular values)")
+    C = check_positive_float("C", C)
+    N = check_positive_float("N", N)
+    tt = as_tensor("t", t)
+
+    def G(s: torch.Tensor) -> torch.Tensor:
+        e2 = torch.exp(2 * s)
+        return C * C * N * s + C * N * e2 + 0.25 * N * e2 * e2
+
+    def dG(s: torch.Tensor) -> torch.Tensor:
+        e2 = torch.exp(2 * s)
+        return C * C * N + 2 * C * N * e2 + N * e2 * e2
+
+    target = G(torch.log(w0)) + tt.reshape(*tt.shape, *([1] * w0.ndim))  # (*T, *S)
+    # upper bound on the root: for T <= 0 the log term alone reaches T; for T > 0 any single term reaching T at
+    # s >= 0 does (the other terms are then >= 0), and if such an s is negative, T < G(0) and s = 0 is above
+    pos = target.clamp_min(1e-300)
+    bound = torch.minimum(
+        torch.minimum(pos / (C * C * N), 0.5 * torch.log(pos / (C * N))), 0.25 * torch.log(4 * pos / N)
+    )
+    s = torch.where(target > 0, bound.clamp_min(0.0), target / (C * C * N))
+    for _ in range(200):
+        step = (G(s) - target) / dG(s)
+        s = s - step
+        if bool((step.abs() <= 1e-15 * (1 + s.abs())).all()):
+            break
+    return torch.exp(s)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# softmax code (seed 004)
+
+
+def _hull_distance(v: np.ndarray, P: np.ndarray) -> float:
+    """Euclidean distance from v (d,) to the convex hull of the rows of P (n, d): a QP on the simplex."""
+    from scipy.optimize import minimize
+
+    n = P.shape[0]
+    G = P @ P.T
+    c = P @ v
+
+    def f(lam: np.ndarray) -> tuple[float, np.ndarray]:
+        return float(lam @ G @ lam - 2 * c @ lam + v @ v), 2 * (G @ lam - c)
+
+    res = minimize(
+        f,
+        np.full(n, 1.0 / n),
+        jac=True,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * n,
+        constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1.0, "jac": lambda x: np.ones_like(x)}],
+        options={"ftol": 1e-15, "maxiter": 1000},
+    )
+    lam = np.clip(res.x, 0.0, None)
+    lam /= lam.sum()
+    return float(np.linalg.norm(v - lam @ P))
+
+
+def one_vs_rest_distance(code: Any, per_point: bool = False) -> Any:
+    """Minimal one-vs-rest distance of a code (seed 004, Definition 2.1).
+
+    .. math:: \\rho(W) = \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k})
+
+    Parameters
+    ----------
+    code : (K, d) array-like
+    per_point : bool
+        Return the K distances instead of their minimum.
+    """
+    W = np.asarray(torch.as_tensor(code, dtype=torch.float64).cpu().numpy())
+    if W.ndim != 2 or W.shape[0] < 2:
+        raise ValueError(f"code must have shape (K, d) with K >= 2, got {W.shape}")
+    dist = np.array([_hull_distance(W[k], np.delete(W, k, axis=0)) for k in range(W.shape[0])])
+    return dist if per_point else float(dist.min())
+
+
+def _optimise_code(K: int, d: int, steps: int, restarts: int, seed: int) -> torch.Tensor:
+    """Maximize a soft minimum of u_k^T (w_k - w_j) over unit codes W and witnesses U, several starts at once."""
+    gen = torch.Generator().manual_seed(seed)
+    W = torch.randn(restarts, K, d, generator=gen, dtype=torch.float64).requires_grad_(True)  # (R, K, d)
+    U = W.detach().clone().requires_grad_(True)  # (R, K, d) witness starts at the outward direction w_k
+    off = ~torch.eye(K, dtype=torch.bool)
+    opt = torch.optim.Adam([W, U], lr=0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-4)
+    for step in range(steps):
+        # temperature annealed geometrically from 0.1 to 1e-4: smooth early, close to the hard minimum late
+        tau = 0.1 * (1e-3) ** (step / max(steps - 1, 1))
+        w = W / W.norm(dim=-1, keepdim=True)
+        u = U / U.norm(dim=-1, keepdim=True)
+        # margins[r, k, j] = u_k . (w_k - w_j): a lower bound on dist(w_k, conv(rest)) for any unit u_k
+        margins = (u * w).sum(-1)[..., :, None] - u @ w.transpose(-1, -2)  # (R, K, K)
+        soft_min = -tau * torch.logsumexp(-margins[:, off] / tau, dim=-1)  # (R,)
+        opt.zero_grad()
+        (-soft_min.sum()).backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        return W / W.norm(dim=-1, keepdim=True)
+
+
+def softmax_code(
+    K: int, d: int, steps: int = 1000, restarts: int = 8, seed: int = 0, closed_form: bool = True
+) -> dict[str, Any]:
+    """A softmax code: K unit vectors in R^d maximizing the minimal one-vs-rest distance (seed 004, Def. 2.1).
+
+    .. math:: \\max_{W \\in \\mathcal{OB}(d, K)} \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k})
+
+    For K <= d + 1 this is the simplex ETF (distance K/(K-1)), returned directly when ``closed_form``; otherwise
+    the code is optimised numerically (module docstring) and the best of ``restarts`` starts is kept.
+    Examples: K = 4, d = 2 gives a square (distance 1); d + 1 < K <= 2d gives distance 1 (cross-polytope vertices).
+
+    Returns
+    -------
+    dict with ``code`` (K, d) float64 unit rows and ``one_vs_rest_distance`` (float, computed exactly for the
+    returned code).
+    """
+    K = check_int("K", K, minimum=2)
+    d = check_int("d", d, minimum=1)
+    steps = check_int("steps", steps, minimum=1)
+    restarts = check_int("restarts", restarts, minimum=1)
+    if closed_form and K <= d + 1:
+        code = simplex_etf(K, d)
+    else:
+        candidates = _optimise_code(K, d, steps, restarts, seed)  # (R, K, d)
+        scores = [one_vs_rest_distance(c) for c in candidates]
+        code = candidates[int(np.argmax(scores))]
+    return {"code": code, "one_vs_rest_distance": one_vs_rest_distance(code)}
+
+
+def __getattr__(name: str):
+    # the UFM simulation class lives in its own module; expose it here lazily so lesde.ufm.UFM works
+    if name == "UFM":
+        return importlib.import_module("._ufm_model", __package__).UFM
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
