@@ -304,8 +304,9 @@ def wilson_interval(successes: Any, trials: Any, confidence: float = 0.95) -> tu
     denom = 1.0 + z * z / safe_n
     centre = (p + z * z / (2.0 * safe_n)) / denom
     half = z * torch.sqrt(p * (1.0 - p) / safe_n + z * z / (4.0 * safe_n * safe_n)) / denom
-    lower = torch.where(n > 0, (centre - half).clamp(0.0, 1.0), torch.zeros_like(centre))
-    upper = torch.where(n > 0, (centre + half).clamp(0.0, 1.0), torch.ones_like(centre))
+    # the bounds touch 0 (1) exactly when no (every) trial succeeded; pin them there instead of rounding error
+    lower = torch.where((n > 0) & (s > 0), (centre - half).clamp(0.0, 1.0), torch.zeros_like(centre))
+    upper = torch.where((n > 0) & (s < n), (centre + half).clamp(0.0, 1.0), torch.ones_like(centre))
     return lower, upper
 
 

@@ -161,6 +161,8 @@ def test_wilson_interval_against_hand_formula():
             half = z / (1 + z**2 / ni) * math.sqrt(p * (1 - p) / ni + z**2 / (4 * ni**2))
             assert l == pytest.approx(max(centre - half, 0.0), abs=1e-14)
             assert h == pytest.approx(min(centre + half, 1.0), abs=1e-14)
+    lo, hi = wilson_interval(torch.tensor([0.0, 40.0]), 40)
+    assert lo[0] == 0.0 and hi[1] == 1.0  # exact, not up to rounding
     lo, hi = wilson_interval(0, 0)
     assert float(lo) == 0.0 and float(hi) == 1.0
 
