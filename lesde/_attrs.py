@@ -100,7 +100,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
 
     attrs = {
         "lesde_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # TorchVersion is a str subclass h5py cannot write
         "xarray_version": xr.__version__,
         "python_version": platform.python_version(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -98,7 +98,10 @@ class _Recorder:
         self.offset = start
         return self.record
 
-    def record(self, i, X):
+    def record(self, i, X, means=None, deviations=None):
+        """Reduce the state X (B, N, m) at save index i. Integrators that keep the class means (B, K, m) and
+        within-class deviations (B, N, m) apart pass them too: at extreme scales (means ~ 1e170) X = M + Z has
+        lost Z to rounding, while Z itself is accurate."""
         t = self.grid.times[i]
         if not bool(torch.isfinite(X).all()):
             hint = " Use dtype=torch.float64 (range 1e308 instead of 3e38)" if X.dtype != torch.float64 else ""
@@ -114,8 +117,8 @@ class _Recorder:
             return
         model = self.model
         if self.save in ("full", "means"):
-            M = model.class_means(X)  # (B, K, m)
-            dev = X - M[:, model.labels.to(X.device)]
+            M = model.class_means(X) if means is None else means  # (B, K, m)
+            dev = X - M[:, model.labels.to(X.device)] if deviations is None else deviations
             sq = (dev * dev).sum(-1)  # (B, N)
             wv = torch.matmul(sq, model._averaging(X).T)  # (B, K)
             self.out["class_mean"][sl, i] = M.cpu().numpy()
@@ -290,8 +293,8 @@ def simulate(
                 X0.expand(B, *X0.shape[-(2 if shape else 1):]).clone()
         record = rec.for_chunk(start)
 
-        def record_and_tick(i, X, _record=record):
-            _record(i, X)
+        def record_and_tick(i, X, _record=record, **parts):
+            _record(i, X, **parts)
             if i > 0:
                 bar.update(grid.steps[i - 1])
 

@@ -225,7 +225,7 @@ def integrate(model, X, grid, gen, record, **_):
             Phi, F = sp.transition(t0, t1)
             M = apply(M, Phi, F, sp.inv)
             Z = _deviation_step(Z, t1 - t0, sig, chol_T, model, gen)
-            record(i + 1, _assemble(M, Z, labels, t1))
+            record(i + 1, M[:, labels] + Z, means=M, deviations=Z)
         return
     vl = _VanLoan(model, reduced)
     for i, t0, t1, n, h in grid.intervals():
@@ -237,7 +237,7 @@ def integrate(model, X, grid, gen, record, **_):
                 Phi, F, inv = vl.transition(t0 + (s + 0.5) * h, h)
                 M = apply(M, Phi, F, inv)
         Z = _deviation_step(Z, t1 - t0, sig, chol_T, model, gen)
-        record(i + 1, _assemble(M, Z, labels, t1))
+        record(i + 1, M[:, labels] + Z, means=M, deviations=Z)
 
 
 def _deviation_step(Z, dt, sig, chol_T, model, gen):
@@ -248,6 +248,3 @@ def _deviation_step(Z, dt, sig, chol_T, model, gen):
         xi = xi @ chol_T
     return Z + math.sqrt(dt) * sig * xi
 
-
-def _assemble(M, Z, labels, t):
-    return M[:, labels] + Z

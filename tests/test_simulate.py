@@ -1,0 +1,267 @@
+"""simulate(): moments against closed forms, strong order, coupling with torchsde, Datasets, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchsde
+import xarray as xr
+from scipy.integrate import quad_vec, solve_ivp
+from scipy.linalg import expm
+
+import lesde
+from lesde.integrators import Grid
+from lesde.integrators import euler as native_euler
+from lesde.schedules import PowerLaw
+
+
+def mean_operator(model, t):
+    """B(t) = E(t) diag(pi) for T = identity: d Xbar = B Xbar dt + D^(1/2) dW (per feature)."""
+    return (model.elasticity_matrix(t) * model.class_probs).numpy()
+
+
+def noise_diag(model):
+    return np.diag(model.sigma_class.numpy() ** 2 / model.counts.numpy())
+
+
+def closed_form_constant(model, M0, t):
+    """Mean expm(Bt) M0 and covariance int_0^t e^{Bs} D e^{B^T s} ds (per feature coordinate)."""
+    B, D = mean_operator(model, 0.0), noise_diag(model)
+    cov = quad_vec(lambda s: expm(B * s) @ D @ expm(B * s).T, 0, t, epsabs=1e-12)[0]
+    return expm(B * t) @ M0, cov
+
+
+def closed_form_ode(model, M0, t):
+    """Time-varying coefficients: dm/dt = B(t) m, dC/dt = B C + C B^T + D (scipy, tight tolerances)."""
+    K = model.num_classes
+    D = noise_diag(model)
+
+    def rhs(s, z):
+        B = mean_operator(model, s)
+        mm, C = z[: K * M0.shape[1]].reshape(K, -1), z[K * M0.shape[1]:].reshape(K, K)
+        return np.concatenate([(B @ mm).ravel(), (B @ C + C @ B.T + D).ravel()])
+
+    z0 = np.concatenate([M0.ravel(), np.zeros(K * K)])
+    z = solve_ivp(rhs, (0, t), z0, rtol=1e-10, atol=1e-12).y[:, -1]
+    return z[: M0.size].reshape(M0.shape), z[M0.size:].reshape(K, K)
+
+
+def check_moments(ds, mean_ref, cov_ref, paths):
+    """Sample mean within 4.5 standard errors; sample covariance within 4.5 of its standard errors."""
+    M = ds.class_mean.isel(time=-1).values.astype(np.float64)  # (P, K, m)
+    K, m = M.shape[1:]
+    mean_hat = M.mean(0)
+    se = np.sqrt(np.diag(cov_ref))[:, None] / math.sqrt(paths)
+    assert np.all(np.abs(mean_hat - mean_ref) < 4.5 * se), (mean_hat, mean_ref)
+    Mc = (M - mean_hat).transpose(2, 0, 1).reshape(m * paths, K)  # features are i.i.d. copies
+    cov_hat = Mc.T @ Mc / (m * paths - 1)
+    se_cov = np.sqrt((cov_ref**2 + np.outer(np.diag(cov_ref), np.diag(cov_ref))) / (m * paths))
+    assert np.all(np.abs(cov_hat - cov_ref) < 4.5 * se_cov), (cov_hat, cov_ref)
+
+
+@pytest.mark.parametrize("counts", [3, [2, 3, 6]], ids=["balanced", "imbalanced"])
+@pytest.mark.parametrize("method, dt", [("exact", 0.5), ("euler", 0.01)])
+def test_constant_coefficients_moments_at_t1(counts, method, dt):
+    model = lesde.LESDE(3, 2, counts, alpha=1.2, beta=-0.3, noise=[0.8, 1.0, 1.3])
+    x0 = torch.linspace(-1, 1, model.num_samples * 2).view(-1, 2)  # deterministic start
+    M0 = model.class_means(x0[None].double())[0].numpy()
+    paths = 6000
+    ds = lesde.simulate(model, t_end=1.0, dt=dt, n_paths=paths, n_save=3, method=method, dtype=torch.float64,
+                        x0=x0, seed=3, progress=False)
+    mean_ref, cov_ref = closed_form_constant(model, M0, 1.0)
+    check_moments(ds, mean_ref, cov_ref, paths)
+
+
+@pytest.mark.parametrize("counts", [4, [2, 3, 6]], ids=["balanced-spectral", "imbalanced-stepwise"])
+def test_time_varying_exact_moments(counts):
+    model = lesde.LESDE(3, 2, counts, alpha=PowerLaw(2.0, 0.7), beta=PowerLaw(-0.5, 1.2), noise=0.9)
+    x0 = torch.linspace(-1, 1, model.num_samples * 2).view(-1, 2)
+    M0 = model.class_means(x0[None].double())[0].numpy()
+    ds = lesde.simulate(model, t_end=1.0, dt=0.01, n_paths=6000, n_save=3, method="exact", dtype=torch.float64,
+                        x0=x0, seed=4, progress=False)
+    assert ds.exact_plan == ("spectral" if counts == 4 else "stepwise")
+    mean_ref, cov_ref = closed_form_ode(model, M0, 1.0)
+    check_moments(ds, mean_ref, cov_ref, 6000)
+
+
+def test_exact_spectral_is_deterministic_part_exact():
+    """With sigma = 0 the spectral plan reproduces the ODE solution to quadrature accuracy, at any spacing."""
+    model = lesde.LESDE(4, 2, 2, alpha=PowerLaw(1.5, 0.5), beta=PowerLaw(0.4, 2.0), noise=0.0)
+    x0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    M0 = model.class_means(x0[None].double())[0].numpy()
+    ds = lesde.simulate(model, t_end=5.0, dt=5.0, n_paths=1, save_times=[0, 0.3, 5.0], method="exact",
+                        dtype=torch.float64, x0=x0, progress=False)
+    mean_ref, _ = closed_form_ode(model, M0, 5.0)
+    np.testing.assert_allclose(ds.class_mean.isel(path=0, time=-1).values, mean_ref, rtol=1e-8)
+
+
+def coupled_brownian(B, size, seed):
+    return torchsde.BrownianInterval(t0=0.0, t1=1.0, size=(B, size), dtype=torch.float64, entropy=seed)
+
+
+def run_native(model, y0, dt, bm, t_end=1.0):
+    grid = Grid.make(torch.tensor([0.0, t_end], dtype=torch.float64), dt)
+    out = {}
+    native_euler.integrate(model, y0.view(y0.shape[0], model.num_samples, model.dim).clone(), grid, None,
+                           lambda i, X: out.__setitem__(i, X.clone()), increments=lambda a, b: bm(a, b))
+    return out[1].reshape(y0.shape[0], -1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(transform="identity", noise=0.7),
+        dict(transform="residual", samples_per_class=[2, 3, 4], noise=[0.5, 1.0, 1.5]),
+        dict(transform="residual-projection", noise="sampling", lr=0.1),
+        dict(transform="softmax-residual", noise=torch.tensor([[1.0, 0.2, 0.0], [0.2, 1.0, 0.0], [0, 0, 0.5]])),
+    ],
+)
+def test_native_euler_equals_torchsde_euler(kwargs):
+    args = dict(num_classes=3, dim=3, samples_per_class=3, alpha=PowerLaw(1.5, 0.5), beta=-0.2) | kwargs
+    model = lesde.LESDE(**args)
+    y0 = torch.randn(4, model.num_samples * 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    bm = coupled_brownian(4, model.brownian_size, seed=7)
+    ref = torchsde.sdeint(model, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), bm=bm, dt=0.0625, method="euler")
+    ours = run_native(model, y0, 0.0625, bm)  # dyadic: both step at exactly the same times
+    torch.testing.assert_close(ours, ref[-1], rtol=1e-12, atol=1e-12)
+
+
+def test_euler_strong_order_one():
+    """Additive noise: Euler-Maruyama has strong order 1. Errors on coupled Brownian paths vs a fine solution."""
+    model = lesde.LESDE(3, 2, 2, alpha=PowerLaw(2.0, 0.5), beta=-0.3, noise=1.0)
+    B = 200
+    y0 = torch.randn(B, model.num_samples * 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    bm = coupled_brownian(B, model.brownian_size, seed=11)
+    ref = run_native(model, y0, 2**-10, bm)
+    dts = [2**-k for k in (3, 4, 5, 6)]
+    errs = [float((run_native(model, y0, dt, bm) - ref).norm(dim=1).mean()) for dt in dts]
+    slope = np.polyfit(np.log(dts), np.log(errs), 1)[0]
+    assert 0.85 < slope < 1.15, (slope, errs)
+
+
+def test_same_seed_same_output_and_chunking_runs():
+    model = lesde.LESDE(3, 2, 3, alpha=1.0, beta=0.1)
+    kw = dict(t_end=0.5, dt=0.05, n_paths=10, save="full", progress=False)
+    a = lesde.simulate(model, seed=5, **kw)
+    b = lesde.simulate(model, seed=5, **kw)
+    c = lesde.simulate(model, seed=6, **kw)
+    xr.testing.assert_equal(a.features, b.features)
+    assert not np.allclose(a.features.values[:, -1], c.features.values[:, -1])
+    d = lesde.simulate(model, seed=5, chunk_size=3, **kw)
+    e = lesde.simulate(model, seed=5, chunk_size=3, **kw)
+    xr.testing.assert_equal(d.features, e.features)
+    assert d.attrs["chunk_size"] == 3 and np.isfinite(d.features.values).all()
+
+
+@pytest.mark.parametrize("save", ["full", "means"])
+@pytest.mark.parametrize("method", ["euler", "exact", "torchsde:srk"])
+def test_netcdf_round_trip(tmp_path, save, method):
+    model = lesde.LESDE(3, 3, [2, 3, 4], alpha=PowerLaw(1.0, 0.5), transform="residual")
+    ds = lesde.simulate(model, t_end=0.2, dt=0.05, n_paths=4, save=save, method=method, progress=False)
+    ds.to_netcdf(tmp_path / "run.nc", engine="h5netcdf")
+    with xr.open_dataset(tmp_path / "run.nc", engine="h5netcdf") as back:
+        xr.testing.assert_identical(back.load(), ds)
+    assert ds.class_mean.attrs["long_name"] and ds.attrs["method"] == method
+    if save == "full":
+        np.testing.assert_array_equal(ds.label.values, [0, 0, 1, 1, 1, 2, 2, 2, 2])
+        np.testing.assert_allclose(ds.features.groupby("label").mean("sample").transpose("path", "time", "label", "feature").values,
+                                   ds.class_mean.values, rtol=1e-5, atol=1e-6)
+
+
+def test_residual_transform_drives_cosines_to_simplex():
+    K = 4
+    # beta > 0 couples the classes: the common mode (rate alpha + (K-1) beta) outgrows the contrast modes
+    # (rate alpha - beta), so every class mean ends up at the same multiple of its ETF direction u_k.
+    model = lesde.LESDE(K, 6, 5, alpha=1.0, beta=1.0, transform="residual", noise=0.1)
+    ds = lesde.simulate(model, t_end=12.0, dt=0.01, n_paths=4, n_save=4, progress=False, dtype=torch.float64)
+    M = ds.class_mean.isel(time=-1).values  # (P, K, m)
+    C = M - M.mean(1, keepdims=True)
+    C /= np.linalg.norm(C, axis=-1, keepdims=True)
+    cos = np.einsum("pkm,plm->pkl", C, C)[:, ~np.eye(K, dtype=bool)]
+    np.testing.assert_allclose(cos, -1 / (K - 1), atol=2e-3)
+
+
+def test_overflow_names_time_and_suggests_float64():
+    model = lesde.LESDE(2, 2, 3, alpha=400.0, beta=0.0)
+    with pytest.raises(lesde.SimulationOverflowError, match=r"t=.*float64"):
+        lesde.simulate(model, t_end=2.0, dt=0.01, n_paths=2, progress=False)
+
+
+def test_float64_exact_reaches_huge_separations_without_overflow():
+    """alpha = 4 (1+t)^-1/2, K = 2, t = 1e4: separation ~ e^400, beyond float64 if variances are formed naively."""
+    model = lesde.LESDE(2, 2, 20, alpha=PowerLaw(4.0, 0.5), beta=0.0)
+    ds = lesde.simulate(model, t_end=1e4, dt=1.0, n_paths=3, n_save=5, method="exact", dtype=torch.float64,
+                        progress=False)
+    M = ds.class_mean.isel(time=-1).values
+    assert np.isfinite(M).all() and np.isfinite(ds.within_var.values).all()
+    assert np.log(np.abs(M[:, 0] - M[:, 1]).max()) > 300
+    with pytest.raises(lesde.SimulationOverflowError, match="float64"):
+        lesde.simulate(model, t_end=1e4, dt=1.0, n_paths=3, n_save=5, method="exact", progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(dt=0.0), ValueError, "dt"),
+        (dict(dt=-0.1), ValueError, "dt"),
+        (dict(dt=2.0), ValueError, "dt=2.0 must not exceed t_end"),
+        (dict(t_end=float("nan")), ValueError, "t_end"),
+        (dict(save_times=[0.0, 0.5, 0.5]), ValueError, "strictly increasing"),
+        (dict(save_times=[0.0, 0.7, 0.3]), ValueError, "strictly increasing"),
+        (dict(save_times=[0.0, 2.0]), ValueError, "save_times"),
+        (dict(method="rk4"), ValueError, "euler.*exact.*torchsde:srk"),
+        (dict(save="everything"), ValueError, "full"),
+        (dict(n_paths=0), ValueError, "n_paths"),
+        (dict(device="cuda"), ValueError, "CUDA"),
+        (dict(dtype=torch.float16), ValueError, "float32"),
+        (dict(x0=torch.zeros(3, 3)), ValueError, "x0"),
+    ],
+)
+def test_bad_simulate_input(kwargs, err, match):
+    if kwargs.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    args = dict(t_end=1.0, dt=0.1, n_paths=2, progress=False) | kwargs
+    with pytest.raises(err, match=match):
+        lesde.simulate(lesde.LESDE(3, 2, 2), **args)
+
+
+def test_exact_refuses_state_dependent_models():
+    for model in [lesde.LESDE(3, 3, 2, transform="softmax-residual"), lesde.LESDE(3, 2, 2, noise="sampling", lr=0.1)]:
+        with pytest.raises(ValueError, match="method='euler'"):
+            lesde.simulate(model, t_end=1.0, dt=0.1, n_paths=2, method="exact", progress=False)
+
+
+def test_request_too_large_fails_before_work():
+    model = lesde.LESDE(10, 512, 1000)
+    with pytest.raises(MemoryError, match="GiB"):
+        lesde.simulate(model, t_end=1.0, dt=0.1, n_paths=10**6, save="full", progress=False)
+
+
+def test_per_path_parameters_match_separate_runs():
+    """A batched run with per-path exponents gives the same class means as one run per exponent (sigma = 0)."""
+    ps = torch.tensor([0.5, 1.0, 1.5])
+    x0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    kw = dict(t_end=2.0, dt=0.01, n_save=3, dtype=torch.float64, x0=x0, progress=False)
+    for method in ["euler", "exact"]:
+        batched = lesde.simulate(lesde.LESDE(3, 2, 2, alpha=PowerLaw(1.0, ps), noise=0.0), n_paths=3, method=method, **kw)
+        for i, p in enumerate(ps.tolist()):
+            one = lesde.simulate(lesde.LESDE(3, 2, 2, alpha=PowerLaw(1.0, p), noise=0.0), n_paths=1, method=method, **kw)
+            np.testing.assert_allclose(batched.class_mean.isel(path=i).values, one.class_mean.isel(path=0).values,
+                                       rtol=1e-10)
+
+
+def test_generic_torchsde_module():
+    class OU(torch.nn.Module):
+        noise_type, sde_type, brownian_size = "diagonal", "ito", 2
+
+        def f(self, t, y):
+            return -y
+
+        def g(self, t, y):
+            return torch.ones_like(y)
+
+    ds = lesde.simulate(OU(), t_end=5.0, dt=0.01, n_paths=4000, n_save=2, x0=torch.zeros(2), dtype=torch.float64,
+                        progress=False, save="full")
+    var = ds.state.isel(time=-1).var("path").values
+    np.testing.assert_allclose(var, 0.5 * (1 - math.exp(-10)), rtol=0.08)
