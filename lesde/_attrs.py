@@ -75,6 +75,8 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "beta": {"long_name": "inter-class elasticity beta_t", "units": "1"},
     "E": {"long_name": "elasticity matrix E(t)", "units": "1"},
     # --- sweeps ---
+    "done": {"long_name": "sweep cell finished and written (1) or missing (0)", "units": "1"},
+    "method": {"long_name": "integration method that produced the sweep cell", "units": "1"},
 }
 
 
