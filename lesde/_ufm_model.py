@@ -238,9 +238,12 @@ class UFM(Problem):
         lead = weights.ndim - 2
         if lead not in (0, 1):
             raise ValueError(f"weights must have shape (runs, N) or (runs, S, N), got {tuple(weights.shape)}")
+        R, N, K = r.shape
         rw = weights.to(r.dtype).unsqueeze(-1) * (r if lead == 0 else r.unsqueeze(1))  # (R, [S,] N, K)
-        gW = torch.einsum("r...nk,rnd->r...kd", rw, H)  # sum_i w_i r_i h_i^T
-        gH = torch.einsum("r...nk,rkd->r...nd", rw, W)  # w_j W^T r_j for column j
+        S = 1 if lead == 0 else rw.shape[1]
+        # one batched GEMM each (weight sets stacked into the rows): sum_i w_i r_i h_i^T and w_j W^T r_j
+        gW = (rw.transpose(-1, -2).reshape(R, S * K, N) @ H).view(rw.shape[:-2] + (K, self.dim))
+        gH = (rw.reshape(R, S * N, K) @ W).view(rw.shape[:-2] + (N, self.dim))
         gW, gH = self._to_raw(gW, gH, cache, lead)
         parts = [gW.flatten(-2), gH.flatten(-2)]
         if self.has_bias:

@@ -54,19 +54,22 @@ def _ce_value(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Ten
     return torch.logsumexp(zt, dim=-1) - zt.gather(-1, y.expand(zt.shape[:-1]).unsqueeze(-1)).squeeze(-1)
 
 
+def _onehot(y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    # e_y as a comparison, not F.one_hot: one_hot reads y.max() (an .item()) and so fails under vmap
+    return (y.unsqueeze(-1) == torch.arange(z.shape[-1], device=z.device)).to(z.dtype)
+
+
 def _ce_residual(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
     # d l / d z = (softmax(z / tau) - e_y) / tau, (..., N, K)
-    onehot = torch.nn.functional.one_hot(y, z.shape[-1]).to(z.dtype)
-    return (torch.softmax(z / temperature, dim=-1) - onehot) / temperature
+    return (torch.softmax(z / temperature, dim=-1) - _onehot(y, z)) / temperature
 
 
 def _mse_value(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
-    onehot = torch.nn.functional.one_hot(y, z.shape[-1]).to(z.dtype)
-    return 0.5 * ((z - onehot) ** 2).sum(-1)
+    return 0.5 * ((z - _onehot(y, z)) ** 2).sum(-1)
 
 
 def _mse_residual(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
-    return z - torch.nn.functional.one_hot(y, z.shape[-1]).to(z.dtype)
+    return z - _onehot(y, z)
 
 
 #: name -> (per-sample loss value, gradient of the loss with respect to the logits)
