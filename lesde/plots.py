@@ -136,8 +136,10 @@ def phase_plot(
         _edges(xs, xlog), _edges(ys, ylog), heat.values, vmin=0, vmax=1, cmap="viridis", shading="flat"
     )
     fig.colorbar(mesh, ax=ax, label="P(all pairs separable)")
+    widths = np.diff(np.log(_edges(xs, xlog)) if xlog else _edges(xs, xlog))
+    readable = widths.min() / widths.sum() >= 0.08  # numbers only where every cell is wide enough to hold one
     for (j, i), v in np.ndenumerate(heat.values):
-        if np.isfinite(v):
+        if readable and np.isfinite(v):
             ax.text(
                 xs[i], ys[j], f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if v > 0.5 else "white"
             )

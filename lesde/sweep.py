@@ -83,7 +83,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -730,12 +730,14 @@ def run(
     bar = tqdm(total=spec.n_cells, initial=int(done.sum()), unit="cell", disable=not progress, desc="sweep")
     try:
         if todo:
-            for result in _EXECUTORS[executor](todo, device, workers=workers, scheduler=scheduler):
-                with _hold_sigint():
-                    if not store.exists():
-                        _create_store(store, spec, result)
-                    _write_batch(store, spec, result)
-                bar.update(len(result.cells))
+            results = _EXECUTORS[executor](todo, device, workers=workers, scheduler=scheduler)
+            with closing(results):  # an interrupt closes the generator at once: a cluster shuts down
+                for result in results:
+                    with _hold_sigint():
+                        if not store.exists():
+                            _create_store(store, spec, result)
+                        _write_batch(store, spec, result)
+                    bar.update(len(result.cells))
     except KeyboardInterrupt:
         bar.close()
         n_done = int(_done_cells(store).sum()) if store.exists() else 0
