@@ -47,7 +47,9 @@ How it runs
   batch (paths x N x m) under ``2**24`` numbers.
 - **Seeds.** Batch b draws its noise from seed ``SeedSequence([seed, b])``; batches and their ids follow from
   the spec alone (never from the device, the executor or what is already done), so a resumed or distributed
-  sweep gives the numbers of an uninterrupted local one.
+  sweep gives the numbers of an uninterrupted local one. For the same reason each batch is one ``simulate``
+  chunk (``chunk_size`` = the batch's paths unless ``simulate.chunk_size`` is set): the core seeds per chunk
+  and would otherwise size chunks from the free memory of the machine.
 - **Method.** ``simulate.method`` defaults to ``"auto"``: ``"exact"`` where the core can sample the model exactly
   (it raises ValueError otherwise), else ``"euler"``; an explicit method is used as given. The per-cell
   ``method`` variable and the ``method`` attr record what ran.
