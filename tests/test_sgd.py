@@ -236,10 +236,15 @@ def test_weak_order_one_on_mse_ufm():
 
 @pytest.mark.slow
 def test_weak_order_one_many_runs():
-    lrs = np.array([0.08, 0.04, 0.02, 0.01])
+    """Finer check: with 4e4 runs and 8 SME substeps the mean gap divided by lr is constant (measured 0.0916,
+    0.0955, 0.0946 at lr = 0.04, 0.02, 0.01). At lr >= 0.08 the Euler SME paths of this superlinear (cubic-drift)
+    SDE develop heavy tails and the gap jumps above the linear law, so the range stops at 0.04."""
+    lrs = np.array([0.04, 0.02, 0.01])
     gaps = _weak_gaps(40_000, lrs, substeps=8)
     slope_mean = np.polyfit(np.log(lrs), np.log(np.abs(gaps[:, 0])), 1)[0]
-    assert 0.8 < slope_mean < 1.25, slope_mean
+    assert 0.85 < slope_mean < 1.15, slope_mean
+    ratio = np.abs(gaps[:, 0]) / lrs
+    assert ratio.max() / ratio.min() < 1.15, ratio
 
 
 def test_gradient_flow_reaches_tirer_bruna_minimizer():
