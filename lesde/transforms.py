@@ -84,7 +84,7 @@ class Residual(Transform):
     def __init__(self, num_classes, dim):
         super().__init__(num_classes, dim)
         if dim < num_classes:
-            raise ValueError(f"transform='residual' needs dim >= num_classes, got dim={dim} < num_classes={num_classes}")
+            raise ValueError(f"transform={self.name!r} needs dim >= num_classes, got dim={dim} < num_classes={num_classes}")
         self.u, self.c = _residual_vectors(num_classes, dim)
 
     def apply(self, W, V, means=None):

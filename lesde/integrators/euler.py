@@ -2,8 +2,12 @@
 
 Written for speed: the elasticity weights of every step are evaluated in one vectorised call per save
 interval, the Gaussian noise of a block of steps is drawn in one call, and the state is updated in place
-through broadcasting views (no per-step allocation of per-sample drift). On CUDA, a block of steps is
-captured once as a CUDA graph and replayed.
+through broadcasting views (no per-step allocation of per-sample drift).
+
+Small states (the drift operator on the whole state is a small matrix) take a fused path: the one-step maps
+``I + h A(t_s)`` of every step in a save interval are built in one batched computation, and each step is a
+single ``addmm`` (state <- noise + Op_s @ state) into a ping-pong buffer, which is what makes the native
+integrator fast where per-step Python overhead dominates (one path, tens of samples).
 """
 
 from __future__ import annotations
@@ -26,7 +30,74 @@ def integrate(model, x0, grid, gen, record, increments: Callable | None = None, 
     return _integrate_generic(model, x0, grid, gen, record, increments)
 
 
+FUSED_MAX_DIM = 192  # largest operator size (N for T = identity, N*m otherwise) for the fused path
+
+
+def _fused_dim(model) -> int | None:
+    """Operator size of the fused path, or None when it does not apply."""
+    if model.transform.state_dependent or model.noise_kind == "sampling" or model.param_batch is not None:
+        return None
+    n = model.num_samples if model.transform.is_identity else model.num_samples * model.dim
+    return n if n <= FUSED_MAX_DIM else None
+
+
+def _step_operators(model, W, h, like):
+    """I + h A_s for each step: (S, n, n). A maps the state to its drift through the class means."""
+    N, K, m = model.num_samples, model.num_classes, model.dim
+    avg = model._averaging(like).double()  # (K, N)
+    expand = model._class_sum(like).double().T.contiguous()  # (N, K) one-hot
+    if model.transform.is_identity:
+        A = expand @ W @ avg  # (S, N, N)
+    else:
+        dense = _dense_batch(model, W)  # (S, K*m, K*m)
+        eye_m = torch.eye(m, dtype=torch.float64)
+        A = torch.kron(expand, eye_m) @ dense @ torch.kron(avg, eye_m)  # (S, N*m, N*m)
+    eye = torch.eye(A.shape[-1], dtype=torch.float64)
+    return (eye + h * A).to(like)
+
+
+def _dense_batch(model, W):
+    """Dense (K m x K m) drift maps for a batch of weights W (S, K, K), in one transform call."""
+    K, m = model.num_classes, model.dim
+    Km, S = K * m, W.shape[0]
+    basis = torch.eye(Km, dtype=torch.float64).view(Km, K, m)
+    tr = model.transform.to(dtype=torch.float64, device="cpu")
+    out = tr.apply(W.repeat_interleave(Km, 0), basis.repeat(S, 1, 1))  # (S*Km, K, m)
+    return out.view(S, Km, Km).transpose(1, 2)
+
+
+def _integrate_fused(model, X, grid, gen, record):
+    """Small states: state kept as (n, B*r) with n = N (r = m) or n = N*m (r = 1); one addmm per step."""
+    B, N, m = X.shape
+    ident = model.transform.is_identity
+    S = X.permute(1, 0, 2).reshape(N, B * m) if ident else X.reshape(B, N * m).T.contiguous()
+    other = torch.empty_like(S)
+    sig = model._sigma_samples(X)  # (N,)
+    chol = None if model.noise_chol is None else model.noise_chol.to(X)
+
+    def as_batch(S):
+        return S.reshape(N, B, m).permute(1, 0, 2) if ident else S.T.reshape(B, N, m)
+
+    record(0, as_batch(S))
+    for i, t0, _t1, steps, h in grid.intervals():
+        times = t0 + h * torch.arange(steps, dtype=torch.float64)
+        ops = _step_operators(model, model.drift_weights(times).cpu(), h, S)  # (steps, n, n)
+        block = max(1, min(steps, NOISE_BLOCK_BYTES // (S.element_size() * S.numel())))
+        for s0 in range(0, steps, block):
+            nb = min(block, steps - s0)
+            Z = torch.randn((nb, B, N, m), generator=gen, dtype=X.dtype, device=X.device)
+            Z = (torch.matmul(Z, chol.T) if chol is not None else Z * sig[:, None]) * math.sqrt(h)
+            Z = Z.permute(0, 2, 1, 3).reshape(nb, N, B * m) if ident else Z.reshape(nb, B, N * m).transpose(1, 2)
+            for j in range(nb):
+                torch.addmm(Z[j], ops[s0 + j], S, out=other)
+                S, other = other, S
+        record(i + 1, as_batch(S))
+    return as_batch(S)
+
+
 def _integrate_lesde(model, X, grid, gen, record, increments):
+    if increments is None and _fused_dim(model) is not None and X.device.type == "cpu":
+        return _integrate_fused(model, X, grid, gen, record)
     B, N, m = X.shape
     K = model.num_classes
     X = X.contiguous()

@@ -1,0 +1,155 @@
+"""The ``lesde`` command. Each subcommand is one Python call; the heavy imports happen inside it.
+
+    lesde demo [--out DIR]
+    lesde simulate CONFIG.toml --out run.nc
+    lesde sweep SWEEP.toml --store out.zarr [--workers N | --scheduler ADDRESS] [--device cuda]
+    lesde plot phase out.zarr --out phase.png [--time T]
+    lesde compare-sgd CONFIG.toml --out cmp.nc
+    lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --runs 8 --out est.nc
+    lesde imitate est.nc --out imit.nc
+    lesde methods
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _simulate(args):
+    from .config import load_toml, simulate_from_config
+
+    ds = simulate_from_config(load_toml(args.config), device=args.device, progress=not args.quiet)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(out, engine="h5netcdf")
+    print(f"wrote {out} ({', '.join(f'{k}: {v}' for k, v in ds.sizes.items())}); method={ds.attrs['method']}")
+    if "class_mean" in ds:
+        M = ds.class_mean.isel(time=-1)
+        sep = float(((M - M.mean("class")) ** 2).sum("feature").mean().pipe(lambda x: x**0.5))
+        print(f"t={float(ds.time[-1]):g}: rms centred class-mean norm {sep:.4g}, "
+              f"mean within-class variance {float(ds.within_var.isel(time=-1).mean()):.4g}")
+
+
+def _demo(args):
+    from .demo import run
+
+    run(args.out, progress=not args.quiet, device=args.device)
+
+
+def _sweep(args):
+    from .sweep import sweep_cli
+
+    return sweep_cli(args.spec, args.store, workers=args.workers, scheduler=args.scheduler, device=args.device)
+
+
+def _plot(args):
+    if args.kind == "phase":
+        from .plots import plot_phase_cli
+
+        plot_phase_cli(args.store, args.out, time=args.time)
+
+
+def _compare_sgd(args):
+    from .config import load_toml
+    from .sgd import compare_from_config
+
+    compare_from_config(load_toml(args.config), args.out)
+
+
+def _estimate(args):
+    from .empirical import estimate_cli
+
+    estimate_cli(dataset=args.dataset, classes=args.classes, net=args.net, steps=args.steps, runs=args.runs,
+                 out=args.out, lr=args.lr, feature=args.feature, device=args.device, seed=args.seed)
+
+
+def _imitate(args):
+    from .empirical import imitate_cli
+
+    imitate_cli(args.estimate, args.out)
+
+
+def _methods(args):
+    from .integrators import known_methods
+
+    print("\n".join(known_methods()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lesde", description="Locally elastic SDEs: simulate, sweep, estimate, compare.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("demo", help="small phase diagram + residual-transform collapse (CPU, < 2 min)")
+    s.add_argument("--out", default="lesde-demo")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(fn=_demo)
+
+    s = sub.add_parser("simulate", help="simulate an LE-SDE from a TOML config and write a NetCDF file")
+    s.add_argument("config")
+    s.add_argument("--out", required=True)
+    s.add_argument("--device", default=None, help="override [simulate] device")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=_simulate)
+
+    s = sub.add_parser("sweep", help="phase-diagram sweep into a resumable zarr store")
+    s.add_argument("spec")
+    s.add_argument("--store", required=True)
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, default=None, help="start a Dask LocalCluster with N workers")
+    g.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(fn=_sweep)
+
+    s = sub.add_parser("plot", help="plots of stored results")
+    s.add_argument("kind", choices=["phase"])
+    s.add_argument("store")
+    s.add_argument("--out", required=True)
+    s.add_argument("--time", type=float, default=None)
+    s.set_defaults(fn=_plot)
+
+    s = sub.add_parser("compare-sgd", help="SGD vs its SDE vs gradient flow from one TOML config")
+    s.add_argument("config")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_compare_sgd)
+
+    s = sub.add_parser("estimate", help="train with batch size 1, estimate and fit E(t)")
+    s.add_argument("--dataset", default="mnist1d")
+    s.add_argument("--classes", type=int, default=3)
+    s.add_argument("--net", default="mlp")
+    s.add_argument("--steps", type=int, default=20000)
+    s.add_argument("--runs", type=int, default=8)
+    s.add_argument("--lr", type=float, default=None)
+    s.add_argument("--feature", default="logits", choices=["logits", "penultimate"])
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_estimate)
+
+    s = sub.add_parser("imitate", help="drive an LE-SDE with a fitted E(t) from the network's class means")
+    s.add_argument("estimate")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_imitate)
+
+    s = sub.add_parser("methods", help="list the integration methods")
+    s.set_defaults(fn=_methods)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.fn(args)
+    except (ValueError, TypeError, FileNotFoundError, MemoryError) as e:
+        print(f"lesde {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lesde {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
