@@ -61,8 +61,10 @@ def _compare_sgd(args):
 def _estimate(args):
     from .empirical import estimate_cli
 
+    extra = {k: v for k, v in dict(lr=args.lr, probes=args.probes, form=args.form, fit_model=args.fit).items()
+             if v is not None}
     estimate_cli(dataset=args.dataset, classes=args.classes, net=args.net, steps=args.steps, runs=args.runs,
-                 out=args.out, lr=args.lr, feature=args.feature, device=args.device, seed=args.seed)
+                 out=args.out, feature=args.feature, device=args.device, seed=args.seed, **extra)
 
 
 def _imitate(args):
@@ -121,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--net", default="mlp")
     s.add_argument("--steps", type=int, default=20000)
     s.add_argument("--runs", type=int, default=8)
-    s.add_argument("--lr", type=float, default=None)
+    s.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01)")
+    s.add_argument("--probes", type=int, default=None, help="number of tracked probe samples (default 300)")
+    s.add_argument("--form", default=None, choices=["feature", "residual", "means"], help="estimator (default feature)")
+    s.add_argument("--fit", default=None, choices=["power", "exp", "const"], help="E(t) model (default power)")
     s.add_argument("--feature", default="logits", choices=["logits", "penultimate"])
     s.add_argument("--device", default="cpu")
     s.add_argument("--seed", type=int, default=0)

@@ -314,7 +314,8 @@ def _to_dataset(model, out, grid, save, attrs) -> xr.Dataset:
     data = {}
     if isinstance(model, LESDE):
         K, m = model.num_classes, model.dim
-        coords.update({"class": np.arange(K), "feature": np.arange(m)})
+        if save != "metrics":
+            coords.update({"class": np.arange(K), "feature": np.arange(m)})
         attrs["samples_per_class"] = json.dumps(model.counts.tolist())
         attrs["num_classes"], attrs["dim"] = K, m
         if "class_mean" in out:

@@ -41,7 +41,8 @@ def integrate(model, x0, grid, gen, record, name="euler", **_):
     levy = {"srk": "space-time", "log_ode": "foster"}.get(name, "none")
     ts = torch.tensor(grid.times, dtype=y0.dtype, device=y0.device)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-    bm = torchsde.BrownianInterval(t0=grid.times[0], t1=grid.times[-1], size=(B, model.brownian_size),
+    # interval ends from the (possibly float32) ts tensor itself, so torchsde never sees t > t1 by rounding
+    bm = torchsde.BrownianInterval(t0=float(ts[0]), t1=float(ts[-1]), size=(B, model.brownian_size),
                                    dtype=y0.dtype, device=y0.device, levy_area_approximation=levy, entropy=seed)
     dt = min((t1 - t0) / n for _, t0, t1, n, _ in grid.intervals())
     with torch.no_grad():
