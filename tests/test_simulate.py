@@ -61,8 +61,11 @@ def check_moments(ds, mean_ref, cov_ref, paths):
 
 
 @pytest.mark.parametrize("counts", [3, [2, 3, 6]], ids=["balanced", "imbalanced"])
-@pytest.mark.parametrize("method, dt", [("exact", 0.5), ("euler", 0.01)])
-def test_constant_coefficients_moments_at_t1(counts, method, dt):
+@pytest.mark.parametrize("method, dt, path", [("exact", 0.5, None), ("euler", 0.01, "fused"), ("euler", 0.01, "split"),
+                                              ("euler", 0.01, "full")])
+def test_constant_coefficients_moments_at_t1(counts, method, dt, path, monkeypatch):
+    """Every Euler path (fused small-state, mean/deviation split, full state) and exact match the closed form."""
+    monkeypatch.setattr(native_euler, "FORCE_PATH", path)
     model = lesde.LESDE(3, 2, counts, alpha=1.2, beta=-0.3, noise=[0.8, 1.0, 1.3])
     x0 = torch.linspace(-1, 1, model.num_samples * 2).view(-1, 2)  # deterministic start
     M0 = model.class_means(x0[None].double())[0].numpy()
@@ -71,6 +74,13 @@ def test_constant_coefficients_moments_at_t1(counts, method, dt):
                         x0=x0, seed=3, progress=False)
     mean_ref, cov_ref = closed_form_constant(model, M0, 1.0)
     check_moments(ds, mean_ref, cov_ref, paths)
+    # within-class variance: deviations are Brownian projected to zero class mean,
+    # E within_var(t) = within_var(0) + sigma_k^2 m t (n_k - 1) / n_k
+    n = model.counts.numpy()
+    wv_ref = ds.within_var.isel(time=0).values.mean(0) + model.sigma_class.numpy() ** 2 * 2 * (n - 1) / n
+    wv = ds.within_var.isel(time=-1).values
+    se = wv.std(0) / math.sqrt(paths)
+    assert np.all(np.abs(wv.mean(0) - wv_ref) < 4.5 * se), (wv.mean(0), wv_ref)
 
 
 @pytest.mark.parametrize("counts", [4, [2, 3, 6]], ids=["balanced-spectral", "imbalanced-stepwise"])

@@ -4,6 +4,14 @@ Written for speed: the elasticity weights of every step are evaluated in one vec
 interval, the Gaussian noise of a block of steps is drawn in one call, and the state is updated in place
 through broadcasting views (no per-step allocation of per-sample drift).
 
+With sample-independent noise the class means carry all the dynamics: the Euler update of the class means
+uses only the class means and the class-mean noise, and the within-class deviations do a Gaussian random walk
+(the per-step noise projected to zero class mean) that the drift never sees. So the default path steps only the
+(B, K, m) class means and adds the deviations' summed increments once per save interval, drawn exactly. The
+joint law of the states at the save times is exactly that of Euler-Maruyama on the full (B, N, m) state, at
+n_k times less work per step. The full-state path remains for ``noise="sampling"`` (the noise depends on
+individual samples) and when Brownian increments are supplied (coupling with torchsde in tests).
+
 Small states (the drift operator on the whole state is a small matrix) take a fused path: the one-step maps
 ``I + h A(t_s)`` of every step in a save interval are built in one batched computation, and each step is a
 single ``addmm`` (state <- noise + Op_s @ state) into a ping-pong buffer, which is what makes the native
@@ -31,6 +39,8 @@ def integrate(model, x0, grid, gen, record, increments: Callable | None = None, 
 
 
 FUSED_MAX_DIM = 192  # largest operator size (N for T = identity, N*m otherwise) for the fused path
+#: force one path ("fused", "split" or "full") instead of choosing; for tests and benchmarks
+FORCE_PATH: str | None = None
 
 
 def _fused_dim(model) -> int | None:
@@ -95,9 +105,55 @@ def _integrate_fused(model, X, grid, gen, record):
     return as_batch(S)
 
 
+def _integrate_split(model, X, grid, gen, record):
+    """Euler on the class means (B, K, m); exact random-walk increments of the deviations per save interval."""
+    from .exact import _deviation_step
+
+    B, N, m = X.shape
+    labels = model.labels.to(X.device)
+    M = model.class_means(X).contiguous()  # (B, K, m)
+    Z = X - M[:, labels]
+    # class-mean noise: sigma_k / sqrt(n_k) per class (times L_Sigma^T for a covariance)
+    mean_sig = (model.sigma_class.to(X) / model.counts.to(X).sqrt())[:, None]  # (K, 1)
+    chol_T = None if model.noise_chol is None else model.noise_chol.to(X).T
+    sig = model._sigma_samples(X)[:, None]
+    per_path = model.param_batch is not None
+    record(0, X, means=M, deviations=Z)
+    for i, t0, t1, steps, h in grid.intervals():
+        sqrt_h = math.sqrt(h)
+        times = t0 + h * torch.arange(steps, dtype=torch.float64)
+        W_all = None if per_path else model.drift_weights(times).to(device=X.device, dtype=X.dtype)
+        block = max(1, min(steps, NOISE_BLOCK_BYTES // (M.element_size() * M.numel())))
+        for s0 in range(0, steps, block):
+            nb = min(block, steps - s0)
+            Zm = torch.randn((nb, *M.shape), generator=gen, dtype=X.dtype, device=X.device)
+            Zm = torch.matmul(Zm, chol_T) if chol_T is not None else Zm
+            Zm.mul_(mean_sig * sqrt_h)
+            for j in range(nb):
+                W = W_all[s0 + j] if W_all is not None else model._weights_for(float(times[s0 + j]), X)
+                D = model.transform_apply(W, M, M)  # (B, K, m)
+                M.add_(D, alpha=h).add_(Zm[j])
+        Z = _deviation_step(Z, t1 - t0, sig, chol_T, model, gen)
+        record(i + 1, M[:, labels] + Z, means=M, deviations=Z)
+    return M[:, labels] + Z
+
+
+def _choose_path(model, X, increments) -> str:
+    if increments is not None or model.noise_kind == "sampling":
+        return "full"
+    if FORCE_PATH is not None:
+        if FORCE_PATH == "fused" and _fused_dim(model) is None:
+            raise ValueError("the fused Euler path needs a small, fixed, sample-independent-noise model")
+        return FORCE_PATH
+    return "fused" if _fused_dim(model) is not None and X.device.type == "cpu" else "split"
+
+
 def _integrate_lesde(model, X, grid, gen, record, increments):
-    if increments is None and _fused_dim(model) is not None and X.device.type == "cpu":
+    path = _choose_path(model, X, increments)
+    if path == "fused":
         return _integrate_fused(model, X, grid, gen, record)
+    if path == "split":
+        return _integrate_split(model, X, grid, gen, record)
     B, N, m = X.shape
     K = model.num_classes
     X = X.contiguous()
