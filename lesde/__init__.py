@@ -11,8 +11,20 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"schedules", "transforms", "integrators", "metrics", "separability", "ufm", "sgd",
-               "empirical", "sweep", "plots", "cli", "config"}
+_SUBMODULES = {
+    "schedules",
+    "transforms",
+    "integrators",
+    "metrics",
+    "separability",
+    "ufm",
+    "sgd",
+    "empirical",
+    "sweep",
+    "plots",
+    "cli",
+    "config",
+}
 _NAMES: dict[str, str] = {}
 
 

@@ -45,7 +45,10 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "maxangle_means": {"long_name": "mean |cos + 1/(K-1)| of centred class means", "units": "1"},
     "maxangle_classifier": {"long_name": "mean |cos + 1/(K-1)| of classifier rows", "units": "1"},
     "etf_error": {"long_name": "Frobenius distance of the normalised Gram to the simplex ETF", "units": "1"},
-    "etf_error_classifier": {"long_name": "Frobenius distance of the normalised W W^T to the simplex ETF", "units": "1"},
+    "etf_error_classifier": {
+        "long_name": "Frobenius distance of the normalised W W^T to the simplex ETF",
+        "units": "1",
+    },
     "self_duality": {"long_name": "||W^T/||W|| - M/||M|| ||_F^2", "units": "1"},
     "ncc_mismatch": {"long_name": "fraction where the classifier and nearest class centre disagree", "units": "1"},
     "cdnv": {"long_name": "class-distance normalised variance, mean over pairs", "units": "1"},

@@ -17,8 +17,10 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-        torch.is_tensor(value) and value.numel() == 1 and not value.is_floating_point()
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int,))
+        and not (torch.is_tensor(value) and value.numel() == 1 and not value.is_floating_point())
     ):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} of type {type(value).__name__}")
     value = int(value)

@@ -1,13 +1,13 @@
 """The ``lesde`` command. Each subcommand is one Python call; the heavy imports happen inside it.
 
-    lesde demo [--out DIR]
-    lesde simulate CONFIG.toml --out run.nc
-    lesde sweep SWEEP.toml --store out.zarr [--workers N | --scheduler ADDRESS] [--device cuda]
-    lesde plot phase out.zarr --out phase.png [--time T]
-    lesde compare-sgd CONFIG.toml --out cmp.nc
-    lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --runs 8 --out est.nc
-    lesde imitate est.nc --out imit.nc
-    lesde methods
+lesde demo [--out DIR]
+lesde simulate CONFIG.toml --out run.nc
+lesde sweep SWEEP.toml --store out.zarr [--workers N | --scheduler ADDRESS] [--device cuda]
+lesde plot phase out.zarr --out phase.png [--time T]
+lesde compare-sgd CONFIG.toml --out cmp.nc
+lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --runs 8 --out est.nc
+lesde imitate est.nc --out imit.nc
+lesde methods
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def _simulate(args):
     if "class_mean" in ds:
         M = ds.class_mean.isel(time=-1)
         sep = float(((M - M.mean("class")) ** 2).sum("feature").mean().pipe(lambda x: x**0.5))
-        print(f"t={float(ds.time[-1]):g}: rms centred class-mean norm {sep:.4g}, "
-              f"mean within-class variance {float(ds.within_var.isel(time=-1).mean()):.4g}")
+        print(
+            f"t={float(ds.time[-1]):g}: rms centred class-mean norm {sep:.4g}, "
+            f"mean within-class variance {float(ds.within_var.isel(time=-1).mean()):.4g}"
+        )
 
 
 def _demo(args):
@@ -61,10 +63,23 @@ def _compare_sgd(args):
 def _estimate(args):
     from .empirical import estimate_cli
 
-    extra = {k: v for k, v in dict(lr=args.lr, probes=args.probes, form=args.form, fit_model=args.fit).items()
-             if v is not None}
-    estimate_cli(dataset=args.dataset, classes=args.classes, net=args.net, steps=args.steps, runs=args.runs,
-                 out=args.out, feature=args.feature, device=args.device, seed=args.seed, **extra)
+    extra = {
+        k: v
+        for k, v in dict(lr=args.lr, probes=args.probes, form=args.form, fit_model=args.fit).items()
+        if v is not None
+    }
+    estimate_cli(
+        dataset=args.dataset,
+        classes=args.classes,
+        net=args.net,
+        steps=args.steps,
+        runs=args.runs,
+        out=args.out,
+        feature=args.feature,
+        device=args.device,
+        seed=args.seed,
+        **extra,
+    )
 
 
 def _imitate(args):

@@ -26,8 +26,17 @@ def residual_demo(out_dir: Path, progress: bool = True, device: str = "cpu") -> 
     from lesde.metrics import to_dataset
 
     model = lesde.LESDE(K, DIM, N_PER_CLASS, alpha=ALPHA, beta=BETA, transform="residual", noise=NOISE)
-    sim = lesde.simulate(model, t_end=T_END, dt=DT, n_paths=N_PATHS, n_save=N_SAVE, save="full",
-                         dtype=torch.float64, progress=progress, device=device)
+    sim = lesde.simulate(
+        model,
+        t_end=T_END,
+        dt=DT,
+        n_paths=N_PATHS,
+        n_save=N_SAVE,
+        save="full",
+        dtype=torch.float64,
+        progress=progress,
+        device=device,
+    )
     met = to_dataset(sim)
     M = sim.class_mean.values  # (P, T, K, m)
     C = M - M.mean(2, keepdims=True)
@@ -41,8 +50,12 @@ def residual_demo(out_dir: Path, progress: bool = True, device: str = "cpu") -> 
     try:
         from lesde.plots_nc import plot_nc_metrics
 
-        plot_nc_metrics(met, png, names=["nc1", "etf_error", "maxangle_means", "equinorm_means"],
-                        title=f"Residual-transform LE-SDE, K={K}: class means -> simplex ETF")
+        plot_nc_metrics(
+            met,
+            png,
+            names=["nc1", "etf_error", "maxangle_means", "equinorm_means"],
+            title=f"Residual-transform LE-SDE, K={K}: class means -> simplex ETF",
+        )
     except ImportError:  # plots_nc not installed in this build: fall back to a single panel
         import matplotlib
 
@@ -56,14 +69,18 @@ def residual_demo(out_dir: Path, progress: bool = True, device: str = "cpu") -> 
         fig.savefig(png, dpi=120)
         plt.close(fig)
 
-    print(f"\nResidual-transform LE-SDE (K={K}, m={DIM}, n={N_PER_CLASS}, alpha={ALPHA}, beta={BETA}, "
-          f"{N_PATHS} paths): class-mean cosines -> -1/(K-1) = {-1 / (K - 1):.4f}")
+    print(
+        f"\nResidual-transform LE-SDE (K={K}, m={DIM}, n={N_PER_CLASS}, alpha={ALPHA}, beta={BETA}, "
+        f"{N_PATHS} paths): class-mean cosines -> -1/(K-1) = {-1 / (K - 1):.4f}"
+    )
     print("medians over paths; max|cos+1/(K-1)| is the worst pair's distance from the simplex-ETF angle")
     worst = np.median(np.abs(cos + 1 / (K - 1)).max(-1), 0)  # (T,)
     print(f"{'t':>6} {'max|cos+1/(K-1)|':>17} {'nc1':>10} {'etf_error':>10}")
     for i in np.linspace(0, len(sim.time) - 1, 6).astype(int):
-        print(f"{float(sim.time[i]):6.1f} {worst[i]:17.4f} "
-              f"{float(met.nc1.isel(time=i).median()):10.3g} {float(met.etf_error.isel(time=i).median()):10.3g}")
+        print(
+            f"{float(sim.time[i]):6.1f} {worst[i]:17.4f} "
+            f"{float(met.nc1.isel(time=i).median()):10.3g} {float(met.etf_error.isel(time=i).median()):10.3g}"
+        )
     return {"nc": nc_path, "png": png, "final_worst_cosine_gap": float(worst[-1])}
 
 

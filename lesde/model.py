@@ -82,8 +82,10 @@ class LESDE(nn.Module):
         if isinstance(samples_per_class, (list, tuple)) or torch.is_tensor(samples_per_class):
             counts = [check_int(f"samples_per_class[{k}]", c, 1) for k, c in enumerate(list(samples_per_class))]
             if len(counts) != K:
-                raise ValueError(f"samples_per_class has {len(counts)} entries; it must be one int or one per class "
-                                 f"(num_classes={K})")
+                raise ValueError(
+                    f"samples_per_class has {len(counts)} entries; it must be one int or one per class "
+                    f"(num_classes={K})"
+                )
         else:
             counts = [check_int("samples_per_class", samples_per_class, 1)] * K
         self.counts = torch.tensor(counts, dtype=torch.long)
@@ -91,7 +93,9 @@ class LESDE(nn.Module):
         self.balanced = len(set(counts)) == 1
         self.labels = torch.repeat_interleave(torch.arange(K), self.counts)  # (N,)
         self.class_sampling = check_choice("class_sampling", class_sampling, CLASS_SAMPLING)
-        pi = self.counts.double() / self.num_samples if class_sampling == "uniform-sample" else torch.full((K,), 1.0 / K)
+        pi = (
+            self.counts.double() / self.num_samples if class_sampling == "uniform-sample" else torch.full((K,), 1.0 / K)
+        )
         self.class_probs = pi.double()
         self.alpha = as_schedule(alpha, "alpha")
         self.beta = as_schedule(beta, "beta")
@@ -134,7 +138,9 @@ class LESDE(nn.Module):
             self.noise_kind, self.sigma_class = "scalar", sig.expand(K).clone()
         elif sig.ndim == 1:
             if sig.shape != (K,) or (sig < 0).any():
-                raise ValueError(f"per-class noise must be {K} non-negative sigmas (num_classes={K}), got {sig.tolist()}")
+                raise ValueError(
+                    f"per-class noise must be {K} non-negative sigmas (num_classes={K}), got {sig.tolist()}"
+                )
             self.noise_kind, self.sigma_class = "per-class", sig
         elif sig.ndim == 2:
             if sig.shape != (m, m):
@@ -143,12 +149,16 @@ class LESDE(nn.Module):
                 raise ValueError("noise covariance must be symmetric positive semi-definite")
             ev, vec = torch.linalg.eigh(sig)
             if ev.min() < -1e-10 * max(1.0, float(ev.abs().max())):
-                raise ValueError(f"noise covariance is not positive semi-definite (min eigenvalue {float(ev.min()):.3g})")
+                raise ValueError(
+                    f"noise covariance is not positive semi-definite (min eigenvalue {float(ev.min()):.3g})"
+                )
             self.noise_kind, self.sigma_class = "covariance", torch.ones(K, dtype=torch.float64)
             self.noise_chol = vec * ev.clamp_min(0).sqrt()  # L with L L^T = Sigma (works when singular)
         else:
-            raise ValueError(f"noise must be a sigma, per-class sigmas (K,), a covariance (m, m) or 'sampling'; "
-                             f"got shape {tuple(sig.shape)}")
+            raise ValueError(
+                f"noise must be a sigma, per-class sigmas (K,), a covariance (m, m) or 'sampling'; "
+                f"got shape {tuple(sig.shape)}"
+            )
         if self.noise_kind == "covariance":
             self.noise_type, self.brownian_size = "additive", self.num_samples * m
         else:
@@ -182,8 +192,13 @@ class LESDE(nn.Module):
         return copy.deepcopy(self._spec)
 
     def extra_repr(self) -> str:
-        return json.dumps({k: v for k, v in self._spec.items() if k in ("num_classes", "dim", "samples_per_class",
-                                                                         "transform", "class_sampling")})
+        return json.dumps(
+            {
+                k: v
+                for k, v in self._spec.items()
+                if k in ("num_classes", "dim", "samples_per_class", "transform", "class_sampling")
+            }
+        )
 
     # ------------------------------------------------------------------ batching over per-path parameters
     @property
@@ -227,8 +242,10 @@ class LESDE(nn.Module):
                 return self.elasticity
             E = torch.as_tensor(self.elasticity(t), dtype=torch.float64)
             if E.shape[-2:] != (K, K) or not torch.isfinite(E).all():
-                raise ValueError(f"elasticity callable must return a finite (K, K) = ({K}, {K}) matrix, got shape "
-                                 f"{tuple(E.shape)} at t={t}")
+                raise ValueError(
+                    f"elasticity callable must return a finite (K, K) = ({K}, {K}) matrix, got shape "
+                    f"{tuple(E.shape)} at t={t}"
+                )
             return E
         t = torch.as_tensor(t, dtype=torch.float64, device=self.class_probs.device)
         tt = t.reshape(t.shape + (1,) * max(len(self.alpha.batch_shape), len(self.beta.batch_shape)))
@@ -335,7 +352,7 @@ class LESDE(nn.Module):
         labels = self.labels.to(y.device)
         w = (self.class_probs.to(y)[labels] / self.counts.to(y)[labels]).sqrt()  # (N,)
         zw = z * w  # (B, N)
-        S = torch.matmul(self._class_sum(y) , zw.unsqueeze(-1) * X)  # (B, K, m)
+        S = torch.matmul(self._class_sum(y), zw.unsqueeze(-1) * X)  # (B, K, m)
         M = self.class_means(y)
         W = self._weights_for(t, y)
         E = W / self.class_probs.to(W)

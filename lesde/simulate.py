@@ -36,8 +36,10 @@ class SimulationOverflowError(OverflowError):
 def _resolve_device(device) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} but CUDA is not available here; accepted: 'cpu'"
-                         + (" or 'mps'" if torch.backends.mps.is_available() else ""))
+        raise ValueError(
+            f"device={str(device)!r} but CUDA is not available here; accepted: 'cpu'"
+            + (" or 'mps'" if torch.backends.mps.is_available() else "")
+        )
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={str(device)!r} is not supported; accepted: 'cpu', 'cuda', 'cuda:N'")
     return dev
@@ -107,7 +109,8 @@ class _Recorder:
             hint = " Use dtype=torch.float64 (range 1e308 instead of 3e38)" if X.dtype != torch.float64 else ""
             raise SimulationOverflowError(
                 f"the state overflowed (inf or NaN) by t={t:.6g} (save index {i}).{hint}; or shorten t_end, reduce "
-                "the elasticity, or use method='exact' where it applies.")
+                "the elasticity, or use method='exact' where it applies."
+            )
         sl = slice(self.offset, self.offset + X.shape[0])
         if not self.lesde:
             if self.out["state"] is None:
@@ -251,11 +254,14 @@ def simulate(
         raise MemoryError(
             f"the output ({n_paths} paths x {out_bytes / 2**20:.3g} MiB each = {n_paths * out_bytes / 2**30:.3g} GiB) "
             f"does not fit in free host memory ({host_free / 2**30:.3g} GiB): use save='means' or 'metrics', fewer "
-            "save times (n_save) or fewer paths")
+            "save times (n_save) or fewer paths"
+        )
     budget = 0.5 * dev_free if dev.type == "cuda" else 0.5 * (host_free - n_paths * out_bytes)
     if work > budget:
-        raise MemoryError(f"one path needs {work / 2**30:.3g} GiB of working memory but only {budget / 2**30:.3g} GiB "
-                          f"is available on {dev}: use a smaller model or a larger device")
+        raise MemoryError(
+            f"one path needs {work / 2**30:.3g} GiB of working memory but only {budget / 2**30:.3g} GiB "
+            f"is available on {dev}: use a smaller model or a larger device"
+        )
     chunk = min(n_paths, int(budget // work)) if chunk_size is None else check_int("chunk_size", chunk_size, 1)
     chunk = max(1, min(chunk, n_paths))
 
@@ -289,8 +295,11 @@ def simulate(
             X0 = x0.to(dev)
             if shape is not None:
                 X0 = X0.reshape(*X0.shape[:-2], *shape) if X0.shape[-2:] == shape else X0.reshape(-1, *shape)
-            X0 = X0[start:stop].clone() if X0.ndim == (3 if shape else 2) and X0.shape[0] == n_paths else \
-                X0.expand(B, *X0.shape[-(2 if shape else 1):]).clone()
+            X0 = (
+                X0[start:stop].clone()
+                if X0.ndim == (3 if shape else 2) and X0.shape[0] == n_paths
+                else X0.expand(B, *X0.shape[-(2 if shape else 1) :]).clone()
+            )
         record = rec.for_chunk(start)
 
         def record_and_tick(i, X, _record=record, **parts):
@@ -302,11 +311,26 @@ def simulate(
     bar.close()
 
     exact_plan = exact.plan_for(model) if method == "exact" else ""
-    return _to_dataset(model, rec.out, grid, save, dict(
-        spec=json.dumps(model.to_spec() if hasattr(model, "to_spec") else {"model": type(model).__name__}),
-        method=method, exact_plan=exact_plan, dt=dt, t_end=float(t_end), seed=int(seed), n_paths=n_paths,
-        device=str(dev), device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        dtype=str(dtype).split(".")[-1], save=save, chunk_size=chunk))
+    return _to_dataset(
+        model,
+        rec.out,
+        grid,
+        save,
+        dict(
+            spec=json.dumps(model.to_spec() if hasattr(model, "to_spec") else {"model": type(model).__name__}),
+            method=method,
+            exact_plan=exact_plan,
+            dt=dt,
+            t_end=float(t_end),
+            seed=int(seed),
+            n_paths=n_paths,
+            device=str(dev),
+            device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            dtype=str(dtype).split(".")[-1],
+            save=save,
+            chunk_size=chunk,
+        ),
+    )
 
 
 def _to_dataset(model, out, grid, save, attrs) -> xr.Dataset:

@@ -35,8 +35,9 @@ class Transform:
 
     def to(self, device=None, dtype=None) -> Transform:
         new = object.__new__(type(self))
-        new.__dict__.update({k: (v.to(device=device, dtype=dtype) if torch.is_tensor(v) else v)
-                             for k, v in self.__dict__.items()})
+        new.__dict__.update(
+            {k: (v.to(device=device, dtype=dtype) if torch.is_tensor(v) else v) for k, v in self.__dict__.items()}
+        )
         return new
 
     @property
@@ -84,7 +85,9 @@ class Residual(Transform):
     def __init__(self, num_classes, dim):
         super().__init__(num_classes, dim)
         if dim < num_classes:
-            raise ValueError(f"transform={self.name!r} needs dim >= num_classes, got dim={dim} < num_classes={num_classes}")
+            raise ValueError(
+                f"transform={self.name!r} needs dim >= num_classes, got dim={dim} < num_classes={num_classes}"
+            )
         self.u, self.c = _residual_vectors(num_classes, dim)
 
     def apply(self, W, V, means=None):
@@ -135,8 +138,9 @@ def _check_psd(name: str, T: torch.Tensor) -> None:
         raise ValueError(f"{name}: every transform block must be symmetric positive semi-definite")
     ev = torch.linalg.eigvalsh(sym)
     if (ev < -1e-10 * ev.abs().amax(-1, keepdim=True).clamp_min(1.0)).any():
-        raise ValueError(f"{name}: a transform block is not positive semi-definite (min eigenvalue "
-                         f"{float(ev.min()):.3g})")
+        raise ValueError(
+            f"{name}: a transform block is not positive semi-definite (min eigenvalue {float(ev.min()):.3g})"
+        )
 
 
 class UserMatrix(Transform):
@@ -169,7 +173,9 @@ class UserBlocks(Transform):
         T = as_tensor("transform", T)
         K, m = num_classes, dim
         if T.shape != (K, K, m, m):
-            raise ValueError(f"transform blocks must have shape (K, K, m, m) = ({K}, {K}, {m}, {m}), got {tuple(T.shape)}")
+            raise ValueError(
+                f"transform blocks must have shape (K, K, m, m) = ({K}, {K}, {m}, {m}), got {tuple(T.shape)}"
+            )
         _check_psd("transform", T)
         self.T = T
 
@@ -194,15 +200,19 @@ def make_transform(transform: Any, num_classes: int, dim: int) -> Transform:
         return transform
     if isinstance(transform, str):
         if transform not in REGISTRY:
-            raise ValueError(f"transform={transform!r} is not supported; accepted values: "
-                             f"{', '.join(map(repr, REGISTRY))}, or a tensor of shape (m, m) or (K, K, m, m)")
+            raise ValueError(
+                f"transform={transform!r} is not supported; accepted values: "
+                f"{', '.join(map(repr, REGISTRY))}, or a tensor of shape (m, m) or (K, K, m, m)"
+            )
         return REGISTRY[transform](num_classes, dim)
     if isinstance(transform, dict) and "T" in transform:
         transform = transform["T"]
     try:
         T = torch.as_tensor(transform, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"transform must be a name ({', '.join(REGISTRY)}) or a tensor, got {type(transform).__name__}") from None
+        raise TypeError(
+            f"transform must be a name ({', '.join(REGISTRY)}) or a tensor, got {type(transform).__name__}"
+        ) from None
     if T.ndim == 2:
         return UserMatrix(num_classes, dim, T)
     if T.ndim == 4:

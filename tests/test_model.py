@@ -64,8 +64,16 @@ def test_g_prod_matches_g(noise, gen):
     m = 3
     if noise == "cov":
         noise = torch.tensor([[2.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 0.5]])
-    model = lesde.LESDE(3, m, [2, 3, 2], alpha=1.0, beta=0.3, transform="residual-projection" if noise == "sampling"
-                        else "identity", noise=noise, lr=0.1)
+    model = lesde.LESDE(
+        3,
+        m,
+        [2, 3, 2],
+        alpha=1.0,
+        beta=0.3,
+        transform="residual-projection" if noise == "sampling" else "identity",
+        noise=noise,
+        lr=0.1,
+    )
     y = torch.randn(3, model.num_samples * m, generator=gen, dtype=torch.float64)
     v = torch.randn(3, model.brownian_size, generator=gen, dtype=torch.float64)
     G = model.g(0.0, y)
@@ -95,7 +103,9 @@ def test_sampling_noise_covariance_is_the_sgd_sampling_covariance(gen):
 def test_spec_is_json():
     import json
 
-    model = lesde.LESDE(3, 4, [1, 2, 3], alpha=lesde.schedules.PowerLaw(1.0, 0.5), transform="residual", noise=[1, 2, 3])
+    model = lesde.LESDE(
+        3, 4, [1, 2, 3], alpha=lesde.schedules.PowerLaw(1.0, 0.5), transform="residual", noise=[1, 2, 3]
+    )
     spec = json.loads(json.dumps(model.to_spec()))
     assert spec["alpha"] == {"kind": "PowerLaw", "scale": 1.0, "exponent": 0.5, "offset": 1.0}
     assert spec["samples_per_class"] == [1, 2, 3]

@@ -39,12 +39,12 @@ def closed_form_ode(model, M0, t):
 
     def rhs(s, z):
         B = mean_operator(model, s)
-        mm, C = z[: K * M0.shape[1]].reshape(K, -1), z[K * M0.shape[1]:].reshape(K, K)
+        mm, C = z[: K * M0.shape[1]].reshape(K, -1), z[K * M0.shape[1] :].reshape(K, K)
         return np.concatenate([(B @ mm).ravel(), (B @ C + C @ B.T + D).ravel()])
 
     z0 = np.concatenate([M0.ravel(), np.zeros(K * K)])
     z = solve_ivp(rhs, (0, t), z0, rtol=1e-10, atol=1e-12).y[:, -1]
-    return z[: M0.size].reshape(M0.shape), z[M0.size:].reshape(K, K)
+    return z[: M0.size].reshape(M0.shape), z[M0.size :].reshape(K, K)
 
 
 def check_moments(ds, mean_ref, cov_ref, paths):
@@ -61,8 +61,10 @@ def check_moments(ds, mean_ref, cov_ref, paths):
 
 
 @pytest.mark.parametrize("counts", [3, [2, 3, 6]], ids=["balanced", "imbalanced"])
-@pytest.mark.parametrize("method, dt, path", [("exact", 0.5, None), ("euler", 0.01, "fused"), ("euler", 0.01, "split"),
-                                              ("euler", 0.01, "full")])
+@pytest.mark.parametrize(
+    "method, dt, path",
+    [("exact", 0.5, None), ("euler", 0.01, "fused"), ("euler", 0.01, "split"), ("euler", 0.01, "full")],
+)
 def test_constant_coefficients_moments_at_t1(counts, method, dt, path, monkeypatch):
     """Every Euler path (fused small-state, mean/deviation split, full state) and exact match the closed form."""
     monkeypatch.setattr(native_euler, "FORCE_PATH", path)
@@ -70,8 +72,18 @@ def test_constant_coefficients_moments_at_t1(counts, method, dt, path, monkeypat
     x0 = torch.linspace(-1, 1, model.num_samples * 2).view(-1, 2)  # deterministic start
     M0 = model.class_means(x0[None].double())[0].numpy()
     paths = 6000
-    ds = lesde.simulate(model, t_end=1.0, dt=dt, n_paths=paths, n_save=3, method=method, dtype=torch.float64,
-                        x0=x0, seed=3, progress=False)
+    ds = lesde.simulate(
+        model,
+        t_end=1.0,
+        dt=dt,
+        n_paths=paths,
+        n_save=3,
+        method=method,
+        dtype=torch.float64,
+        x0=x0,
+        seed=3,
+        progress=False,
+    )
     mean_ref, cov_ref = closed_form_constant(model, M0, 1.0)
     check_moments(ds, mean_ref, cov_ref, paths)
     # within-class variance: deviations are Brownian projected to zero class mean,
@@ -88,8 +100,18 @@ def test_time_varying_exact_moments(counts):
     model = lesde.LESDE(3, 2, counts, alpha=PowerLaw(2.0, 0.7), beta=PowerLaw(-0.5, 1.2), noise=0.9)
     x0 = torch.linspace(-1, 1, model.num_samples * 2).view(-1, 2)
     M0 = model.class_means(x0[None].double())[0].numpy()
-    ds = lesde.simulate(model, t_end=1.0, dt=0.01, n_paths=6000, n_save=3, method="exact", dtype=torch.float64,
-                        x0=x0, seed=4, progress=False)
+    ds = lesde.simulate(
+        model,
+        t_end=1.0,
+        dt=0.01,
+        n_paths=6000,
+        n_save=3,
+        method="exact",
+        dtype=torch.float64,
+        x0=x0,
+        seed=4,
+        progress=False,
+    )
     assert ds.exact_plan == ("spectral" if counts == 4 else "stepwise")
     mean_ref, cov_ref = closed_form_ode(model, M0, 1.0)
     check_moments(ds, mean_ref, cov_ref, 6000)
@@ -100,8 +122,17 @@ def test_exact_spectral_is_deterministic_part_exact():
     model = lesde.LESDE(4, 2, 2, alpha=PowerLaw(1.5, 0.5), beta=PowerLaw(0.4, 2.0), noise=0.0)
     x0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
     M0 = model.class_means(x0[None].double())[0].numpy()
-    ds = lesde.simulate(model, t_end=5.0, dt=5.0, n_paths=1, save_times=[0, 0.3, 5.0], method="exact",
-                        dtype=torch.float64, x0=x0, progress=False)
+    ds = lesde.simulate(
+        model,
+        t_end=5.0,
+        dt=5.0,
+        n_paths=1,
+        save_times=[0, 0.3, 5.0],
+        method="exact",
+        dtype=torch.float64,
+        x0=x0,
+        progress=False,
+    )
     mean_ref, _ = closed_form_ode(model, M0, 5.0)
     np.testing.assert_allclose(ds.class_mean.isel(path=0, time=-1).values, mean_ref, rtol=1e-8)
 
@@ -113,8 +144,14 @@ def coupled_brownian(B, size, seed):
 def run_native(model, y0, dt, bm, t_end=1.0):
     grid = Grid.make(torch.tensor([0.0, t_end], dtype=torch.float64), dt)
     out = {}
-    native_euler.integrate(model, y0.view(y0.shape[0], model.num_samples, model.dim).clone(), grid, None,
-                           lambda i, X: out.__setitem__(i, X.clone()), increments=lambda a, b: bm(a, b))
+    native_euler.integrate(
+        model,
+        y0.view(y0.shape[0], model.num_samples, model.dim).clone(),
+        grid,
+        None,
+        lambda i, X: out.__setitem__(i, X.clone()),
+        increments=lambda a, b: bm(a, b),
+    )
     return out[1].reshape(y0.shape[0], -1)
 
 
@@ -175,8 +212,12 @@ def test_netcdf_round_trip(tmp_path, save, method):
     assert ds.class_mean.attrs["long_name"] and ds.attrs["method"] == method
     if save == "full":
         np.testing.assert_array_equal(ds.label.values, [0, 0, 1, 1, 1, 2, 2, 2, 2])
-        np.testing.assert_allclose(ds.features.groupby("label").mean("sample").transpose("path", "time", "label", "feature").values,
-                                   ds.class_mean.values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            ds.features.groupby("label").mean("sample").transpose("path", "time", "label", "feature").values,
+            ds.class_mean.values,
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_residual_transform_drives_cosines_to_simplex():
@@ -201,8 +242,9 @@ def test_overflow_names_time_and_suggests_float64():
 def test_float64_exact_reaches_huge_separations_without_overflow():
     """alpha = 4 (1+t)^-1/2, K = 2, t = 1e4: separation ~ e^400, beyond float64 if variances are formed naively."""
     model = lesde.LESDE(2, 2, 20, alpha=PowerLaw(4.0, 0.5), beta=0.0)
-    ds = lesde.simulate(model, t_end=1e4, dt=1.0, n_paths=3, n_save=5, method="exact", dtype=torch.float64,
-                        progress=False)
+    ds = lesde.simulate(
+        model, t_end=1e4, dt=1.0, n_paths=3, n_save=5, method="exact", dtype=torch.float64, progress=False
+    )
     M = ds.class_mean.isel(time=-1).values
     assert np.isfinite(M).all() and np.isfinite(ds.within_var.values).all()
     assert np.log(np.abs(M[:, 0] - M[:, 1]).max()) > 300
@@ -254,11 +296,16 @@ def test_per_path_parameters_match_separate_runs():
     x0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
     kw = dict(t_end=2.0, dt=0.01, n_save=3, dtype=torch.float64, x0=x0, progress=False)
     for method in ["euler", "exact"]:
-        batched = lesde.simulate(lesde.LESDE(3, 2, 2, alpha=PowerLaw(1.0, ps), noise=0.0), n_paths=3, method=method, **kw)
+        batched = lesde.simulate(
+            lesde.LESDE(3, 2, 2, alpha=PowerLaw(1.0, ps), noise=0.0), n_paths=3, method=method, **kw
+        )
         for i, p in enumerate(ps.tolist()):
-            one = lesde.simulate(lesde.LESDE(3, 2, 2, alpha=PowerLaw(1.0, p), noise=0.0), n_paths=1, method=method, **kw)
-            np.testing.assert_allclose(batched.class_mean.isel(path=i).values, one.class_mean.isel(path=0).values,
-                                       rtol=1e-10)
+            one = lesde.simulate(
+                lesde.LESDE(3, 2, 2, alpha=PowerLaw(1.0, p), noise=0.0), n_paths=1, method=method, **kw
+            )
+            np.testing.assert_allclose(
+                batched.class_mean.isel(path=i).values, one.class_mean.isel(path=0).values, rtol=1e-10
+            )
 
 
 def test_generic_torchsde_module():
@@ -271,7 +318,16 @@ def test_generic_torchsde_module():
         def g(self, t, y):
             return torch.ones_like(y)
 
-    ds = lesde.simulate(OU(), t_end=5.0, dt=0.01, n_paths=4000, n_save=2, x0=torch.zeros(2), dtype=torch.float64,
-                        progress=False, save="full")
+    ds = lesde.simulate(
+        OU(),
+        t_end=5.0,
+        dt=0.01,
+        n_paths=4000,
+        n_save=2,
+        x0=torch.zeros(2),
+        dtype=torch.float64,
+        progress=False,
+        save="full",
+    )
     var = ds.state.isel(time=-1).var("path").values
     np.testing.assert_allclose(var, 0.5 * (1 - math.exp(-10)), rtol=0.08)

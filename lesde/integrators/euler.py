@@ -53,7 +53,7 @@ def _fused_dim(model) -> int | None:
 
 def _step_operators(model, W, h, like):
     """I + h A_s for each step: (S, n, n). A maps the state to its drift through the class means."""
-    N, K, m = model.num_samples, model.num_classes, model.dim
+    m = model.dim
     avg = model._averaging(like).double()  # (K, N)
     expand = model._class_sum(like).double().T.contiguous()  # (N, K) one-hot
     if model.transform.is_identity:

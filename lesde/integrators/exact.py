@@ -45,10 +45,14 @@ def unsupported_reason(model) -> str | None:
     if not isinstance(model, LESDE):
         return "method='exact' needs an LESDE model (it uses the mean/deviation split of the LE-SDE)"
     if model.transform.state_dependent:
-        return (f"method='exact' needs a fixed transform; transform={model.transform.name!r} depends on the state "
-                "(use method='euler')")
+        return (
+            f"method='exact' needs a fixed transform; transform={model.transform.name!r} depends on the state "
+            "(use method='euler')"
+        )
     if model.noise_kind == "sampling":
-        return "method='exact' needs sample-independent noise; noise='sampling' depends on the state (use method='euler')"
+        return (
+            "method='exact' needs sample-independent noise; noise='sampling' depends on the state (use method='euler')"
+        )
     return None
 
 
@@ -90,7 +94,8 @@ def _unique_params(model):
     keys = torch.cat(cols, 1)  # (P, n_params)
     uniq, inv = torch.unique(keys, dim=0, return_inverse=True)
     rep = torch.empty(len(uniq), dtype=torch.long, device=keys.device).scatter_(
-        0, inv, torch.arange(P, device=keys.device))
+        0, inv, torch.arange(P, device=keys.device)
+    )
     sel = [s.select(rep) if len(s.batch_shape) else s for s in (model.alpha, model.beta)]
     return sel[0], sel[1], inv
 
@@ -147,13 +152,16 @@ class _VanLoan:
 
     def __init__(self, model, reduced: bool):
         self.model, self.reduced = model, reduced
-        K, m = model.num_classes, model.dim
+        m = model.dim
         D = torch.diag(model.sigma_class.cpu() ** 2 / model.counts.double())
         if reduced:
             self.Q = D
         else:
-            Sig = (model.noise_chol.cpu().double() @ model.noise_chol.cpu().double().T if model.noise_chol is not None
-                   else torch.eye(m, dtype=torch.float64))
+            Sig = (
+                model.noise_chol.cpu().double() @ model.noise_chol.cpu().double().T
+                if model.noise_chol is not None
+                else torch.eye(m, dtype=torch.float64)
+            )
             self.Q = torch.kron(D, Sig)
         self.inv = None
         self._cache: dict = {}
@@ -247,4 +255,3 @@ def _deviation_step(Z, dt, sig, chol_T, model, gen):
     if chol_T is not None:
         xi = xi @ chol_T
     return Z + math.sqrt(dt) * sig * xi
-

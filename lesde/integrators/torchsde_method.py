@@ -35,15 +35,24 @@ def integrate(model, x0, grid, gen, record, name="euler", **_):
     sde = model
     if name in STRATONOVICH:
         if getattr(model, "noise_kind", None) == "sampling":
-            raise ValueError(f"method='torchsde:{name}' is a Stratonovich solver; noise='sampling' is state dependent "
-                             "so the Ito and Stratonovich forms differ: use torchsde:euler, milstein or srk")
+            raise ValueError(
+                f"method='torchsde:{name}' is a Stratonovich solver; noise='sampling' is state dependent "
+                "so the Ito and Stratonovich forms differ: use torchsde:euler, milstein or srk"
+            )
         sde = _AsStratonovich(model)
     levy = {"srk": "space-time", "log_ode": "foster"}.get(name, "none")
     ts = torch.tensor(grid.times, dtype=y0.dtype, device=y0.device)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
     # interval ends from the (possibly float32) ts tensor itself, so torchsde never sees t > t1 by rounding
-    bm = torchsde.BrownianInterval(t0=float(ts[0]), t1=float(ts[-1]), size=(B, model.brownian_size),
-                                   dtype=y0.dtype, device=y0.device, levy_area_approximation=levy, entropy=seed)
+    bm = torchsde.BrownianInterval(
+        t0=float(ts[0]),
+        t1=float(ts[-1]),
+        size=(B, model.brownian_size),
+        dtype=y0.dtype,
+        device=y0.device,
+        levy_area_approximation=levy,
+        entropy=seed,
+    )
     dt = min((t1 - t0) / n for _, t0, t1, n, _ in grid.intervals())
     with torch.no_grad():
         ys = torchsde.sdeint(sde, y0, ts, bm=bm, method=name, dt=dt)  # (T, B, D)
