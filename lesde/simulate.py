@@ -10,6 +10,7 @@ its own generator seeded with ``(seed, c)``, so changing ``chunk_size`` changes 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -145,6 +146,24 @@ def _online_metrics(X, labels) -> dict[str, torch.Tensor]:
     vals["separable_fraction"] = frac
     vals["all_separable"] = all_sep.to(torch.int8)
     return vals
+
+
+@contextlib.contextmanager
+def _intra_op_threads(dev: torch.device, elements_per_step: int):
+    """One intra-op thread for small CPU steps: a second thread only adds synchronisation there (measured here:
+    a 10-sample, 64-path run took 2.3 s with 2 threads on a loaded 2-core machine and 0.15 s with 1)."""
+    if dev.type != "cpu" or elements_per_step >= SMALL_STEP_ELEMENTS or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+SMALL_STEP_ELEMENTS = 2**17
 
 
 def _bytes_per_path(model, save, T, itemsize, method) -> tuple[int, int]:
@@ -307,7 +326,10 @@ def simulate(
             if i > 0:
                 bar.update(grid.steps[i - 1])
 
-        integrate(m_c, X0, grid, gen, record_and_tick, **options)
+        # per-step work: the class means for LE-SDE integrators that step them, the whole state otherwise
+        step_elements = B * (model.num_classes * model.dim if is_lesde else X0[0].numel())
+        with _intra_op_threads(dev, step_elements):
+            integrate(m_c, X0, grid, gen, record_and_tick, **options)
     bar.close()
 
     exact_plan = exact.plan_for(model) if method == "exact" else ""

@@ -39,6 +39,7 @@ def integrate(model, x0, grid, gen, record, increments: Callable | None = None, 
 
 
 FUSED_MAX_DIM = 192  # largest operator size (N for T = identity, N*m otherwise) for the fused path
+FUSED_MAX_ELEMENTS = 2**15  # largest total state (paths x samples x features) for the fused path
 #: force one path ("fused", "split" or "full") instead of choosing; for tests and benchmarks
 FORCE_PATH: str | None = None
 
@@ -145,7 +146,10 @@ def _choose_path(model, X, increments) -> str:
         if FORCE_PATH == "fused" and _fused_dim(model) is None:
             raise ValueError("the fused Euler path needs a small, fixed, sample-independent-noise model")
         return FORCE_PATH
-    return "fused" if _fused_dim(model) is not None and X.device.type == "cpu" else "split"
+    # the fused path costs n^2 per path per step against the split path's ~K m: worth it only where per-step
+    # Python overhead dominates, i.e. for a tiny total state on the CPU
+    small = X.numel() <= FUSED_MAX_ELEMENTS and X.device.type == "cpu"
+    return "fused" if small and _fused_dim(model) is not None else "split"
 
 
 def _integrate_lesde(model, X, grid, gen, record, increments):
