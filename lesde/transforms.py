@@ -59,6 +59,13 @@ class Transform:
         return self.name
 
 
+def _mix(W: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """(W s) over the class axis for s (B, K): one GEMM when W is shared, (B, K, K) batched otherwise."""
+    if W.ndim == 2:
+        return s @ W.T  # (B, K)
+    return torch.matmul(W, s.unsqueeze(-1)).squeeze(-1)
+
+
 def _residual_vectors(K: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     d = torch.eye(K, dtype=torch.float64) - 1.0 / K  # (K, K) rows d_j
     u = torch.zeros(K, m, dtype=torch.float64)
@@ -74,6 +81,8 @@ class Identity(Transform):
         return True
 
     def apply(self, W, V, means=None):
+        if W.ndim == 2:  # shared W: one GEMM over (B*m, K) rather than B tiny batched products
+            return torch.matmul(V.transpose(-1, -2), W.T).transpose(-1, -2)  # (B, K, m), a view
         return torch.matmul(W, V)  # (B, K, m)
 
 
@@ -92,7 +101,7 @@ class Residual(Transform):
 
     def apply(self, W, V, means=None):
         s = (V * self.u).sum(-1) / self.c  # (B, K): u_l . V_l / ||d_l||^2
-        return torch.matmul(W, s.unsqueeze(-1)) * self.u  # (B, K, m)
+        return _mix(W, s).unsqueeze(-1) * self.u  # (B, K, m)
 
 
 class ResidualProjection(Residual):
@@ -102,7 +111,7 @@ class ResidualProjection(Residual):
 
     def apply(self, W, V, means=None):
         s = (V * self.u).sum(-1) / self.c  # (B, K)
-        return torch.matmul(W, s.unsqueeze(-1) * self.u)  # (B, K, m)
+        return torch.matmul(W * s.unsqueeze(-2), self.u)  # (B, K, m): sum_l W_kl s_l u_l
 
 
 class SoftmaxResidual(Transform):
@@ -126,7 +135,7 @@ class SoftmaxResidual(Transform):
         d = eye - torch.softmax(means, dim=-1)  # (B, K, K) rows d_j
         c = (d * d).sum(-1).clamp_min(torch.finfo(V.dtype).tiny)  # (B, K)
         s = (V * d).sum(-1) / c  # (B, K)
-        return torch.matmul(W, s.unsqueeze(-1)) * d  # (B, K, m)
+        return _mix(W, s).unsqueeze(-1) * d  # (B, K, m)
 
 
 def _check_psd(name: str, T: torch.Tensor) -> None:
@@ -157,7 +166,7 @@ class UserMatrix(Transform):
         self.T = T
 
     def apply(self, W, V, means=None):
-        return torch.matmul(torch.matmul(W, V), self.T.T)
+        return torch.matmul(Identity.apply(self, W, V), self.T.T)
 
     def to_spec(self):
         return {"kind": "matrix", "T": self.T.tolist()}
