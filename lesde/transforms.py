@@ -33,6 +33,17 @@ class Transform:
     def apply(self, W: torch.Tensor, V: torch.Tensor, means: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover
 
+    def _on(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """Attribute ``name`` in the dtype and device of ``like`` (cached: called every step)."""
+        t = getattr(self, name)
+        if t.dtype == like.dtype and t.device == like.device:
+            return t
+        cache = self.__dict__.setdefault("_cast", {})
+        key = (name, like.dtype, like.device)
+        if key not in cache:
+            cache[key] = t.to(like)
+        return cache[key]
+
     def to(self, device=None, dtype=None) -> Transform:
         new = object.__new__(type(self))
         new.__dict__.update(
@@ -100,8 +111,9 @@ class Residual(Transform):
         self.u, self.c = _residual_vectors(num_classes, dim)
 
     def apply(self, W, V, means=None):
-        s = (V * self.u).sum(-1) / self.c  # (B, K): u_l . V_l / ||d_l||^2
-        return _mix(W, s).unsqueeze(-1) * self.u  # (B, K, m)
+        u, c = self._on("u", V), self._on("c", V)
+        s = (V * u).sum(-1) / c  # (B, K): u_l . V_l / ||d_l||^2
+        return _mix(W, s).unsqueeze(-1) * u  # (B, K, m)
 
 
 class ResidualProjection(Residual):
@@ -110,8 +122,9 @@ class ResidualProjection(Residual):
     name = "residual-projection"
 
     def apply(self, W, V, means=None):
-        s = (V * self.u).sum(-1) / self.c  # (B, K)
-        return torch.matmul(W * s.unsqueeze(-2), self.u)  # (B, K, m): sum_l W_kl s_l u_l
+        u, c = self._on("u", V), self._on("c", V)
+        s = (V * u).sum(-1) / c  # (B, K)
+        return torch.matmul(W * s.unsqueeze(-2), u)  # (B, K, m): sum_l W_kl s_l u_l
 
 
 class SoftmaxResidual(Transform):
@@ -166,7 +179,7 @@ class UserMatrix(Transform):
         self.T = T
 
     def apply(self, W, V, means=None):
-        return torch.matmul(Identity.apply(self, W, V), self.T.T)
+        return torch.matmul(Identity.apply(self, W, V), self._on("T", V).T)
 
     def to_spec(self):
         return {"kind": "matrix", "T": self.T.tolist()}
@@ -189,7 +202,7 @@ class UserBlocks(Transform):
         self.T = T
 
     def apply(self, W, V, means=None):
-        return torch.einsum("...kl,klij,...lj->...ki", W, self.T, V)
+        return torch.einsum("...kl,klij,...lj->...ki", W, self._on("T", V), V)
 
     def to_spec(self):
         return {"kind": "blocks", "T": self.T.tolist()}

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torchsde
 
 import lesde
 from lesde.transforms import _residual_vectors
@@ -155,3 +156,21 @@ def test_schedule_returning_wrong_shape():
     model = lesde.LESDE(3, 2, 2, elasticity=lambda t: torch.eye(2))
     with pytest.raises(ValueError, match="elasticity.*shape"):
         model.f(0.0, torch.zeros(1, 12))
+
+
+@pytest.mark.parametrize(
+    "transform", ["identity", "residual", "residual-projection", "softmax-residual", "matrix", "blocks"]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_every_transform_runs_in_both_precisions_through_torchsde_and_simulate(transform, dtype):
+    """Parameters are stored in float64; the drift must follow the state's dtype (a float32 torchsde call)."""
+    K, m = 3, 3
+    T = {"matrix": torch.eye(m) * 2.0, "blocks": torch.eye(m).expand(K, K, m, m) * 0.5}.get(transform, transform)
+    model = lesde.LESDE(
+        K, m, [2, 3, 2], alpha=lesde.schedules.PowerLaw(1.0, 0.5), beta=0.2, transform=T, noise=[0.5, 1.0, 1.5]
+    )
+    y0 = torch.randn(2, model.num_samples * m, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    ys = torchsde.sdeint(model, y0, torch.tensor([0.0, 0.1], dtype=dtype), dt=0.05, method="euler")
+    assert ys.dtype == dtype and torch.isfinite(ys).all()
+    ds = lesde.simulate(model, t_end=0.1, dt=0.05, n_paths=2, dtype=dtype, progress=False)
+    assert str(ds.class_mean.dtype) == str(dtype).split(".")[-1]
