@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -303,34 +304,52 @@ def simulate(
     rec.total_paths = n_paths
     n_chunks = math.ceil(n_paths / chunk)
     bar = tqdm(total=grid.total_steps * n_chunks, disable=not progress, desc=f"simulate[{method}]", unit="step")
-    for c in range(n_chunks):
-        start, stop = c * chunk, min(n_paths, (c + 1) * chunk)
-        B = stop - start
-        gen = torch.Generator(device=dev).manual_seed(int(seed) * 1_000_003 + c)
-        m_c = model_dev.select_paths(slice(start, stop)) if P is not None else model_dev
-        if x0 is None:
-            X0 = x0_scale * torch.randn((B, *shape), generator=gen, dtype=dtype, device=dev)
-        else:
-            X0 = x0.to(dev)
-            if shape is not None:
-                X0 = X0.reshape(*X0.shape[:-2], *shape) if X0.shape[-2:] == shape else X0.reshape(-1, *shape)
-            X0 = (
-                X0[start:stop].clone()
-                if X0.ndim == (3 if shape else 2) and X0.shape[0] == n_paths
-                else X0.expand(B, *X0.shape[-(2 if shape else 1) :]).clone()
-            )
-        record = rec.for_chunk(start)
+    done_paths, current, interrupted = 0, {"stop": 0, "last": -1}, ""
+    try:
+        for c in range(n_chunks):
+            start, stop = c * chunk, min(n_paths, (c + 1) * chunk)
+            B = stop - start
+            current.update(stop=stop, last=-1)
+            gen = torch.Generator(device=dev).manual_seed(int(seed) * 1_000_003 + c)
+            m_c = model_dev.select_paths(slice(start, stop)) if P is not None else model_dev
+            if x0 is None:
+                X0 = x0_scale * torch.randn((B, *shape), generator=gen, dtype=dtype, device=dev)
+            else:
+                X0 = x0.to(dev)
+                if shape is not None:
+                    X0 = X0.reshape(*X0.shape[:-2], *shape) if X0.shape[-2:] == shape else X0.reshape(-1, *shape)
+                X0 = (
+                    X0[start:stop].clone()
+                    if X0.ndim == (3 if shape else 2) and X0.shape[0] == n_paths
+                    else X0.expand(B, *X0.shape[-(2 if shape else 1) :]).clone()
+                )
+            record = rec.for_chunk(start)
 
-        def record_and_tick(i, X, _record=record, **parts):
-            _record(i, X, **parts)
-            if i > 0:
-                bar.update(grid.steps[i - 1])
+            def record_and_tick(i, X, _record=record, **parts):
+                _record(i, X, **parts)
+                current["last"] = i
+                if i > 0:
+                    bar.update(grid.steps[i - 1])
 
-        # per-step work: the class means for LE-SDE integrators that step them, the whole state otherwise
-        step_elements = B * (model.num_classes * model.dim if is_lesde else X0[0].numel())
-        with _intra_op_threads(dev, step_elements):
-            integrate(m_c, X0, grid, gen, record_and_tick, **options)
-    bar.close()
+            # per-step work: the class means for LE-SDE integrators that step them, the whole state otherwise
+            step_elements = B * (model.num_classes * model.dim if is_lesde else X0[0].numel())
+            with _intra_op_threads(dev, step_elements):
+                integrate(m_c, X0, grid, gen, record_and_tick, **options)
+            done_paths = stop
+    except KeyboardInterrupt:
+        # keep what is complete: every finished chunk, or else the first chunk up to its last save time
+        keep_paths, keep_times = (done_paths, len(grid.times)) if done_paths else (current["stop"], current["last"] + 1)
+        if keep_times < 1:
+            raise
+        rec.out = {k: v[:keep_paths, :keep_times] for k, v in rec.out.items() if v is not None}
+        grid = Grid(grid.times[:keep_times], grid.steps[: keep_times - 1])
+        interrupted = (
+            f"KeyboardInterrupt: kept {keep_paths} of {n_paths} paths and {keep_times} of "
+            f"{len(ts)} save times (t <= {grid.times[-1]:g})"
+        )
+        warnings.warn(f"simulate interrupted; returning the completed part ({interrupted})", stacklevel=2)
+    finally:
+        bar.close()
 
     exact_plan = exact.plan_for(model) if method == "exact" else ""
     return _to_dataset(
@@ -349,6 +368,7 @@ def simulate(
             device=str(dev),
             device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             dtype=str(dtype).split(".")[-1],
+            interrupted=interrupted,
             save=save,
             chunk_size=chunk,
         ),
