@@ -334,15 +334,16 @@ def test_generic_torchsde_module():
 
 
 def test_interrupted_run_returns_the_completed_part():
-    """Ctrl-C mid-run: simulate warns and returns what is complete (here the first chunk up to t = 0.5)."""
+    """Ctrl-C mid-run: simulate warns and returns what is complete (here the first chunk up to t = 0.6: the step
+    from t = 0.6 is the first whose elasticity is asked for after t > 0.55)."""
 
     def alpha(t):
-        if (t > 0.5).any():
+        if (t > 0.55).any():
             raise KeyboardInterrupt
         return torch.ones_like(t)
 
     model = lesde.LESDE(3, 2, 2, alpha=alpha)
     with pytest.warns(UserWarning, match="interrupted"):
         ds = lesde.simulate(model, t_end=1.0, dt=0.1, n_save=11, n_paths=4, chunk_size=2, progress=False)
-    assert ds.sizes["path"] == 2 and float(ds.time[-1]) == pytest.approx(0.5)
+    assert ds.sizes["path"] == 2 and float(ds.time[-1]) == pytest.approx(0.6)
     assert np.isfinite(ds.class_mean.values).all() and "KeyboardInterrupt" in ds.attrs["interrupted"]
