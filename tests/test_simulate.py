@@ -347,3 +347,81 @@ def test_interrupted_run_returns_the_completed_part():
         ds = lesde.simulate(model, t_end=1.0, dt=0.1, n_save=11, n_paths=4, chunk_size=2, progress=False)
     assert ds.sizes["path"] == 2 and float(ds.time[-1]) == pytest.approx(0.6)
     assert np.isfinite(ds.class_mean.values).all() and "KeyboardInterrupt" in ds.attrs["interrupted"]
+
+
+def dense_operator(model):
+    """(K m, K m) matrix of the class-mean drift, built in numpy from the transform blocks T_kl."""
+    from lesde.transforms import _residual_vectors
+
+    K, m = model.num_classes, model.dim
+    E, pi = model.elasticity_matrix(0.0).numpy(), model.class_probs.numpy()
+    u, c = (a.numpy() for a in _residual_vectors(K, m))
+    T = {
+        "identity": np.broadcast_to(np.eye(m), (K, K, m, m)),
+        "residual": np.einsum("ki,lj->klij", u, u) / c[None, :, None, None],
+        "residual-projection": np.einsum("li,lj->lij", u, u)[None].repeat(K, 0) / c[None, :, None, None],
+    }[model.transform.name]
+    return np.einsum("l,kl,klij->kilj", pi, E, T).reshape(K * m, K * m)
+
+
+@pytest.mark.parametrize("transform", ["residual", "residual-projection"])
+@pytest.mark.parametrize("method", ["exact", "euler"])
+def test_dense_transform_moments(transform, method):
+    """Fixed non-identity transforms: the (K m)-dim mean and covariance at t = 1 against expm / quadrature."""
+    model = lesde.LESDE(3, 3, [2, 3, 4], alpha=1.5, beta=0.4, transform=transform, noise=[0.6, 1.0, 1.2])
+    x0 = torch.linspace(-1, 1, model.num_samples * 3).view(-1, 3)
+    m0 = model.class_means(x0[None].double())[0].numpy().ravel()
+    A = dense_operator(model)
+    Q = np.kron(np.diag(model.sigma_class.numpy() ** 2 / model.counts.numpy()), np.eye(3))
+    mean_ref = expm(A) @ m0
+    cov_ref = quad_vec(lambda s: expm(A * s) @ Q @ expm(A * s).T, 0, 1, epsabs=1e-12)[0]
+    paths = 6000
+    ds = lesde.simulate(
+        model,
+        t_end=1.0,
+        dt=0.5 if method == "exact" else 0.01,
+        n_paths=paths,
+        n_save=2,
+        method=method,
+        dtype=torch.float64,
+        x0=x0,
+        seed=8,
+        progress=False,
+    )
+    if method == "exact":
+        assert ds.exact_plan == "constant"
+    V = ds.class_mean.isel(time=-1).values.reshape(paths, -1)
+    se = np.sqrt(np.diag(cov_ref)) / math.sqrt(paths)
+    assert np.all(np.abs(V.mean(0) - mean_ref) < 4.5 * se + 1e-12)
+    cov_hat = np.cov(V.T)
+    se_cov = np.sqrt((cov_ref**2 + np.outer(np.diag(cov_ref), np.diag(cov_ref))) / paths)
+    assert np.all(np.abs(cov_hat - cov_ref) < 4.5 * se_cov + 1e-12)
+
+
+@pytest.mark.parametrize("method", ["exact", "euler"])
+def test_covariance_noise_moments(method):
+    """Noise covariance Sigma (m x m): each class mean's feature covariance is C_kk Sigma."""
+    Sigma = torch.tensor([[1.0, 0.6], [0.6, 2.0]])
+    model = lesde.LESDE(2, 2, 4, alpha=1.0, beta=0.3, noise=Sigma)
+    paths = 8000
+    ds = lesde.simulate(
+        model,
+        t_end=1.0,
+        dt=0.5 if method == "exact" else 0.01,
+        n_paths=paths,
+        n_save=2,
+        method=method,
+        dtype=torch.float64,
+        x0=torch.zeros(8, 2),
+        seed=9,
+        progress=False,
+    )
+    B = mean_operator(model, 0.0)
+    D = np.diag(1.0 / model.counts.numpy())
+    C = quad_vec(lambda s: expm(B * s) @ D @ expm(B * s).T, 0, 1, epsabs=1e-12)[0]
+    for k in range(2):
+        cov_hat = np.cov(ds.class_mean.isel(time=-1, **{"class": k}).values.T)
+        np.testing.assert_allclose(cov_hat, C[k, k] * Sigma.numpy(), rtol=0.08, atol=0.02 * C[k, k])
+    # within-class variance grows by tr(Sigma) (n-1)/n per unit time
+    wv = ds.within_var.isel(time=-1).values.mean(0) - ds.within_var.isel(time=0).values.mean(0)
+    np.testing.assert_allclose(wv, 3.0 * 3 / 4, rtol=0.05)
