@@ -1,15 +1,23 @@
 """SME throughput: batched Euler-Maruyama for the SGD stochastic modified equation vs a per-run Python loop.
 
-What it compares: one Euler-Maruyama step of :class:`lesde.sgd.SGDSDE` (drift + diffusion through the per-sample
-gradient factor, ``f_and_g_prod``, covariance never formed) for the cross-entropy UFM with K = 10 classes,
-n = 100 samples per class, d = 64 features (P = 64,650 parameters, N = 1,000 Brownian components) and 64
+What it compares: one Euler-Maruyama step of :class:`lesde.sgd.SGDSDE` for the cross-entropy UFM with K = 10
+classes, n = 100 samples per class, d = 64 features (P = 64,650 parameters, N = 1,000 Brownian components) and 64
 independent runs, done two ways on the same device, side by side in one process:
 
 - ``batched``: all 64 runs advance in one call (theta of shape (64, P));
 - ``loop``: a plain Python loop over the 64 runs, each advanced with the same call on theta[r : r + 1].
 
-Both do identical arithmetic; the ratio is what batching over runs buys. A "step" advances all 64 runs by dt.
-Usage: ``python benchmarks/sgd_sde.py [--device cpu|cuda|all] [--dtype float32|float64] [--steps S]``.
+Two step kernels are timed (one row each):
+
+- ``f_and_g_prod``: the torchsde contract (drift and noise as two (runs, P) tensors, then ``y + f dt + g dW``),
+  what ``torchsde`` / ``lesde.simulate`` do;
+- ``euler_step``: what :func:`lesde.sgd.run_sme` does: drift and noise are both weighted sums of per-sample
+  gradients, so the whole step is one contraction (``Problem.explicit_step``) writing the new state once.
+
+Both columns do identical arithmetic; the ratio is what batching over runs buys. A "step" advances all 64 runs by
+dt. Usage: ``python benchmarks/sgd_sde.py [--device cpu|cuda|all] [--dtype float32|float64] [--steps S]
+[--threads T]`` (``--threads 1`` for fair timings on a shared 2-core machine: a second intra-op thread competing
+with other jobs can make these memory-bound kernels several times slower).
 """
 
 from __future__ import annotations
@@ -32,37 +40,42 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _step(sme: SGDSDE, theta: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    dW = math.sqrt(DT) * torch.randn(
-        theta.shape[0], sme.brownian_size, generator=gen, device=theta.device, dtype=theta.dtype
-    )
+def _contract_step(sme: SGDSDE, theta: torch.Tensor, dW: torch.Tensor) -> torch.Tensor:
     f, gdw = sme.f_and_g_prod(0.0, theta, dW)
     return theta + f * DT + gdw
 
 
-def bench(device: torch.device, dtype: torch.dtype, steps: int) -> dict[str, float]:
+def _fused_step(sme: SGDSDE, theta: torch.Tensor, dW: torch.Tensor) -> torch.Tensor:
+    return sme.euler_step(theta, dW, DT)
+
+
+KERNELS = {"f_and_g_prod": _contract_step, "euler_step": _fused_step}
+
+
+def bench(device: torch.device, dtype: torch.dtype, steps: int, kernel: str) -> dict[str, float]:
     ufm = UFM(K, N_PER_CLASS, D, loss="ce", weight_decay_W=5e-4, weight_decay_H=5e-4).to(device=device, dtype=dtype)
     sme = SGDSDE(ufm, LR, BATCH)
     theta = ufm.init(RUNS, torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
     gen = torch.Generator(device=device).manual_seed(1)
+    step = KERNELS[kernel]
+
+    def advance(th: torch.Tensor, batched: bool) -> torch.Tensor:
+        dW = math.sqrt(DT) * torch.randn(th.shape[0], sme.brownian_size, generator=gen, device=device, dtype=dtype)
+        if batched:
+            return step(sme, th, dW)
+        return torch.cat([step(sme, th[r : r + 1], dW[r : r + 1]) for r in range(RUNS)])  # same work, run by run
+
     out = {}
     with torch.no_grad():
         for name in ("batched", "loop"):
             th = theta.clone()
             n = steps if name == "batched" else max(2, steps // 8)  # the loop is slow; fewer steps suffice
             for _ in range(2):  # warm-up (allocator, kernels)
-                th = (
-                    _step(sme, th, gen)
-                    if name == "batched"
-                    else torch.cat([_step(sme, th[r : r + 1], gen) for r in range(RUNS)])
-                )
+                th = advance(th, name == "batched")
             _sync(device)
             t0 = time.perf_counter()
             for _ in range(n):
-                if name == "batched":
-                    th = _step(sme, th, gen)
-                else:  # same work, one run at a time
-                    th = torch.cat([_step(sme, th[r : r + 1], gen) for r in range(RUNS)])
+                th = advance(th, name == "batched")
             _sync(device)
             out[name] = n / (time.perf_counter() - t0)
             assert torch.isfinite(th).all()
@@ -74,15 +87,19 @@ def main() -> None:
     parser.add_argument("--device", default="all", help="cpu, cuda, or all (cuda only when available)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
     dtype = getattr(torch, args.dtype)
     print(f"UFM K={K} n={N_PER_CLASS} d={D}, {RUNS} runs, {args.dtype}, torch threads={torch.get_num_threads()}")
-    print(f"{'device':<8}{'batched steps/s':>18}{'loop steps/s':>15}{'ratio':>9}")
+    print(f"{'device':<8}{'kernel':<14}{'batched steps/s':>18}{'loop steps/s':>15}{'ratio':>9}")
     for dev in devices:
-        r = bench(torch.device(dev), dtype, args.steps)
-        print(f"{dev:<8}{r['batched']:>18.2f}{r['loop']:>15.2f}{r['batched'] / r['loop']:>9.1f}")
+        for kernel in KERNELS:
+            r = bench(torch.device(dev), dtype, args.steps, kernel)
+            print(f"{dev:<8}{kernel:<14}{r['batched']:>18.2f}{r['loop']:>15.2f}{r['batched'] / r['loop']:>9.1f}")
 
 
 if __name__ == "__main__":

@@ -230,14 +230,87 @@ class UFM(Problem):
         expand = (slice(None),) + (None,) * lead
         return (_normalize_backward(gW, Wn[expand], wnorm[expand]), _normalize_backward(gH, Hn[expand], hnorm[expand]))
 
+    # ---- fused fast path ------------------------------------------------------------------------------------
+    # Every gradient the dynamics need is  out = sum_i w_ri grad l_i(theta_r) + c * theta_r  with blockwise scalars
+    # c = (c_W, c_H, c_b) (weight decay is linear): the full gradient (w = 1/N, c = lambda), the SME drift
+    # (w = -1/N, c = -lambda), the SME noise (c = 0) and one explicit SGD / Euler-Maruyama step (c = 1 - dt lambda).
+    # Logits and residuals are class-major, z^T = W H^T (R, K, N): for K << d << N this bmm and the softmax over K
+    # are ~2x faster than in the (R, N, K) orientation, and r^T is the left operand of the W-block GEMM as stored.
+    # The blocks are written straight into one (R, P) buffer with bmm(out=) (no per-block tensors, no torch.cat).
+    def _fast(self, theta: torch.Tensor) -> bool:
+        # out= kernels are not differentiable: autograd through theta takes the reference path
+        return not (theta.requires_grad and torch.is_grad_enabled())
+
+    def _forward_class_major(self, theta: torch.Tensor):
+        W, H, b, cache = self._effective(theta)
+        HT = H.transpose(-1, -2)  # (R, d, N), a view
+        zT = torch.bmm(W, HT) if b is None else torch.baddbmm(b.unsqueeze(-1), W, HT)  # (R, K, N)
+        rT = LOSSES[self.loss_name][1](zT, self.labels, self.temperature, dim=-2)  # dl_i/dz_i as columns
+        return W, H, cache, rT
+
+    def _affine_grad(self, theta: torch.Tensor, fwd, weights, decay: tuple[float, float, float]) -> torch.Tensor:
+        """:math:`\\sum_i w_{ri}\\nabla\\ell_i(\\theta_r) + c\\odot\\theta_r`, ``(R, P)``; ``weights`` a float or
+        ``(R, N)``; ``decay`` the blockwise ``c``; ``fwd`` from :meth:`_forward_class_major` at ``theta``."""
+        W, H, cache, rT = fwd
+        w = weights.to(rT.dtype).unsqueeze(-2) if torch.is_tensor(weights) else weights
+        rw = rT * w  # (R, K, N): column i is w_i r_i
+        out = torch.empty_like(theta)
+        oW, oH, ob = self.split(out)  # views of out
+        torch.bmm(rw, H, out=oW)  # (R, K, d): sum_i w_i r_i h_i^T
+        torch.bmm(rw.transpose(-1, -2), W, out=oH)  # (R, N, d): row j is w_j W^T r_j
+        if cache is not None:  # chain rule through the sphere normalisation, in place
+            Wn, wnorm, Hn, hnorm = cache
+            oW.copy_(_normalize_backward(oW, Wn, wnorm))
+            oH.copy_(_normalize_backward(oH, Hn, hnorm))
+        if ob is not None:
+            torch.sum(rw, -1, out=ob)  # (R, K): sum_i w_i r_i
+        for o, x, c in zip((oW, oH, ob), self.split(theta), decay):
+            if o is not None and c != 0.0:
+                o.add_(x, alpha=c)
+        return out
+
+    def _decay(self, scale: float, shift: float = 0.0) -> tuple[float, float, float]:
+        # blockwise shift + scale * lambda
+        return tuple(shift + scale * lam for lam in (self.weight_decay_W, self.weight_decay_H, self.weight_decay_b))
+
+    def grad(self, theta: torch.Tensor) -> torch.Tensor:
+        """Full-batch gradient :math:`\\nabla L(\\theta_r)`, ``(R, P)`` (fused: one forward, two GEMMs)."""
+        if not self._fast(theta):
+            return super().grad(theta)
+        return self._affine_grad(theta, self._forward_class_major(theta), 1.0 / self.num_samples, self._decay(1.0))
+
+    def neg_grad_and_weighted_grad(
+        self, theta: torch.Tensor, weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`(-\\nabla L, \\sum_i w_{ri}\\nabla\\ell_i)` sharing one forward pass (the SME drift and noise)."""
+        if not self._fast(theta) or weights.ndim != 2:
+            return super().neg_grad_and_weighted_grad(theta, weights)
+        fwd = self._forward_class_major(theta)
+        drift = self._affine_grad(theta, fwd, -1.0 / self.num_samples, self._decay(-1.0))
+        return drift, self._affine_grad(theta, fwd, weights, (0.0, 0.0, 0.0))
+
+    def explicit_step(self, theta: torch.Tensor, weights: torch.Tensor, dt: float) -> torch.Tensor:
+        """:math:`\\theta_r - \\Delta t\\nabla R + \\sum_i w_{ri}\\nabla\\ell_i`: weight decay is linear, so the
+        whole step is one weighted gradient plus :math:`(1 - \\Delta t\\lambda)\\theta` per block."""
+        if not self._fast(theta) or weights.ndim != 2:
+            return super().explicit_step(theta, weights, dt)
+        return self._affine_grad(theta, self._forward_class_major(theta), weights, self._decay(-dt, 1.0))
+
     def weighted_grad(self, theta: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """:math:`\\sum_i w_{ri}\\nabla\\ell_i`: weights ``(R, N)`` -> ``(R, P)``, ``(R, S, N)`` -> ``(R, S, P)``.
 
         Cost O(R S N K d): the residuals are weighted, then contracted once with H (for W) and W (for H)."""
-        W, H, cache, r = self._residual(theta)
         lead = weights.ndim - 2
         if lead not in (0, 1):
             raise ValueError(f"weights must have shape (runs, N) or (runs, S, N), got {tuple(weights.shape)}")
+        if lead == 0 and self._fast(theta):
+            return self._affine_grad(theta, self._forward_class_major(theta), weights, (0.0, 0.0, 0.0))
+        return self._weighted_grad_reference(theta, weights)
+
+    def _weighted_grad_reference(self, theta: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        # sample-major, out of place and differentiable: weight sets (R, S, N), autograd, and the tests' reference
+        W, H, cache, r = self._residual(theta)
+        lead = weights.ndim - 2
         R, N, K = r.shape
         rw = weights.to(r.dtype).unsqueeze(-1) * (r if lead == 0 else r.unsqueeze(1))  # (R, [S,] N, K)
         S = 1 if lead == 0 else rw.shape[1]

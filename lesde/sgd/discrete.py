@@ -8,7 +8,7 @@ One step of run r, with a minibatch :math:`\\mathcal B_r` of size B:
     + \\nabla R(\\theta_r)\\Big) = \\theta_r - \\eta\\Big(\\sum_i w_{ri}\\nabla\\ell_i(\\theta_r) + \\nabla R\\Big),
     \\qquad w_{ri} = \\frac{\\#\\{i \\in \\mathcal B_r\\}}{B},
 
-so all runs advance with one ``problem.weighted_grad(theta (R, P), w (R, N))`` call; time is ``t = step * lr``.
+so all runs advance with one ``problem.explicit_step(theta (R, P), -lr * w (R, N), lr)`` call; time is ``t = step * lr``.
 
 Sampling (a registry, :data:`SAMPLERS`):
 
@@ -147,7 +147,7 @@ def run_sgd(
         if record_batches:
             counts.append((w * B).round().to(torch.int32).cpu())
         with torch.no_grad():
-            theta = theta - lr * (problem.weighted_grad(theta, w) + problem.regularizer_grad(theta))
+            theta = problem.explicit_step(theta, -lr * w, lr)  # theta - lr (sum_i w_i g_i + grad R)
     ds = rec.dataset(
         process="sgd",
         lr=lr,

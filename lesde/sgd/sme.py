@@ -102,10 +102,17 @@ class SGDSDE(nn.Module):
         return self.problem.weighted_grad(y, self.noise_scale * (v - v.mean(-1, keepdim=True)))
 
     def f_and_g_prod(self, t, y: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        N = self.brownian_size
-        w = torch.stack([torch.full_like(v, 1.0 / N), self.noise_scale * (v - v.mean(-1, keepdim=True))], 1)
-        both = self.problem.weighted_grad(y, w)  # (paths, 2, P): full-batch loss gradient and noise
-        return -(both[:, 0] + self.problem.regularizer_grad(y)), both[:, 1]
+        return self.problem.neg_grad_and_weighted_grad(y, self.noise_scale * (v - v.mean(-1, keepdim=True)))
+
+    def euler_step(self, y: torch.Tensor, dW: torch.Tensor, dt: float) -> torch.Tensor:
+        """One Euler-Maruyama step :math:`y + f(y)\\,\\Delta t + G(y)\\,\\Delta W`, ``(paths, P)``.
+
+        Drift and noise are both weighted sums of per-sample gradients, so the step is one contraction with
+        weights :math:`\\sqrt{\\eta/(BN)}(\\Delta W_i - \\overline{\\Delta W}) - \\Delta t/N` plus the
+        (linear) weight-decay term: :meth:`Problem.explicit_step`. Equal to ``y + f * dt + g_prod`` up to rounding.
+        """
+        w = self.noise_scale * (dW - dW.mean(-1, keepdim=True)) - dt / self.brownian_size  # (paths, N)
+        return self.problem.explicit_step(y, w, dt)
 
     def to_spec(self) -> dict:
         return {
@@ -157,8 +164,7 @@ def run_sme(
             break
         dW = sqrt_dt * torch.randn(n_runs, sme.brownian_size, generator=gen, device=problem.device, dtype=dtype)
         with torch.no_grad():
-            f, gdw = sme.f_and_g_prod(s * dt, theta, dW)
-            theta = theta + f * dt + gdw
+            theta = sme.euler_step(theta, dW, dt)
     return rec.dataset(
         process="sme",
         lr=sme.lr,
