@@ -96,6 +96,7 @@ __all__ = [
     "MEANS_METRICS",
     "METRIC_NAMES",
     "nc_metrics",
+    "online_metrics",
     "means_metrics",
     "least_squares_classifier",
     "degenerate_ratio",
@@ -123,7 +124,8 @@ def degenerate_ratio(dtype: torch.dtype) -> float:
 
 def _amax_scale(x: torch.Tensor) -> torch.Tensor:
     """Largest |entry| over the last two dims, 1 where everything is zero (so dividing is a no-op). (...)."""
-    s = x.abs().amax(dim=(-2, -1))
+    # max(amax, -amin) reads x twice but writes nothing: x.abs() would allocate a full-size copy
+    s = torch.maximum(x.amax(dim=(-2, -1)), -x.amin(dim=(-2, -1)))
     return torch.where(s > 0, s, torch.ones_like(s))
 
 
@@ -290,7 +292,33 @@ class _MeansStats:
         return (self.centred * self.centred).sum((-2, -1)) / self.K
 
 
-class _FullStats(_MeansStats):
+def _class_split(
+    feats: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor, counts: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class means (..., K, m) and deviations h_i - mu_{y_i} (..., N, m) of normalised features.
+
+    The one computation of both for :func:`nc_metrics` and ``simulate(save="metrics")``: where the means dwarf
+    the spread, the deviations are a cancellation and their rounding depends on how the class sums are ordered,
+    so the two must sum the same way to agree beyond the dtype's eps (sweeps compare them to 1e-12).
+    """
+    means = (onehot.mT @ feats) / counts[:, None]  # (..., K, m)
+    return means, feats - means[..., labels, :]
+
+
+class _SampleStats(_MeansStats):
+    """Adds the within-class deviations h_i - mu_{y_i} (..., N, m), in the same normalised units."""
+
+    def __init__(self, means: torch.Tensor, dev: torch.Tensor, class_var: torch.Tensor, counts: torch.Tensor, floor):
+        super().__init__(means, class_var, counts, floor)
+        self.dev = dev  # (..., N, m)
+
+    @cached_property
+    def proj(self) -> torch.Tensor:  # (..., N, K)  (h_i - mu_{y_i}) . (mu_k - mu_G)
+        # shared by nc1 (Mbar Sigma_W Mbar^T = P^T P / N) and the ncm test of online_metrics
+        return self.dev @ self.centred.mT
+
+
+class _FullStats(_SampleStats):
     """Adds the per-sample quantities and the classifier for :func:`nc_metrics`."""
 
     def __init__(self, feats: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor, floor: float, w_floor: float):
@@ -298,10 +326,9 @@ class _FullStats(_MeansStats):
         self.feats = feats  # (..., N, m), normalised
         self.labels = labels  # (N,)
         self.onehot = torch.nn.functional.one_hot(labels, K).to(feats.dtype)  # (N, K)
-        means = (self.onehot.mT @ feats) / counts[:, None]  # (..., K, m)
-        self.dev = feats - means[..., labels, :]  # (..., N, m)  h_i - mu_{y_i}
+        means, self.dev = _class_split(feats, labels, self.onehot, counts)
         class_var = ((self.dev * self.dev).sum(-1) @ self.onehot) / counts  # (..., K)
-        super().__init__(means, class_var, counts, floor)
+        super().__init__(means, self.dev, class_var, counts, floor)
         self.w_floor = w_floor
         self.W: torch.Tensor | None = None  # (..., K, m), normalised
         self.b: torch.Tensor | None = None  # (..., K), in the normalised logit units
@@ -325,13 +352,13 @@ class _FullStats(_MeansStats):
 # --------------------------------------------------------------------------------------- metric kernels
 
 
-def _nc1_papyan(s: _FullStats) -> torch.Tensor:
+def _nc1_papyan(s: _SampleStats) -> torch.Tensor:
     """tr(Sigma_W Sigma_B^+) via the K x K Gram of the centred means (see the module docstring)."""
-    K, N, m = s.K, s.feats.shape[-2], s.feats.shape[-1]
+    K, N, m = s.K, s.dev.shape[-2], s.dev.shape[-1]
     Mc = s.centred  # (..., K, m)
     evals, evecs = torch.linalg.eigh(Mc @ Mc.mT)  # ascending; (..., K), (..., K, K)
     evals, evecs = evals[..., 1:], evecs[..., 1:]  # top K-1 eigenpairs
-    P = s.dev @ Mc.mT  # (..., N, K)  projections of the within-class deviations
+    P = s.proj  # (..., N, K)  projections of the within-class deviations
     A = P.mT @ P / N  # (..., K, K)  = Mbar Sigma_W Mbar^T
     q = (evecs * (A @ evecs)).sum(-2)  # (..., K-1)  v_j^T A v_j
     rtol = max(K, m) * torch.finfo(Mc.dtype).eps
@@ -627,6 +654,81 @@ def nc_metrics(
         if name == "nc1" and not papyan:
             value = value / K
         out[name] = value.expand(batch).clone()
+    return out
+
+
+def online_metrics(
+    class_means: torch.Tensor,
+    deviations: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    scale: torch.Tensor | float | None = None,
+    papyan: bool = False,
+) -> dict[str, torch.Tensor]:
+    """``ONLINE_METRICS`` and ncm separability from class means and within-class deviations (``save="metrics"``).
+
+    The same values as ``nc_metrics(H, labels, names=ONLINE_METRICS)`` and
+    :func:`lesde.separability.pair_stats` ``(H, labels)`` on the features h_i = mu_{y_i} + z_i, without forming H:
+    one pass over the deviations gives Var_k (from ||z_i||^2), and one product P = Z Mbar^T (..., N, K) serves both
+    nc1 (Mbar Sigma_W Mbar^T = P^T P / N) and the ncm test (:func:`lesde.separability.ncm_from_parts`). Integrators
+    that keep the means and deviations apart pass them, so at extreme scales (means ~ 1e170, where mu + z has lost
+    z to rounding) the metrics see the accurate deviations.
+
+    Every one of these metrics is translation-free, so the means are centred on mu_G first, and both inputs are
+    divided by a per-item ``scale`` before anything is squared (default: max(max |mu_k - mu_G|, max |z_i|), the
+    largest entry of the centred features up to a factor 2). The noise floor and the degenerate-value conventions
+    of :func:`nc_metrics` (module docstring) apply in those units; nc_metrics divides by max |h_i| instead, so
+    only values within a factor ~4 of the floor can be decided differently. Passing ``scale`` = max |h_i|
+    reproduces nc_metrics' decisions exactly; ``scale=1.0`` means the inputs are already normalised (no division).
+
+    Parameters
+    ----------
+    class_means : Tensor (..., K, m)
+    deviations : Tensor (..., N, m)
+        z_i = h_i - mu_{y_i}; taken to have zero mean within each class (not re-centred here).
+    labels : Tensor (N,)
+        Class of each sample, classes 0..K-1 each non-empty.
+    scale : Tensor (...) or float, optional
+        Per-item unit of the inputs (positive); see above.
+    papyan : bool
+        nc1 without the / K.
+
+    Returns
+    -------
+    dict name -> Tensor (...): the ``ONLINE_METRICS``, ``separable_fraction`` (dtype of the inputs) and
+    ``all_separable`` (bool).
+    """
+    from .separability import ncm_from_parts
+
+    Mu = _check_features("class_means", class_means)
+    Z = _check_features("deviations", deviations)
+    if Z.dtype != Mu.dtype or Z.device != Mu.device or Z.shape[:-2] != Mu.shape[:-2] or Z.shape[-1] != Mu.shape[-1]:
+        raise ValueError(
+            f"deviations (..., N, m) must match class_means (..., K, m) in leading dims, m, dtype and device; got "
+            f"{tuple(Z.shape)} {Z.dtype} {Z.device} and {tuple(Mu.shape)} {Mu.dtype} {Mu.device}"
+        )
+    (N, m), K = Z.shape[-2:], Mu.shape[-2]
+    labels, _ = _check_labels(labels, N, Z.device, K)
+    onehot = torch.nn.functional.one_hot(labels, K).to(Z.dtype)  # (N, K)
+    counts = onehot.sum(0)  # (K,)
+    _check_counts(counts)
+    centred = Mu - Mu.mean(-2, keepdim=True)  # (..., K, m)
+    if scale is None:
+        scale = torch.maximum(_amax_scale(centred), _amax_scale(Z))
+    if not (isinstance(scale, (int, float)) and scale == 1):
+        scale = torch.as_tensor(scale, dtype=Z.dtype, device=Z.device)[..., None, None]  # (..., 1, 1)
+        if not bool((scale > 0).all()):
+            raise ValueError("scale must be positive (the per-item unit of class_means and deviations)")
+        centred, Z = centred / scale, Z / scale  # the only full-size temporary
+    class_var = (torch.linalg.vecdot(Z, Z) @ onehot) / counts  # (..., K)
+    eps = torch.finfo(Z.dtype).eps
+    stats = _SampleStats(centred, Z, class_var, counts, m * (4 * math.sqrt(N) * eps) ** 2)
+    out = {}
+    for name in ONLINE_METRICS:
+        out[name] = _REGISTRY[name][0](stats)
+    if not papyan:
+        out["nc1"] = out["nc1"] / K
+    out["separable_fraction"], out["all_separable"] = ncm_from_parts(stats.proj, stats.centred, labels)
     return out
 
 

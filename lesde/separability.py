@@ -50,7 +50,7 @@ import torch
 
 from ._validate import check_choice, check_positive_float
 
-__all__ = ["separable", "separable_from_dataset", "pair_stats", "summary", "wilson_interval"]
+__all__ = ["separable", "separable_from_dataset", "pair_stats", "ncm_from_parts", "summary", "wilson_interval"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -124,6 +124,61 @@ def _ncm_margin(features: Any, labels: Any, delta: float) -> torch.Tensor:
     violations = onehot.transpose(0, 1) @ (~ok).to(onehot.dtype)  # (..., K, K)
     one_sided = violations == 0
     return one_sided & one_sided.transpose(-1, -2)
+
+
+def _segment_min(q: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
+    """Per class k, the minimum of q over the samples of k: (..., N, K) -> (..., K, K)."""
+    lead, (N, L) = q.shape[:-2], q.shape[-2:]
+    flat = q.reshape(-1, N, L)  # (B, N, L)
+    if N % K == 0 and torch.equal(labels, torch.arange(K, device=labels.device).repeat_interleave(N // K)):
+        # samples ordered by class in equal blocks (every balanced LESDE): a strided view, no scatter
+        out = flat.view(flat.shape[0], K, N // K, L).amin(-2)
+    else:
+        index = labels[None, :, None].expand_as(flat)
+        out = flat.new_empty(flat.shape[0], K, L).scatter_reduce_(1, index, flat, "amin", include_self=False)
+    return out.reshape(*lead, K, L)
+
+
+def ncm_from_parts(
+    projections: torch.Tensor, means: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The ncm test, reduced like :func:`pair_stats`, from class means and within-class projections.
+
+    With h_i = mu_k + z_i for a sample of class k, the ncm gap against class l is
+
+    .. math:: \|h_i - \mu_l\|^2 - \|h_i - \mu_k\|^2 = \|\mu_k - \mu_l\|^2 + 2 z_i^\top (\mu_k - \mu_l),
+
+    so with p_{il} = z_i^\top c_l for any common translate c_l = mu_l - a of the means, the pair (k, l) passes on
+    k's side iff ||mu_k - mu_l||^2 + 2 min_{i in k} (p_{ik} - p_{il}) > 0 (rounding is monotone, so taking the
+    minimum first decides exactly as testing every sample). Nothing of size (N, m) is touched: the caller already
+    has the projections (``simulate(save="metrics")`` shares them with nc1), and the test never sees the rounding
+    of h_i = mu_k + z_i at extreme scales.
+
+    Parameters
+    ----------
+    projections : Tensor (..., N, K)
+        p_{il} = z_i . c_l, z_i the deviation of sample i from its class mean.
+    means : Tensor (..., K, m)
+        The same translates c_l (e.g. centred on the mean of the class means), pre-scaled by the caller so that
+        squaring cannot overflow.
+    labels : Tensor (N,)
+        Class of each sample, every class 0..K-1 present (not re-checked here: the caller validated them).
+
+    Returns
+    -------
+    separable_fraction : Tensor (...,), the dtype of ``means``
+    all_separable : Tensor (...,), bool
+    """
+    K = means.shape[-2]
+    diff = means[..., :, None, :] - means[..., None, :, :]  # (..., K, K, m)
+    dist2 = (diff * diff).sum(-1)  # (..., K, K)  ||mu_k - mu_l||^2, exact symmetric, 0 on the diagonal
+    own = projections.gather(-1, labels.expand(*projections.shape[:-1])[..., None])  # (..., N, 1)  p_{i y_i}
+    worst = _segment_min(own - projections, labels, K)  # (..., K, K)  min over i in k of z_i . (mu_k - mu_l)
+    one_sided = dist2 + 2.0 * worst > 0
+    sep = one_sided & one_sided.transpose(-1, -2)
+    n_pairs = K * (K - 1) // 2
+    count = _upper_pairs(sep)
+    return count.to(means.dtype) / n_pairs, count == n_pairs
 
 
 def _lp_separable(a: np.ndarray, b: np.ndarray) -> bool:

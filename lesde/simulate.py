@@ -131,21 +131,33 @@ class _Recorder:
             if self.save == "full":
                 self.out["features"][sl, i] = X.cpu().numpy()
         else:
-            vals = _online_metrics(X, model.labels.to(X.device))
+            vals = _online_metrics(model, X)
             for k, v in vals.items():
                 if k not in self.out:
                     self.out[k] = np.empty((self.total_paths, len(self.grid.times)), v.cpu().numpy().dtype)
                 self.out[k][sl, i] = v.cpu().numpy()
 
 
-def _online_metrics(X, labels) -> dict[str, torch.Tensor]:
-    """NC metrics and pairwise separability of every path at one time (save='metrics')."""
-    from . import metrics, separability
+def _online_metrics(model, X) -> dict[str, torch.Tensor]:
+    """NC metrics and ncm pairwise separability of every path at one time (save='metrics').
 
-    vals = metrics.nc_metrics(X, labels, names=metrics.ONLINE_METRICS)
-    frac, all_sep = separability.pair_stats(X, labels)
-    vals["separable_fraction"] = frac
-    vals["all_separable"] = all_sep.to(torch.int8)
+    The values of ``nc_metrics(X, labels, names=ONLINE_METRICS)`` and ``pair_stats(X, labels)`` on the state X
+    itself (what save='full' stores), computed in one pass over the deviations by
+    :func:`lesde.metrics.online_metrics`: X divided by its largest entry per path and split into class means and
+    deviations exactly as nc_metrics does (same unit, so the class sums cannot overflow and the noise-floor
+    decisions are the same; same summation, so even cancelling deviations agree to rounding).
+    The split integrators' own means and deviations are more accurate at extreme scales (X ~ 1e170 has lost the
+    deviations to rounding) but are not used here: the metrics would then no longer equal nc_metrics of the
+    saved features, which sweeps compare with (tests/test_sweep.py, to 1e-12).
+    """
+    from .metrics import _amax_scale, _class_split, online_metrics
+
+    labels = model.labels.to(X.device)
+    onehot = torch.nn.functional.one_hot(labels, model.num_classes).to(X.dtype)  # (N, K)
+    X = X / _amax_scale(X)[:, None, None]  # (B, N, m)
+    means, deviations = _class_split(X, labels, onehot, onehot.sum(0))  # (B, K, m), (B, N, m)
+    vals = online_metrics(means, deviations, labels, scale=1.0)
+    vals["all_separable"] = vals["all_separable"].to(torch.int8)
     return vals
 
 
