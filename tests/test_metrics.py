@@ -429,3 +429,66 @@ def test_property_shapes_and_finiteness(lead, counts, m, mode, seed):
         assert value.dtype == torch.float64
     assert 0.0 <= float(out["nc1"].min()) and float(out["nc1"].max()) <= M.degenerate_ratio(torch.float64)
     assert math.isfinite(float(out["etf_error"].sum()))
+
+
+# ------------------------------------------------------------------------- online_metrics (save="metrics")
+
+
+@pytest.mark.parametrize(
+    "counts,dtype,scale",
+    [
+        ((40,) * 12, torch.float32, 1.0),  # balanced, ordered by class: the blocked fast paths
+        ((3, 9, 2, 6, 5), torch.float32, 1.0),  # imbalanced: the gather / scatter paths
+        ((3, 9, 2, 6, 5), torch.float64, 1.0),
+        ((7, 4, 11), torch.float64, 1e150),  # would overflow float64 if squared unnormalised
+    ],
+)
+def test_online_metrics_equal_nc_metrics_and_pair_stats(counts, dtype, scale, gen):
+    """online_metrics(means, deviations) == nc_metrics + pair_stats on H = mu_y + z, for every path."""
+    from lesde.separability import pair_stats
+
+    K, m = len(counts), 16  # m >= K: Sigma_B has full rank K-1
+    y = torch.arange(K).repeat_interleave(torch.tensor(counts))
+    perm = torch.randperm(len(y), generator=gen)
+    y = y[perm] if counts[0] != counts[1] else y  # imbalanced cases also shuffle the sample order
+    mu = 1.5 * torch.randn(6, K, m, generator=gen, dtype=torch.float64) + 4.0  # (B, K, m), translated
+    Z = torch.randn(6, len(y), m, generator=gen, dtype=torch.float64)
+    Z = Z - torch.stack([Z[:, y == k].mean(1) for k in range(K)], 1)[:, y]  # zero class means
+    mu, Z = (scale * mu).to(dtype), (scale * Z).to(dtype)
+    H = mu[:, y] + Z  # (B, N, m)
+    got = M.online_metrics(mu, Z, y)
+    want = M.nc_metrics(H, y, names=M.ONLINE_METRICS)
+    frac, all_sep = pair_stats(H, y)
+    # float32: nc1 goes through eigh and 1/e^2 (measured agreement 6e-6); the rest agree to a few ulp
+    tol = {torch.float32: 1e-6, torch.float64: 1e-12}[dtype]
+    for name in M.ONLINE_METRICS:
+        rtol = 30 * tol if name == "nc1" else 3 * tol
+        torch.testing.assert_close(got[name], want[name], rtol=rtol, atol=0.0, msg=name)
+    assert 0 < float(frac.min()) and float(frac.max()) <= 1  # a mix of separable and overlapping pairs
+    torch.testing.assert_close(got["separable_fraction"], frac, rtol=0, atol=0)
+    assert torch.equal(got["all_separable"], all_sep)
+    # the features' own unit reproduces nc_metrics' scale exactly
+    again = M.online_metrics(mu, Z, y, scale=H.abs().amax((-2, -1)))
+    for name in M.ONLINE_METRICS:
+        torch.testing.assert_close(again[name], want[name], rtol=30 * tol, atol=0.0, msg=name)
+
+
+def test_online_metrics_degenerate_and_errors(gen):
+    """Collapsed deviations and coincident means give nc_metrics' documented values; bad inputs are named."""
+    y = torch.arange(3).repeat_interleave(4)
+    mu = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64)
+    zero = torch.zeros(2, 12, 5, dtype=torch.float64)
+    out = M.online_metrics(mu, zero, y)
+    assert torch.equal(out["nc1"], torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(out["cdnv"], torch.zeros(2, dtype=torch.float64))
+    assert bool(out["all_separable"].all())
+    same = M.online_metrics(torch.zeros(2, 3, 5, dtype=torch.float64), torch.randn(2, 12, 5, generator=gen).double(), y)
+    cap = M.degenerate_ratio(torch.float64)
+    assert torch.equal(same["nc1_quotient"], torch.full((2,), cap, dtype=torch.float64))
+    assert torch.equal(same["separable_fraction"], torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="deviations"):
+        M.online_metrics(mu, zero[..., :4], y)
+    with pytest.raises(ValueError, match="empty"):
+        M.online_metrics(torch.zeros(2, 4, 5, dtype=torch.float64), zero, y)
+    with pytest.raises(ValueError, match="scale"):
+        M.online_metrics(mu, zero, y, scale=0.0)
