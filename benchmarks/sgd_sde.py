@@ -40,13 +40,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _contract_step(sme: SGDSDE, theta: torch.Tensor, dW: torch.Tensor) -> torch.Tensor:
+def _contract_step(sme: SGDSDE, theta: torch.Tensor, dW: torch.Tensor, spare: torch.Tensor | None) -> torch.Tensor:
     f, gdw = sme.f_and_g_prod(0.0, theta, dW)
     return theta + f * DT + gdw
 
 
-def _fused_step(sme: SGDSDE, theta: torch.Tensor, dW: torch.Tensor) -> torch.Tensor:
-    return sme.euler_step(theta, dW, DT)
+def _fused_step(sme: SGDSDE, theta: torch.Tensor, dW: torch.Tensor, spare: torch.Tensor | None) -> torch.Tensor:
+    return sme.euler_step(theta, dW, DT, out=spare)  # run_sme swaps two state buffers
 
 
 KERNELS = {"f_and_g_prod": _contract_step, "euler_step": _fused_step}
@@ -59,23 +59,24 @@ def bench(device: torch.device, dtype: torch.dtype, steps: int, kernel: str) -> 
     gen = torch.Generator(device=device).manual_seed(1)
     step = KERNELS[kernel]
 
-    def advance(th: torch.Tensor, batched: bool) -> torch.Tensor:
+    def advance(th: torch.Tensor, spare: torch.Tensor, batched: bool) -> tuple[torch.Tensor, torch.Tensor]:
         dW = math.sqrt(DT) * torch.randn(th.shape[0], sme.brownian_size, generator=gen, device=device, dtype=dtype)
         if batched:
-            return step(sme, th, dW)
-        return torch.cat([step(sme, th[r : r + 1], dW[r : r + 1]) for r in range(RUNS)])  # same work, run by run
+            return step(sme, th, dW, spare), th
+        # same work, run by run
+        return torch.cat([step(sme, th[r : r + 1], dW[r : r + 1], None) for r in range(RUNS)]), spare
 
     out = {}
     with torch.no_grad():
         for name in ("batched", "loop"):
-            th = theta.clone()
+            th, spare = theta.clone(), torch.empty_like(theta)
             n = steps if name == "batched" else max(2, steps // 8)  # the loop is slow; fewer steps suffice
             for _ in range(2):  # warm-up (allocator, kernels)
-                th = advance(th, name == "batched")
+                th, spare = advance(th, spare, name == "batched")
             _sync(device)
             t0 = time.perf_counter()
             for _ in range(n):
-                th = advance(th, name == "batched")
+                th, spare = advance(th, spare, name == "batched")
             _sync(device)
             out[name] = n / (time.perf_counter() - t0)
             assert torch.isfinite(th).all()

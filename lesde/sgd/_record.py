@@ -50,7 +50,8 @@ def observe(problem, theta: torch.Tensor, save: str, metrics) -> dict[str, torch
                 b = problem.bias(theta)
                 if b is not None:
                     obs["bias"] = b  # (R, K)
-    return {k: v.detach().cpu() for k, v in obs.items()}
+    # always a copy: classifier / features may be views of the state, whose buffer the integrators reuse
+    return {k: v.detach().to("cpu", copy=True) for k, v in obs.items()}
 
 
 _DIMS = {"features": ("sample", "feature"), "classifier": ("class", "feature"), "bias": ("class",)}

@@ -138,6 +138,7 @@ def run_sgd(
     rec = Recorder(problem, save, metrics)
     wanted = set(record_steps(steps, record_every))
     counts = []
+    spare = torch.empty_like(theta)
     for s in range(steps + 1):  # time is sequential; all runs advance together
         if s in wanted:
             rec(s * lr, theta)
@@ -147,7 +148,8 @@ def run_sgd(
         if record_batches:
             counts.append((w * B).round().to(torch.int32).cpu())
         with torch.no_grad():
-            theta = problem.explicit_step(theta, -lr * w, lr)  # theta - lr (sum_i w_i g_i + grad R)
+            # theta - lr (sum_i w_i g_i + grad R), into the spare of two swapped state buffers
+            theta, spare = problem.explicit_step(theta, -lr * w, lr, out=spare), theta
     ds = rec.dataset(
         process="sgd",
         lr=lr,

@@ -104,15 +104,16 @@ class SGDSDE(nn.Module):
     def f_and_g_prod(self, t, y: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.problem.neg_grad_and_weighted_grad(y, self.noise_scale * (v - v.mean(-1, keepdim=True)))
 
-    def euler_step(self, y: torch.Tensor, dW: torch.Tensor, dt: float) -> torch.Tensor:
+    def euler_step(self, y: torch.Tensor, dW: torch.Tensor, dt: float, out: torch.Tensor | None = None) -> torch.Tensor:
         """One Euler-Maruyama step :math:`y + f(y)\\,\\Delta t + G(y)\\,\\Delta W`, ``(paths, P)``.
 
         Drift and noise are both weighted sums of per-sample gradients, so the step is one contraction with
         weights :math:`\\sqrt{\\eta/(BN)}(\\Delta W_i - \\overline{\\Delta W}) - \\Delta t/N` plus the
         (linear) weight-decay term: :meth:`Problem.explicit_step`. Equal to ``y + f * dt + g_prod`` up to rounding.
+        ``out``: optional buffer (not aliasing ``y``) for the result.
         """
         w = self.noise_scale * (dW - dW.mean(-1, keepdim=True)) - dt / self.brownian_size  # (paths, N)
-        return self.problem.explicit_step(y, w, dt)
+        return self.problem.explicit_step(y, w, dt, out)
 
     def to_spec(self) -> dict:
         return {
@@ -157,14 +158,15 @@ def run_sme(
     rec = Recorder(problem, save, metrics)
     wanted = set(record_steps(steps, record_every))
     sqrt_dt = math.sqrt(dt)
+    spare = torch.empty_like(theta)
     for s in range(steps + 1):
         if s in wanted:
             rec(s * dt, theta)
         if s == steps:
             break
         dW = sqrt_dt * torch.randn(n_runs, sme.brownian_size, generator=gen, device=problem.device, dtype=dtype)
-        with torch.no_grad():
-            theta = sme.euler_step(theta, dW, dt)
+        with torch.no_grad():  # two state buffers, swapped: no fresh (runs, P) allocation per step
+            theta, spare = sme.euler_step(theta, dW, dt, out=spare), theta
     return rec.dataset(
         process="sme",
         lr=sme.lr,
