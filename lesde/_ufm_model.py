@@ -100,7 +100,7 @@ class UFM(Problem):
     >>> ufm = UFM(3, 2, 4, loss="mse", weight_decay_W=1e-2, weight_decay_H=1e-2)
     >>> theta = ufm.init(5, torch.Generator().manual_seed(0))
     >>> theta.shape, ufm.loss(theta).shape
-    (torch.Size([5, 42]), torch.Size([5]))
+    (torch.Size([5, 39]), torch.Size([5]))
     """
 
     def __init__(

@@ -17,6 +17,10 @@ through one small interface (:class:`Problem`):
   :math:`\\sum_i (g_i - \\bar g) z_i = \\sum_i g_i (z_i - \\bar z)` are all this one contraction, so the
   per-sample gradient matrix (``(R, N, P)``) is never needed on the hot path;
 - ``per_sample_grads(theta)`` gives that matrix explicitly (tests, small problems, the ``g`` of the SME);
+- ``explicit_step(theta, w, dt)`` = :math:`\\theta - \\Delta t\\nabla R(\\theta) + \\sum_i w_i\\nabla\\ell_i(\\theta)` is one
+  step of SGD or of Euler-Maruyama for the SME (drift and noise are the same contraction), and
+  ``neg_grad_and_weighted_grad`` the SME drift and noise from one forward pass; the defaults here are built on
+  ``weighted_grad``, :class:`lesde.ufm.UFM` overrides them with fused closed-form kernels;
 - ``features``, ``classifier``, ``bias`` give what neural-collapse metrics are computed on.
 
 :class:`ModuleProblem` wraps any small ``torch.nn.Module`` via ``torch.func`` (``functional_call`` + ``vmap``).
@@ -91,7 +95,9 @@ class Problem(nn.Module):
 
     Subclasses define ``num_params`` (P), ``num_classes`` (K), ``feature_dim`` (m), the ``labels`` buffer (N,),
     and the methods ``init``, ``logits``, ``weighted_grad``, ``regularizer``, ``regularizer_grad``,
-    ``per_sample_grads``, ``features``, ``classifier``, ``bias``, ``to_spec``.
+    ``per_sample_grads``, ``features``, ``classifier``, ``bias``, ``to_spec``; ``grad``, ``explicit_step`` and
+    ``neg_grad_and_weighted_grad`` have generic defaults in terms of ``weighted_grad`` and may be overridden by
+    faster equivalents.
     """
 
     loss_name: str

@@ -21,7 +21,12 @@ contraction (``g_prod``), O(N K d) for the UFM instead of O(N P) for forming G.
 without-replacement batch (the correlations between batches of one epoch are not modelled).
 
 :func:`run_sme` integrates the module with Euler-Maruyama and records the same observations as
-:func:`lesde.sgd.run_sgd`; ``lesde.simulate(SGDSDE(...), ...)`` integrates it as a generic SDE (raw state,
+:func:`lesde.sgd.run_sgd`. Its step is a single contraction (:meth:`SGDSDE.euler_step`): the data term of the drift
+and the noise are both weighted sums of per-sample gradients, so
+:math:`\\theta + f\\Delta t + G\\Delta W = \\theta - \\Delta t\\nabla R + \\sum_i (\\sqrt{\\eta/(BN)}(\\Delta W_i -
+\\overline{\\Delta W}) - \\Delta t/N)\\, g_i`, written into one of two swapped state buffers (same result as
+``f_and_g_prod`` up to rounding, about 2x faster on the CPU for the UFM benchmark).
+``lesde.simulate(SGDSDE(...), ...)`` integrates it as a generic SDE (raw state,
 ``x0=sme.init(1)[0]``).
 
 Accuracy: the SME is a weak order-1 approximation of SGD (mean of a smooth observable off by O(lr)). With
@@ -67,7 +72,7 @@ class SGDSDE(nn.Module):
     >>> sme = SGDSDE(UFM(3, 2, 4, loss="mse", weight_decay_W=0.01, weight_decay_H=0.01), lr=0.05, batch_size=2)
     >>> y0 = sme.init(8, torch.Generator().manual_seed(0))
     >>> torchsde.sdeint(sme, y0, torch.tensor([0.0, 0.5], dtype=torch.float64), dt=0.05).shape
-    torch.Size([2, 8, 42])
+    torch.Size([2, 8, 39])
     """
 
     noise_type = "general"
