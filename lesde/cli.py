@@ -151,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("imitate", help="drive an LE-SDE with a fitted E(t) from the network's class means")
     s.add_argument("estimate")
     s.add_argument("--out", required=True)
-    s.add_argument("--transform", default="identity",
-                   choices=["identity", "residual", "residual-projection", "softmax-residual"])
+    s.add_argument(
+        "--transform", default="identity", choices=["identity", "residual", "residual-projection", "softmax-residual"]
+    )
     s.set_defaults(fn=_imitate)
 
     s = sub.add_parser("methods", help="list the integration methods")
