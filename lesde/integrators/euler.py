@@ -152,12 +152,19 @@ def _choose_path(model, X, increments) -> str:
     return "fused" if small and _fused_dim(model) is not None else "split"
 
 
+PATHS = {"fused": _integrate_fused, "split": _integrate_split}
+
+
 def _integrate_lesde(model, X, grid, gen, record, increments):
     path = _choose_path(model, X, increments)
-    if path == "fused":
-        return _integrate_fused(model, X, grid, gen, record)
-    if path == "split":
-        return _integrate_split(model, X, grid, gen, record)
+    if path in PATHS:
+        return PATHS[path](model, X, grid, gen, record)
+    return _integrate_full(model, X, grid, gen, record, increments)
+
+
+def _integrate_full(model, X, grid, gen, record, increments):
+    """Euler-Maruyama on the whole (B, N, m) state: the reference path, and the one state-dependent noise
+    (``noise="sampling"``) and supplied Brownian increments need."""
     B, N, m = X.shape
     K = model.num_classes
     X = X.contiguous()
