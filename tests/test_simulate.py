@@ -425,3 +425,27 @@ def test_covariance_noise_moments(method):
     # within-class variance grows by tr(Sigma) (n-1)/n per unit time
     wv = ds.within_var.isel(time=-1).values.mean(0) - ds.within_var.isel(time=0).values.mean(0)
     np.testing.assert_allclose(wv, 3.0 * 3 / 4, rtol=0.05)
+
+
+@pytest.mark.parametrize("method", ["euler", "exact"])
+def test_moments_on_device(device, method):
+    """The same closed-form check on every available device (the cuda case is marked gpu and skips without CUDA)."""
+    model = lesde.LESDE(3, 2, [2, 3, 4], alpha=1.2, beta=-0.3, noise=[0.8, 1.0, 1.3])
+    x0 = torch.linspace(-1, 1, model.num_samples * 2).view(-1, 2)
+    M0 = model.class_means(x0[None].double())[0].numpy()
+    ds = lesde.simulate(
+        model,
+        t_end=1.0,
+        dt=0.5 if method == "exact" else 0.01,
+        n_paths=6000,
+        n_save=3,
+        method=method,
+        dtype=torch.float64,
+        x0=x0,
+        seed=3,
+        progress=False,
+        device=device,
+    )
+    assert ds.attrs["device"].startswith(device.type)
+    mean_ref, cov_ref = closed_form_constant(model, M0, 1.0)
+    check_moments(ds, mean_ref, cov_ref, 6000)
