@@ -281,7 +281,8 @@ def _assert_same_numbers(a: xr.Dataset, b: xr.Dataset) -> None:
 
 def test_dask_scheduler_matches_local(tmp_path, reference):
     """Join a running (in-process, 2 workers) cluster by address; results arrive out of order, numbers agree."""
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     spec = small()
     local, _ = reference
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
@@ -292,7 +293,6 @@ def test_dask_scheduler_matches_local(tmp_path, reference):
 @pytest.mark.slow
 def test_dask_local_cluster_processes_match_local(tmp_path, reference):
     """workers=2: a LocalCluster of 2 processes (~30 s on 2 loaded cores: each worker imports torch)."""
-    pytest.importorskip("distributed")
     spec = small()
     local, _ = reference
     dist = sweep.run(spec, tmp_path / "dask.zarr", executor="dask", workers=2, progress=False)
@@ -326,7 +326,6 @@ def test_example_spec_runs_tiny(tmp_path):
 
 
 def test_netcdf_round_trip(phase, tmp_path):
-    pytest.importorskip("h5py")
     ds, _ = phase
     ds.to_netcdf(tmp_path / "phase.nc", engine="h5netcdf")
     with xr.open_dataset(tmp_path / "phase.nc", engine="h5netcdf") as back:
