@@ -47,6 +47,23 @@ def closed_form_ode(model, M0, t):
     return z[: M0.size].reshape(M0.shape), z[M0.size :].reshape(K, K)
 
 
+def run_to_t1(model, method, paths, x0, seed, n_save=2, **kw):
+    """float64 simulation to t = 1 from a fixed start: one jump for exact, dt = 0.01 for euler."""
+    return lesde.simulate(
+        model,
+        t_end=1.0,
+        dt=0.5 if method == "exact" else 0.01,
+        n_paths=paths,
+        n_save=n_save,
+        method=method,
+        dtype=torch.float64,
+        x0=x0,
+        seed=seed,
+        progress=False,
+        **kw,
+    )
+
+
 def check_moments(ds, mean_ref, cov_ref, paths):
     """Sample mean within 4.5 standard errors; sample covariance within 4.5 of its standard errors."""
     M = ds.class_mean.isel(time=-1).values.astype(np.float64)  # (P, K, m)
@@ -61,29 +78,15 @@ def check_moments(ds, mean_ref, cov_ref, paths):
 
 
 @pytest.mark.parametrize("counts", [3, [2, 3, 6]], ids=["balanced", "imbalanced"])
-@pytest.mark.parametrize(
-    "method, dt, path",
-    [("exact", 0.5, None), ("euler", 0.01, "fused"), ("euler", 0.01, "split"), ("euler", 0.01, "full")],
-)
-def test_constant_coefficients_moments_at_t1(counts, method, dt, path, monkeypatch):
+@pytest.mark.parametrize("method, path", [("exact", None), ("euler", "fused"), ("euler", "split"), ("euler", "full")])
+def test_constant_coefficients_moments_at_t1(counts, method, path, monkeypatch):
     """Every Euler path (fused small-state, mean/deviation split, full state) and exact match the closed form."""
     monkeypatch.setattr(native_euler, "FORCE_PATH", path)
     model = lesde.LESDE(3, 2, counts, alpha=1.2, beta=-0.3, noise=[0.8, 1.0, 1.3])
     x0 = torch.linspace(-1, 1, model.num_samples * 2).view(-1, 2)  # deterministic start
     M0 = model.class_means(x0[None].double())[0].numpy()
     paths = 6000
-    ds = lesde.simulate(
-        model,
-        t_end=1.0,
-        dt=dt,
-        n_paths=paths,
-        n_save=3,
-        method=method,
-        dtype=torch.float64,
-        x0=x0,
-        seed=3,
-        progress=False,
-    )
+    ds = run_to_t1(model, method, paths, x0, seed=3, n_save=3)
     mean_ref, cov_ref = closed_form_constant(model, M0, 1.0)
     check_moments(ds, mean_ref, cov_ref, paths)
     # within-class variance: deviations are Brownian projected to zero class mean,
@@ -376,18 +379,7 @@ def test_dense_transform_moments(transform, method):
     mean_ref = expm(A) @ m0
     cov_ref = quad_vec(lambda s: expm(A * s) @ Q @ expm(A * s).T, 0, 1, epsabs=1e-12)[0]
     paths = 6000
-    ds = lesde.simulate(
-        model,
-        t_end=1.0,
-        dt=0.5 if method == "exact" else 0.01,
-        n_paths=paths,
-        n_save=2,
-        method=method,
-        dtype=torch.float64,
-        x0=x0,
-        seed=8,
-        progress=False,
-    )
+    ds = run_to_t1(model, method, paths, x0, seed=8)
     if method == "exact":
         assert ds.exact_plan == "constant"
     V = ds.class_mean.isel(time=-1).values.reshape(paths, -1)
@@ -404,18 +396,7 @@ def test_covariance_noise_moments(method):
     Sigma = torch.tensor([[1.0, 0.6], [0.6, 2.0]])
     model = lesde.LESDE(2, 2, 4, alpha=1.0, beta=0.3, noise=Sigma)
     paths = 8000
-    ds = lesde.simulate(
-        model,
-        t_end=1.0,
-        dt=0.5 if method == "exact" else 0.01,
-        n_paths=paths,
-        n_save=2,
-        method=method,
-        dtype=torch.float64,
-        x0=torch.zeros(8, 2),
-        seed=9,
-        progress=False,
-    )
+    ds = run_to_t1(model, method, paths, torch.zeros(8, 2), seed=9)
     B = mean_operator(model, 0.0)
     D = np.diag(1.0 / model.counts.numpy())
     C = quad_vec(lambda s: expm(B * s) @ D @ expm(B * s).T, 0, 1, epsabs=1e-12)[0]
@@ -433,19 +414,7 @@ def test_moments_on_device(device, method):
     model = lesde.LESDE(3, 2, [2, 3, 4], alpha=1.2, beta=-0.3, noise=[0.8, 1.0, 1.3])
     x0 = torch.linspace(-1, 1, model.num_samples * 2).view(-1, 2)
     M0 = model.class_means(x0[None].double())[0].numpy()
-    ds = lesde.simulate(
-        model,
-        t_end=1.0,
-        dt=0.5 if method == "exact" else 0.01,
-        n_paths=6000,
-        n_save=3,
-        method=method,
-        dtype=torch.float64,
-        x0=x0,
-        seed=3,
-        progress=False,
-        device=device,
-    )
+    ds = run_to_t1(model, method, 6000, x0, seed=3, n_save=3, device=device)
     assert ds.attrs["device"].startswith(device.type)
     mean_ref, cov_ref = closed_form_constant(model, M0, 1.0)
     check_moments(ds, mean_ref, cov_ref, 6000)
