@@ -67,4 +67,22 @@ def resolve(method: str):
     raise ValueError(f"method={method!r} is not known; accepted: {', '.join(known_methods())}")
 
 
-__all__ = ["Grid", "resolve", "known_methods", "NATIVE"]
+def check(method: str, model, **options) -> str | None:
+    """Why ``method`` cannot integrate ``model`` (a one-line reason), or None when it can.
+
+    Raises ValueError only for a method name that is not known. Sweeps use this for ``method="auto"``.
+    """
+    resolve(method)
+    if method == "exact":
+        return exact.unsupported_reason(model)
+    if method.startswith("torchsde:"):
+        name = method.split(":", 1)[1]
+        if name in torchsde_method.STRATONOVICH and getattr(model, "noise_kind", None) == "sampling":
+            return (
+                f"method={method!r} is a Stratonovich solver; noise='sampling' is state dependent so the Ito and "
+                "Stratonovich forms differ: use torchsde:euler, torchsde:milstein or torchsde:srk"
+            )
+    return None
+
+
+__all__ = ["Grid", "check", "resolve", "known_methods", "NATIVE"]
