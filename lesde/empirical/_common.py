@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import warnings
 from typing import Any
 
 import xarray as xr
@@ -17,3 +21,61 @@ def finish(ds: xr.Dataset, **attrs: Any) -> xr.Dataset:
         if isinstance(v, str) and type(v) is not str:
             ds.attrs[k] = str(v)
     return ds
+
+
+def n_runs_arg(n_runs: int | None, runs: int | None, default: int, stacklevel: int = 3) -> int:
+    """Resolve the ``n_runs`` keyword and its deprecated spelling ``runs`` (issue 12: one name everywhere)."""
+    if runs is not None:
+        warnings.warn("'runs' is deprecated; use 'n_runs'", DeprecationWarning, stacklevel=stacklevel)
+        if n_runs is not None and n_runs != runs:
+            raise ValueError(f"n_runs={n_runs} and its deprecated alias runs={runs} disagree; pass only n_runs")
+        n_runs = runs
+    return default if n_runs is None else n_runs
+
+
+def free_bytes() -> int:
+    """Available host memory: MemAvailable (Linux; free pages plus reclaimable cache), free pages (POSIX), or 8 GiB
+    where neither can be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
+
+
+def check_memory(need: int, what: str, advice: str) -> None:
+    """Refuse up front (MemoryError with the numbers) what would not fit in 90% of the free host memory."""
+    free = free_bytes()
+    if need > 0.9 * free:
+        raise MemoryError(f"{what} need {need / 2**30:.3g} GiB but only {free / 2**30:.3g} GiB are free; {advice}")
+
+
+@contextlib.contextmanager
+def interrupt_flag():
+    """Within the block, Ctrl-C (SIGINT) sets a flag instead of raising, so a loop can stop between two steps.
+
+    Yields a callable returning whether Ctrl-C was pressed; a second Ctrl-C raises KeyboardInterrupt as usual.
+    Outside the main thread (no handler can be installed there) the flag stays False.
+    """
+    hit = []
+
+    def handler(signum, frame):
+        if hit:
+            raise KeyboardInterrupt
+        hit.append(signum)
+
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        yield lambda: bool(hit)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)

@@ -28,7 +28,7 @@ import torch
 import xarray as xr
 
 from .._validate import check_int, check_positive_float
-from ._common import finish
+from ._common import finish, n_runs_arg
 from .tracking import select_probes
 
 
@@ -36,7 +36,7 @@ def simulate_discrete(
     model,
     lr: float,
     steps: int,
-    runs: int = 8,
+    n_runs: int | None = None,
     probes: int | Sequence[int] | torch.Tensor | None = None,
     record_every: int = 1,
     seed: int = 0,
@@ -44,8 +44,9 @@ def simulate_discrete(
     x0_scale: float = 1.0,
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
+    runs: int | None = None,
 ) -> xr.Dataset:
-    r"""Run the discrete LE process of ``model`` for ``runs`` independent runs and record it like a track.
+    r"""Run the discrete LE process of ``model`` for ``n_runs`` independent runs and record it like a track.
 
     Parameters
     ----------
@@ -54,15 +55,16 @@ def simulate_discrete(
         (``transform_apply``) and the noise (``g_prod``).
     lr : float
         :math:`\eta`; time :math:`t = s\eta`.
-    steps, runs : int
-        Steps per run, independent runs (batched, no loop over runs).
+    steps, n_runs : int
+        Steps per run, independent runs (batched, no loop over runs; default 8). ``runs`` is the deprecated
+        spelling of ``n_runs``.
     probes : None, int or indices
         Samples recorded (all by default; see :func:`lesde.empirical.tracking.select_probes`).
     record_every : int
         Record at steps ``0, r, 2r, ...``; increments are always the one-step change.
     seed : int
         Seeds x0, the sampled (L, I) and the noise.
-    x0 : tensor (N, m) or (runs, N, m), optional
+    x0 : tensor (N, m) or (n_runs, N, m), optional
         Initial features (samples ordered by class, as ``model.labels``).
     dtype, device : precision (float64 default: this is ground truth) and device.
 
@@ -76,16 +78,15 @@ def simulate_discrete(
     --------
     >>> import lesde
     >>> model = lesde.LESDE(3, 3, 4, alpha=1.0, beta=0.2, noise=0.1)
-    >>> ds = simulate_discrete(model, lr=0.01, steps=10, runs=2)
+    >>> ds = simulate_discrete(model, lr=0.01, steps=10, n_runs=2)
     >>> dict(ds.features.sizes)
     {'run': 2, 'step': 11, 'probe': 12, 'feature': 3}
     """
     lr = check_positive_float("lr", lr)
-    steps, runs, record_every = (
-        check_int("steps", steps),
-        check_int("runs", runs),
-        check_int("record_every", record_every),
-    )
+    runs = check_int("n_runs", n_runs_arg(n_runs, runs, 8))
+    steps, record_every = check_int("steps", steps), check_int("record_every", record_every)
+    if record_every > steps:
+        raise ValueError(f"record_every={record_every} exceeds steps={steps}: nothing but step 0 would be recorded")
     dev = torch.device(device)
     K, m, N = model.num_classes, model.dim, model.num_samples
     md = model.on(dev, dtype)
@@ -101,7 +102,7 @@ def simulate_discrete(
     else:
         X = torch.as_tensor(x0, dtype=dtype, device=dev)
         if X.shape[-2:] != (N, m) or X.ndim not in (2, 3) or (X.ndim == 3 and X.shape[0] != runs):
-            raise ValueError(f"x0 must have shape (N, m) = ({N}, {m}) or (runs, N, m), got {tuple(X.shape)}")
+            raise ValueError(f"x0 must have shape (N, m) = ({N}, {m}) or (n_runs, N, m), got {tuple(X.shape)}")
         X = X.expand(runs, N, m).clone()
     sampling_noise = getattr(md, "noise_kind", None) == "sampling"
     brownian = int(getattr(md, "brownian_size", N * m))
@@ -196,7 +197,7 @@ def simulate_discrete(
         spec=model.to_spec(),
         lr=lr,
         steps=steps,
-        runs=runs,
+        n_runs=runs,
         record_every=record_every,
         feature="le-process",
         seed=seed,

@@ -1,28 +1,54 @@
 r"""Estimators of the elasticity matrix :math:`E(t)` from a track (DESIGN.md section 3b).
 
-A track (from :func:`~lesde.empirical.track` or :func:`~lesde.empirical.simulate_discrete`) records, at step
-:math:`s`, the one-step increment :math:`\Delta_i = f_s(x_i) - f_{s-1}(x_i)` of every probe, the sampled example
-:math:`I_s` (label :math:`L_s`) and its feature :math:`f_{s-1}(x_{I_s})` before the step.
+A track (from :func:`~lesde.empirical.track`, a :class:`~lesde.empirical.Tracker` or
+:func:`~lesde.empirical.simulate_discrete`) records, at step :math:`s`, the one-step increment :math:`\Delta_i =
+f_s(x_i) - f_{s-1}(x_i)` of every probe, the sampled example :math:`I_s` (label :math:`L_s`) and its feature
+:math:`f_{s-1}(x_{I_s})` before the step.
 
-Regression forms (``feature``, ``residual``): with :math:`v = \eta f_{s-1}(x_{I_s})` (feature) or
-:math:`v = \eta (e_{L_s} - \mathrm{softmax}(f_{s-1}(x_{I_s})))` (residual, the kernel form; needs logits),
-the discrete LE process gives :math:`\Delta_i = E(y_i, L_s) v + \sqrt{\eta}\phi_i`, so within a window the pooled
-least-squares estimate of the pair :math:`(k, l)` is
+Regression forms (``feature``, ``residual``)
+--------------------------------------------
+With :math:`v_s = \eta f_{s-1}(x_{I_s})` (feature) or :math:`v_s = \eta (e_{L_s} - \mathrm{softmax}(f_{s-1}(x_{I_s})))`
+(residual, the kernel form: one cross-entropy step moves logits by :math:`\eta\,\Theta(x, x_I)\, r_I`; needs
+logits), the discrete LE process gives :math:`\Delta_i = E(y_i, L_s) v_s + \sqrt{\eta}\phi_i`. For the pair
+:math:`(k, l)`, let :math:`n_s = \sum_{i: y_i = k} \langle \Delta_i, v_s\rangle` and :math:`d_s = n^{(k)}_s
+\|v_s\|^2` over the steps with :math:`L_s = l` (:math:`n^{(k)}_s` the probes of class :math:`k` in the step). Two
+estimands pool a window of such steps (``weighting``):
 
 .. math::
 
-    \hat E_{kl} = \frac{\sum_{(r,s): L_s = l} \sum_{i: y_i = k} \langle \Delta_i, v \rangle}
-                       {\sum_{(r,s): L_s = l} \sum_{i: y_i = k} \|v\|^2},
+    \hat E^{\text{increment}}_{kl} = \frac{\sum_s n_s}{\sum_s d_s}, \qquad
+    \hat E^{\text{step}}_{kl} = \frac{1}{|S|} \sum_s \frac{n_s}{d_s} .
 
-:math:`\hat\alpha` pools the pairs :math:`k = l` and :math:`\hat\beta` the pairs :math:`k \ne l`. Standard errors
-are cluster-robust with one cluster per (run, step): probes of one step share :math:`v`, so their errors are not
-independent; :math:`\mathrm{SE}^2 = \frac{G}{G-1} \sum_c (N_c - \hat E D_c)^2 / (\sum_c D_c)^2` with :math:`N_c,
-D_c` the cluster sums of numerator and denominator and :math:`G` the clusters. The window's ``time`` is the
-:math:`\|v\|^2`-weighted mean of :math:`t_{s-1} = (s-1)\eta` (the time at which step :math:`s` evaluates
-:math:`E`), which removes the first-order bias of pooling a changing :math:`E(t)`. ``noise`` is the residual
-scale :math:`\hat\sigma = (\sum \|\Delta_i - \hat E v\|^2 / (n\, m\, \eta))^{1/2}`, the diffusion that the LE-SDE
-needs to imitate the track. The sampled example itself is left out of its own step (its self-elasticity is a
-different, much larger quantity in a network).
+``increment`` is the least-squares drift coefficient (a ratio of sums, each step weighted by
+:math:`\|v_s\|^2`): the coefficient that best reproduces the summed increments, which is what an LE-SDE driven by
+it (:func:`~lesde.empirical.imitate`) needs. ``step`` is the mean of each step's own regression coefficient, the
+typical step, what the original LE-SDE analysis and He and Su's local-elasticity measure report. On the discrete
+LE process both estimate the same :math:`E`; on real networks they differ (MNIST-1D residual form: alpha/beta
+about 1 vs 3.5), because well-fitted samples (small residual :math:`\|v\|`) have a large per-step elasticity and
+little :math:`\|v\|^2` weight. The default is ``increment`` (the estimand imitation needs); both are always
+computed (``alpha_by_weighting``), and a :class:`UserWarning` names the windows where they differ beyond their
+joint uncertainty (Bonferroni over windows at the ``confidence`` level).
+:math:`\hat\alpha` pools the pairs :math:`k = l` and :math:`\hat\beta` the pairs :math:`k \ne l` (for ``step``,
+each step's coefficient over all probes of the other classes).
+
+Decisions:
+
+- The sampled example is left out of its own step (its self-elasticity is a different, much larger quantity).
+- Steps whose regressor is at rounding level are dropped from both estimands: :math:`\|v_s\| < 1024\,
+  \varepsilon\, \|f\|_{\text{rms}}` (:math:`\varepsilon` the machine epsilon of the stored increments,
+  :math:`\|f\|_{\text{rms}}` the probes' rms feature norm before the step), where the rounding of the stored
+  increments alone would move that step's coefficient by more than 1/1024. In float32 logit tracks these are
+  samples fitted to within ~1e-4 of probability one; ``n_excluded`` counts them. Residuals are computed in float64
+  from the logits, so they are never rounded to zero themselves.
+- Standard errors are cluster-robust (:mod:`lesde.empirical._pooling`): one cluster per run when the track has
+  several (``se_cluster = "run"``), per step otherwise (then they ignore the correlation between the steps of one
+  run, and a warning says so). Intervals use Student's t with ``dof`` = clusters - 1.
+- Each window's ``time`` is the estimand's weighted mean of :math:`t_{s-1} = (s-1)\eta` (the time at which step
+  :math:`s` evaluates :math:`E`), which removes the first-order bias of pooling a changing :math:`E(t)`.
+- ``noise`` is the residual scale of the least-squares (increment) fit,
+  :math:`\hat\sigma = (\sum \|\Delta_i - \hat E v\|^2 / (n\, m\, \eta))^{1/2}`, the diffusion an imitating LE-SDE needs.
+- ``alpha_integrated`` / ``beta_integrated`` are :math:`A(t) = \int_0^t \alpha`, the trapezoid rule over the
+  windows (the first window's value held back to t = 0); :func:`~lesde.empirical.tail_index` reads them.
 
 ``means`` (the original LE-SDE code's integrated estimators, T = identity, balanced): per run,
 
@@ -33,119 +59,142 @@ different, much larger quantity in a network).
 
 averaged over classes and coordinates in log space; :math:`\hat\alpha, \hat\beta` are the least-squares slopes of
 :math:`\hat A, \hat B` over each window (a first-order Savitzky-Golay derivative), with the standard error over
-runs.
+runs. ``weighting`` does not apply to it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
-from scipy.stats import norm
 
 from .._validate import check_choice, check_int
+from . import _pooling as pool
 from ._common import finish
+
+WEIGHTINGS = ("increment", "step")
+ROUNDING_FACTOR = 1024.0
 
 
 def _onehot(x: np.ndarray, K: int) -> np.ndarray:
     return (x[..., None] == np.arange(K)).astype(np.float64)
 
 
-def _window_starts(n: int, window: int) -> np.ndarray:
-    """Window starts over n points; a trailing remainder shorter than half a window joins the previous one."""
-    starts = np.arange(0, n, window)
-    if len(starts) > 1 and n - starts[-1] < window / 2:
-        starts = starts[:-1]
-    return starts
+def _class_sums(ds: xr.Dataset, v: np.ndarray, K: int) -> dict[str, np.ndarray]:
+    """Per (run, step, probe class): sums of <Delta_i, v>, ||Delta_i||^2 and kept-probe counts, plus the probes'
+    rms feature norm before the step. Streams over runs and step chunks (float64 copies of the increments of a
+    long penultimate track would not fit in memory)."""
+    inc, feat = ds["increment"].values, ds["features"].values  # loaded once (a file-backed track reads here)
+    R, S, P, m = inc.shape
+    Y = _onehot(ds["label"].values, K)  # (P, K)
+    I = ds["sampled_index"].values[:, 1:]
+    sample_index = ds["sample_index"].values
+    out = {k: np.zeros((R, S - 1, K)) for k in ("num", "sq", "cnt")}
+    out["fscale"] = np.zeros((R, S - 1))
+    chunk = max(1, int(2**22 // max(P * m, 1)))
+    for r in range(R):
+        for a in range(1, S, chunk):
+            b = min(S, a + chunk)
+            D = np.asarray(inc[r, a:b], np.float64)  # (c, P, m)
+            prev = np.asarray(feat[r, a:b], np.float64) - D  # f_{s-1}
+            keep = (sample_index[None, :] != I[r, a - 1 : b - 1, None]).astype(np.float64)  # (c, P)
+            num = np.einsum("spm,sm->sp", D, v[r, a - 1 : b - 1]) * keep
+            out["num"][r, a - 1 : b - 1] = num @ Y
+            out["sq"][r, a - 1 : b - 1] = ((D * D).sum(-1) * keep) @ Y
+            out["cnt"][r, a - 1 : b - 1] = keep @ Y
+            out["fscale"][r, a - 1 : b - 1] = np.sqrt((prev * prev).sum(-1).mean(-1))
+    return out
 
 
-def _pooled(Nc: np.ndarray, Dc: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ratio estimate and cluster-robust SE per window. Nc, Dc (R, S, ...) cluster sums -> (W, ...) each."""
-    num = np.add.reduceat(Nc, starts, axis=1).sum(0)  # (W, ...)
-    den = np.add.reduceat(Dc, starts, axis=1).sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        est = num / den
-        wid = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, Nc.shape[1])))
-        resid = Nc - est[wid][None] * Dc  # (R, S, ...)
-        ss = np.add.reduceat(resid**2, starts, axis=1).sum(0)
-        G = np.add.reduceat((Dc > 0).astype(np.float64), starts, axis=1).sum(0)
-        se = np.sqrt(G / (G - 1) * ss) / den
-    est = np.where(den > 0, est, np.nan)
-    se = np.where(G > 1, se, np.nan)
-    return est, se
-
-
-def _regression(ds: xr.Dataset, v: np.ndarray, window: int) -> dict:
-    """Pooled least squares of each probe's increment on v (R, S, m); step 0 (no increment) is dropped."""
+def _regression(ds: xr.Dataset, v: np.ndarray, window: int, confidence: float) -> dict:
+    """Both estimands of the pooled regression of each probe's increment on v (R, S, m); step 0 is dropped."""
     K = int(ds.attrs["num_classes"])
     lr = float(ds.attrs["lr"])
-    D = ds["increment"].values[:, 1:].astype(np.float64)  # (R, S, P, m)
-    v = v[:, 1:].astype(np.float64)  # (R, S, m)
-    if D.shape[-1] != v.shape[-1]:
-        raise ValueError(f"increments have {D.shape[-1]} coordinates but the regressor has {v.shape[-1]}")
+    m = ds.sizes["feature"]
+    if v.shape[-1] != m:
+        raise ValueError(f"increments have {m} coordinates but the regressor has {v.shape[-1]}")
+    v = np.asarray(v[:, 1:], np.float64)
+    R, S = v.shape[:2]
+    cs = _class_sums(ds, v, K)
     L = ds["sampled_label"].values[:, 1:]
-    I = ds["sampled_index"].values[:, 1:]
-    keep = (ds["sample_index"].values[None, None, :] != I[..., None]).astype(np.float64)  # (R, S, P)
-    Y, Lh = _onehot(ds["label"].values, K), _onehot(L, K)  # (P, K), (R, S, K)
-    num = np.einsum("rspm,rsm->rsp", D, v) * keep
-    vv = (v * v).sum(-1)  # (R, S)
-    sq = (D * D).sum(-1) * keep
-    Nc = np.einsum("rsp,pk,rsl->rskl", num, Y, Lh)  # (R, S, K, K) cluster sums per class pair
-    Dc = np.einsum("rs,rsp,pk,rsl->rskl", vv, keep, Y, Lh)
-    Qc = np.einsum("rsp,pk,rsl->rskl", sq, Y, Lh)
-    Cc = np.einsum("rsp,pk,rsl->rskl", keep, Y, Lh)
-    S = D.shape[1]
-    starts = _window_starts(S, window)
-    E, E_se = _pooled(Nc, Dc, starts)  # (W, K, K)
-    diag = np.eye(K, dtype=bool)
-    Na, Da = Nc[..., diag].sum(-1), Dc[..., diag].sum(-1)  # (R, S)
-    alpha, alpha_se = _pooled(Na, Da, starts)
-    beta, beta_se = _pooled(Nc.sum((2, 3)) - Na, Dc.sum((2, 3)) - Da, starts)
-    # residual scale: sum ||Delta - E v||^2 = Q - 2 E N + E^2 D per pair, pooled per window
-    red = [np.add.reduceat(x, starts, axis=1).sum(0) for x in (Qc, Nc, Dc, Cc)]
-    Ew = np.nan_to_num(E)
-    ss = (red[0] - 2 * Ew * red[1] + Ew**2 * red[2]).sum((1, 2))
-    noise = np.sqrt(np.maximum(ss, 0) / (red[3].sum((1, 2)) * D.shape[-1] * lr))
+    Lh = _onehot(L, K)  # (R, S, K)
+    vv = (v * v).sum(-1)
+    eps = np.finfo(ds["increment"].dtype).eps if ds["increment"].dtype.kind == "f" else np.finfo(np.float64).eps
+    ok = np.isfinite(vv) & (L >= 0)
+    valid = ok & (np.sqrt(np.where(ok, vv, 0)) >= ROUNDING_FACTOR * eps * cs["fscale"]) & (vv > 0)
+    excluded = ok & ~valid
+    w = valid.astype(np.float64)
+    num, cnt, sq = (np.nan_to_num(cs[k]) * w[..., None] for k in ("num", "cnt", "sq"))
+    den = cnt * np.where(valid, vv, 0)[..., None]  # (R, S, K): d for the pair (k, L_s)
+    starts = pool.window_starts(S, window)
+    cl = pool.Clusters(S, starts, by_run=R > 1)
+
+    # per-step arrays of each quantity, (n, d) for the increment estimand
+    pair = (np.einsum("rsk,rsl->rskl", num, Lh), np.einsum("rsk,rsl->rskl", den, Lh))
+    n_a, d_a = (num * Lh).sum(-1), (den * Lh).sum(-1)
+    inc = {"E": pair, "alpha": (n_a, d_a), "beta": (num.sum(-1) - n_a, den.sum(-1) - d_a)}
+
+    def per_step(n, d):  # each step's own coefficient, weight 1 where the step has data
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(d > 0, n / d, 0.0), (d > 0).astype(np.float64)
+
+    res = {wt: {q: pool.ratio(*(nd if wt == "increment" else per_step(*nd)), cl) for q, nd in inc.items()}
+           for wt in WEIGHTINGS}
+    out: dict = {"by_weighting": {}}
+    for wt in WEIGHTINGS:
+        r_ = res[wt]
+        out["by_weighting"][wt] = {q: (r_[q]["est"], r_[q]["se"], r_[q]["dof"]) for q in r_}
+        tw = d_a + inc["beta"][1] if wt == "increment" else w  # weights of each step in the window's time
+        t_prev = (ds["step"].values[1:] - 1) * lr
+        tws = np.add.reduceat(tw.sum(0), starts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["by_weighting"][wt]["time"] = np.add.reduceat((tw.sum(0) * t_prev), starts) / tws
+    for q in ("alpha", "beta"):
+        diff, se = pool.difference(res["increment"][q], res["step"][q])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"{q}_disagreement"] = diff / se
+    # residual scale of the least-squares fit: sum ||Delta - E v||^2 = Q - 2 E N + E^2 D per pair, per window
+    E = np.nan_to_num(res["increment"]["E"]["est"])  # (W, K, K)
+    red = [np.add.reduceat(np.einsum("rsk,rsl->skl", x, Lh), starts) for x in (sq, num, den, cnt)]
+    ss = (red[0] - 2 * E * red[1] + E**2 * red[2]).sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["noise"] = np.sqrt(np.maximum(ss, 0) / (red[3].sum((1, 2)) * m * lr))
     steps = ds["step"].values[1:]
-    t_prev = (steps - 1) * lr  # step s evaluates E at t_{s-1}
-    w = Dc.sum((0, 2, 3))  # (S,)
-    wt = np.add.reduceat(w * t_prev, starts) / np.add.reduceat(w, starts)
     stops = np.append(starts[1:], S) - 1
-    return dict(
-        alpha=alpha,
-        alpha_se=alpha_se,
-        beta=beta,
-        beta_se=beta_se,
-        E=E,
-        E_se=E_se,
-        noise=noise,
-        time=wt,
+    out.update(
         step_start=steps[starts],
         step_stop=steps[stops],
         n_obs=red[3].sum((1, 2)),
+        n_steps=np.add.reduceat(w.sum(0), starts),
+        n_excluded=np.add.reduceat(excluded.sum(0).astype(np.float64), starts),
+        se_cluster="run" if R > 1 else "step",
+        rounding_tolerance=f"||v|| >= {ROUNDING_FACTOR:g} * {eps:.3g} * rms ||f||",
     )
+    return out
 
 
-def _feature_form(ds: xr.Dataset, window: int) -> dict:
-    return _regression(ds, float(ds.attrs["lr"]) * ds["sampled_feature"].values, window)
+def _feature_form(ds: xr.Dataset, window: int, confidence: float) -> dict:
+    return _regression(ds, float(ds.attrs["lr"]) * ds["sampled_feature"].values, window, confidence)
 
 
-def _residual_form(ds: xr.Dataset, window: int) -> dict:
+def _residual_form(ds: xr.Dataset, window: int, confidence: float) -> dict:
     if "sampled_residual" not in ds or ds.sizes["feature"] != ds.sizes["class"]:
         raise ValueError(
             "form='residual' needs logit features (feature dim == number of classes) and "
             "sampled_residual in the track; track with feature='logits' or use form='feature'"
         )
-    if ds.attrs.get("feature") == "penultimate":
+    if ds.attrs.get("feature") not in (None, "logits", "le-process"):
         raise ValueError(
             "form='residual' regresses logit increments on logit residuals; the track holds "
-            "penultimate features: use form='feature'"
+            f"feature={ds.attrs.get('feature')!r}: use form='feature'"
         )
-    return _regression(ds, float(ds.attrs["lr"]) * ds["sampled_residual"].values, window)
+    return _regression(ds, float(ds.attrs["lr"]) * ds["sampled_residual"].values.astype(np.float64), window,
+                       confidence)
 
 
-def _means_form(ds: xr.Dataset, window: int) -> dict:
+def _means_form(ds: xr.Dataset, window: int, confidence: float) -> dict:
     K = int(ds.attrs["num_classes"])
     lr = float(ds.attrs["lr"])
     F = ds["features"].values.astype(np.float64)  # (R, S, P, m)
@@ -160,136 +209,236 @@ def _means_form(ds: xr.Dataset, window: int) -> dict:
     B = (la - lk).mean((2, 3))  # integral of beta
     steps = ds["step"].values
     t = steps * lr
-    S = len(steps)
-    starts = _window_starts(S, window)
-    wid = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, S)))
+    R, S = A.shape
+    starts = pool.window_starts(S, window)
+    wid = pool.window_ids(S, starts)
     n = np.bincount(wid).astype(np.float64)
     tm = np.bincount(wid, t) / n
     tc = t - tm[wid]
     sxx = np.bincount(wid, tc * tc)
 
-    def slope(Z):  # per run and window: least-squares slope of Z over t
+    def slope(Z):  # per run and window: least-squares slope of Z over t; the SE is the spread over runs
         sxy = np.stack([np.bincount(wid, tc * z) for z in Z])  # (R, W)
         with np.errstate(invalid="ignore", divide="ignore"):
             b = sxy / sxx
-        R = b.shape[0]
-        return b.mean(0), (b.std(0, ddof=1) / np.sqrt(R) if R > 1 else np.full(b.shape[1], np.nan))
+        se = b.std(0, ddof=1) / np.sqrt(R) if R > 1 else np.full(b.shape[1], np.nan)
+        return b.mean(0), se, np.full(b.shape[1], R - 1.0)
 
-    alpha, alpha_se = slope(A)
-    beta, beta_se = slope(B)
+    alpha, beta = slope(A), slope(B)
     eye = np.eye(K)
-    E = alpha[:, None, None] * eye + beta[:, None, None] * (1 - eye)
-    E_se = alpha_se[:, None, None] * eye + beta_se[:, None, None] * (1 - eye)
+    E = tuple(a[:, None, None] * eye + b[:, None, None] * (1 - eye) for a, b in zip(alpha, beta))
     stops = np.append(starts[1:], S) - 1
+    with np.errstate(invalid="ignore"):
+        integ = {q: np.stack([np.bincount(wid, z) for z in Z]).mean(0) / n for q, Z in (("alpha", A), ("beta", B))}
     return dict(
-        alpha=alpha,
-        alpha_se=alpha_se,
-        beta=beta,
-        beta_se=beta_se,
-        E=E,
-        E_se=E_se,
+        by_weighting={"increment": {"alpha": alpha, "beta": beta, "E": E, "time": tm}},
+        integrated=integ,
         noise=np.full(len(starts), np.nan),
-        time=tm,
         step_start=steps[starts],
         step_stop=steps[stops],
         n_obs=n * F.shape[0],
+        n_steps=n,
+        se_cluster="run",
     )
 
 
-FORMS: dict[str, Callable[[xr.Dataset, int], dict]] = {
+FORMS: dict[str, Callable[[xr.Dataset, int, float], dict]] = {
     "feature": _feature_form,
     "residual": _residual_form,
     "means": _means_form,
 }
 
 _LONG = {
-    "alpha_se": "standard error of alpha",
-    "beta_se": "standard error of beta",
+    "alpha_se": "standard error of alpha (clustered, see attrs se_cluster)",
+    "beta_se": "standard error of beta (clustered, see attrs se_cluster)",
     "E_se": "standard error of E",
     "alpha_lower": "lower confidence bound of alpha",
     "alpha_upper": "upper confidence bound of alpha",
     "beta_lower": "lower confidence bound of beta",
     "beta_upper": "upper confidence bound of beta",
+    "dof": "degrees of freedom of the intervals (clusters - 1)",
+    "alpha_by_weighting": "alpha under each weighting (estimand)",
+    "alpha_by_weighting_se": "standard error of alpha under each weighting",
+    "beta_by_weighting": "beta under each weighting (estimand)",
+    "beta_by_weighting_se": "standard error of beta under each weighting",
+    "alpha_disagreement": "z-score of alpha(increment) - alpha(step)",
+    "beta_disagreement": "z-score of beta(increment) - beta(step)",
+    "alpha_integrated": "integrated intra-class elasticity A(t) = int_0^t alpha",
+    "beta_integrated": "integrated inter-class elasticity B(t) = int_0^t beta",
     "noise": "residual diffusion scale sigma_hat",
-    "n_obs": "observations pooled in the window",
+    "n_obs": "(probe, step) observations pooled in the window",
+    "n_steps": "steps pooled in the window",
+    "n_excluded": "steps dropped: regressor at rounding level",
     "step_start": "first step of the window",
     "step_stop": "last step of the window",
 }
 
 
+def _integrate(t: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """A(t_w) = int_0^{t_w} a by the trapezoid rule over the windows, a held at its first value back to t = 0."""
+    a = np.nan_to_num(a)
+    seg = 0.5 * (a[1:] + a[:-1]) * np.diff(t)
+    return a[0] * t[0] + np.concatenate([[0.0], np.cumsum(seg)])
+
+
 def estimate(
-    track_ds: xr.Dataset, form: str = "feature", window: int | None = None, confidence: float = 0.95
+    track_ds: xr.Dataset,
+    form: str = "feature",
+    window: int | None = None,
+    confidence: float = 0.95,
+    weighting: str | None = None,
 ) -> xr.Dataset:
     r"""Estimate :math:`\alpha_t`, :math:`\beta_t` and :math:`E(t)` from a track, pooled over windows of steps.
 
     Parameters
     ----------
     track_ds : xarray.Dataset
-        Output of :func:`~lesde.empirical.track` or :func:`~lesde.empirical.simulate_discrete`.
+        Output of :func:`~lesde.empirical.track`, :meth:`Tracker.dataset` or
+        :func:`~lesde.empirical.simulate_discrete`.
     form : {"feature", "residual", "means"}
-        Estimator (module docstring).
+        Regressor (module docstring): the sampled feature, the sampled logit residual, or the integrated estimator.
     window : int, optional
         Recorded steps per window; default: about 40 windows over the track.
     confidence : float
-        Level of the normal confidence intervals ``alpha_lower/upper``, ``beta_lower/upper``.
+        Level of the Student-t intervals ``alpha_lower/upper``, ``beta_lower/upper`` (and of the disagreement
+        warning).
+    weighting : {"increment", "step"}, optional
+        The estimand reported as ``alpha``, ``beta``, ``E``: ``"increment"`` (default), the least-squares drift
+        :math:`\sum_s n_s / \sum_s d_s` that reproduces the summed increments (what imitation needs), or
+        ``"step"``, the mean over steps of each step's coefficient :math:`n_s / d_s` (the typical step, as the
+        original LE-SDE analysis reports). Both are always in ``alpha_by_weighting(weighting, step)``.
+        Regression forms only.
 
     Returns
     -------
     xarray.Dataset over ``step`` (the window's middle recorded step) with ``alpha``, ``beta``, their ``_se``,
-    ``_lower``, ``_upper``, ``E(step, class, class_other)`` (row: the moved probe's class, column: the sampled
-    class), ``E_se``, ``noise``, ``n_obs`` and coordinates ``time``, ``step_start``, ``step_stop``.
+    ``_lower``, ``_upper``, ``dof``, ``E(step, class, class_other)`` (row: the moved probe's class, column: the sampled
+    class), ``E_se``, ``alpha_by_weighting``/``beta_by_weighting`` (and ``_se``), ``alpha_disagreement``,
+    ``beta_disagreement``, ``alpha_integrated``, ``beta_integrated``, ``noise``, ``n_obs``, ``n_steps``,
+    ``n_excluded`` and coordinates ``time``, ``step_start``, ``step_stop``; attrs ``weighting``, ``se_cluster``.
 
     Examples
     --------
     >>> import lesde
     >>> from lesde.empirical import simulate_discrete
     >>> model = lesde.LESDE(3, 3, 10, alpha=1.0, beta=0.25, noise=0.05)
-    >>> est = estimate(simulate_discrete(model, lr=0.01, steps=200, runs=4), window=200)
-    >>> round(float(est.alpha[0]), 1), round(float(est.beta[0]), 2)
-    (1.0, 0.25)
+    >>> est = estimate(simulate_discrete(model, lr=0.01, steps=200, n_runs=4), window=200)
+    >>> round(float(est.alpha[0]), 1), round(float(est.beta[0]), 2), est.attrs["se_cluster"]
+    (1.0, 0.25, 'run')
     """
     form = check_choice("form", form, FORMS)
+    if form == "means" and weighting is not None:
+        raise ValueError("weighting applies to the regression forms ('feature', 'residual'), not form='means'")
+    weighting = check_choice("weighting", "increment" if weighting is None else weighting, WEIGHTINGS)
+    for name in ("features", "increment", "sampled_label", "sampled_index", "label", "step"):
+        if name not in track_ds.variables:
+            raise ValueError(f"track_ds has no {name!r}: pass a track from lesde.empirical (track, Tracker, ...)")
     S = track_ds.sizes["step"] - (0 if form == "means" else 1)
+    if S < 1:
+        raise ValueError("the track holds no SGD step (only step 0); track at least one step")
     window = max(1, S // 40) if window is None else check_int("window", window)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    r = FORMS[form](track_ds, window)
+    r = FORMS[form](track_ds, window, confidence)
     K = int(track_ds.attrs["num_classes"])
-    z = float(norm.ppf(0.5 + confidence / 2))
+    sel = r["by_weighting"][weighting]
+    (alpha, alpha_se, alpha_dof), (beta, beta_se, beta_dof) = sel["alpha"], sel["beta"]
+    q = pool.t_quantile(confidence, alpha_dof)
     mid = (np.asarray(r["step_start"]) + np.asarray(r["step_stop"])) // 2
+    time = sel["time"]
+    integ = r.get("integrated") or {"alpha": _integrate(time, alpha), "beta": _integrate(time, beta)}
     data = {
-        "alpha": ("step", r["alpha"]),
-        "alpha_se": ("step", r["alpha_se"]),
-        "alpha_lower": ("step", r["alpha"] - z * r["alpha_se"]),
-        "alpha_upper": ("step", r["alpha"] + z * r["alpha_se"]),
-        "beta": ("step", r["beta"]),
-        "beta_se": ("step", r["beta_se"]),
-        "beta_lower": ("step", r["beta"] - z * r["beta_se"]),
-        "beta_upper": ("step", r["beta"] + z * r["beta_se"]),
-        "E": (("step", "class", "class_other"), r["E"]),
-        "E_se": (("step", "class", "class_other"), r["E_se"]),
+        "alpha": ("step", alpha),
+        "alpha_se": ("step", alpha_se),
+        "alpha_lower": ("step", alpha - q * alpha_se),
+        "alpha_upper": ("step", alpha + q * alpha_se),
+        "beta": ("step", beta),
+        "beta_se": ("step", beta_se),
+        "beta_lower": ("step", beta - pool.t_quantile(confidence, beta_dof) * beta_se),
+        "beta_upper": ("step", beta + pool.t_quantile(confidence, beta_dof) * beta_se),
+        "dof": ("step", alpha_dof),
+        "E": (("step", "class", "class_other"), sel["E"][0]),
+        "E_se": (("step", "class", "class_other"), sel["E"][1]),
+        "alpha_integrated": ("step", integ["alpha"]),
+        "beta_integrated": ("step", integ["beta"]),
         "noise": ("step", r["noise"]),
         "n_obs": ("step", r["n_obs"]),
+        "n_steps": ("step", r["n_steps"]),
     }
-    ds = xr.Dataset(
-        data,
-        coords={
-            "step": mid,
-            "time": ("step", r["time"]),
-            "step_start": ("step", r["step_start"]),
-            "step_stop": ("step", r["step_stop"]),
-            "class": np.arange(K),
-            "class_other": np.arange(K),
-        },
-    )
+    coords = {
+        "step": mid,
+        "time": ("step", time),
+        "step_start": ("step", r["step_start"]),
+        "step_stop": ("step", r["step_stop"]),
+        "class": np.arange(K),
+        "class_other": np.arange(K),
+    }
+    extra = {}
+    if form != "means":
+        bw = r["by_weighting"]
+        for qn in ("alpha", "beta"):
+            data[f"{qn}_by_weighting"] = (("weighting", "step"), np.stack([bw[w][qn][0] for w in WEIGHTINGS]))
+            data[f"{qn}_by_weighting_se"] = (("weighting", "step"), np.stack([bw[w][qn][1] for w in WEIGHTINGS]))
+            data[f"{qn}_disagreement"] = ("step", r[f"{qn}_disagreement"])
+        data["n_excluded"] = ("step", r["n_excluded"])
+        coords["weighting"] = list(WEIGHTINGS)
+        extra = dict(rounding_tolerance=r["rounding_tolerance"], excluded_steps=int(np.sum(r["n_excluded"])))
+    ds = xr.Dataset(data, coords=coords)
     for name, long in _LONG.items():
-        ds[name].attrs["long_name"] = long
+        if name in ds:
+            ds[name].attrs.update(long_name=long, units="1")
     keep = {
         k: track_ds.attrs[k]
-        for k in ("source", "lr", "steps", "runs", "feature", "num_classes", "class_counts", "seed", "spec")
+        for k in ("source", "lr", "steps", "n_runs", "feature", "num_classes", "class_counts", "seed", "spec")
         if k in track_ds.attrs
     }
-    return finish(ds, **keep, form=form, window=window, confidence=confidence, num_probes=track_ds.sizes["probe"])
+    ds = finish(
+        ds,
+        **keep,
+        form=form,
+        window=window,
+        confidence=confidence,
+        weighting=weighting if form != "means" else "n/a",
+        se_cluster=r["se_cluster"],
+        num_probes=track_ds.sizes["probe"],
+        **extra,
+    )
+    _warn(ds, confidence)
+    return ds
 
 
-__all__ = ["estimate", "FORMS"]
+def _warn(ds: xr.Dataset, confidence: float) -> None:
+    if ds.attrs["se_cluster"] == "step" and ds.attrs["form"] != "means":
+        warnings.warn(
+            "the track has one run, so standard errors are clustered by step and ignore the correlation between "
+            "the steps of one run (on networks they can be several times too small); track n_runs >= 2 for "
+            "run-clustered errors",
+            UserWarning,
+            stacklevel=3,
+        )
+    if "alpha_disagreement" not in ds:
+        return
+    W = ds.sizes["step"]
+    crit = pool.t_quantile(1 - (1 - confidence) / W, ds["dof"].values)  # Bonferroni over the windows
+    msgs = []
+    for qn in ("alpha", "beta"):
+        z = np.abs(ds[f"{qn}_disagreement"].values)
+        bad = np.flatnonzero(z > crit)
+        if bad.size:
+            inc, stp = ds[f"{qn}_by_weighting"].values[:, bad]
+            msgs.append(
+                f"{qn} in {bad.size} of {W} windows (e.g. t={float(ds.time[bad[0]]):.3g}: increment "
+                f"{inc[0]:.4g} vs step {stp[0]:.4g}; median ratio step/increment "
+                f"{np.nanmedian(stp / inc):.3g})"
+            )
+    if msgs:
+        warnings.warn(
+            "the two estimands differ beyond their joint uncertainty: " + "; ".join(msgs) + ". 'increment' is the "
+            "least-squares drift (what an imitating LE-SDE needs), 'step' the typical step's coefficient: report "
+            "which one you use",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+__all__ = ["estimate", "FORMS", "WEIGHTINGS"]

@@ -1,50 +1,55 @@
 r"""Batch-size-1 SGD with every probe tracked at every recorded step, for many runs at once.
 
-``runs`` independent copies of a network (different initialisations and sample orders) are stacked with
-``torch.func.stack_module_state`` and trained together: one ``vmap(grad(...))`` call per step computes every
-run's cross-entropy gradient on its own sampled example, one fused in-place update applies
-:math:`\theta \leftarrow \theta - \eta \nabla_\theta \ell(\theta; x_{I_s}, y_{I_s})`, and after each recorded step
-one vmapped forward evaluates every probe for every run.
+``n_runs`` independent copies of a network (different initialisations and sample orders, or the same weights
+with ``init="keep"``) are stacked and trained together (:mod:`lesde.empirical._engine`): one call per step
+applies every run's :math:`\theta \leftarrow \theta - \eta \nabla_\theta \ell(\theta; x_{I_s}, y_{I_s})` on its
+own sampled example, and after each recorded step one forward evaluates every probe for every run. For a network
+in your own training loop (any model, any optimizer), use :class:`~lesde.empirical.Tracker`, which records the
+same Dataset.
 
 Layout of the returned Dataset (what the estimators in :mod:`lesde.empirical.estimators` read)
 ------------------------------------------------------------------------------------------
 - ``features(run, step, probe, feature)``: :math:`f_s(x_i)` at recorded steps ``0, r, 2r, ...`` (``r =
-  record_every``), ``feature`` the logits or the penultimate layer.
+  record_every``); ``feature`` the logits, the penultimate layer (the input of the last ``nn.Linear``) or the
+  output of a named submodule.
 - ``increment(run, step, probe, feature)``: :math:`f_s(x_i) - f_{s-1}(x_i)`, the change made by the *single* SGD
   step ``s`` (when ``record_every > 1`` an extra probe forward runs just before each recorded step, so the
   estimators always see one-step increments, whatever the recording stride).
 - ``sampled_feature(run, step, feature)``: :math:`f_{s-1}(x_{I_s})`, the trained example's feature *before* the
-  step, and ``sampled_residual(run, step, class)``: :math:`e_{L_s} - \mathrm{softmax}(\text{logits}_{s-1}(x_{I_s}))`.
-  Recording these separately means the sampled example need not be a probe (decision: probes are a free choice;
-  the default is every training sample).
+  step, and ``sampled_residual(run, step, class)``: :math:`e_{L_s} - \mathrm{softmax}(\text{logits}_{s-1}(x_{I_s}))`,
+  computed in float64 from the logits (in float32, :math:`1 - p` rounds to 0 for well-fitted samples).
 - ``sampled_index``, ``sampled_label``, ``sampled_loss`` over ``(run, step)``; ``loss`` and ``accuracy`` over
   ``(run, step)`` are the mean cross-entropy and the accuracy on the probes after the step.
+- with ``validation=(x, y)``: ``validation_accuracy`` and ``validation_loss`` over ``(run, validation_step)``.
 - coordinates ``label(probe)``, ``sample_index(probe)`` (index into the training set) and ``time(step) = step *
   lr``. Step 0 holds the initial features; its sampled_* entries are NaN / -1.
 
-Decisions: each run's network is a deep copy of ``net`` re-initialised (``reset_parameters`` of every submodule)
-under its own seed, drawn with the sample order from ``torch.Generator().manual_seed(seed)``; see
-:func:`init_nets`, which reproduces the initialisations for reference loops. Samples are drawn uniformly with
-replacement. Probes given as an int are a class-stratified random subset of that size.
+Decisions: with ``init="reinit"`` (default) each run's network is a deep copy of ``net`` re-initialised
+(``reset_parameters`` of every submodule) under its own seed, drawn with the sample order from
+``torch.Generator().manual_seed(seed)``; :func:`init_nets` reproduces them for reference loops. ``init="keep"``
+starts every run from ``net``'s weights (the runs then differ only by their sample order). Samples are drawn
+uniformly with replacement. Probes given as an int are a class-stratified random subset of that size. Ctrl-C
+finishes the current step and returns what was recorded (``attrs["interrupted"]``), after writing the checkpoint
+when there is one; calling ``track`` again with the same ``checkpoint`` resumes where it stopped and gives the
+same Dataset as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import xarray as xr
 from torch import nn
-from torch.func import functional_call, grad, stack_module_state, vmap
 
 from .._validate import check_choice, check_int, check_positive_float
-from ._common import finish
-from .nets import Classifier
+from . import _engine
+from ._buffer import TrackBuffer, fingerprint
+from ._common import finish, interrupt_flag, n_runs_arg
 
-FEATURES = ("logits", "penultimate")
+INITS = ("reinit", "keep")
 
 
 def run_seeds(runs: int, seed: int) -> tuple[list[int], torch.Generator]:
@@ -53,20 +58,23 @@ def run_seeds(runs: int, seed: int) -> tuple[list[int], torch.Generator]:
     return torch.randint(0, 2**62, (runs,), generator=g).tolist(), g
 
 
-def init_nets(net: nn.Module, runs: int, seed: int = 0) -> list[nn.Module]:
-    """``runs`` deep copies of ``net``, copy ``r`` re-initialised under ``run_seeds(runs, seed)[0][r]``.
+def init_nets(net: nn.Module, runs: int, seed: int = 0, init: str = "reinit") -> list[nn.Module]:
+    """``runs`` deep copies of ``net``; with ``init="reinit"`` copy ``r`` is re-initialised under
+    ``run_seeds(runs, seed)[0][r]``, with ``"keep"`` every copy keeps ``net``'s weights.
 
     The global RNG state is restored afterwards (``torch.random.fork_rng``), so tracking has no side effects.
     """
+    init = check_choice("init", init, INITS)
     seeds, _ = run_seeds(runs, seed)
     nets = []
     for s in seeds:
         copy_ = copy.deepcopy(net)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s)
-            for m in copy_.modules():
-                if hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
+        if init == "reinit":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(s)
+                for m in copy_.modules():
+                    if hasattr(m, "reset_parameters"):
+                        m.reset_parameters()
         nets.append(copy_)
     return nets
 
@@ -77,10 +85,48 @@ def sample_order(num_samples: int, runs: int, steps: int, seed: int = 0) -> torc
     return torch.randint(0, num_samples, (runs, steps), generator=g)
 
 
+def check_data(inputs, labels, name: str = "inputs") -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs as a finite float tensor (N, ...) and labels as int64 (N,) in 0..K-1 with no empty class."""
+    x = torch.as_tensor(inputs)
+    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise TypeError(f"{name} must be a real-valued tensor or array, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"{name} must be (N, ...) with one row per sample, got shape {tuple(x.shape)}")
+    if x.is_floating_point():
+        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
+        if bad.any():
+            raise ValueError(
+                f"{name} contain NaN or inf in {int(bad.sum())} samples (first: sample {int(bad.nonzero()[0])}); "
+                "every input must be finite"
+            )
+    y = torch.as_tensor(labels)
+    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+        raise TypeError(
+            f"labels must be integers (class indices 0..K-1), got dtype {y.dtype}; cast whole-number labels "
+            "with .long()"
+        )
+    y = y.long()
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"labels must be (N,) with N = len({name}) = {len(x)}, got shape {tuple(y.shape)}")
+    if len(y) == 0:
+        raise ValueError(f"{name} hold no samples")
+    if y.min() < 0:
+        raise ValueError(f"labels must be class indices >= 0, got {int(y.min())}")
+    counts = torch.bincount(y)
+    empty = torch.nonzero(counts == 0).flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"classes {empty} have no samples: labels must cover 0..{len(counts) - 1} (relabel them, e.g. with "
+            "np.unique(labels, return_inverse=True))"
+        )
+    return x, y
+
+
 def select_probes(
     labels: torch.Tensor, probes: int | Sequence[int] | torch.Tensor | None, seed: int = 0
 ) -> torch.Tensor:
-    """Probe indices sorted by (label, index). ``None``: all; int ``P``: class-stratified random subset."""
+    """Probe indices sorted by (label, index). ``None``: all; int ``P``: class-stratified random subset;
+    otherwise distinct integer indices."""
     labels = labels.cpu()
     N = len(labels)
     if probes is None:
@@ -104,9 +150,16 @@ def select_probes(
             ]
         )
     else:
-        idx = torch.as_tensor(probes, dtype=torch.long).flatten()
+        if isinstance(probes, (bool, float, str)):
+            raise TypeError(f"probes must be None, an int or integer indices, got {probes!r}")
+        arr = np.asarray(probes.cpu() if torch.is_tensor(probes) else probes)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"probes must be None, an int or integer indices, got an array of dtype {arr.dtype}")
+        idx = torch.as_tensor(arr, dtype=torch.long).flatten()
         if idx.numel() == 0 or idx.min() < 0 or idx.max() >= N:
             raise ValueError(f"probes must be indices in [0, {N}), got {probes!r}")
+        if len(torch.unique(idx)) != len(idx):
+            raise ValueError("probes lists a sample twice; give distinct indices")
     order = torch.argsort(labels[idx] * N + idx)  # by label, then by index
     return idx[order]
 
@@ -118,16 +171,22 @@ def track(
     *,
     lr: float,
     steps: int,
-    runs: int = 8,
+    n_runs: int | None = None,
     probes: int | Sequence[int] | torch.Tensor | None = None,
     record_every: int = 1,
     feature: str = "logits",
     seed: int = 0,
+    init: str = "reinit",
+    validation: tuple | None = None,
+    validation_every: int | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 1000,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
-) -> xr.Dataset:
-    r"""Train ``runs`` copies of ``net`` by batch-size-1 SGD and record every probe's feature.
+    runs: int | None = None,
+):
+    r"""Train ``n_runs`` copies of ``net`` by batch-size-1 SGD and record every probe's feature.
 
     Step :math:`s = 1, \dots, \text{steps}` of run :math:`r` draws :math:`I_s` uniformly from the training set and
     applies :math:`\theta_s = \theta_{s-1} - \eta \nabla_\theta\, \mathrm{CE}(\text{net}_{\theta_{s-1}}(x_{I_s}),
@@ -136,18 +195,29 @@ def track(
     Parameters
     ----------
     net : nn.Module
-        Template; every run gets a re-initialised copy (:func:`init_nets`). ``feature="penultimate"`` needs a
-        :class:`~lesde.empirical.nets.Classifier`.
+        Maps inputs (B, ...) to logits (B, K). Modules that update running statistics (BatchNorm) need
+        :class:`~lesde.empirical.Tracker`.
     inputs, labels : tensors (N, ...) and (N,)
-        Training set (labels ``0..K-1``).
-    lr, steps, runs : learning rate :math:`\eta`, SGD steps, independent runs.
+        Training set: finite inputs, integer labels ``0..K-1`` with every class present.
+    lr, steps : learning rate :math:`\eta` and SGD steps.
+    n_runs : int
+        Independent runs (default 8); ``runs`` is its deprecated spelling.
     probes : None, int or indices
         Samples whose features are recorded: all (default), a stratified random subset of that size, or indices.
     record_every : int
-        Record at steps ``0, r, 2r, ...``; increments are always one-step (see the module notes).
-    feature : {"logits", "penultimate"}
+        Record at steps ``0, r, 2r, ...`` (at most ``steps``); increments are always one-step (module notes).
+    feature : str
+        ``"logits"``, ``"penultimate"`` (the input of the last ``nn.Linear``) or a submodule name (its output).
     seed : int
         Seeds initialisations, sample order and probe subset.
+    init : {"reinit", "keep"}
+        Re-initialise every run under its own seed (default), or start every run from ``net``'s weights.
+    validation : (inputs, labels), optional
+        Held-out set whose accuracy and loss are recorded every ``validation_every`` steps (default: 50 times
+        over the track) and at the last step.
+    checkpoint : path, optional
+        Zarr store written every ``checkpoint_every`` steps (and on Ctrl-C); an existing store written by the same
+        settings is resumed.
     device, dtype : where and in which precision to train (float64 for exactness checks).
     progress : bool
         Show a tqdm bar over steps.
@@ -161,145 +231,139 @@ def track(
     --------
     >>> from lesde.empirical import load_dataset, mlp
     >>> x, y = load_dataset("gaussian-mixture", classes=3, per_class=10)
-    >>> ds = track(mlp(10, 3, width=8), x, y, lr=0.05, steps=4, runs=2, progress=False)
+    >>> ds = track(mlp(10, 3, width=8), x, y, lr=0.05, steps=4, n_runs=2, progress=False)
     >>> dict(ds.features.sizes)
     {'run': 2, 'step': 5, 'probe': 30, 'feature': 3}
     """
     lr = check_positive_float("lr", lr)
-    steps, runs, record_every = (
-        check_int("steps", steps),
-        check_int("runs", runs),
-        check_int("record_every", record_every),
-    )
-    feature = check_choice("feature", feature, FEATURES)
-    penultimate = feature == "penultimate"
-    if penultimate and not isinstance(net, Classifier):
-        raise TypeError("feature='penultimate' needs a lesde.empirical.nets.Classifier (body + head); use 'logits'")
+    runs = check_int("n_runs", n_runs_arg(n_runs, runs, 8))
+    steps, record_every = check_int("steps", steps), check_int("record_every", record_every)
+    if record_every > steps:
+        raise ValueError(f"record_every={record_every} exceeds steps={steps}: nothing but step 0 would be recorded")
+    init = check_choice("init", init, INITS)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every)
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
     device = torch.device(device)
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    if labels.ndim != 1 or len(labels) != len(inputs):
-        raise ValueError(f"labels must be (N,) with N = len(inputs) = {len(inputs)}, got {tuple(labels.shape)}")
-    N, K = len(labels), int(labels.max()) + 1
+    x_cpu, labels = check_data(inputs, labels)
+    N = len(labels)
     probe_idx = select_probes(labels, probes, seed)
     P = len(probe_idx)
 
-    nets = [m.to(device=device, dtype=dtype) for m in init_nets(net, runs, seed)]
-    params, buffers = stack_module_state(nets)  # name -> (R, ...)
-    params = {k: v.detach().clone() for k, v in params.items()}
-    base = copy.deepcopy(nets[0]).to("meta")
-    kwargs = {"penultimate": True} if isinstance(net, Classifier) else {}
-
-    def forward(p, b, x):  # one run: x (B, ...) -> (feature (B, m), logits (B, K))
-        out = functional_call(base, (p, b), (x,), kwargs)
-        h, logits = out if kwargs else (out, out)
-        return (h if penultimate else logits), logits
-
-    def sample_loss(p, b, x, y):  # one run, one example: x (1, ...), y (1,)
-        feat, logits = forward(p, b, x)
-        return F.cross_entropy(logits, y), (feat.detach(), logits.detach())
-
-    step_grad = vmap(grad(sample_loss, has_aux=True))  # over runs
-    probe_forward = vmap(forward, in_dims=(0, 0, None))  # all probes, every run
-
-    X = inputs.to(device=device, dtype=dtype)
+    nets = [m.to(device=device, dtype=dtype) for m in init_nets(net, runs, seed, init)]
+    eng = _engine.make_engine(nets, feature, tuple(x_cpu.shape[1:]))
+    X = x_cpu.to(device=device, dtype=dtype)
     Y = labels.to(device)
-    PX, PY = X[probe_idx.to(device)], Y[probe_idx.to(device)]
-    order = sample_order(N, runs, steps, seed).to(device)  # (R, steps)
-
+    PX = X[probe_idx.to(device)]
+    feat0, logits0 = eng.forward(PX)  # (R, P, m), (R, P, K)
+    K = logits0.shape[-1]
+    if labels.max() >= K:
+        raise ValueError(f"labels go up to {int(labels.max())} but the network returns {K} logits")
+    val = None
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise TypeError("validation must be a pair (inputs, labels)")
+        vx, vy = check_data(*validation, name="validation inputs")
+        if vy.max() >= K or vx.shape[1:] != x_cpu.shape[1:]:
+            raise ValueError(f"validation must have inputs shaped like the training inputs and labels < {K}")
+        val = (vx.to(device=device, dtype=dtype), vy.to(device))
+        ve = max(1, steps // 50) if validation_every is None else check_int("validation_every", validation_every)
+        val_steps = np.unique(np.append(np.arange(0, steps + 1, ve), steps))
+    else:
+        val_steps = np.zeros(0, int)
+    m = feat0.shape[-1]
     rec_steps = np.arange(0, steps + 1, record_every)
     S = len(rec_steps)
-    with torch.no_grad():
-        feat0, logits0 = probe_forward(params, buffers, PX)  # (R, P, m), (R, P, K)
-    m = feat0.shape[-1]
-    nan = float("nan")
-    features = torch.empty((runs, S, P, m), dtype=dtype, device=device)
-    increment = torch.full((runs, S, P, m), nan, dtype=dtype, device=device)
-    s_feat = torch.full((runs, S, m), nan, dtype=dtype, device=device)
-    s_res = torch.full((runs, S, K), nan, dtype=dtype, device=device)
-    s_loss = torch.full((runs, S), nan, dtype=dtype, device=device)
-    loss = torch.empty((runs, S), dtype=dtype, device=device)
-    acc = torch.empty((runs, S), dtype=dtype, device=device)
+    buf = TrackBuffer(runs, S, P, m, K, dtype, device, separate_logits=feature != "logits", V=len(val_steps))
+    order = sample_order(N, runs, steps, seed).to(device)  # (R, steps)
+    store = None if checkpoint is None else str(checkpoint)
+    fp = fingerprint(
+        net=repr(net), lr=lr, steps=steps, runs=runs, probes=probe_idx, record_every=record_every, feature=feature,
+        seed=seed, init=init, dtype=str(dtype), inputs=x_cpu, labels=labels,
+        init_state=net.state_dict() if init == "keep" else "", validation_steps=val_steps.tolist(),
+        validation_inputs=val[0] if val else "", validation_labels=val[1] if val else "",
+    ) if store else ""
 
-    def record(j, feat, logits):
-        features[:, j] = feat
-        loss[:, j] = F.cross_entropy(logits.transpose(1, 2), PY.expand(runs, P), reduction="none").mean(1)
-        acc[:, j] = (logits.argmax(-1) == PY).to(dtype).mean(1)
+    def validate(v):
+        with torch.no_grad():
+            buf.record_validation(v, eng.forward(val[0])[1], val[1])
 
-    record(0, feat0, logits0)
-    prev = feat0
-    plist = list(params.values())
-    bar = range(1, steps + 1)
-    if progress:
+    done, j_done, n_val = 0, 0, 0
+    resumed = buf.load(store, fp, eng.params) if store else None
+    if resumed:
+        done, j_done, n_val = resumed
+    else:
+        buf.record(0, feat0, logits0)
+        if val is not None:
+            validate(0)
+            n_val = 1
+    j_saved = j_done
+    bar = range(done + 1, steps + 1)
+    if progress and done < steps:
         from tqdm.auto import tqdm
 
-        bar = tqdm(bar, desc=f"track {runs} runs x {P} probes", unit="step", mininterval=1.0)
-    for s in bar:
-        j, recorded = divmod(s, record_every)
-        recorded = recorded == 0
-        if recorded and record_every > 1:
-            with torch.no_grad():
-                prev, _ = probe_forward(params, buffers, PX)
-        i = order[:, s - 1]  # (R,)
-        grads, (f_i, logit_i) = step_grad(params, buffers, X[i].unsqueeze(1), Y[i].unsqueeze(1))
-        torch._foreach_add_(plist, [grads[k] for k in params], alpha=-lr)
-        if recorded:
-            with torch.no_grad():
-                feat, logits = probe_forward(params, buffers, PX)
-            record(j, feat, logits)
-            increment[:, j] = feat - prev
-            prev = feat
-            s_feat[:, j] = f_i[:, 0]
-            prob = torch.softmax(logit_i[:, 0], -1)  # (R, K)
-            s_res[:, j] = F.one_hot(Y[i], K).to(dtype) - prob
-            s_loss[:, j] = -torch.log(prob.gather(1, Y[i][:, None])[:, 0])
+        bar = tqdm(bar, desc=f"track {runs} runs x {P} probes", unit="step", mininterval=1.0, initial=done,
+                   total=steps)
+    interrupted = False
+    with interrupt_flag() as stop:
+        try:
+            for s in bar:
+                j, r = divmod(s, record_every)
+                recorded = r == 0
+                if recorded and record_every > 1:
+                    prev, _ = eng.forward(PX)
+                else:
+                    prev = buf.arrays["features"][:, j - 1] if recorded else None
+                i = order[:, s - 1]  # (R,)
+                f_i, logit_i = eng.sgd_step(X[i], Y[i], lr)
+                if recorded:
+                    feat, logits = eng.forward(PX)
+                    buf.record(j, feat, logits, prev, f_i, logit_i, i)
+                    j_done = j
+                if n_val < len(val_steps) and s == val_steps[n_val]:
+                    validate(n_val)
+                    n_val += 1
+                done = s
+                if store and (s % checkpoint_every == 0 or s == steps):
+                    buf.save(store, fp, j_saved + 1, j_done, s, eng.params, n_val)
+                    j_saved = j_done
+                if stop():
+                    interrupted = True
+                    break
+        except KeyboardInterrupt:  # outside the main thread no handler is installed: the step may be half done
+            interrupted, store = True, None
+    if interrupted and store and done % checkpoint_every and done != steps:
+        buf.save(store, fp, j_saved + 1, j_done, done, eng.params, n_val)
+    ds = buf.dataset(j_done, rec_steps, lr, probe_idx, labels, val_steps, n_val)
+    extra = {}
+    if interrupted:
+        import warnings
 
-    rec_t = torch.as_tensor(rec_steps[1:] - 1, device=device)
-    s_idx = torch.full((runs, S), -1, dtype=torch.long)
-    s_idx[:, 1:] = order[:, rec_t].cpu()
-    s_lab = torch.where(s_idx >= 0, labels[s_idx.clamp(min=0)], -1)
-
-    def np_(t):
-        return t.detach().cpu().numpy()
-
-    ds = xr.Dataset(
-        {
-            "features": (("run", "step", "probe", "feature"), np_(features)),
-            "increment": (("run", "step", "probe", "feature"), np_(increment)),
-            "sampled_feature": (("run", "step", "feature"), np_(s_feat)),
-            "sampled_residual": (("run", "step", "class"), np_(s_res)),
-            "sampled_index": (("run", "step"), s_idx.numpy()),
-            "sampled_label": (("run", "step"), s_lab.numpy()),
-            "sampled_loss": (("run", "step"), np_(s_loss)),
-            "loss": (("run", "step"), np_(loss)),
-            "accuracy": (("run", "step"), np_(acc)),
-        },
-        coords={
-            "run": np.arange(runs),
-            "step": rec_steps,
-            "probe": np.arange(P),
-            "feature": np.arange(m),
-            "class": np.arange(K),
-            "label": ("probe", labels[probe_idx].numpy()),
-            "sample_index": ("probe", probe_idx.numpy()),
-            "time": ("step", rec_steps * lr),
-        },
-    )
+        extra = dict(interrupted=1, steps_completed=done)
+        warnings.warn(
+            f"track interrupted after step {done} of {steps}; returning the {j_done + 1} recorded steps"
+            + (f"; calling track again with checkpoint={store!r} resumes" if store else ""),
+            stacklevel=2,
+        )
     return finish(
         ds,
         source="track",
         lr=lr,
         steps=steps,
-        runs=runs,
+        n_runs=runs,
         record_every=record_every,
         feature=feature,
         seed=seed,
+        init=init,
+        engine=eng.name,
         device=str(device),
         dtype=str(dtype).replace("torch.", ""),
         num_classes=K,
         num_samples=N,
         class_counts=torch.bincount(labels, minlength=K).tolist(),
         net=repr(net),
+        **extra,
     )
 
 
-__all__ = ["track", "init_nets", "sample_order", "select_probes", "run_seeds"]
+__all__ = ["track", "init_nets", "sample_order", "select_probes", "run_seeds", "check_data", "INITS"]
