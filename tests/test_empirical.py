@@ -185,8 +185,15 @@ def test_track_record_every_and_residuals(tmp_path):
     np.testing.assert_allclose(full.accuracy.values[:, -1], (f.argmax(-1) == y.numpy()).mean(1))
     roundtrip(full, tmp_path)
     with pytest.raises(ValueError, match="penultimate"):
-        track(torch.nn.Sequential(torch.nn.Conv1d(1, 3, 10), torch.nn.Flatten()), x[:, None], y, lr=0.1, steps=2,
-              feature="penultimate", progress=False)
+        track(
+            torch.nn.Sequential(torch.nn.Conv1d(1, 3, 10), torch.nn.Flatten()),
+            x[:, None],
+            y,
+            lr=0.1,
+            steps=2,
+            feature="penultimate",
+            progress=False,
+        )
 
 
 # ----------------------------------------------------------------------------------------------- discrete process
@@ -219,7 +226,9 @@ def test_discrete_class_frequencies_follow_pi():
     freq = np.bincount(ds.sampled_label.values[:, 1:].ravel(), minlength=3) / 8000
     np.testing.assert_allclose(freq, [0.1, 0.3, 0.6], atol=0.02)  # 4 sigma of a binomial with n = 8000
     m2 = lesde.LESDE(3, 2, [10, 30, 60], alpha=0.0, beta=0.0, noise=0.0, class_sampling="uniform-class")
-    freq = np.bincount(simulate_discrete(m2, lr=0.01, steps=2000, n_runs=4, probes=6).sampled_label.values[:, 1:].ravel())
+    freq = np.bincount(
+        simulate_discrete(m2, lr=0.01, steps=2000, n_runs=4, probes=6).sampled_label.values[:, 1:].ravel()
+    )
     np.testing.assert_allclose(freq / 8000, [1 / 3] * 3, atol=0.022)
 
 

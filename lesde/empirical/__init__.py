@@ -15,6 +15,7 @@ from .estimators import estimate
 from .fitting import FitResult, ParamFit, fit
 from .imitation import imitate
 from .nets import Classifier, cnn, mlp
+from .tracker import Tracker
 from .tracking import init_nets, track
 from .workflow import estimate_cli, imitate_cli
 
@@ -24,6 +25,7 @@ __all__ = [
     "cnn",
     "Classifier",
     "track",
+    "Tracker",
     "init_nets",
     "simulate_discrete",
     "estimate",

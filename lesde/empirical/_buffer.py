@@ -50,11 +50,26 @@ class TrackBuffer:
         )
         self.R, self.S, self.P, self.m, self.K = R, S, P, m, K
         nan = float("nan")
-        self.arrays = {
-            k: torch.full(s, nan, dtype=dtype, device=device) for k, s in shapes.items() if s is not None
-        }
+        self.arrays = {k: torch.full(s, nan, dtype=dtype, device=device) for k, s in shapes.items() if s is not None}
         self.s_idx = torch.full((R, S), -1, dtype=torch.long)
         self.val = {k: np.full((R, V), np.nan) for k in ("validation_accuracy", "validation_loss")}
+
+    def grow(self, S: int) -> None:
+        """Room for S recorded steps (the records so far are kept)."""
+        if S <= self.S:
+            return
+        check_memory(
+            sum(v[:, :1].numel() for v in self.arrays.values()) * S * self.arrays["features"].element_size(),
+            f"the track's records ({self.R} runs x {S} recorded steps x {self.P} probes x {self.m} features)",
+            "record fewer steps (record_every) or fewer probes, or track logits",
+        )
+        for k, v in self.arrays.items():
+            new = torch.full((v.shape[0], S) + v.shape[2:], float("nan"), dtype=v.dtype, device=v.device)
+            new[:, : self.S] = v
+            self.arrays[k] = new
+        idx = torch.full((self.R, S), -1, dtype=torch.long)
+        idx[:, : self.S] = self.s_idx
+        self.s_idx, self.S = idx, S
 
     @property
     def logits(self) -> torch.Tensor:
@@ -80,7 +95,9 @@ class TrackBuffer:
 
     def record_validation(self, v: int, logits: torch.Tensor, labels: torch.Tensor) -> None:
         lp = torch.log_softmax(logits.double(), -1)  # (R, B, K)
-        self.val["validation_loss"][:, v] = (-lp.gather(2, labels.expand(lp.shape[0], -1)[..., None])[..., 0]).mean(1).cpu()
+        self.val["validation_loss"][:, v] = (
+            (-lp.gather(2, labels.expand(lp.shape[0], -1)[..., None])[..., 0]).mean(1).cpu()
+        )
         self.val["validation_accuracy"][:, v] = (logits.argmax(-1) == labels).double().mean(1).cpu()
 
     def dataset(self, upto: int, rec_steps, lr, probe_idx, train_labels, val_steps=None, n_val=None) -> xr.Dataset:
@@ -159,22 +176,32 @@ class TrackBuffer:
             region = slice(j_from, j_to + 1)
             part = {k: (tmpl[k].dims, v[:, region].detach().cpu().numpy()) for k, v in self.arrays.items()}
             part["s_idx"] = (("run", "step"), self.s_idx[:, region].numpy())
-            xr.Dataset(part).to_zarr(store, group="buffer", region={"step": region}, zarr_format=2,
-                                     consolidated=False)
+            xr.Dataset(part).to_zarr(store, group="buffer", region={"step": region}, zarr_format=2, consolidated=False)
         if n_val:
             xr.Dataset({k: (("run", "validation_step"), v) for k, v in self.val.items()}).to_zarr(
-                store, group="buffer", region={"validation_step": slice(0, self.val["validation_loss"].shape[1])},
-                zarr_format=2, consolidated=False)
+                store,
+                group="buffer",
+                region={"validation_step": slice(0, self.val["validation_loss"].shape[1])},
+                zarr_format=2,
+                consolidated=False,
+            )
         state = "state_b" if prog["state"] == "state_a" else "state_a"
         names = list(params)
         xr.Dataset(
-            {f"p{i}": (tuple(f"p{i}_d{d}" for d in range(v.ndim)), v.detach().cpu().numpy())
-             for i, v in enumerate(params.values())},
+            {
+                f"p{i}": (tuple(f"p{i}_d{d}" for d in range(v.ndim)), v.detach().cpu().numpy())
+                for i, v in enumerate(params.values())
+            },
             attrs={"names": json.dumps(names)},
         ).to_zarr(store, group=state, mode="w", zarr_format=2, consolidated=False)
         xr.Dataset(
-            attrs={"completed_step": int(step), "recorded": int(j_to), "state": state, "validations": int(n_val),
-                   "fingerprint": fingerprint}
+            attrs={
+                "completed_step": int(step),
+                "recorded": int(j_to),
+                "state": state,
+                "validations": int(n_val),
+                "fingerprint": fingerprint,
+            }
         ).to_zarr(store, group="progress", mode="w", zarr_format=2, consolidated=False)
 
     def load(self, store, fingerprint: str, params: dict) -> tuple[int, int, int] | None:

@@ -8,6 +8,7 @@ import signal
 import warnings
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from .._attrs import finalize
@@ -79,3 +80,8 @@ def interrupt_flag():
     finally:
         if old is not None:
             signal.signal(signal.SIGINT, old)
+
+
+def onehot(x: np.ndarray, K: int) -> np.ndarray:
+    """float64 one-hot of integer labels (..., ) -> (..., K); negative labels (none) give zero rows."""
+    return (np.asarray(x)[..., None] == np.arange(K)).astype(np.float64)

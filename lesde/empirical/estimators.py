@@ -7,7 +7,8 @@ f_s(x_i) - f_{s-1}(x_i)` of every probe, the sampled example :math:`I_s` (label 
 
 Regression forms (``feature``, ``residual``)
 --------------------------------------------
-With :math:`v_s = \eta f_{s-1}(x_{I_s})` (feature) or :math:`v_s = \eta (e_{L_s} - \mathrm{softmax}(f_{s-1}(x_{I_s})))`
+With :math:`v_s = \eta f_{s-1}(x_{I_s})` (feature; with a ``transform``, :math:`v_{s,k} = \eta\,
+T(k, L_s) f_{s-1}(x_{I_s})`, one regressor per moved class) or :math:`v_s = \eta (e_{L_s} - \mathrm{softmax}(f_{s-1}(x_{I_s})))`
 (residual, the kernel form: one cross-entropy step moves logits by :math:`\eta\,\Theta(x, x_I)\, r_I`; needs
 logits), the discrete LE process gives :math:`\Delta_i = E(y_i, L_s) v_s + \sqrt{\eta}\phi_i`. For the pair
 :math:`(k, l)`, let :math:`n_s = \sum_{i: y_i = k} \langle \Delta_i, v_s\rangle` and :math:`d_s = n^{(k)}_s
@@ -34,12 +35,17 @@ each step's coefficient over all probes of the other classes).
 Decisions:
 
 - The sampled example is left out of its own step (its self-elasticity is a different, much larger quantity).
-- Steps whose regressor is at rounding level are dropped from both estimands: :math:`\|v_s\| < 1024\,
-  \varepsilon\, \|f\|_{\text{rms}}` (:math:`\varepsilon` the machine epsilon of the stored increments,
-  :math:`\|f\|_{\text{rms}}` the probes' rms feature norm before the step), where the rounding of the stored
-  increments alone would move that step's coefficient by more than 1/1024. In float32 logit tracks these are
-  samples fitted to within ~1e-4 of probability one; ``n_excluded`` counts them. Residuals are computed in float64
-  from the logits, so they are never rounded to zero themselves.
+- Steps whose regressor is at rounding level are dropped from both estimands: :math:`\|v_s\| < 256\,
+  \varepsilon\, \|f\|_{\text{rms}} / c_w` (:math:`\varepsilon` the machine epsilon of the stored increments,
+  :math:`\|f\|_{\text{rms}}` the probes' rms feature norm before the step, :math:`c_w = \max(|\hat\alpha|,
+  |\hat\beta|)` of the window's least-squares fit over all steps, which such steps barely weigh). Measured on
+  digits (float32 against float64 tracks of the same runs, residual form), a step's coefficient carries a relative
+  rounding error of about :math:`0.1 / q` (median; :math:`0.25 / q` at the 90th percentile) with :math:`q` its
+  signal-to-floor ratio :math:`\|v\| c_w / (\varepsilon \|f\|_{\text{rms}})`: the kept steps (:math:`q \ge
+  256`) are good to about 1e-3. In float32 logit tracks the dropped steps are samples fitted to within about
+  1e-5 of probability one; ``n_excluded`` counts them. Residuals are computed in float64 from the logits, so they are never rounded to
+  zero themselves (in float32, :math:`1 - p` is 0 or 6e-8 for such samples, and their per-step coefficients were
+  rounding noise divided by rounding noise).
 - Standard errors are cluster-robust (:mod:`lesde.empirical._pooling`): one cluster per run when the track has
   several (``se_cluster = "run"``), per step otherwise (then they ignore the correlation between the steps of one
   run, and a warning says so). Intervals use Student's t with ``dof`` = clusters - 1.
@@ -68,27 +74,26 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
+import torch
 import xarray as xr
 
 from .._validate import check_choice, check_int
 from . import _pooling as pool
-from ._common import finish
+from ._common import finish, onehot
+from ._means import means_form
 
 WEIGHTINGS = ("increment", "step")
-ROUNDING_FACTOR = 1024.0
-
-
-def _onehot(x: np.ndarray, K: int) -> np.ndarray:
-    return (x[..., None] == np.arange(K)).astype(np.float64)
+ROUNDING_FACTOR = 256.0
 
 
 def _class_sums(ds: xr.Dataset, v: np.ndarray, K: int) -> dict[str, np.ndarray]:
     """Per (run, step, probe class): sums of <Delta_i, v>, ||Delta_i||^2 and kept-probe counts, plus the probes'
-    rms feature norm before the step. Streams over runs and step chunks (float64 copies of the increments of a
-    long penultimate track would not fit in memory)."""
+    rms feature norm before the step. ``v`` is (R, S, m), or (R, S, K, m) with one regressor per moved class.
+    Streams over runs and step chunks (float64 copies of the increments of a long penultimate track would not fit
+    in memory)."""
     inc, feat = ds["increment"].values, ds["features"].values  # loaded once (a file-backed track reads here)
     R, S, P, m = inc.shape
-    Y = _onehot(ds["label"].values, K)  # (P, K)
+    Y = onehot(ds["label"].values, K)  # (P, K)
     I = ds["sampled_index"].values[:, 1:]
     sample_index = ds["sample_index"].values
     out = {k: np.zeros((R, S - 1, K)) for k in ("num", "sq", "cnt")}
@@ -97,19 +102,23 @@ def _class_sums(ds: xr.Dataset, v: np.ndarray, K: int) -> dict[str, np.ndarray]:
     for r in range(R):
         for a in range(1, S, chunk):
             b = min(S, a + chunk)
+            c = slice(a - 1, b - 1)
             D = np.asarray(inc[r, a:b], np.float64)  # (c, P, m)
             prev = np.asarray(feat[r, a:b], np.float64) - D  # f_{s-1}
-            keep = (sample_index[None, :] != I[r, a - 1 : b - 1, None]).astype(np.float64)  # (c, P)
-            num = np.einsum("spm,sm->sp", D, v[r, a - 1 : b - 1]) * keep
-            out["num"][r, a - 1 : b - 1] = num @ Y
-            out["sq"][r, a - 1 : b - 1] = ((D * D).sum(-1) * keep) @ Y
-            out["cnt"][r, a - 1 : b - 1] = keep @ Y
-            out["fscale"][r, a - 1 : b - 1] = np.sqrt((prev * prev).sum(-1).mean(-1))
+            keep = (sample_index[None, :] != I[r, c, None]).astype(np.float64)  # (c, P)
+            if v.ndim == 3:
+                num = np.einsum("spm,sm->sp", D, v[r, c])
+            else:  # each probe against its own class's regressor
+                num = np.einsum("spm,skm,pk->sp", D, v[r, c], Y)
+            out["num"][r, c] = (num * keep) @ Y
+            out["sq"][r, c] = ((D * D).sum(-1) * keep) @ Y
+            out["cnt"][r, c] = keep @ Y
+            out["fscale"][r, c] = np.sqrt((prev * prev).sum(-1).mean(-1))
     return out
 
 
 def _regression(ds: xr.Dataset, v: np.ndarray, window: int, confidence: float) -> dict:
-    """Both estimands of the pooled regression of each probe's increment on v (R, S, m); step 0 is dropped."""
+    """Both estimands of the pooled regression of each probe's increment on v (R, S, [K,] m); step 0 is dropped."""
     K = int(ds.attrs["num_classes"])
     lr = float(ds.attrs["lr"])
     m = ds.sizes["feature"]
@@ -119,16 +128,31 @@ def _regression(ds: xr.Dataset, v: np.ndarray, window: int, confidence: float) -
     R, S = v.shape[:2]
     cs = _class_sums(ds, v, K)
     L = ds["sampled_label"].values[:, 1:]
-    Lh = _onehot(L, K)  # (R, S, K)
-    vv = (v * v).sum(-1)
+    Lh = onehot(L, K)  # (R, S, K)
+    vvk = (v * v).sum(-1)
+    vvk = np.broadcast_to(vvk[..., None], (R, S, K)) if v.ndim == 3 else vvk  # ||v||^2 per moved class
     eps = np.finfo(ds["increment"].dtype).eps if ds["increment"].dtype.kind == "f" else np.finfo(np.float64).eps
-    ok = np.isfinite(vv) & (L >= 0)
-    valid = ok & (np.sqrt(np.where(ok, vv, 0)) >= ROUNDING_FACTOR * eps * cs["fscale"]) & (vv > 0)
+    ok = np.isfinite(vvk).all(-1) & (L >= 0) & (vvk.max(-1) > 0)
+    starts = pool.window_starts(S, window)
+    wid = pool.window_ids(S, starts)
+    # rounding floor: a step whose regressor is so small that the stored increments' rounding (eps ||f||) would
+    # move its coefficient by more than 1/1024 of the window's elasticity scale is dropped (two passes: the
+    # scale comes from the least-squares fit of all steps, which such steps barely weigh)
+    okw = ok[..., None].astype(np.float64)
+    n0, d0 = np.nan_to_num(cs["num"]) * okw, np.nan_to_num(cs["cnt"]) * okw * np.where(ok[..., None], vvk, 0)
+    scale = np.zeros(len(starts))
+    for sel in (np.eye(K, dtype=bool), ~np.eye(K, dtype=bool)):
+        nq = np.add.reduceat(np.einsum("rsk,rsl,kl->s", n0, Lh, sel), starts)
+        dq = np.add.reduceat(np.einsum("rsk,rsl,kl->s", d0, Lh, sel), starts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.fmax(scale, np.abs(nq / dq))
+    floor = ROUNDING_FACTOR * eps * cs["fscale"] / np.where(scale > 0, scale, np.inf)[wid][None]
+    vnorm = np.sqrt(np.where(ok[..., None], vvk, 0).max(-1))
+    valid = ok & (vnorm >= floor)
     excluded = ok & ~valid
     w = valid.astype(np.float64)
     num, cnt, sq = (np.nan_to_num(cs[k]) * w[..., None] for k in ("num", "cnt", "sq"))
-    den = cnt * np.where(valid, vv, 0)[..., None]  # (R, S, K): d for the pair (k, L_s)
-    starts = pool.window_starts(S, window)
+    den = cnt * np.where(valid[..., None], vvk, 0)  # (R, S, K): d for the pair (k, L_s)
     cl = pool.Clusters(S, starts, by_run=R > 1)
 
     # per-step arrays of each quantity, (n, d) for the increment estimand
@@ -140,8 +164,10 @@ def _regression(ds: xr.Dataset, v: np.ndarray, window: int, confidence: float) -
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(d > 0, n / d, 0.0), (d > 0).astype(np.float64)
 
-    res = {wt: {q: pool.ratio(*(nd if wt == "increment" else per_step(*nd)), cl) for q, nd in inc.items()}
-           for wt in WEIGHTINGS}
+    res = {
+        wt: {q: pool.ratio(*(nd if wt == "increment" else per_step(*nd)), cl) for q, nd in inc.items()}
+        for wt in WEIGHTINGS
+    }
     out: dict = {"by_weighting": {}}
     for wt in WEIGHTINGS:
         r_ = res[wt]
@@ -170,13 +196,39 @@ def _regression(ds: xr.Dataset, v: np.ndarray, window: int, confidence: float) -
         n_steps=np.add.reduceat(w.sum(0), starts),
         n_excluded=np.add.reduceat(excluded.sum(0).astype(np.float64), starts),
         se_cluster="run" if R > 1 else "step",
-        rounding_tolerance=f"||v|| >= {ROUNDING_FACTOR:g} * {eps:.3g} * rms ||f||",
+        rounding_tolerance=f"||v|| >= {ROUNDING_FACTOR:g} * {eps:.3g} * rms ||f|| / max(|alpha|, |beta|)",
     )
     return out
 
 
-def _feature_form(ds: xr.Dataset, window: int, confidence: float) -> dict:
-    return _regression(ds, float(ds.attrs["lr"]) * ds["sampled_feature"].values, window, confidence)
+def _transformed(ds: xr.Dataset, transform) -> np.ndarray:
+    """The regressors v_k = lr T(k, L_s) f_{s-1}(x_{I_s}) of the LE-SDE with ``transform``: (R, S, m) for the
+    identity, (R, S, K, m) otherwise (state-dependent transforms see the probes' class means before the step)."""
+    from ..transforms import make_transform
+
+    lr = float(ds.attrs["lr"])
+    XI = ds["sampled_feature"].values.astype(np.float64)  # (R, S, m)
+    R, S, m = XI.shape
+    K = int(ds.attrs["num_classes"])
+    T = make_transform(transform, K, m)
+    if T.is_identity:
+        return lr * XI
+    L = ds["sampled_label"].values.clip(min=0).reshape(-1)
+    B = R * S
+    V = torch.zeros(B, K, m, dtype=torch.float64)
+    V[torch.arange(B), torch.from_numpy(L)] = torch.from_numpy(np.nan_to_num(XI).reshape(B, m))
+    W = torch.zeros(B, K, K, dtype=torch.float64)
+    W[torch.arange(B), :, torch.from_numpy(L)] = 1.0  # column L: row k of the result is T_{kL} X_I
+    means = None
+    if T.state_dependent:
+        Y = onehot(ds["label"].values, K)
+        prev = ds["features"].values.astype(np.float64) - np.nan_to_num(ds["increment"].values.astype(np.float64))
+        means = torch.from_numpy(np.einsum("rspm,pk->rskm", prev, Y / Y.sum(0)).reshape(B, K, m))
+    return lr * T.apply(W, V, means).reshape(R, S, K, m).numpy()
+
+
+def _feature_form(ds: xr.Dataset, window: int, confidence: float, transform=None) -> dict:
+    return _regression(ds, _transformed(ds, "identity" if transform is None else transform), window, confidence)
 
 
 def _residual_form(ds: xr.Dataset, window: int, confidence: float) -> dict:
@@ -190,62 +242,14 @@ def _residual_form(ds: xr.Dataset, window: int, confidence: float) -> dict:
             "form='residual' regresses logit increments on logit residuals; the track holds "
             f"feature={ds.attrs.get('feature')!r}: use form='feature'"
         )
-    return _regression(ds, float(ds.attrs["lr"]) * ds["sampled_residual"].values.astype(np.float64), window,
-                       confidence)
+    v = float(ds.attrs["lr"]) * ds["sampled_residual"].values.astype(np.float64)
+    return _regression(ds, v, window, confidence)
 
 
-def _means_form(ds: xr.Dataset, window: int, confidence: float) -> dict:
-    K = int(ds.attrs["num_classes"])
-    lr = float(ds.attrs["lr"])
-    F = ds["features"].values.astype(np.float64)  # (R, S, P, m)
-    Y = _onehot(ds["label"].values, K)
-    M = np.einsum("rspm,pk->rskm", F, Y / Y.sum(0))  # (R, S, K, m) class means
-    Xb = M.mean(2)  # (R, S, m) average of the class means
-    dev = M - Xb[:, :, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        la = np.log(np.abs(Xb / Xb[:, :1]))[:, :, None]  # (R, S, 1, m)
-        lk = np.log(np.abs(dev / dev[:, :1]))  # (R, S, K, m)
-    A = (la + (K - 1) * lk).mean((2, 3))  # (R, S): integral of alpha
-    B = (la - lk).mean((2, 3))  # integral of beta
-    steps = ds["step"].values
-    t = steps * lr
-    R, S = A.shape
-    starts = pool.window_starts(S, window)
-    wid = pool.window_ids(S, starts)
-    n = np.bincount(wid).astype(np.float64)
-    tm = np.bincount(wid, t) / n
-    tc = t - tm[wid]
-    sxx = np.bincount(wid, tc * tc)
-
-    def slope(Z):  # per run and window: least-squares slope of Z over t; the SE is the spread over runs
-        sxy = np.stack([np.bincount(wid, tc * z) for z in Z])  # (R, W)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            b = sxy / sxx
-        se = b.std(0, ddof=1) / np.sqrt(R) if R > 1 else np.full(b.shape[1], np.nan)
-        return b.mean(0), se, np.full(b.shape[1], R - 1.0)
-
-    alpha, beta = slope(A), slope(B)
-    eye = np.eye(K)
-    E = tuple(a[:, None, None] * eye + b[:, None, None] * (1 - eye) for a, b in zip(alpha, beta))
-    stops = np.append(starts[1:], S) - 1
-    with np.errstate(invalid="ignore"):
-        integ = {q: np.stack([np.bincount(wid, z) for z in Z]).mean(0) / n for q, Z in (("alpha", A), ("beta", B))}
-    return dict(
-        by_weighting={"increment": {"alpha": alpha, "beta": beta, "E": E, "time": tm}},
-        integrated=integ,
-        noise=np.full(len(starts), np.nan),
-        step_start=steps[starts],
-        step_stop=steps[stops],
-        n_obs=n * F.shape[0],
-        n_steps=n,
-        se_cluster="run",
-    )
-
-
-FORMS: dict[str, Callable[[xr.Dataset, int, float], dict]] = {
+FORMS: dict[str, Callable[..., dict]] = {
     "feature": _feature_form,
     "residual": _residual_form,
-    "means": _means_form,
+    "means": means_form,
 }
 
 _LONG = {
@@ -287,6 +291,7 @@ def estimate(
     window: int | None = None,
     confidence: float = 0.95,
     weighting: str | None = None,
+    transform=None,
 ) -> xr.Dataset:
     r"""Estimate :math:`\alpha_t`, :math:`\beta_t` and :math:`E(t)` from a track, pooled over windows of steps.
 
@@ -308,6 +313,11 @@ def estimate(
         ``"step"``, the mean over steps of each step's coefficient :math:`n_s / d_s` (the typical step, as the
         original LE-SDE analysis reports). Both are always in ``alpha_by_weighting(weighting, step)``.
         Regression forms only.
+    transform : str or tensor, optional
+        ``form="feature"`` only: regress on :math:`v_k = \eta\, T(k, L_s) f_{s-1}(x_{I_s})`, the move the LE-SDE
+        with this transform makes (``"identity"``, default; ``"residual"``, ``"residual-projection"``,
+        ``"softmax-residual"`` or a matrix, as :class:`~lesde.LESDE` accepts), so the estimate is the elasticity
+        that LE-SDE needs (:func:`~lesde.empirical.imitate` reads it from the attrs).
 
     Returns
     -------
@@ -339,7 +349,9 @@ def estimate(
     window = max(1, S // 40) if window is None else check_int("window", window)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    r = FORMS[form](track_ds, window, confidence)
+    if transform is not None and form != "feature":
+        raise ValueError(f"transform applies to form='feature' (the regressor lr T f(x_I)), not form={form!r}")
+    r = FORMS[form](track_ds, window, confidence, **({"transform": transform} if form == "feature" else {}))
     K = int(track_ds.attrs["num_classes"])
     sel = r["by_weighting"][weighting]
     (alpha, alpha_se, alpha_dof), (beta, beta_se, beta_dof) = sel["alpha"], sel["beta"]
@@ -399,6 +411,7 @@ def estimate(
         window=window,
         confidence=confidence,
         weighting=weighting if form != "means" else "n/a",
+        transform=str(transform if transform is not None else "identity") if form == "feature" else "n/a",
         se_cluster=r["se_cluster"],
         num_probes=track_ds.sizes["probe"],
         **extra,
@@ -418,6 +431,16 @@ def _warn(ds: xr.Dataset, confidence: float) -> None:
         )
     if "alpha_disagreement" not in ds:
         return
+    frac = ds.attrs.get("excluded_steps", 0) / max(float(ds["n_steps"].sum() + ds.attrs.get("excluded_steps", 0)), 1)
+    if frac > 0.01:
+        warnings.warn(
+            f"{100 * frac:.1f}% of the steps have a regressor at the rounding level of the stored increments and "
+            "were dropped; the 'step' estimand weighs every step equally and these (well-fitted samples) carry "
+            "the largest per-step coefficients, so it is biased low by their absence: track with "
+            "dtype=torch.float64 to resolve them ('increment' is unaffected)",
+            UserWarning,
+            stacklevel=3,
+        )
     W = ds.sizes["step"]
     crit = pool.t_quantile(1 - (1 - confidence) / W, ds["dof"].values)  # Bonferroni over the windows
     msgs = []

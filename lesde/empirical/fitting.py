@@ -75,7 +75,8 @@ class ParamFit:
 
 @dataclass
 class FitResult:
-    """Fits of alpha and beta (``fits["alpha"]``, ``fits["beta"]``) and the residual noise scale."""
+    """Fits of alpha and beta (``fits["alpha"]``, ``fits["beta"]``), the residual noise scale, and in ``extra`` the
+    estimate's ``form``, ``weighting`` and ``transform`` (what :func:`~lesde.empirical.imitate` needs to know)."""
 
     fits: dict[str, ParamFit]
     noise: float = float("nan")
@@ -279,7 +280,8 @@ def fit(
         if "noise" in estimate_ds and np.isfinite(estimate_ds["noise"].values).any()
         else float("nan")
     )
-    return FitResult(fits, noise)
+    carried = {k: estimate_ds.attrs[k] for k in ("form", "weighting", "transform") if k in estimate_ds.attrs}
+    return FitResult(fits, noise, carried)
 
 
 __all__ = ["fit", "fit_curve", "FitResult", "ParamFit"]

@@ -1,8 +1,10 @@
-r"""Drive an LE-SDE with the elasticity fitted from a track and compare its class means with the network's.
+r"""Drive an LE-SDE with the elasticity estimated from a track and compare its class means with the network's.
 
 The LE-SDE gets K from the track, one sample per probe (``samples_per_class`` = probe counts, ordered by class as
-the probes are), ``alpha``/``beta`` from the fit, and the residual diffusion scale estimated with the fit
-(:math:`\hat\sigma`, ``FitResult.noise``) unless ``noise`` is given. Path ``(r, j)`` starts at run ``r``'s
+the probes are), ``alpha``/``beta`` from a fit (:class:`~lesde.empirical.FitResult`) or, given an estimate
+Dataset, tabulated from its windows (linear interpolation, constant beyond the ends), the transform the estimate
+was made for (``estimate(..., transform=)``; the feature form's default is the identity), and the residual
+diffusion scale :math:`\hat\sigma` of the estimate unless ``noise`` is given. Path ``(r, j)`` starts at run ``r``'s
 initial probe features, so its class means start exactly at the network's, and ``paths_per_run`` independent
 noise realisations per run are averaged. The comparison, per run and time, is the relative error
 
@@ -12,11 +14,16 @@ noise realisations per run are averaged. The comparison, per run and time, is th
 
 with :math:`M` the (K, m) matrix of class means, and the NC metrics computable from class means and within-class
 variances (:func:`lesde.metrics.means_metrics`) for both processes side by side along a ``process`` dim.
+The summary, in attrs and in the CLI: ``median_relative_error_first_half`` (the median over runs and the compared
+times in the first half of training, the issue's yardstick) and ``median_relative_error`` (all times); a
+:class:`UserWarning` when the median over runs exceeds ``warn_above`` (0.5) at any time.
 Decision: :math:`\pi_l` follows the probe counts (``class_sampling="uniform-sample"``), which match the training
 set's class shares when probes are all samples or a stratified subset (the defaults).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -27,6 +34,51 @@ from ._common import finish
 from .fitting import FitResult
 
 PROCESSES = ("network", "le-sde")
+
+
+def elasticity_of(source) -> tuple:
+    """(alpha schedule, beta schedule, sigma_hat, the estimate's form/weighting/transform) from a FitResult or an
+    estimate Dataset (tabulated over its finite windows)."""
+    from ..schedules import Constant, Tabulated
+
+    if isinstance(source, FitResult):
+        return source.alpha, source.beta, source.noise, dict(source.extra), "fit"
+    if not isinstance(source, xr.Dataset) or "alpha" not in source:
+        raise TypeError("elasticity must be a FitResult (lesde.empirical.fit) or an estimate Dataset (estimate)")
+    t = source["time"].values
+
+    def tab(q):
+        y = source[q].values
+        ok = np.isfinite(t) & np.isfinite(y)
+        if ok.sum() == 0:
+            raise ValueError(f"the estimate has no finite {q}")
+        return Tabulated(t[ok], y[ok]) if ok.sum() >= 2 else Constant(float(y[ok][0]))
+
+    noise = source["noise"].values if "noise" in source else np.array([np.nan])
+    sigma = float(np.nanmedian(noise)) if np.isfinite(noise).any() else float("nan")
+    meta = {k: source.attrs[k] for k in ("form", "weighting", "transform") if k in source.attrs}
+    return tab("alpha"), tab("beta"), sigma, meta, "tabulated"
+
+
+def _transform_for(meta: dict, transform):
+    form, made_for = meta.get("form"), meta.get("transform")
+    if transform is None:
+        if form == "residual":
+            raise ValueError(
+                "form='residual' estimates E in Delta f = lr E r (the kernel form, NTK units), which no LE-SDE "
+                "transform reproduces; estimate with form='feature', transform=<the LE-SDE's transform>, or pass "
+                "transform= to imitate anyway"
+            )
+        return made_for if made_for not in (None, "n/a") else "identity"
+    if made_for not in (None, "n/a") and str(transform) != made_for or form == "residual":
+        warnings.warn(
+            f"imitating with transform={transform!r}, but the elasticity was estimated for "
+            f"{'the kernel (residual) form' if form == 'residual' else repr(made_for)}: its E(t) is not the one "
+            "this LE-SDE needs (estimate with form='feature', transform=...)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return transform
 
 
 def _class_stats(F: np.ndarray, labels: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,39 +92,46 @@ def _class_stats(F: np.ndarray, labels: np.ndarray, K: int) -> tuple[np.ndarray,
 
 def imitate(
     track_ds: xr.Dataset,
-    fit_result: FitResult,
-    transform: str = "identity",
+    fit_result: FitResult | xr.Dataset,
+    transform=None,
     noise: float | None = None,
     paths_per_run: int = 1,
     max_times: int = 201,
     method: str = "euler",
     seed: int = 0,
     progress: bool = False,
+    warn_above: float = 0.5,
 ) -> xr.Dataset:
-    r"""Simulate the fitted LE-SDE from the network's initial features and compare class-mean trajectories.
+    r"""Simulate the LE-SDE driven by an estimated E(t) from the network's initial features and compare
+    class-mean trajectories.
 
     Parameters
     ----------
     track_ds : xarray.Dataset
         A track (``features(run, step, probe, feature)``, ``label(probe)``, ``time(step)``).
-    fit_result : FitResult
-        From :func:`~lesde.empirical.fit`: supplies the alpha and beta schedules and :math:`\hat\sigma`.
-    transform : str
-        LE-SDE transform (``"identity"``, ``"residual"``, ...).
+    fit_result : FitResult or xarray.Dataset
+        A fit (:func:`~lesde.empirical.fit`: the alpha and beta schedules) or an estimate
+        (:func:`~lesde.empirical.estimate`: tabulated alpha and beta); either supplies :math:`\hat\sigma`.
+    transform : str, optional
+        LE-SDE transform; default: the one the estimate was made for (``estimate(..., transform=)``), which is what
+        its E(t) means. A different one is allowed with a warning.
     noise : float, optional
-        Diffusion :math:`\sigma`; default ``fit_result.noise``.
+        Diffusion :math:`\sigma`; default the estimate's :math:`\hat\sigma`.
     paths_per_run : int
         LE-SDE paths per run (their class means are averaged).
     max_times : int
         At most this many recorded steps (evenly spaced) are compared.
     method, seed, progress : passed to :func:`lesde.simulate` (``dt`` = the track's learning rate).
+    warn_above : float
+        Warn when the median relative error over runs exceeds this at any compared time.
 
     Returns
     -------
     xarray.Dataset
         ``class_mean(process, run, time, class, feature)``, ``within_var(process, run, time, class)``, NC metrics
-        ``(process, run, time)``, ``relative_error(run, time)``; coordinates ``process = ["network", "le-sde"]``
-        and ``step(time)``.
+        ``(process, run, time)``, ``relative_error(run, time)``, ``relative_error_median(time)``; coordinates
+        ``process = ["network", "le-sde"]`` and ``step(time)``; attrs ``median_relative_error_first_half``,
+        ``median_relative_error``, ``transform``, ``elasticity`` ("fit" or "tabulated").
     """
     from .. import LESDE, simulate
     from ..metrics import means_metrics
@@ -86,9 +145,11 @@ def imitate(
     if (counts == 0).any():
         raise ValueError(f"every class needs at least one probe to imitate, got probe counts {counts.tolist()}")
     lr = float(track_ds.attrs["lr"])
-    sigma = fit_result.noise if noise is None else float(noise)
+    alpha, beta, sigma_hat, meta, kind = elasticity_of(fit_result)
+    transform = _transform_for(meta, transform)
+    sigma = sigma_hat if noise is None else float(noise)
     if not np.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"noise must be a finite sigma >= 0 (the fit carries none: {fit_result.noise}); pass noise=")
+        raise ValueError(f"noise must be a finite sigma >= 0 (the estimate carries none: {sigma_hat}); pass noise=")
     S = track_ds.sizes["step"]
     idx = np.unique(np.linspace(0, S - 1, min(S, check_int("max_times", max_times, 2))).round().astype(int))
     sub = track_ds.isel(step=idx)
@@ -100,8 +161,8 @@ def imitate(
         K,
         m,
         counts.tolist(),
-        alpha=fit_result.alpha,
-        beta=fit_result.beta,
+        alpha=alpha,
+        beta=beta,
         transform=transform,
         noise=sigma,
         class_sampling="uniform-sample",
@@ -139,10 +200,27 @@ def imitate(
         M_net.reshape(R, T, -1), axis=-1
     )
 
+    med = np.median(rel, axis=0)  # over runs
+    first = times <= times[-1] / 2
+    summary = dict(
+        median_relative_error_first_half=float(np.median(rel[:, first])),
+        median_relative_error=float(np.median(rel)),
+    )
+    if np.max(med) > warn_above:
+        k = int(np.argmax(med > warn_above))
+        warnings.warn(
+            f"the LE-SDE does not imitate the network: the median relative error of the class means exceeds "
+            f"{warn_above:g} from t={times[k]:.4g} (final {med[-1]:.3g}; median over the first half "
+            f"{summary['median_relative_error_first_half']:.3g}); transform={transform!r}, elasticity {kind} from "
+            f"form={meta.get('form', '?')!r}, weighting={meta.get('weighting', '?')!r}",
+            UserWarning,
+            stacklevel=2,
+        )
     data = {
         "class_mean": (("process", "run", "time", "class", "feature"), np.stack([M_net, M_sde_mean])),
         "within_var": (("process", "run", "time", "class"), np.stack([V_net, V_sde_mean])),
         "relative_error": (("run", "time"), rel),
+        "relative_error_median": ("time", med),
     }
     for k in met_net:
         data[k] = (("process", "run", "time"), np.stack([met_net[k], met_sde[k]]))
@@ -157,14 +235,20 @@ def imitate(
             "feature": np.arange(m),
         },
     )
-    ds["relative_error"].attrs["long_name"] = "||class means (LE-SDE) - class means (network)||_F / ||network||_F"
+    ds["relative_error"].attrs.update(
+        long_name="||class means (LE-SDE) - class means (network)||_F / ||network||_F", units="1"
+    )
+    ds["relative_error_median"].attrs.update(long_name="median over runs of relative_error", units="1")
     return finish(
         ds,
         source="imitate",
-        fit=fit_result.to_json(),
+        elasticity=kind,
+        fit=fit_result.to_json() if isinstance(fit_result, FitResult) else "",
+        **{f"estimate_{k}": str(v) for k, v in meta.items()},
+        **summary,
         spec=model.to_spec(),
         noise=sigma,
-        transform=transform,
+        transform=str(transform),
         paths_per_run=paths_per_run,
         method=method,
         seed=seed,
@@ -173,4 +257,85 @@ def imitate(
     )
 
 
-__all__ = ["imitate"]
+def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None) -> xr.Dataset:
+    r"""Which term of the LE-SDE fails to imitate the network: each one checked on the network's own states.
+
+    Per window of the estimate (no simulation, so nothing compounds):
+
+    - ``velocity(run, step, class, feature)``: the network's class-mean velocity
+      :math:`(\bar M_k(t_b) - \bar M_k(t_a)) / (t_b - t_a)` over the window;
+    - ``drift(run, step, class, feature)``: the LE-SDE drift :math:`\sum_l \pi_l E_{kl}(t) T_{kl} \bar M_l(t)`
+      (``LESDE.f``) at the network's class means, with the estimate's E(t) (tabulated), averaged over the window;
+    - ``drift_error(run, step)``: :math:`\|\text{drift} - \text{velocity}\|_F / \|\text{velocity}\|_F` and
+      ``drift_cosine(run, step)`` (does the drift point where the network moves?);
+    - ``within_var(run, step)``: the network's mean within-class variance, and ``within_var_model(step)`` what the
+      LE-SDE's noise gives from the same start, :math:`V(0) + m \hat\sigma^2 (1 - 1/n_k) t` (the drift of the
+      identity LE-SDE does not act on within-class deviations).
+
+    A drift error near 0 with a large imitation error points to the fit or the noise; a drift error of order 1 or
+    more means the drift form itself (E T X) does not describe how the network moves.
+    """
+    from .. import LESDE
+
+    alpha, beta, sigma, meta, _ = elasticity_of(estimate_ds)
+    transform = _transform_for(meta, transform)
+    labels = track_ds["label"].values
+    K = int(track_ds.attrs.get("num_classes", labels.max() + 1))
+    counts = np.bincount(labels, minlength=K)
+    F_ = track_ds["features"].values.astype(np.float64)  # (R, S, P, m)
+    R, S, P, m = F_.shape
+    model = LESDE(
+        K, m, counts.tolist(), alpha=alpha, beta=beta, transform=transform, noise=0.0, class_sampling="uniform-sample"
+    )
+    steps, times = track_ds["step"].values, track_ds["time"].values
+    M, V = _class_stats(F_, labels, K)  # (R, S, K, m), (R, S, K)
+    starts, stops = estimate_ds["step_start"].values, estimate_ds["step_stop"].values
+    W = len(starts)
+    vel, drift = np.zeros((R, W, K, m)), np.zeros((R, W, K, m))
+    for w, (a, b) in enumerate(zip(starts, stops)):
+        ia, ib = np.searchsorted(steps, a) - 1, np.searchsorted(steps, b)
+        ia, ib = max(ia, 0), min(ib, S - 1)
+        vel[:, w] = (M[:, ib] - M[:, ia]) / (times[ib] - times[ia])
+        idx = np.arange(ia, ib)
+        with torch.no_grad():
+            out = np.stack(
+                [model.f(float(times[i]), torch.from_numpy(F_[:, i].reshape(R, P * m))).numpy() for i in idx]
+            )  # (n, R, P*m)
+        drift[:, w] = _class_stats(out.reshape(len(idx), R, P, m).transpose(1, 0, 2, 3), labels, K)[0].mean(1)
+    err = np.linalg.norm((drift - vel).reshape(R, W, -1), axis=-1) / np.linalg.norm(vel.reshape(R, W, -1), axis=-1)
+    cos = (drift * vel).sum((2, 3)) / (
+        np.linalg.norm(drift.reshape(R, W, -1), axis=-1) * np.linalg.norm(vel.reshape(R, W, -1), axis=-1)
+    )
+    t_w = estimate_ds["time"].values
+    wv_net = np.stack([V[:, min(np.searchsorted(steps, b), S - 1)].mean(-1) for b in stops], 1)  # (R, W)
+    n_eff = (1 - 1 / counts).mean()
+    wv_model = V[:, 0].mean() + m * (0 if not np.isfinite(sigma) else sigma) ** 2 * n_eff * t_w
+    ds = xr.Dataset(
+        {
+            "velocity": (("run", "step", "class", "feature"), vel),
+            "drift": (("run", "step", "class", "feature"), drift),
+            "drift_error": (("run", "step"), err),
+            "drift_cosine": (("run", "step"), cos),
+            "within_var": (("run", "step"), wv_net),
+            "within_var_model": ("step", wv_model),
+            "alpha": ("step", estimate_ds["alpha"].values),
+            "beta": ("step", estimate_ds["beta"].values),
+        },
+        coords={
+            "run": np.arange(R),
+            "step": estimate_ds["step"].values,
+            "time": ("step", t_w),
+            "class": np.arange(K),
+            "feature": np.arange(m),
+        },
+    )
+    return finish(
+        ds,
+        source="drift_check",
+        transform=str(transform),
+        noise=sigma,
+        **{f"estimate_{k}": str(v) for k, v in meta.items()},
+    )
+
+
+__all__ = ["imitate", "drift_check", "elasticity_of"]

@@ -272,17 +272,33 @@ def track(
     else:
         val_steps = np.zeros(0, int)
     m = feat0.shape[-1]
-    rec_steps = np.arange(0, steps + 1, record_every)
-    S = len(rec_steps)
+    S = steps // record_every + 1
     buf = TrackBuffer(runs, S, P, m, K, dtype, device, separate_logits=feature != "logits", V=len(val_steps))
+    rec_steps = np.arange(0, steps + 1, record_every)  # after the memory check: steps may be absurdly large
     order = sample_order(N, runs, steps, seed).to(device)  # (R, steps)
     store = None if checkpoint is None else str(checkpoint)
-    fp = fingerprint(
-        net=repr(net), lr=lr, steps=steps, runs=runs, probes=probe_idx, record_every=record_every, feature=feature,
-        seed=seed, init=init, dtype=str(dtype), inputs=x_cpu, labels=labels,
-        init_state=net.state_dict() if init == "keep" else "", validation_steps=val_steps.tolist(),
-        validation_inputs=val[0] if val else "", validation_labels=val[1] if val else "",
-    ) if store else ""
+    fp = (
+        fingerprint(
+            net=repr(net),
+            lr=lr,
+            steps=steps,
+            runs=runs,
+            probes=probe_idx,
+            record_every=record_every,
+            feature=feature,
+            seed=seed,
+            init=init,
+            dtype=str(dtype),
+            inputs=x_cpu,
+            labels=labels,
+            init_state=net.state_dict() if init == "keep" else "",
+            validation_steps=val_steps.tolist(),
+            validation_inputs=val[0] if val else "",
+            validation_labels=val[1] if val else "",
+        )
+        if store
+        else ""
+    )
 
     def validate(v):
         with torch.no_grad():
@@ -292,18 +308,18 @@ def track(
     resumed = buf.load(store, fp, eng.params) if store else None
     if resumed:
         done, j_done, n_val = resumed
+        j_saved = j_done
     else:
         buf.record(0, feat0, logits0)
         if val is not None:
             validate(0)
             n_val = 1
-    j_saved = j_done
+        j_saved = -1
     bar = range(done + 1, steps + 1)
     if progress and done < steps:
         from tqdm.auto import tqdm
 
-        bar = tqdm(bar, desc=f"track {runs} runs x {P} probes", unit="step", mininterval=1.0, initial=done,
-                   total=steps)
+        bar = tqdm(bar, desc=f"track {runs} runs x {P} probes", unit="step", mininterval=1.0, initial=done, total=steps)
     interrupted = False
     with interrupt_flag() as stop:
         try:
