@@ -2,9 +2,11 @@
 
 The stages follow the data (DESIGN.md sections 1-2, 3b):
 
-``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> ``tracking.track`` (or ``discrete.simulate_discrete``, the
-ground truth) -> ``estimators.estimate`` -> ``fitting.fit`` -> ``imitation.imitate`` -> ``plots``; ``workflow``
-holds the two CLI jobs (``estimate_cli``, ``imitate_cli``).
+``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> ``tracking.track`` (or ``tracker.Tracker`` in your own
+training loop, or ``discrete.simulate_discrete``, the ground truth) -> ``estimators.estimate`` -> ``fitting.fit``
+-> ``imitation.imitate`` (and ``imitation.drift_check``) -> ``plots``; ``label_noise`` is the paper's
+label-corruption experiment; ``workflow`` holds the CLI jobs (``estimate_cli``, ``imitate_cli``,
+``label_noise_cli``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from .data import load_dataset
 from .discrete import simulate_discrete
 from .estimators import estimate
 from .fitting import FitResult, ParamFit, fit
-from .imitation import imitate
+from .imitation import drift_check, imitate
+from .label_noise import label_noise_experiment, tail_index
 from .nets import Classifier, cnn, mlp
 from .tracker import Tracker
 from .tracking import init_nets, track
-from .workflow import estimate_cli, imitate_cli
+from .workflow import estimate_cli, imitate_cli, label_noise_cli
 
 __all__ = [
     "load_dataset",
@@ -33,6 +36,10 @@ __all__ = [
     "FitResult",
     "ParamFit",
     "imitate",
+    "drift_check",
+    "label_noise_experiment",
+    "tail_index",
     "estimate_cli",
     "imitate_cli",
+    "label_noise_cli",
 ]

@@ -28,7 +28,9 @@ LE process both estimate the same :math:`E`; on real networks they differ (MNIST
 about 1 vs 3.5), because well-fitted samples (small residual :math:`\|v\|`) have a large per-step elasticity and
 little :math:`\|v\|^2` weight. The default is ``increment`` (the estimand imitation needs); both are always
 computed (``alpha_by_weighting``), and a :class:`UserWarning` names the windows where they differ beyond their
-joint uncertainty (Bonferroni over windows at the ``confidence`` level).
+joint uncertainty (``alpha_disagreement``, the z-score of the difference with its clustered error; Bonferroni over
+the windows at a family-wise false-alarm probability of 1e-3, so an LE process, where both estimate the same E,
+almost never warns).
 :math:`\hat\alpha` pools the pairs :math:`k = l` and :math:`\hat\beta` the pairs :math:`k \ne l` (for ``step``,
 each step's coefficient over all probes of the other classes).
 
@@ -84,6 +86,7 @@ from ._means import means_form
 
 WEIGHTINGS = ("increment", "step")
 ROUNDING_FACTOR = 256.0
+DISAGREEMENT_LEVEL = 1e-3  # family-wise false-alarm probability of the disagreement warning
 
 
 def _class_sums(ds: xr.Dataset, v: np.ndarray, K: int) -> dict[str, np.ndarray]:
@@ -305,8 +308,7 @@ def estimate(
     window : int, optional
         Recorded steps per window; default: about 40 windows over the track.
     confidence : float
-        Level of the Student-t intervals ``alpha_lower/upper``, ``beta_lower/upper`` (and of the disagreement
-        warning).
+        Level of the Student-t intervals ``alpha_lower/upper``, ``beta_lower/upper``.
     weighting : {"increment", "step"}, optional
         The estimand reported as ``alpha``, ``beta``, ``E``: ``"increment"`` (default), the least-squares drift
         :math:`\sum_s n_s / \sum_s d_s` that reproduces the summed increments (what imitation needs), or
@@ -442,7 +444,7 @@ def _warn(ds: xr.Dataset, confidence: float) -> None:
             stacklevel=3,
         )
     W = ds.sizes["step"]
-    crit = pool.t_quantile(1 - (1 - confidence) / W, ds["dof"].values)  # Bonferroni over the windows
+    crit = pool.t_quantile(1 - DISAGREEMENT_LEVEL / W, ds["dof"].values)  # Bonferroni over the windows
     msgs = []
     for qn in ("alpha", "beta"):
         z = np.abs(ds[f"{qn}_disagreement"].values)

@@ -200,6 +200,14 @@ def imitate(
         M_net.reshape(R, T, -1), axis=-1
     )
 
+    if not np.isfinite(M_sde_mean).all():
+        rel = np.where(np.isfinite(rel), rel, np.inf)
+        warnings.warn(
+            "the LE-SDE's class means overflowed (non-finite): it diverges from the network; relative errors there "
+            "are inf",
+            UserWarning,
+            stacklevel=2,
+        )
     med = np.median(rel, axis=0)  # over runs
     first = times <= times[-1] / 2
     summary = dict(
@@ -257,15 +265,19 @@ def imitate(
     )
 
 
-def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None) -> xr.Dataset:
+def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, windows: int = 10) -> xr.Dataset:
     r"""Which term of the LE-SDE fails to imitate the network: each one checked on the network's own states.
 
-    Per window of the estimate (no simulation, so nothing compounds):
+    Over ``windows`` equal windows of recorded steps (long ones, so the class-mean displacement measures the
+    drift rather than the step-to-step fluctuation), with no simulation, so nothing compounds:
 
     - ``velocity(run, step, class, feature)``: the network's class-mean velocity
       :math:`(\bar M_k(t_b) - \bar M_k(t_a)) / (t_b - t_a)` over the window;
     - ``drift(run, step, class, feature)``: the LE-SDE drift :math:`\sum_l \pi_l E_{kl}(t) T_{kl} \bar M_l(t)`
       (``LESDE.f``) at the network's class means, with the estimate's E(t) (tabulated), averaged over the window;
+      for a ``form="residual"`` estimate, the kernel form's drift :math:`\sum_l \pi_l E_{kl}(t) \bar r_l(t)`
+      with :math:`\bar r_l` the class-l probes' mean residual :math:`e_l - \mathrm{softmax}(f)` (what a
+      cross-entropy step moves logits along; no LE-SDE transform has this drift);
     - ``drift_error(run, step)``: :math:`\|\text{drift} - \text{velocity}\|_F / \|\text{velocity}\|_F` and
       ``drift_cosine(run, step)`` (does the drift point where the network moves?);
     - ``within_var(run, step)``: the network's mean within-class variance, and ``within_var_model(step)`` what the
@@ -278,38 +290,55 @@ def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None) -
     from .. import LESDE
 
     alpha, beta, sigma, meta, _ = elasticity_of(estimate_ds)
-    transform = _transform_for(meta, transform)
+    kernel = meta.get("form") == "residual"
+    transform = "kernel" if kernel else _transform_for(meta, transform)
     labels = track_ds["label"].values
     K = int(track_ds.attrs.get("num_classes", labels.max() + 1))
     counts = np.bincount(labels, minlength=K)
     F_ = track_ds["features"].values.astype(np.float64)  # (R, S, P, m)
     R, S, P, m = F_.shape
-    model = LESDE(
-        K, m, counts.tolist(), alpha=alpha, beta=beta, transform=transform, noise=0.0, class_sampling="uniform-sample"
-    )
+    if not kernel:
+        model = LESDE(
+            K,
+            m,
+            counts.tolist(),
+            alpha=alpha,
+            beta=beta,
+            transform=transform,
+            noise=0.0,
+            class_sampling="uniform-sample",
+        )
+    pi = counts / counts.sum()
+
+    def drift_at(t: float, X: np.ndarray) -> np.ndarray:  # (R, P, m) -> class means of the drift (R, K, m)
+        if not kernel:
+            out = model.f(t, torch.from_numpy(X.reshape(R, P * m))).numpy().reshape(R, P, m)
+            return _class_stats(out, labels, K)[0]
+        # the kernel form: sum_l pi_l E_kl rbar_l, rbar_l the class-l probes' mean residual e_l - softmax(f)
+        r = np.eye(K)[labels][None] - torch.softmax(torch.from_numpy(X), -1).numpy()
+        rbar = _class_stats(r, labels, K)[0]  # (R, K, K)
+        a, b = float(alpha(torch.tensor(t))), float(beta(torch.tensor(t)))
+        E = b + (a - b) * np.eye(K)
+        return np.einsum("kl,l,rlm->rkm", E, pi, rbar)
+
     steps, times = track_ds["step"].values, track_ds["time"].values
     M, V = _class_stats(F_, labels, K)  # (R, S, K, m), (R, S, K)
-    starts, stops = estimate_ds["step_start"].values, estimate_ds["step_stop"].values
-    W = len(starts)
+    edges = np.unique(np.linspace(0, S - 1, check_int("windows", windows) + 1).round().astype(int))
+    W = len(edges) - 1
     vel, drift = np.zeros((R, W, K, m)), np.zeros((R, W, K, m))
-    for w, (a, b) in enumerate(zip(starts, stops)):
-        ia, ib = np.searchsorted(steps, a) - 1, np.searchsorted(steps, b)
-        ia, ib = max(ia, 0), min(ib, S - 1)
+    for w, (ia, ib) in enumerate(zip(edges[:-1], edges[1:])):
         vel[:, w] = (M[:, ib] - M[:, ia]) / (times[ib] - times[ia])
-        idx = np.arange(ia, ib)
         with torch.no_grad():
-            out = np.stack(
-                [model.f(float(times[i]), torch.from_numpy(F_[:, i].reshape(R, P * m))).numpy() for i in idx]
-            )  # (n, R, P*m)
-        drift[:, w] = _class_stats(out.reshape(len(idx), R, P, m).transpose(1, 0, 2, 3), labels, K)[0].mean(1)
+            drift[:, w] = np.mean([drift_at(float(times[i]), F_[:, i]) for i in range(ia, ib)], axis=0)
     err = np.linalg.norm((drift - vel).reshape(R, W, -1), axis=-1) / np.linalg.norm(vel.reshape(R, W, -1), axis=-1)
     cos = (drift * vel).sum((2, 3)) / (
         np.linalg.norm(drift.reshape(R, W, -1), axis=-1) * np.linalg.norm(vel.reshape(R, W, -1), axis=-1)
     )
-    t_w = estimate_ds["time"].values
-    wv_net = np.stack([V[:, min(np.searchsorted(steps, b), S - 1)].mean(-1) for b in stops], 1)  # (R, W)
+    t_w = 0.5 * (times[edges[:-1]] + times[edges[1:]])
+    wv_net = V[:, edges[1:]].mean(-1)  # (R, W) at the end of each window
+    t_end = times[edges[1:]]
     n_eff = (1 - 1 / counts).mean()
-    wv_model = V[:, 0].mean() + m * (0 if not np.isfinite(sigma) else sigma) ** 2 * n_eff * t_w
+    wv_model = V[:, 0].mean() + m * (0 if not np.isfinite(sigma) else sigma) ** 2 * n_eff * t_end
     ds = xr.Dataset(
         {
             "velocity": (("run", "step", "class", "feature"), vel),
@@ -318,12 +347,10 @@ def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None) -
             "drift_cosine": (("run", "step"), cos),
             "within_var": (("run", "step"), wv_net),
             "within_var_model": ("step", wv_model),
-            "alpha": ("step", estimate_ds["alpha"].values),
-            "beta": ("step", estimate_ds["beta"].values),
         },
         coords={
             "run": np.arange(R),
-            "step": estimate_ds["step"].values,
+            "step": steps[edges[1:]],
             "time": ("step", t_w),
             "class": np.arange(K),
             "feature": np.arange(m),

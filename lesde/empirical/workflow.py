@@ -1,15 +1,18 @@
-"""The two command-line jobs, each one Python call: ``lesde estimate`` and ``lesde imitate``.
+"""The command-line jobs, each one Python call: ``lesde estimate``, ``lesde imitate``, ``lesde label-noise``.
 
 ``estimate_cli`` loads a dataset, builds a network, tracks it, estimates and fits E(t), and writes ``out``:
 
-- the root group: the estimate Dataset (alpha, beta, E over windows), with the fit as JSON in attr ``fit`` and
-  the job's settings in attrs;
+- the root group: the estimate Dataset (alpha, beta, E over windows, both estimands), with the fit as JSON in
+  attr ``fit`` and the job's settings (and the data's standardisation) in attrs;
 - group ``track``: the track thinned to at most ``keep_steps`` recorded steps (what ``imitate`` needs: the
   probe features over time), so the file stays small;
 - ``<out stem>_elasticity.png`` next to it: alpha(t), beta(t) with CIs and the fit.
 
-``imitate_cli`` reads that file, runs :func:`~lesde.empirical.imitate`, writes its Dataset and
-``<out stem>_trajectories.png``.
+``imitate_cli`` reads that file, runs :func:`~lesde.empirical.imitate` (default: the tabulated estimate and the
+transform it was made for, the best combination measured in benchmarks/RESULTS.md), writes its Dataset and
+``<out stem>_trajectories.png``, and prints the median relative error of the class means.
+
+``label_noise_cli`` runs :func:`~lesde.empirical.label_noise_experiment` and writes its Dataset and figure.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from .._validate import check_choice
+from ._common import n_runs_arg
 from .data import load_dataset
 from .estimators import estimate
 from .fitting import FitResult, fit
@@ -45,8 +49,8 @@ def estimate_cli(
     classes: int | Sequence[int] | None,
     net: str,
     steps: int,
-    runs: int,
-    out: str | Path,
+    n_runs: int | None = None,
+    out: str | Path = "est.nc",
     lr: float = 0.01,
     probes: int | None = 300,
     per_class: int | Sequence[int] | None = None,
@@ -54,21 +58,34 @@ def estimate_cli(
     record_every: int = 1,
     feature: str = "logits",
     form: str = "feature",
+    weighting: str | None = None,
+    transform: str | None = None,
     window: int | None = None,
     fit_model: str = "power",
     width: int = 256,
     depth: int = 2,
+    standardize: bool | None = None,
+    init: str = "reinit",
     seed: int = 0,
     device: str = "cpu",
     keep_steps: int = 400,
     progress: bool = True,
+    runs: int | None = None,
 ) -> xr.Dataset:
-    """Track a network on ``dataset``, estimate and fit E(t), write ``out`` and a PNG, print a summary.
+    """Track a network on ``dataset``, estimate and fit E(t), write ``out`` and a PNG, print a summary with both
+    estimands side by side.
 
-    Returns the estimate Dataset (as written).
+    ``n_runs`` (default 8; ``runs`` is its deprecated spelling), ``weighting``, ``transform``, ``window`` go to
+    :func:`~lesde.empirical.track` / :func:`~lesde.empirical.estimate`; ``standardize`` to
+    :func:`~lesde.empirical.load_dataset` (default: on for mnist1d); ``init="keep"`` trains every run from the same
+    initial weights. Returns the estimate Dataset (as written).
     """
+    n_runs = n_runs_arg(n_runs, runs, 8)
     out = Path(out)
-    x, y = load_dataset(dataset, classes=classes, per_class=per_class, label_noise=label_noise, seed=seed)
+    data = load_dataset(
+        dataset, classes=classes, per_class=per_class, label_noise=label_noise, seed=seed, standardize=standardize
+    )
+    x, y = data
     K = int(y.max()) + 1
     if x.ndim == 2 and net == "cnn":
         x = x[:, None]
@@ -79,15 +96,16 @@ def estimate_cli(
         y,
         lr=lr,
         steps=steps,
-        runs=runs,
+        n_runs=n_runs,
         probes=probes,
         record_every=record_every,
         feature=feature,
         seed=seed,
+        init=init,
         device=device,
         progress=progress,
     )
-    est = estimate(tr, form=form, window=window)
+    est = estimate(tr, form=form, window=window, weighting=weighting, transform=transform)
     fr = fit(est, model=fit_model)
     est.attrs.update(
         fit=fr.to_json(),
@@ -96,8 +114,10 @@ def estimate_cli(
         net=net,
         width=width,
         depth=depth,
+        init=init,
         final_accuracy=float(tr["accuracy"].isel(step=-1).mean()),
         final_loss=float(tr["loss"].isel(step=-1).mean()),
+        **{f"data_{k}": v for k, v in data.info.items() if k not in ("dataset",)},
     )
     S = tr.sizes["step"]
     keep = np.unique(np.linspace(0, S - 1, min(S, keep_steps)).round().astype(int))
@@ -110,20 +130,42 @@ def estimate_cli(
 
 
 def _estimate_summary(est: xr.Dataset, fr: FitResult, tr: xr.Dataset, png: Path) -> str:
-    rows = []
-    for i in np.unique(np.linspace(0, est.sizes["step"] - 1, 5).round().astype(int)):
+    both = "alpha_by_weighting" in est
+    head = "  window time     " + (
+        "alpha (increment)     alpha (step)          beta (increment)      beta (step)"
+        if both
+        else "alpha                 beta"
+    )
+    rows = [head]
+    for i in np.unique(np.linspace(0, est.sizes["step"] - 1, 6).round().astype(int)):
         w = est.isel(step=i)
+        if both:
+            cells = [
+                f"{float(w[f'{q}_by_weighting'].sel(weighting=k)):+10.4g} +- {float(w[f'{q}_by_weighting_se'].sel(weighting=k)):<7.2g}"
+                for q in ("alpha", "beta")
+                for k in ("increment", "step")
+            ]
+        else:
+            cells = [f"{float(w[q]):+10.4g} +- {float(w[f'{q}_se']):<7.2g}" for q in ("alpha", "beta")]
+        rows.append(f"  t={float(w.time):10.4g}  " + "  ".join(cells))
+    if both:
+        ratio = {
+            k: float(np.nanmedian(est.alpha_by_weighting.sel(weighting=k) / est.beta_by_weighting.sel(weighting=k)))
+            for k in ("increment", "step")
+        }
         rows.append(
-            f"  t={float(w.time):8.3f}  alpha={float(w.alpha):+.4f} +- {float(w.alpha_se):.2g}"
-            f"  beta={float(w.beta):+.4f} +- {float(w.beta_se):.2g}"
+            f"  median alpha/beta over windows: increment {ratio['increment']:.3g}, step {ratio['step']:.3g} "
+            f"(reported as alpha, beta: {est.attrs['weighting']}; errors clustered by {est.attrs['se_cluster']}, "
+            f"{est.attrs.get('excluded_steps', 0)} steps at rounding level dropped)"
         )
     acc = tr["accuracy"]
     return "\n".join(
         [
             f"tracked {tr.sizes['run']} runs x {tr.attrs['steps']} steps x {tr.sizes['probe']} probes "
-            f"(lr={tr.attrs['lr']}, feature={tr.attrs['feature']}); probe accuracy "
+            f"(lr={tr.attrs['lr']}, feature={tr.attrs['feature']}, engine={tr.attrs.get('engine')}); probe accuracy "
             f"{float(acc.isel(step=0).mean()):.3f} -> {float(acc.isel(step=-1).mean()):.3f}",
-            f"estimate ({est.attrs['form']}, window={est.attrs['window']} steps):",
+            f"estimate (form={est.attrs['form']}, transform={est.attrs.get('transform')}, window={est.attrs['window']} "
+            "steps):",
             *rows,
             "fit: " + fr.summary().replace("\n", "\n     "),
             f"residual diffusion sigma_hat = {fr.noise:.4g}",
@@ -132,15 +174,24 @@ def _estimate_summary(est: xr.Dataset, fr: FitResult, tr: xr.Dataset, png: Path)
     )
 
 
+ELASTICITY = ("estimate", "fit")
+
+
 def imitate_cli(
     est_path: str | Path,
     out: str | Path,
-    transform: str = "identity",
+    transform: str | None = None,
+    elasticity: str = "estimate",
     paths_per_run: int = 4,
     seed: int = 0,
     progress: bool = True,
 ) -> xr.Dataset:
-    """Read an ``estimate_cli`` file, imitate its network with the fitted LE-SDE, write ``out`` and a PNG."""
+    """Read an ``estimate_cli`` file, imitate its network with the LE-SDE, write ``out`` and a PNG.
+
+    ``elasticity="estimate"`` (default) drives the LE-SDE with the tabulated estimate, ``"fit"`` with the fitted
+    schedules; ``transform`` defaults to the one the estimate was made for.
+    """
+    check_choice("elasticity", elasticity, ELASTICITY)
     est_path, out = Path(est_path), Path(out)
     with (
         xr.open_dataset(est_path, engine="h5netcdf") as est,
@@ -148,21 +199,28 @@ def imitate_cli(
     ):
         if "fit" not in est.attrs:
             raise ValueError(f"{est_path} has no 'fit' attr: it must be written by estimate_cli")
-        fr = FitResult.from_json(est.attrs["fit"])
-        imit = imitate(tr.load(), fr, transform=transform, paths_per_run=paths_per_run, seed=seed, progress=progress)
+        src = FitResult.from_json(est.attrs["fit"]) if elasticity == "fit" else est.load()
+        imit = imitate(tr.load(), src, transform=transform, paths_per_run=paths_per_run, seed=seed, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     imit.to_netcdf(out, engine="h5netcdf")
     png = plot_imitation(imit, out.with_name(out.stem + "_trajectories.png"))
-    err = imit["relative_error"].mean("run")
+    err = imit["relative_error_median"]
     T = imit.sizes["time"]
     rows = [
-        f"  t={float(imit.time[i]):8.3f}  relative error {float(err[i]):.4f}"
+        f"  t={float(imit.time[i]):8.3f}  relative error (median over runs) {float(err[i]):.4g}"
         for i in np.unique(np.linspace(0, T - 1, 5).round().astype(int))
     ]
     lines = [
-        f"imitation of {est_path} (transform={transform}, sigma={imit.attrs['noise']:.4g}, "
-        f"{paths_per_run} paths per run):",
+        f"imitation of {est_path} (transform={imit.attrs['transform']}, E(t) {imit.attrs['elasticity']}, "
+        f"sigma={imit.attrs['noise']:.4g}, {paths_per_run} paths per run):",
         *rows,
+        f"median relative error of the class means: first half of training "
+        f"{imit.attrs['median_relative_error_first_half']:.4g}, whole track {imit.attrs['median_relative_error']:.4g}"
+        + (
+            "  (> 0.5: the LE-SDE does not imitate this network)"
+            if imit.attrs["median_relative_error_first_half"] > 0.5
+            else ""
+        ),
     ]
     if "nc1_quotient" in imit:
         nc = imit["nc1_quotient"].isel(time=-1).mean("run")
@@ -172,4 +230,29 @@ def imitate_cli(
     return imit
 
 
-__all__ = ["estimate_cli", "imitate_cli"]
+def label_noise_cli(out: str | Path, rates=None, **kwargs) -> xr.Dataset:
+    """Run the label-corruption experiment, write ``out`` (NetCDF) and ``<out stem>.png``, print the table."""
+    from .label_noise import RATES, label_noise_experiment
+    from .plots import plot_label_noise
+
+    out = Path(out)
+    ds = label_noise_experiment(rates=RATES if rates is None else rates, **kwargs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(out, engine="h5netcdf")
+    png = plot_label_noise(ds, out.with_suffix(".png"))
+    lines = [
+        f"label corruption on {ds.attrs['dataset']} ({ds.attrs['net_desc']}, form={ds.attrs['form']}):",
+        "  rate   r(alpha)  r(beta)   validation acc   train acc (corrupted labels)",
+    ]
+    for p in ds.rate.values:
+        d = ds.sel(rate=p)
+        lines.append(
+            f"  {p:5.3f}  {float(d.tail_alpha_pooled):8.3f}  {float(d.tail_beta_pooled):8.3f}   "
+            f"{float(d.validation_accuracy.mean()):14.3f}   {float(d.train_accuracy.mean()):.3f}"
+        )
+    lines += [f"wrote {out}", f"plot: {png}"]
+    print("\n".join(lines))
+    return ds
+
+
+__all__ = ["estimate_cli", "imitate_cli", "label_noise_cli"]
