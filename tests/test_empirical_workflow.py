@@ -1,0 +1,168 @@
+"""Issue 11: data (mnist1d standardisation, geomnist, splits), the label-corruption experiment (tiny mode, the
+example script, the tail index) and the CLI options of ``lesde estimate`` / ``imitate`` / ``label-noise``."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from lesde.cli import main
+from lesde.empirical import load_dataset, tail_index
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def test_mnist1d_standardised_by_training_statistics():
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    raw = make_dataset(get_dataset_args())  # seed 42: the loader's default
+    x, y = data = load_dataset("mnist1d")
+    mean, std = data.info["standardize_mean"], data.info["standardize_std"]
+    np.testing.assert_allclose([mean, std], [raw["x"].mean(), raw["x"].std()], rtol=1e-6)
+    np.testing.assert_allclose(x.double().mean().item(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(x.double().std(unbiased=False).item(), 1.0, atol=1e-5)
+    xt, yt = test = load_dataset("mnist1d", split="test")  # the test split uses the training statistics
+    assert len(yt) == 1000 and test.info["standardize_mean"] == mean
+    order = np.argsort(raw["y_test"], kind="stable")
+    np.testing.assert_allclose(xt[:, 0].numpy(), ((raw["x_test"] - mean) / std)[order], atol=1e-5)
+    off = load_dataset("mnist1d", standardize=False)
+    assert off.info["standardize"] == "none"
+    np.testing.assert_allclose(off[0][:, 0].numpy(), raw["x"][np.argsort(raw["y"], kind="stable")], atol=1e-6)
+    d = load_dataset("digits", standardize=True)  # any data set can opt in
+    np.testing.assert_allclose(d[0].double().mean().item(), 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="no test split"):
+        load_dataset("digits", split="test")
+    with pytest.raises(ValueError, match="test split stays clean"):
+        load_dataset("mnist1d", split="test", label_noise=0.2)
+
+
+def test_geomnist_shapes_areas_and_splits():
+    x, y = data = load_dataset("geomnist", n_train=60, n_test=20)
+    assert tuple(x.shape) == (180, 1, 32, 32) and y.bincount().tolist() == [60, 60, 60]
+    assert float(x.min()) >= 0 and float(x.max()) <= 1 and data.info["dataset"] == "geomnist"
+    # blur preserves the ink: pixel sums are the shapes' areas times the size factor squared (mean 1 + 0.1^2/3),
+    # up to the 2 x 2 supersampled rasterisation of the edges (a few percent for the triangle's long perimeter)
+    area = np.array([0.5 * 20 * (8 + 8 * np.sqrt(3)), 8 * 16, np.pi * 6 * 12]) * (1 + 0.01 / 3)
+    sums = x.double().sum((1, 2, 3)).numpy()
+    np.testing.assert_allclose([sums[y.numpy() == k].mean() for k in range(3)], area, rtol=0.05)
+    again = load_dataset("geomnist", n_train=60, n_test=20)[0]
+    np.testing.assert_array_equal(x.numpy(), again.numpy())  # generated deterministically
+    xt, yt = load_dataset("geomnist", split="test", n_train=60, n_test=20)
+    assert len(yt) == 60 and not np.isclose(xt[0].numpy(), x[0].numpy()).all()  # an independent stream
+    small = load_dataset("geomnist", n_train=5, size=16)[0]
+    assert tuple(small.shape[1:]) == (1, 16, 16)
+
+
+def test_tail_index_of_a_power_law():
+    """A(t) = c t^(1-q) with t = s * lr: r = 1 - mean(log|A| / log s) -> q (up to log(c lr^(1-q)) / log s)."""
+    s = np.arange(100, 100_001, 100)
+    lr, q, c = 0.01, 0.4, 1.0
+    A = c * (s * lr) ** (1 - q)
+    est = xr.Dataset({"alpha_integrated": ("step", A)}, coords={"step": s})
+    expect = 1 - np.mean(np.log(A[-250:]) / np.log(s[-250:]))
+    assert tail_index(est, "alpha", tail=0.25) == pytest.approx(expect)
+    assert abs(tail_index(est, "alpha", tail=0.25) - q) < (1 - q) * abs(np.log(lr)) / np.log(75_000) + 1e-9
+    with pytest.raises(ValueError, match="tail"):
+        tail_index(est, "alpha", tail=2.0)
+
+
+def test_label_noise_tiny_mode_example_script(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ln.nc"
+    monkeypatch.setattr(
+        sys, "argv", ["label_noise.py", "--tiny", "--quiet", "--out", str(out), "--rates", "0", "0.6666667"]
+    )
+    runpy.run_path(str(ROOT / "examples" / "label_noise.py"), run_name="__main__")
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert ds.rate.values.tolist() == pytest.approx([0, 2 / 3])
+        for v in ("tail_alpha", "tail_beta", "validation_accuracy", "train_accuracy"):
+            assert ds[v].dims == ("rate", "run") and np.isfinite(ds[v].values).all()
+        acc = ds.validation_accuracy.values
+        assert ((acc >= 0) & (acc <= 1)).all() and ds.attrs["tiny"] == 1
+        # the tail index is the one tail_index computes from the stored integrated elasticity
+        sub = ds[["alpha_integrated"]].isel(rate=0).assign_coords(step=ds.step)
+        assert float(ds.tail_alpha_pooled[0]) == pytest.approx(tail_index(sub, "alpha", ds.attrs["tail"]))
+    assert (tmp_path / "ln.png").stat().st_size > 10_000
+    assert "r(alpha)" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # short noisy tracks: chi2/dof, imitation warnings
+def test_cli_estimate_options_and_imitate(tmp_path, capsys):
+    out = tmp_path / "est.nc"
+    argv = [
+        "estimate",
+        "--dataset",
+        "gaussian-mixture",
+        "--steps",
+        "120",
+        "--n-runs",
+        "2",
+        "--probes",
+        "30",
+        "--width",
+        "12",
+        "--depth",
+        "1",
+        "--lr",
+        "0.05",
+        "--window",
+        "10",
+        "--record-every",
+        "2",
+        "--weighting",
+        "step",
+        "--no-standardize",
+        "--init",
+        "keep",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "alpha (increment)" in text and "alpha (step)" in text and "median alpha/beta" in text
+    with xr.open_dataset(out, engine="h5netcdf") as est:
+        assert est.attrs["weighting"] == "step" and est.attrs["window"] == 10 and est.attrs["init"] == "keep"
+        assert est.attrs["data_standardize"] == "none" and "alpha_by_weighting" in est
+    with xr.open_dataset(out, engine="h5netcdf", group="track") as tr:
+        assert tr.attrs["record_every"] == 2 and tr.attrs["n_runs"] == 2 and tr.attrs["init"] == "keep"
+        assert "Linear(in_features=12, out_features=3" in tr.attrs["net"]  # width 12, depth 1
+        np.testing.assert_allclose(tr.features.values[0, 0], tr.features.values[1, 0])  # init keep
+    assert main(["imitate", str(out), "--out", str(tmp_path / "im.nc"), "--quiet", "--paths-per-run", "1"]) == 0
+    assert "median relative error of the class means" in capsys.readouterr().out
+    with xr.open_dataset(tmp_path / "im.nc", engine="h5netcdf") as im:
+        assert im.attrs["elasticity"] == "tabulated" and im.attrs["transform"] == "identity"
+    # the deprecated --runs still works
+    with pytest.warns(DeprecationWarning, match="--runs is deprecated"):
+        main(
+            [
+                "estimate",
+                "--dataset",
+                "gaussian-mixture",
+                "--steps",
+                "60",
+                "--runs",
+                "2",
+                "--probes",
+                "30",
+                "--width",
+                "8",
+                "--quiet",
+                "--out",
+                str(tmp_path / "e2.nc"),
+            ]
+        )
+    with xr.open_dataset(tmp_path / "e2.nc", engine="h5netcdf", group="track") as tr:
+        assert tr.sizes["run"] == 2
+    assert main(["label-noise", "--tiny", "--quiet", "--rates", "0", "0.4", "--out", str(tmp_path / "ln.nc")]) == 0
+    assert (tmp_path / "ln.png").exists()
