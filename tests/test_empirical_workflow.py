@@ -81,7 +81,7 @@ def test_label_noise_tiny_mode_example_script(tmp_path, monkeypatch, capsys):
     )
     runpy.run_path(str(ROOT / "examples" / "label_noise.py"), run_name="__main__")
     with xr.open_dataset(out, engine="h5netcdf") as ds:
-        assert ds.rate.values.tolist() == pytest.approx([0, 2 / 3])
+        assert ds.rate.values.tolist() == pytest.approx([0, 0.2, 0.4, 0.6, 2 / 3, 0.8])
         for v in ("tail_alpha", "tail_beta", "validation_accuracy", "train_accuracy"):
             assert ds[v].dims == ("rate", "run") and np.isfinite(ds[v].values).all()
         acc = ds.validation_accuracy.values
@@ -90,7 +90,7 @@ def test_label_noise_tiny_mode_example_script(tmp_path, monkeypatch, capsys):
         sub = ds[["alpha_integrated"]].isel(rate=0).assign_coords(step=ds.step)
         assert float(ds.tail_alpha_pooled[0]) == pytest.approx(tail_index(sub, "alpha", ds.attrs["tail"]))
     assert (tmp_path / "ln.png").stat().st_size > 10_000
-    assert "r(alpha)" in capsys.readouterr().out
+    assert "r(alpha)" in capsys.readouterr().out and (tmp_path / "ln.png").exists()
 
 
 # ----------------------------------------------------------------------------------------------- CLI

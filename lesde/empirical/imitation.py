@@ -196,15 +196,13 @@ def imitate(
     met_net = metrics(M_net, V_net)
     met_sde = {k: v.mean(1) for k, v in metrics(M_sde, V_sde).items()}  # mean over the paths of a run
     M_sde_mean, V_sde_mean = M_sde.mean(1), V_sde.mean(1)
-    rel = np.linalg.norm((M_sde_mean - M_net).reshape(R, T, -1), axis=-1) / np.linalg.norm(
-        M_net.reshape(R, T, -1), axis=-1
-    )
-
-    if not np.isfinite(M_sde_mean).all():
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging LE-SDE overflows the norm: inf, warned below
+        diff = np.linalg.norm((M_sde_mean - M_net).reshape(R, T, -1), axis=-1)
+        rel = diff / np.linalg.norm(M_net.reshape(R, T, -1), axis=-1)
+    if not (np.isfinite(M_sde_mean).all() and np.isfinite(rel).all()):
         rel = np.where(np.isfinite(rel), rel, np.inf)
         warnings.warn(
-            "the LE-SDE's class means overflowed (non-finite): it diverges from the network; relative errors there "
-            "are inf",
+            "the LE-SDE's class means overflowed: it diverges from the network; relative errors there are inf",
             UserWarning,
             stacklevel=2,
         )

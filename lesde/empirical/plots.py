@@ -102,8 +102,9 @@ def plot_imitation(imit: xr.Dataset, path: str | Path, run: int = 0, coords: int
         for j in range(J):
             ax.plot(t, net[:, k, j], "-", color=COLORS[j])
             ax.plot(t, sde[:, k, j], "--", color=COLORS[j])
-        if big:
-            ax.set_yscale("symlog", linthresh=max(np.nanmax(np.abs(net[..., :J])), 1e-6))
+        if big:  # linear inside the network's range (rounded up to a power of ten), logarithmic beyond
+            lin = 10.0 ** np.ceil(np.log10(max(np.nanmax(np.abs(net[..., :J])), 1e-6)))
+            ax.set_yscale("symlog", linthresh=lin, linscale=1.5)
         ax.set_title(f"class {k} mean, run {run}", fontsize=9)
         ax.set_xlabel("t")
         handles = [
@@ -112,9 +113,10 @@ def plot_imitation(imit: xr.Dataset, path: str | Path, run: int = 0, coords: int
         ] + [Line2D([], [], color=COLORS[j], label=f"coordinate {j}") for j in range(J)]
         ax.legend(handles=handles, fontsize=7)
     ax = axes[K]
-    err = imit["relative_error"]
-    ax.plot(t, err.median("run").values, color="C0", label="median over runs")
-    ax.fill_between(t, err.min("run").values, err.max("run").values, alpha=0.3, color="C0", label="range")
+    err = imit["relative_error"].isel(time=slice(1, None))  # t = 0: both start at the network's means (error 0)
+    t1 = t[1:]
+    ax.plot(t1, err.median("run").values, color="C0", label="median over runs")
+    ax.fill_between(t1, err.min("run").values, err.max("run").values, alpha=0.3, color="C0", label="range")
     ax.axhline(0.5, color="C3", ls=":", lw=1, label="warning (0.5)")
     ax.axhline(0.3, color="C2", ls=":", lw=1, label="aim (0.3)")
     ax.set_yscale("log")
