@@ -30,7 +30,7 @@ import torch
 import xarray as xr
 
 from lesde.empirical import drift_check, estimate, fit, imitate, load_dataset, mlp, track
-from lesde.empirical.plots import plot_imitation, plot_imitation_diagnosis
+from lesde.empirical.plots import plot_elasticity, plot_imitation, plot_imitation_diagnosis
 from lesde.simulate import SimulationOverflowError
 
 TRANSFORMS = ("identity", "residual", "residual-projection", "softmax-residual")
@@ -64,6 +64,10 @@ def estimands(name, tracks) -> list[dict]:
     for dtype, tr in tracks.items():
         for form in ("feature", "residual"):
             est = quiet(estimate, tr, form=form)
+            if form == "residual" and dtype == list(tracks)[-1]:  # both estimands in one figure (float64 if run)
+                (HERE / "figures").mkdir(exist_ok=True)
+                png = HERE / "figures" / f"estimands_{name}_residual.png"
+                print("figure:", plot_elasticity(est, quiet(fit, est), png))
             dropped = est.attrs["excluded_steps"] / (est.attrs["excluded_steps"] + float(est.n_steps.sum()))
             for w in WEIGHTINGS:
                 al = est.alpha_by_weighting.sel(weighting=w).values
