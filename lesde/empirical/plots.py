@@ -219,7 +219,15 @@ def plot_label_noise(ds: xr.Dataset, path: str | Path) -> Path:
     for q, c in (("alpha", "C0"), ("beta", "C1")):
         r = ds[f"tail_{q}"]
         y, lo, hi = r.mean("run").values, r.min("run").values, r.max("run").values
-        ax[0].errorbar(p, y, yerr=[y - lo, hi - y], fmt="o-", color=c, capsize=3, label=f"r of int {q} (runs: range)")
+        ax[0].errorbar(
+            p,
+            y,
+            yerr=[y - lo, hi - y],
+            fmt="o-",
+            color=c,
+            capsize=3,
+            label=f"r of int {q}: mean over {ds.sizes['run']} runs, bars: range",
+        )
     ax[0].axvline(
         (ds.attrs["num_classes"] - 1) / ds.attrs["num_classes"],
         color="0.5",
