@@ -5,9 +5,8 @@ lesde simulate CONFIG.toml --out run.nc
 lesde sweep SWEEP.toml --store out.zarr [--workers N | --scheduler ADDRESS] [--device cuda]
 lesde plot phase out.zarr --out phase.png [--time T]
 lesde compare-sgd CONFIG.toml --out cmp.nc
-lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --n-runs 8 --out est.nc
+lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --runs 8 --out est.nc
 lesde imitate est.nc --out imit.nc
-lesde label-noise --dataset geomnist --out label_noise.nc [--tiny]
 lesde methods
 """
 
@@ -71,11 +70,36 @@ def _estimate(args):
         warnings.warn("--runs is deprecated; use --n-runs", DeprecationWarning, stacklevel=2)
         print("lesde estimate: --runs is deprecated; use --n-runs", file=sys.stderr)
         n_runs = args.runs if n_runs is None else n_runs
+    rates = args.label_noise or [0.0]
+    if len(rates) > 1:  # the label-corruption experiment: one track per rate, the tail index of each
+        from .empirical.workflow import label_noise_cli
+
+        kw = dict(lr=args.lr, probes=args.probes, form=args.form, window=args.window, weighting=args.weighting)
+        label_noise_cli(
+            args.out,
+            rates=rates,
+            dataset=args.dataset,
+            classes=args.classes,
+            steps=args.steps,
+            n_runs=8 if n_runs is None else n_runs,
+            width=args.width,
+            depth=args.depth,
+            seed=args.seed,
+            device=args.device,
+            progress=not args.quiet,
+            **{k: v for k, v in kw.items() if v is not None},
+        )
+        return
     extra = {
         k: v
         for k, v in dict(
-            lr=args.lr, probes=args.probes, form=args.form, fit_model=args.fit, window=args.window,
-            weighting=args.weighting, transform=args.transform,
+            lr=args.lr,
+            probes=args.probes,
+            form=args.form,
+            fit_model=args.fit,
+            window=args.window,
+            weighting=args.weighting,
+            transform=args.transform,
         ).items()
         if v is not None
     }
@@ -94,6 +118,7 @@ def _estimate(args):
         init=args.init,
         device=args.device,
         seed=args.seed,
+        label_noise=rates[0],
         progress=not args.quiet,
         **extra,
     )
@@ -102,17 +127,14 @@ def _estimate(args):
 def _imitate(args):
     from .empirical import imitate_cli
 
-    imitate_cli(args.estimate, args.out, transform=args.transform, elasticity=args.elasticity,
-                paths_per_run=args.paths_per_run, seed=args.seed, progress=not args.quiet)
-
-
-def _label_noise(args):
-    from .empirical.workflow import label_noise_cli
-
-    label_noise_cli(
-        args.out, rates=args.rates, dataset=args.dataset, steps=args.steps, n_runs=args.n_runs, lr=args.lr,
-        probes=args.probes, width=args.width, depth=args.depth, form=args.form, tail=args.tail, seed=args.seed,
-        tiny=args.tiny, progress=not args.quiet,
+    imitate_cli(
+        args.estimate,
+        args.out,
+        transform=args.transform,
+        elasticity=args.elasticity,
+        paths_per_run=args.paths_per_run,
+        seed=args.seed,
+        progress=not args.quiet,
     )
 
 
@@ -174,19 +196,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--record-every", type=int, default=1, help="record every r-th step (increments stay one-step)")
     s.add_argument("--init", default="reinit", choices=["reinit", "keep"], help="re-initialise each run, or not")
     s.add_argument(
-        "--standardize", action=argparse.BooleanOptionalAction, default=None,
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="standardise inputs by the training mean/std (default: on for mnist1d)",
     )
     s.add_argument("--form", default=None, choices=["feature", "residual", "means"], help="estimator (default feature)")
     s.add_argument(
-        "--weighting", default=None, choices=["increment", "step"],
+        "--weighting",
+        default=None,
+        choices=["increment", "step"],
         help="estimand reported as alpha/beta (default increment; both are printed)",
     )
     s.add_argument(
-        "--transform", default=None, choices=["identity", "residual", "residual-projection", "softmax-residual"],
+        "--transform",
+        default=None,
+        choices=["identity", "residual", "residual-projection", "softmax-residual"],
         help="form=feature: regress on lr T f(x_I) for this LE-SDE transform (default identity)",
     )
     s.add_argument("--window", type=int, default=None, help="recorded steps per estimate window (default: 40 windows)")
+    s.add_argument(
+        "--label-noise",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="P",
+        help="corrupt a fraction P of the training labels; several rates run the label-corruption experiment "
+        "(one track per rate: tail index of the integrated alpha/beta and validation accuracy, NetCDF + PNG)",
+    )
     s.add_argument("--fit", default=None, choices=["power", "exp", "const", "auto"], help="E(t) model (default power)")
     s.add_argument("--feature", default="logits", help="logits, penultimate or a module name")
     s.add_argument("--device", default="cpu")
@@ -199,32 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("estimate")
     s.add_argument("--out", required=True)
     s.add_argument(
-        "--transform", default=None, choices=["identity", "residual", "residual-projection", "softmax-residual"],
+        "--transform",
+        default=None,
+        choices=["identity", "residual", "residual-projection", "softmax-residual"],
         help="LE-SDE transform (default: the one the estimate was made for)",
     )
-    s.add_argument("--elasticity", default="estimate", choices=["estimate", "fit"],
-                   help="drive with the tabulated estimate (default) or the fitted schedules")
+    s.add_argument(
+        "--elasticity",
+        default="estimate",
+        choices=["estimate", "fit"],
+        help="drive with the tabulated estimate (default) or the fitted schedules",
+    )
     s.add_argument("--paths-per-run", type=int, default=4)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_imitate)
-
-    s = sub.add_parser("label-noise", help="the LE-SDE paper's label-corruption experiment: tail index vs noise rate")
-    s.add_argument("--dataset", default="geomnist")
-    s.add_argument("--rates", type=float, nargs="+", default=None, help="noise rates (default 0 0.2 0.4 0.6 2/3 0.8)")
-    s.add_argument("--steps", type=int, default=10000)
-    s.add_argument("--n-runs", type=int, default=4)
-    s.add_argument("--lr", type=float, default=0.005)
-    s.add_argument("--probes", type=int, default=300)
-    s.add_argument("--width", type=int, default=256)
-    s.add_argument("--depth", type=int, default=2)
-    s.add_argument("--form", default="means", choices=["feature", "residual", "means"])
-    s.add_argument("--tail", type=float, default=0.25, help="fraction of the windows the tail index averages over")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (16x16 geomnist, 120 steps)")
-    s.add_argument("--quiet", action="store_true")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=_label_noise)
 
     s = sub.add_parser("methods", help="list the integration methods")
     s.set_defaults(fn=_methods)

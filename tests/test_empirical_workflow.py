@@ -164,5 +164,29 @@ def test_cli_estimate_options_and_imitate(tmp_path, capsys):
         )
     with xr.open_dataset(tmp_path / "e2.nc", engine="h5netcdf", group="track") as tr:
         assert tr.sizes["run"] == 2
-    assert main(["label-noise", "--tiny", "--quiet", "--rates", "0", "0.4", "--out", str(tmp_path / "ln.nc")]) == 0
-    assert (tmp_path / "ln.png").exists()
+    # several --label-noise rates run the label-corruption experiment
+    argv = [
+        "estimate",
+        "--dataset",
+        "geomnist",
+        "--label-noise",
+        "0",
+        "0.6667",
+        "--steps",
+        "60",
+        "--n-runs",
+        "2",
+        "--probes",
+        "30",
+        "--width",
+        "8",
+        "--form",
+        "means",
+        "--quiet",
+        "--out",
+        str(tmp_path / "ln.nc"),
+    ]
+    assert main(argv) == 0
+    assert "r(alpha)" in capsys.readouterr().out and (tmp_path / "ln.png").exists()
+    with xr.open_dataset(tmp_path / "ln.nc", engine="h5netcdf") as ln:
+        assert ln.rate.values.tolist() == pytest.approx([0, 0.6667]) and ln.attrs["steps"] == 60

@@ -12,7 +12,8 @@
 transform it was made for, the best combination measured in benchmarks/RESULTS.md), writes its Dataset and
 ``<out stem>_trajectories.png``, and prints the median relative error of the class means.
 
-``label_noise_cli`` runs :func:`~lesde.empirical.label_noise_experiment` and writes its Dataset and figure.
+``label_noise_cli`` (``lesde estimate --label-noise P1 P2 ...``) runs
+:func:`~lesde.empirical.label_noise_experiment` and writes its Dataset and figure.
 """
 
 from __future__ import annotations
