@@ -8,7 +8,8 @@ is reported with the accuracy on the clean test split (lesde.empirical.label_noi
     python examples/label_noise.py                      # the full run (about 10 min on 2 CPU cores)
     python examples/label_noise.py --tiny               # seconds: a smoke run (what the tests run)
 
-The command line does the same: ``lesde label-noise --out label_noise.nc [--tiny]``.
+The command line does the same (without the tiny mode): ``lesde estimate --dataset geomnist --label-noise 0 0.2
+0.4 0.6 0.6667 0.8 --lr 0.005 --steps 10000 --n-runs 4 --form means --out label_noise.nc``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The command-line jobs, each one Python call: ``lesde estimate``, ``lesde imitate``, ``lesde label-noise``.
+"""The command-line jobs, each one Python call: ``lesde estimate`` (and its ``--label-noise`` experiment),
+``lesde imitate``.
 
 ``estimate_cli`` loads a dataset, builds a network, tracks it, estimates and fits E(t), and writes ``out``:
 
