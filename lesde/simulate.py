@@ -98,6 +98,7 @@ class _Request:
     progress: bool
     bm: Any
     dt: float
+    noise_dtype: torch.dtype | None = None
 
     @property
     def lesde(self) -> bool:
@@ -128,7 +129,7 @@ def _check_x0(x0, model, n_paths: int, dtype) -> tuple[torch.Tensor | None, tupl
 
 
 def _validate(model, t_end, dt, n_paths, save_times, n_save, method, save, device, dtype, seed, x0, progress,
-              chunk_size, x0_scale, bm) -> _Request:  # fmt: skip
+              chunk_size, x0_scale, bm, noise_dtype=None) -> _Request:  # fmt: skip
     n_paths = check_int("n_paths", n_paths, 1)
     save = check_choice("save", save, SAVE_MODES)
     if dtype not in DTYPES.values():
@@ -164,8 +165,11 @@ def _validate(model, t_end, dt, n_paths, save_times, n_save, method, save, devic
             raise ValueError(f"bm has shape {size}; it must be (n_paths, brownian_size) = {want}")
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {progress!r}")
+    if noise_dtype is not None and noise_dtype not in DTYPES.values():
+        raise ValueError(f"noise_dtype={noise_dtype} is not supported; accepted: None, torch.float32, torch.float64")
     start = Start(x0, scale, shape, n_paths, dtype)
-    return _Request(model, method, integ, save, grid, n_paths, dtype, dev, seeds, start, chunk_size, progress, bm, dt)
+    return _Request(model, method, integ, save, grid, n_paths, dtype, dev, seeds, start, chunk_size, progress, bm, dt,
+                    noise_dtype)  # fmt: skip
 
 
 @dataclass
@@ -193,7 +197,7 @@ def _output_bytes(req: _Request) -> int:
 def _plan(req: _Request) -> _Plan:
     """Memory checked before any work; paths cut into chunks of whole blocks."""
     item = torch.empty((), dtype=req.dtype).element_size()
-    mem = req.method.memory(req.model, req.save, item, n_state=math.prod(req.start.shape), bm=req.bm)
+    mem = req.method.memory(req.model, req.save, item, n_state=math.prod(req.start.shape), bm=req.bm, grid=req.grid)
     out = req.n_paths * _output_bytes(req)
     host = free_host_bytes()
     if out > 0.8 * host:
@@ -286,7 +290,7 @@ def _run(req: _Request, plan: _Plan):
             B = rows.stop - rows.start
             per_step = B * (model.num_classes * model.dim if req.lesde else math.prod(req.start.shape))
             with _intra_op_threads(req.device, per_step):
-                rng = PathRNG(blocks, req.device)
+                rng = PathRNG(blocks, req.device, draw_dtype=req.noise_dtype)
                 req.method.integrate(m_c, req.start, grid, rng, record_and_tick, req.save, bm=req.bm, rows=rows)
             done_paths = rows.stop
     except KeyboardInterrupt:
@@ -331,6 +335,7 @@ def simulate(
     chunk_size: int | None = None,
     x0_scale: float = 1.0,
     bm: Any = None,
+    noise_dtype: torch.dtype | None = None,
 ) -> xr.Dataset:
     r"""Simulate ``n_paths`` paths of an SDE from t = 0 to ``t_end`` and return an xarray Dataset.
 
@@ -367,6 +372,12 @@ def simulate(
     bm : torchsde Brownian motion, optional
         A ``torchsde.BrownianInterval`` (or path) of shape (n_paths, model.brownian_size) the run follows, so that
         strong-error studies can share Brownian paths across methods (euler and torchsde methods).
+    noise_dtype : torch.float32, optional
+        Draw the Gaussian numbers in float32 and promote them to a float64 state: about 4.5x faster draws on the
+        CPU, where the draws dominate. Every draw is an increment of size O(sigma sqrt(dt)) (or a transition's
+        noise), so float32's relative precision (6e-8) is far below anything a float64 run resolves, while the
+        state, the drift and the accumulation stay float64. Never applied silently: default None draws in the
+        state's dtype; recorded in ``attrs["noise_dtype"]``.
 
     Returns
     -------
@@ -385,7 +396,7 @@ def simulate(
     ('path', 'time', 'class', 'feature')
     """
     req = _validate(model, t_end, dt, n_paths, save_times, n_save, method, save, device, dtype, seed, x0,
-                    progress, chunk_size, x0_scale, bm)  # fmt: skip
+                    progress, chunk_size, x0_scale, bm, noise_dtype)  # fmt: skip
     plan = _plan(req)
     out, grid, interrupted = _run(req, plan)
     return _dataset(req, plan, out, grid, interrupted)
@@ -431,6 +442,7 @@ def _dataset(req: _Request, plan: _Plan, out: dict, grid: Grid, interrupted: str
         device=str(req.device),
         device_name=torch.cuda.get_device_name(req.device) if req.device.type == "cuda" else "cpu",
         dtype=str(req.dtype).split(".")[-1],
+        noise_dtype=str(req.noise_dtype or req.dtype).split(".")[-1],
         interrupted=interrupted,
         save=req.save,
         chunk_size=plan.chunk_paths,

@@ -144,6 +144,19 @@ def deviations_for(model, start: Start, rows: slice, rng, dtype, device, in_law:
     return M, SampleDeviations(model, Z, rng)
 
 
+#: state-sized copies live at once on the per-sample path, by save mode (measured peak RSS, see
+#: tests/test_memory.py): the deviations, one increment or the recorded X = M + Z, and a reduction temporary;
+#: save="metrics" adds the normalised copy the metrics work on
+SAMPLE_COPIES = {"full": 3, "means": 3, "metrics": 4}
+
+
+def deviation_bytes(model, save: str, itemsize: int) -> int:
+    """Per-path working bytes of the within-class deviations for ``save`` (0 on the in-law path)."""
+    if in_law_applies(model, save):
+        return model.num_classes * 8 * 2  # S_k on the host, and its update
+    return SAMPLE_COPIES[save] * model.num_samples * model.dim * itemsize
+
+
 def in_law_applies(model, save: str) -> bool:
     """save="means" records only class means and within-class variances, which the in-law representation gives
     exactly for scalar and per-class noise; a covariance keeps the per-sample deviations."""

@@ -26,7 +26,7 @@ import torch
 
 from . import _means
 from ._base import Integrator, Memory, is_lesde, structured
-from ._start import deviations_for, in_law_applies
+from ._start import deviation_bytes, deviations_for, in_law_applies
 
 NOISE_BLOCK_BYTES = 32 * 2**20  # at most this much noise per draw on the full-state path
 
@@ -49,19 +49,17 @@ class Euler(Integrator):
             return "full"
         return "means (within-class statistics in law)" if in_law_applies(model, save) else "means"
 
-    def memory(self, model, save, itemsize, n_state=None, bm=None, **_):
+    def memory(self, model, save, itemsize, n_state=None, bm=None, grid=None, **_):
         plan = self.plan(model, save, bm)
         if plan == "generic":
-            n = n_state or 1
-            return Memory(0, 6 * n * itemsize)
+            return Memory(0, 6 * (n_state or 1) * itemsize)
         K, m, N = model.num_classes, model.dim, model.num_samples
-        if plan == "full":
+        ops = _means.operator_bytes(model, None if grid is None else max(grid.steps, default=1))
+        if plan == "full":  # the state, one step's noise, the drift broadcast; sampling noise adds its sums
             extra = N * m if model.noise_kind == "sampling" else 0
-            return Memory(_means.operator_bytes(model), (3 * N * m + extra + 4 * K * m) * itemsize)
-        per_path = 4 * K * m * itemsize + K * 8
-        if not plan.endswith("in law)"):
-            per_path += 4 * N * m * itemsize  # deviations, one increment, the recorded X = M + Z and its copy
-        return Memory(_means.operator_bytes(model), per_path)
+            return Memory(ops, (3 * N * m + extra + 4 * K * m) * itemsize)
+        # the means path: two state buffers, the noise and the recorded copy, plus the deviations
+        return Memory(ops, 4 * K * m * itemsize + deviation_bytes(model, save, itemsize))
 
     def integrate(self, model, start, grid, rng, record, save, bm=None, rows=None, **_):
         plan = self.plan(model, save, bm)

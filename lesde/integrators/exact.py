@@ -34,7 +34,7 @@ import torch
 
 from ..schedules import Constant
 from ._base import Integrator, Memory, is_lesde
-from ._start import deviations_for, in_law_applies
+from ._start import deviation_bytes, deviations_for, in_law_applies
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
 
@@ -217,7 +217,7 @@ class Exact(Integrator):
         return plan_for(model) + (" (within-class statistics in law)" if in_law_applies(model, save) else "")
 
     def memory(self, model, save, itemsize, **_):
-        K, m, N = model.num_classes, model.dim, model.num_samples
+        K, m = model.num_classes, model.dim
         U = model.param_batch or 1
         plan = plan_for(model)
         n = K if model.transform.is_identity else K * m
@@ -225,10 +225,8 @@ class Exact(Integrator):
             fixed = 8 * (4 * K * K * 2 + 3 * U * K * K + 4 * 600 * U)
         else:
             fixed = 8 * U * (2 * n) ** 2 * 6
-        per_path = 8 * (2 * n * n if model.param_batch else 0) + 8 * 4 * K * m + K * 8
-        if not in_law_applies(model, save):
-            per_path += 3 * N * m * itemsize
-        return Memory(fixed, per_path)
+        per_path = 8 * (2 * n * n if model.param_batch else 0) + 8 * 4 * K * m  # gathered maps, float64 means
+        return Memory(fixed, per_path + deviation_bytes(model, save, itemsize))
 
     def integrate(self, model, start, grid, rng, record, save, rows=None, **_):
         plan = plan_for(model)

@@ -78,9 +78,12 @@ class TorchsdeMethod(Integrator):
     def plan(self, model, save, **_):
         return "per save interval, shared BrownianInterval"
 
-    def memory(self, model, save, itemsize, n_state=None, **_):
+    def memory(self, model, save, itemsize, n_state=None, grid=None, **_):
         n = n_state or 1
-        per_path = (12 + 45) * n * itemsize  # solver stages, sdeint's outputs and the Brownian interval's cache
+        steps = 45 if grid is None else min(45, grid.total_steps)
+        per_path = (
+            (8 + steps) * n * itemsize
+        )  # solver stages and outputs; the Brownian interval's cache (an upper bound)
         if getattr(model, "noise_kind", None) == "covariance":
             per_path += n * n * itemsize  # torchsde's additive noise forms the (D, D) diffusion matrix
         if getattr(model, "noise_kind", None) == "sampling":
