@@ -120,9 +120,17 @@ def check_seed(name: str, value: Any) -> int:
 
 
 def free_host_bytes() -> int:
-    """Available host memory (the POSIX count of available pages; 8 GiB where it is unknown)."""
+    """Host memory available to a new allocation: Linux's MemAvailable (free pages plus the page cache the kernel
+    can reclaim), else the POSIX count of free pages, else 8 GiB."""
     import os
 
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
