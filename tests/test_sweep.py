@@ -22,6 +22,7 @@ import pytest
 import torch
 import xarray as xr
 from scipy.stats import binomtest
+from sweep_helpers import small
 
 import lesde
 from lesde import sweep
@@ -33,16 +34,6 @@ OLD_STORE = REPO / "tests" / "data" / "sweep_v0_1.zarr"
 
 #: the acceptance grid: 4 x 4 cells of 100 paths to t = 10^4 (exact sampling)
 BASE = demo_spec([0.5, 1.0, 1.5, 2.0], [0.5, 1.0, 2.0, 4.0], simulate={"n_paths": 100, "save_times": [1e2, 1e4]})
-
-
-def small(**sweep_opts) -> dict:
-    """A 3 x 2 grid with short runs, 3 batches of 2 cells: cheap enough to run several times per test."""
-    return demo_spec(
-        [0.5, 1.0, 2.0],
-        [1.0, 4.0],
-        simulate={"t_end": 100.0, "n_paths": 30, "save_times": [10.0, 100.0], "seed": 3},
-        sweep={"cells_per_batch": 2, **sweep_opts},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +111,9 @@ def test_cell_paths_are_a_run_of_their_own():
         np.testing.assert_array_equal(result.counts["all_separable_paths"][j], ref["all_separable"].values.sum(0))
         np.testing.assert_array_equal(result.data["p_all_separable"][j], ref["all_separable"].values.mean(0))
         # the metrics to rounding: paths may vectorise differently in batches of other sizes
-        np.testing.assert_allclose(result.data["nc1_quotient"][j], np.nanmean(ref["nc1_quotient"].values, 0), rtol=1e-13)
+        np.testing.assert_allclose(
+            result.data["nc1_quotient"][j], np.nanmean(ref["nc1_quotient"].values, 0), rtol=1e-13
+        )
 
 
 def test_plan_groups_seeds_and_methods():
@@ -352,10 +345,7 @@ def test_moved_names_resolve_with_a_deprecation_warning():
 
 
 def test_the_sweep_package_imports_neither_plots_nor_cli_nor_demo():
-    code = (
-        "import sys, lesde.sweep; "
-        "print([m for m in ('lesde.plots', 'lesde.cli', 'lesde.demo') if m in sys.modules])"
-    )
+    code = "import sys, lesde.sweep; print([m for m in ('lesde.plots', 'lesde.cli', 'lesde.demo') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]", out.stdout
     for path in (REPO / "lesde" / "sweep").glob("*.py"):
