@@ -72,32 +72,14 @@ def _demo(args):
     run(args.out, progress=not args.quiet, device=args.device)
 
 
-def sweep_cli(
-    spec_path: str | Path,
-    store: str | Path,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    device: str = "cpu",
-    progress: bool = True,
-    retry_failed: bool = False,
-    worker_timeout: float = 60.0,
-) -> int:
-    """Run ``lesde sweep``; print the summary; return the exit code (1 when some cells failed).
-
-    Errors propagate (``main`` turns them into one line and an exit code).
-    """
+def sweep_cli(spec_path: str | Path, store: str | Path, **options) -> int:
+    """``lesde sweep``: run (or resume) the sweep with ``options`` (those of :func:`lesde.sweep.run`) and print
+    the summary. Returns 0; raises when cells failed (exit code 1) and on any other failure (``main`` turns
+    each into one line and an exit code)."""
     from .sweep import describe_failures, run
 
-    ds = run(
-        spec_path,
-        store,
-        workers=workers,
-        scheduler=scheduler,
-        device=device,
-        progress=progress,
-        retry_failed=retry_failed,
-        worker_timeout=worker_timeout,
-    )
+    retry_failed = options.get("retry_failed", False)
+    ds = run(spec_path, store, **options)
     n_ok = int((ds["status"] == "ok").sum())
     print(f"{n_ok} of {ds['status'].size} cells done in {store} (method: {ds.attrs['method']})")
     failures = describe_failures(ds)
@@ -251,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("kind", choices=["phase"], help="what to plot")
     s.add_argument("store", help="sweep zarr store")
     s.add_argument("--out", required=True, help="PNG file to write")
-    s.add_argument("--time", type=float, default=None, help="time of the heatmap (nearest save time; default: the sweep's)")
+    s.add_argument(
+        "--time", type=float, default=None, help="time of the heatmap (nearest save time; default: the sweep's)"
+    )
     s.set_defaults(fn=_plot)
 
     s = sub.add_parser("compare-sgd", help="SGD vs its SDE vs gradient flow from one TOML config")
@@ -299,7 +283,9 @@ def _finish(sub) -> None:
         for action in parser._actions:
             if action.help is None:
                 action.help = action.dest.replace("_", " ")
-        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of a failure")
+        parser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of a failure"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -363,18 +349,14 @@ def exit_code(e: BaseException) -> int:
     """2 for bad input, 1 for a failed run (numerical failures and anything unexpected), 130 for an interrupt."""
     if isinstance(e, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(e, (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, MemoryError)):
-        return EXIT_USAGE
-    if isinstance(e, PermissionError):
-        return EXIT_USAGE
-    return EXIT_FAILED
+    bad_input = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+    return EXIT_USAGE if isinstance(e, (*bad_input, MemoryError)) else EXIT_FAILED
 
 
 def _known(e: BaseException) -> bool:
-    """Failures whose message says it all (no hint at --debug)."""
-    from .sweep import WorkersGone
-
-    return isinstance(e, (ValueError, TypeError, OSError, MemoryError, ArithmeticError, _CellsFailed, WorkersGone))
+    """Failures whose message says it all: lesde's own, and the standard families (no hint at --debug)."""
+    builtin = (ValueError, TypeError, OSError, MemoryError, ArithmeticError)
+    return isinstance(e, builtin) or type(e).__module__.split(".")[0] == "lesde"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -77,6 +77,7 @@ def phase_demo(outdir: str | Path = "lesde-demo", device: str = "cpu", progress:
         print(failures)
     return ds
 
+
 # residual-transform part: beta > 0 makes the common mode (rate (alpha + (K-1) beta)/K) outgrow the contrast
 # modes (rate (alpha - beta)/K), so every class mean ends at the same multiple of its ETF direction
 K, DIM, N_PER_CLASS = 4, 8, 20

@@ -16,8 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from . import batch as _batch
-from .batch import BatchResult
+from .batch import BatchResult, run_batch
 from .plan import Batch
 
 __all__ = ["EXECUTORS", "SchedulerUnreachable", "WorkersGone", "local_results", "dask_results"]
@@ -36,7 +35,7 @@ class WorkersGone(RuntimeError):
 
 def local_results(batches: Sequence[Batch], device: str, **_) -> Iterator[BatchResult]:
     for b in batches:
-        yield _batch.run_batch(b, device)
+        yield run_batch(b, device)
 
 
 def _connect(scheduler: str):
@@ -81,7 +80,7 @@ def dask_results(
             client.run(torch.set_num_threads, 1)
         pending = {
             client.submit(
-                _batch.run_batch, b, device, pure=False, key=f"lesde-sweep-batch-{b.batch_id}-{uuid.uuid4().hex[:8]}"
+                run_batch, b, device, pure=False, key=f"lesde-sweep-batch-{b.batch_id}-{uuid.uuid4().hex[:8]}"
             ): b
             for b in batches
         }

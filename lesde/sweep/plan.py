@@ -69,9 +69,7 @@ class Batch:
                 for param, v in model[name].items():
                     if param != "kind":
                         model[name][param] = [v[j] for j in keep]
-        return replace(
-            self, cells=[self.cells[j] for j in keep], seeds=[self.seeds[j] for j in keep], model=model
-        )
+        return replace(self, cells=[self.cells[j] for j in keep], seeds=[self.seeds[j] for j in keep], model=model)
 
 
 def cell_seed(spec: SweepSpec, cell: int) -> int:

@@ -97,13 +97,13 @@ def run(
         check_int("workers", workers)
     worker_timeout = check_positive_float("worker_timeout", worker_timeout)
     device = str(check_device(device))
-    batches = plan(spec)  # also resolves method="auto" before any work
-    s = spec.simulate
-    time = save_times_for(s["t_end"], s["dt"], s.get("save_times"), s.get("n_save")).numpy()
     store = Path(store)
     from tqdm.auto import tqdm
 
     try:
+        batches = plan(spec)  # also resolves method="auto" before any work
+        s = spec.simulate
+        time = save_times_for(s["t_end"], s["dt"], s.get("save_times"), s.get("n_save")).numpy()
         with open_store(store, spec, time, list(ONLINE_METRICS)) as st:
             status = st.status()
             todo = (status == "pending") | ((status == "failed") & retry_failed)

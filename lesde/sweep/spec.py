@@ -55,6 +55,8 @@ class SweepSpec:
     grid: dict[str, list[Any]]
     sweep: dict[str, Any] = field(default_factory=dict)
     source: str = field(default="spec", compare=False)
+    #: the canonical JSON as checked (a SweepSpec changed since is checked again by load_spec)
+    checked: str = field(default="", compare=False, repr=False)
 
     @property
     def dims(self) -> list[str]:
@@ -96,8 +98,7 @@ def load_spec(spec: str | Path | dict[str, Any] | SweepSpec) -> SweepSpec:
     model invalid.
     """
     if isinstance(spec, SweepSpec):
-        spec = _check(spec.to_dict(), spec.source)
-        return spec
+        return spec if spec.checked and spec.checked == spec.to_json() else _check(spec.to_dict(), spec.source)
     if isinstance(spec, (str, Path)):
         return _check(cfg.load_toml(spec), str(spec))
     if not isinstance(spec, dict):
@@ -127,6 +128,7 @@ def _check(raw: dict[str, Any], source: str) -> SweepSpec:
     sweep = _check_sweep({**SWEEP_DEFAULTS, **cfg.table(raw, "sweep", source, required=False)}, simulate, source)
     out = SweepSpec(model=model, simulate=simulate, grid=grid, sweep=sweep, source=source)
     _check_cells(out)
+    out.checked = out.to_json()
     return out
 
 
@@ -153,9 +155,7 @@ def _grid_values(key: str, values: Any, model: dict[str, Any], source: str) -> l
                 )
             accepted = ["kind", *cfg.schedule_params(base["kind"])]
             if parts[1] not in accepted:
-                raise cfg.ConfigError(
-                    f"{where} names no parameter of {base['kind']}: accepted: {', '.join(accepted)}"
-                )
+                raise cfg.ConfigError(f"{where} names no parameter of {base['kind']}: accepted: {', '.join(accepted)}")
     elif section == "simulate" and len(parts) == 1:
         if parts[0] not in cfg.SIMULATE_KEYS:
             raise cfg.ConfigError(

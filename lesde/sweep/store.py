@@ -221,7 +221,9 @@ def _check_existing(path: Path, spec: SweepSpec) -> None:
     try:
         attrs = dict(zarr.open_group(str(path), mode="r", zarr_format=2).attrs)
     except Exception as e:  # noqa: BLE001 - any unreadable store is refused with its reason
-        raise StoreError(f"store {path} exists but is not a readable lesde sweep store ({type(e).__name__}: {e})") from None
+        raise StoreError(
+            f"store {path} exists but is not a readable lesde sweep store ({type(e).__name__}: {e})"
+        ) from None
     if "spec_hash" not in attrs:
         raise StoreError(f"store {path} exists but is not a lesde sweep store (no spec_hash attr)")
     if "store_version" not in attrs:
@@ -249,15 +251,20 @@ def open_store(path: str | Path, spec: SweepSpec, time: np.ndarray, metrics: lis
         raise StoreError(f"cannot write store {path}: its folder {path.parent} is not writable")
     _remove_stale_partials(path)
     fd = None
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        with hold_sigint():
-            try:
-                fd = _create(path, spec, time, metrics)
-            except OSError as e:
-                raise StoreError(f"cannot create store {path}: {e.strerror or e}") from None
-    if fd is None:
-        _check_existing(path, spec)
-        fd = _lock(path)
+    try:
+        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+            with hold_sigint():  # a Ctrl-C here is raised once the store is complete (and the lock released)
+                try:
+                    fd = _create(path, spec, time, metrics)
+                except OSError as e:
+                    raise StoreError(f"cannot create store {path}: {e.strerror or e}") from None
+        if fd is None:
+            _check_existing(path, spec)
+            fd = _lock(path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
     try:
         yield SweepStore(path, spec)
     finally:
