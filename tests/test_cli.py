@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import tomllib
 import xarray as xr
 from sweep_helpers import overflowing, small, to_toml
 
 import lesde
 from lesde import cli, sweep
+from lesde.config import load_toml
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -268,7 +268,7 @@ def test_sweep_spec_errors_name_the_file_and_the_key(tmp_path, capsys):
 
 
 def test_compare_sgd_config_errors(tmp_path, capsys):
-    example = tomllib.loads((EXAMPLES / "compare_sgd.toml").read_text())
+    example = load_toml(EXAMPLES / "compare_sgd.toml")
     del example["run"]["lr"]
     path = tmp_path / "cmp.toml"
     path.write_text(to_toml(example))
@@ -381,12 +381,12 @@ def test_every_config_driven_command_has_an_example():
         text = (EXAMPLES / name).read_text()
         assert f"lesde {'sweep' if 'phase' in name else name.split('.')[0].replace('_', '-')} examples/{name}" in text
     sweep.load_spec(EXAMPLES / "phase_diagram.toml")
-    cfg = tomllib.loads((EXAMPLES / "simulate.toml").read_text())
+    cfg = load_toml(EXAMPLES / "simulate.toml")
     lesde.config.model_from_config(cfg["model"]), lesde.config.simulate_kwargs(cfg["simulate"])
 
 
 def test_the_compare_sgd_example_runs(tmp_path, capsys):
-    example = tomllib.loads((EXAMPLES / "compare_sgd.toml").read_text())
+    example = load_toml(EXAMPLES / "compare_sgd.toml")
     example["run"].update({"t_end": 1.0, "n_runs": 2, "n_save": 5})  # the example, shortened
     path = tmp_path / "cmp.toml"
     path.write_text(to_toml(example))
@@ -399,7 +399,7 @@ def test_the_compare_sgd_example_runs(tmp_path, capsys):
 
 
 def test_the_simulate_example_runs(tmp_path, capsys):
-    example = tomllib.loads((EXAMPLES / "simulate.toml").read_text())
+    example = load_toml(EXAMPLES / "simulate.toml")
     example["simulate"].update({"t_end": 0.2, "n_save": 3, "n_paths": 2})
     path = tmp_path / "sim.toml"
     path.write_text(to_toml(example))
