@@ -25,7 +25,7 @@ from ..model import LESDE
 from ..schedules import as_schedule
 from ..simulate import DTYPES, simulate
 from .plan import BATCHABLE_KINDS, Batch
-from .spec import SCHEDULE_FIELDS
+from .spec import SCHEDULE_FIELDS, time_axis
 
 __all__ = ["BatchResult", "run_batch", "CELL_FAILURES", "COUNT_VARS", "SEPARABILITY_VARS"]
 
@@ -196,10 +196,7 @@ def run_batch(batch: Batch, device: str = "cpu") -> BatchResult:
 
     attempt(0, C)
     if time is None:  # every cell failed: the time axis is the spec's
-        from ..simulate import save_times_for
-
-        s = batch.simulate
-        time = save_times_for(s["t_end"], s["dt"], s.get("save_times"), s.get("n_save")).numpy()
+        time = time_axis(batch.simulate)
     T = len(time)
     names = sorted({k for _, _, d, _ in pieces for k in d})
     data = {k: np.full((C, T), np.nan) for k in names}

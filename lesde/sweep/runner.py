@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from tqdm.auto import tqdm
 
 from .._validate import check_choice, check_device, check_int, check_positive_float
 from ..metrics import ONLINE_METRICS
-from ..simulate import save_times_for
 from .executors import EXECUTORS
 from .plan import plan
-from .spec import SweepSpec, load_spec
+from .spec import SweepSpec, load_spec, time_axis
 from .store import hold_sigint, open_store, open_sweep
 
 __all__ = ["run", "SweepInterrupted", "format_table", "describe_failures", "failed_cells"]
@@ -98,12 +98,9 @@ def run(
     worker_timeout = check_positive_float("worker_timeout", worker_timeout)
     device = str(check_device(device))
     store = Path(store)
-    from tqdm.auto import tqdm
-
     try:
         batches = plan(spec)  # also resolves method="auto" before any work
-        s = spec.simulate
-        time = save_times_for(s["t_end"], s["dt"], s.get("save_times"), s.get("n_save")).numpy()
+        time = time_axis(spec.simulate)
         with open_store(store, spec, time, list(ONLINE_METRICS)) as st:
             status = st.status()
             todo = (status == "pending") | ((status == "failed") & retry_failed)

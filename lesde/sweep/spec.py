@@ -25,8 +25,9 @@ import numpy as np
 
 from .. import config as cfg
 from ..integrators import check as method_reason
+from ..simulate import save_times_for
 
-__all__ = ["SweepSpec", "load_spec", "spec_hash", "cell_config", "cell_label", "SCHEDULE_FIELDS"]
+__all__ = ["SweepSpec", "load_spec", "spec_hash", "cell_config", "cell_label", "time_axis", "SCHEDULE_FIELDS"]
 
 SECTIONS = ("model", "simulate", "grid", "sweep")
 #: simulate options a grid may not sweep (they change the time axis or the paths every cell shares)
@@ -104,6 +105,12 @@ def load_spec(spec: str | Path | dict[str, Any] | SweepSpec) -> SweepSpec:
     if not isinstance(spec, dict):
         raise TypeError(f"spec must be a TOML path, a dict or a SweepSpec, got {type(spec).__name__}")
     return _check(spec, "spec")
+
+
+def time_axis(simulate: dict[str, Any]) -> np.ndarray:
+    """The save times every cell shares (t = 0 first), from a checked ``[simulate]`` table."""
+    s = simulate
+    return save_times_for(s["t_end"], s["dt"], s.get("save_times"), s.get("n_save")).numpy()
 
 
 def spec_hash(spec: SweepSpec | dict[str, Any] | str | Path) -> str:

@@ -344,6 +344,9 @@ def open_sweep(store: str | Path) -> xr.Dataset:
     ds = lazy.load()
     if "status" not in ds:
         ds["status"] = xr.where(ds["done"] > 0, "ok", "pending").astype(_STATUS_DTYPE)
+    first = [n for n in (*SEPARABILITY_VARS, *COUNT_VARS) if n in ds]
+    last = ["status", "done", "method"]
+    ds = ds[[*first, *sorted(set(ds.data_vars) - set(first) - set(last)), *last]]  # a stable order to read
     methods = sorted({str(m) for m in np.asarray(ds["method"].values).ravel() if str(m)})
     ds.attrs["method"] = ",".join(methods) if methods else "none"
     return ds
