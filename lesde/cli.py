@@ -221,8 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("spec", help="sweep TOML file (see examples/phase_diagram.toml)")
     s.add_argument("--store", required=True, help="zarr store to write (resumed if it exists)")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=int, default=None, help="start a Dask LocalCluster with N workers")
-    g.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    g.add_argument(
+        "--workers", type=int, default=None, help="start a Dask LocalCluster of N workers (default: none, run here)"
+    )
+    g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler to join (default: none)")
     s.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     s.add_argument("--retry-failed", action="store_true", help="run the cells a previous run recorded as failed")
     s.add_argument("--worker-timeout", type=float, default=60.0, help="seconds without Dask workers before failing")
