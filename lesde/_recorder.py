@@ -77,9 +77,12 @@ class Recorder:
         M = model.class_means(X) if means is None else means
         if within is None:
             Z = deviations if deviations is not None else X - model.expand_to_samples(M)
-            within = torch.matmul((Z * Z).sum(-1), model.averaging_matrix(Z).T)  # (B, K)
+            within = model.class_sums((Z * Z).sum(-1)) / model.counts.to(Z)  # (B, K)
         self._store("class_mean", i, M)
-        self._store("within_var", i, within.astype(self.np_dtype) if isinstance(within, np.ndarray) else within)
+        if isinstance(within, np.ndarray):
+            with np.errstate(over="ignore"):  # an overflow in the cast is caught by the finite check
+                within = within.astype(self.np_dtype)
+        self._store("within_var", i, within)
         if self.save == "full":
             self._store("features", i, X)
 

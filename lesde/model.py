@@ -101,8 +101,8 @@ class LESDE(nn.Module):
         else:
             counts = [check_int("samples_per_class", samples_per_class, 1)] * K
         N = sum(counts)
-        # the per-sample buffers (labels, per-sample sigmas and the cached class matrices of one dtype) must fit
-        need = N * (8 + 8) + 2 * K * N * 8 * (N <= 2**20)
+        # the per-sample buffers (labels and the cached per-sample sigmas and weights) must fit
+        need = N * (8 + 8 + 8)
         if need > 0.25 * free_host_bytes():
             raise MemoryError(
                 f"{N} samples need {gib(need)} for the model's per-sample tables alone, more than a quarter of the "
@@ -314,9 +314,23 @@ class LESDE(nn.Module):
     def class_means(self, y: torch.Tensor) -> torch.Tensor:
         """(B, K, m) class means of a flat state (B, N*m) or (B, N, m)."""
         X = y.reshape(y.shape[0], self.num_samples, self.dim)
+        return self.class_sums(X) / self.counts.to(X)[:, None]
+
+    def class_sums(self, values: torch.Tensor) -> torch.Tensor:
+        """Sums over each class's samples: (B, N, ...) -> (B, K, ...).
+
+        Balanced classes: a reshape and a sum. Otherwise a GEMM with the (K, N) one-hot matrix while it is small
+        (deterministic on every device), and ``index_add_`` beyond 2^23 entries (never a dense K x N table).
+        """
+        B, N, rest = values.shape[0], values.shape[1], values.shape[2:]
+        K = self.num_classes
         if self.balanced:
-            return X.view(X.shape[0], self.num_classes, -1, self.dim).mean(2)
-        return torch.matmul(self.averaging_matrix(X), X)
+            return values.reshape(B, K, N // K, *rest).sum(2)
+        if K * N <= 2**23:
+            flat = values.reshape(B, N, -1)
+            return torch.matmul(self.class_sum_matrix(values), flat).reshape(B, K, *rest)
+        out = torch.zeros((B, K, *rest), dtype=values.dtype, device=values.device)
+        return out.index_add_(1, self.labels, values)
 
     def _cached(self, key, build):
         if key not in self._cache:
@@ -332,12 +346,10 @@ class LESDE(nn.Module):
         return self._cached(("sum", like.dtype, like.device), build)
 
     def averaging_matrix(self, like: torch.Tensor) -> torch.Tensor:
-        """(K, N) matrix of class averages (rows of :meth:`class_sum_matrix` divided by n_k)."""
-
-        def build():
-            return self.class_sum_matrix(like) / self.counts.to(like)[:, None]
-
-        return self._cached(("avg", like.dtype, like.device), build)
+        """(K, N) matrix of class averages: :meth:`class_sum_matrix` with row k divided by n_k."""
+        return self._cached(
+            ("avg", like.dtype, like.device), lambda: self.class_sum_matrix(like) / self.counts.to(like)[:, None]
+        )
 
     def sample_sigmas(self, like: torch.Tensor) -> torch.Tensor:
         """(N,) noise scale sigma_{y_i} of every sample, in ``like``'s dtype and device."""
@@ -409,7 +421,7 @@ class LESDE(nn.Module):
         B, N, m = y.shape[0], self.num_samples, self.dim
         X = y.view(B, N, m)
         zw = z * self._sampling_weights(y)  # (B, N)
-        S = torch.matmul(self.class_sum_matrix(y), zw.unsqueeze(-1) * X)  # (B, K, m)
+        S = self.class_sums(zw.unsqueeze(-1) * X)  # (B, K, m)
         M = self.class_means(y)
         W = self.weights_at(t, y)
         E = W / self.class_probs.to(W)

@@ -52,9 +52,10 @@ def _map_bytes(model) -> int:
 
 
 def operator_bytes(model) -> int:
-    """Bytes of the step maps of one step group (float64 build and its cast), at least one step's."""
+    """Peak bytes of building one group of step maps: about six float64 copies (E(t), E diag(pi), I + hW, its
+    transpose, the cast, the eye/ones tables) of the group, which holds at least one step."""
     one = _map_bytes(model)
-    return 3 * max(one, min(OPS_BYTES, 64 * one))
+    return 6 * one * max(1, OPS_BYTES // one)
 
 
 class EulerMeans:

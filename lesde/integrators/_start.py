@@ -81,7 +81,7 @@ class Start:
 
 def _sum_squares(model, X: torch.Tensor, M: torch.Tensor) -> np.ndarray:
     Z = X - model.expand_to_samples(M)
-    return torch.matmul((Z * Z).sum(-1), model.class_sum_matrix(Z).T).cpu().numpy()  # (B, K)
+    return model.class_sums((Z * Z).sum(-1)).cpu().numpy()  # (B, K)
 
 
 def _chisquare(g: np.random.Generator, df: np.ndarray, shape) -> np.ndarray:

@@ -60,16 +60,16 @@ class Euler(Integrator):
             return Memory(_means.operator_bytes(model), (3 * N * m + extra + 4 * K * m) * itemsize)
         per_path = 4 * K * m * itemsize + K * 8
         if not plan.endswith("in law)"):
-            per_path += 3 * N * m * itemsize  # deviations, one increment, the recorded X = M + Z
+            per_path += 4 * N * m * itemsize  # deviations, one increment, the recorded X = M + Z and its copy
         return Memory(_means.operator_bytes(model), per_path)
 
     def integrate(self, model, start, grid, rng, record, save, bm=None, rows=None, **_):
         plan = self.plan(model, save, bm)
         dev, dtype = rng.device, start.dtype
         if plan == "generic":
-            return _generic(model, start.full(rows, rng, dtype, dev), grid, rng, record, bm, rows)
+            return _generic(model, start.full(rows, rng, dtype, dev), grid, rng, record, bm)
         if plan == "full":
-            return _full(model, start.full(rows, rng, dtype, dev), grid, rng, record, bm, rows)
+            return _full(model, start.full(rows, rng, dtype, dev), grid, rng, record, bm)
         M, deviations = deviations_for(model, start, rows, rng, dtype, dev, in_law=in_law_applies(model, save))
         stepper = _means.EulerMeans(model, M, rng)
         record(0, means=stepper.means(), **deviations.parts())
@@ -79,30 +79,28 @@ class Euler(Integrator):
             record(i + 1, means=stepper.means(), **deviations.parts())
 
 
-def _full(model, X, grid, rng, record, bm, rows):
+def _full(model, X, grid, rng, record, bm):
     """Euler-Maruyama on the whole (B, N, m) state."""
     B, N, m = X.shape
     sampling = model.noise_kind == "sampling"
     sig = model.sample_sigmas(X)[:, None]  # (N, 1)
     chol_T = None if model.noise_chol is None else model.noise_chol.to(X).T
     dW = bm  # a user Brownian motion of the whole run (simulate runs it as one chunk)
-    per_path = model.param_batch is not None
     noise_shape = (N,) if sampling else (N, m)
     record(0, state=X)
     for i, t0, _t1, steps, h in grid.intervals():
         sqrt_h = math.sqrt(h)
-        times = t0 + h * torch.arange(steps, dtype=torch.float64)
-        W_all = None if per_path else model.drift_weights(times.to(X.device)).to(X.dtype)
+        times = (t0 + h * torch.arange(steps, dtype=torch.float64)).to(X.device)
         for s0, nb in _means.step_groups(steps, math.prod(noise_shape)):
             Z = None if dW is not None else rng.normal(noise_shape, X.dtype, steps=nb)  # (B, nb, ...)
+            W_all = model.drift_weights(times[s0 : s0 + nb]).to(X.dtype)  # (nb, K, K) or (nb, P, K, K)
             for j in range(nb):
-                s = s0 + j
-                t = float(times[s])
+                t = times[s0 + j]  # a 0-d tensor on the state's device
                 M = model.class_means(X)  # (B, K, m)
-                W = W_all[s] if W_all is not None else model.weights_at(t, X)
-                D = model.transform_apply(W, M, M)  # (B, K, m)
+                D = model.transform_apply(W_all[j], M, M)  # (B, K, m)
                 if dW is not None:
-                    noise = model.g_prod(t, X.view(B, -1), dW(t, t + h).to(X)).view(B, N, m)
+                    tf = t0 + (s0 + j) * h
+                    noise = model.g_prod(t, X.view(B, -1), dW(tf, tf + h).to(X)).view(B, N, m)
                 elif sampling:
                     noise = model.sampling_noise(t, X.view(B, -1), Z[:, j] * sqrt_h).view(B, N, m)
                 elif chol_T is not None:
@@ -113,7 +111,7 @@ def _full(model, X, grid, rng, record, bm, rows):
         record(i + 1, state=X)
 
 
-def _generic(model, y, grid, rng, record, bm, rows):
+def _generic(model, y, grid, rng, record, bm):
     """Any torchsde-contract module (or an LE-SDE subclass with its own f/g): y += f dt + g dW."""
     B = y.shape[0]
     flat = y.reshape(B, -1).clone()
@@ -129,12 +127,13 @@ def _generic(model, y, grid, rng, record, bm, rows):
     emit(0)
     for i, t0, _t1, steps, h in grid.intervals():
         sqrt_h = math.sqrt(h)
+        times = (t0 + h * torch.arange(steps, dtype=torch.float64)).to(device=flat.device, dtype=flat.dtype)
         for s0, nb in _means.step_groups(steps, size):
             Z = None if dW is not None else rng.normal((size,), flat.dtype, steps=nb)
             for j in range(nb):
                 t = t0 + (s0 + j) * h
                 inc = dW(t, t + h).to(flat) if dW is not None else Z[:, j] * sqrt_h
-                tt = torch.tensor(t, dtype=flat.dtype, device=flat.device)
+                tt = times[s0 + j]  # a 0-d tensor on the state's device: no host copy per step
                 drift = model.f(tt, flat)
                 if hasattr(model, "g_prod"):
                     diff = model.g_prod(tt, flat, inc)
