@@ -314,7 +314,7 @@ class LESDE(nn.Module):
     def class_means(self, y: torch.Tensor) -> torch.Tensor:
         """(B, K, m) class means of a flat state (B, N*m) or (B, N, m)."""
         X = y.reshape(y.shape[0], self.num_samples, self.dim)
-        return self.class_sums(X) / self.counts.to(X)[:, None]
+        return self.class_sums(X) / self._cached(("n", X.dtype, X.device), lambda: self.counts.to(X)[:, None])
 
     def class_sums(self, values: torch.Tensor) -> torch.Tensor:
         """Sums over each class's samples: (B, N, ...) -> (B, K, ...).

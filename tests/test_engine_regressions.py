@@ -269,3 +269,26 @@ def test_attrs_t_end_is_the_last_save_time_and_exact_is_not_suggested_to_exact()
     assert "float64" in str(info.value) and "method='exact'" not in str(info.value)
     with pytest.raises(lesde.SimulationOverflowError, match="method='exact'"):
         lesde.simulate(lesde.LESDE(2, 2, 3, alpha=400.0), t_end=2.0, dt=0.01, n_paths=2, progress=False)
+
+
+@pytest.mark.gpu
+def test_drift_and_diffusion_make_no_host_to_device_copies():
+    """On CUDA, f, g_prod and the simulate loop's step move nothing from the host once the model is on the GPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    from torch.profiler import ProfilerActivity, profile
+
+    model = lesde.LESDE(3, 4, [2, 3, 4], alpha=PowerLaw(1.0, 0.5), beta=0.2, transform="residual",
+                        noise=[0.5, 1.0, 1.5]).cuda()  # fmt: skip
+    y = torch.randn(8, model.num_samples * 4, device="cuda")
+    t = torch.tensor(0.3, device="cuda")
+    v = torch.randn_like(y)
+    model.f(t, y), model.g_prod(t, y, v)  # caches
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            model.f(t, y)
+            model.g_prod(t, y, v)
+        torch.cuda.synchronize()
+    copies = [e for e in prof.events() if "HtoD" in e.name]
+    assert not copies, [e.name for e in copies]
