@@ -1,11 +1,17 @@
-"""Input checks shared by every stage: each error names the parameter and what is accepted."""
+"""Input checks shared by every stage: each error names the parameter and what is accepted.
+
+numpy scalars and 0-d arrays are accepted wherever a Python number is (``np.int64(3)`` is an int here), and
+complex input is refused with a message rather than silently losing its imaginary part.
+"""
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -16,26 +22,46 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     return value
 
 
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int,))
-        and not (torch.is_tensor(value) and value.numel() == 1 and not value.is_floating_point())
-    ):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} of type {type(value).__name__}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+def _scalar(value: Any) -> Any:
+    """A 0-d numpy array / one-element tensor as its Python scalar; anything else unchanged."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    if torch.is_tensor(value) and value.numel() == 1 and value.ndim <= 1:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 
-def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer in [minimum, maximum] (Python, numpy or 0-d tensor integers; never bool or float)."""
+    v = _scalar(value)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise TypeError(f"{name} must be an integer {bound}, got {value!r} of type {type(value).__name__}")
+    v = int(v)
+    if v < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be an integer <= {maximum}, got {v}")
+    return v
+
+
+def check_real(name: str, value: Any) -> float:
+    """A finite real number (Python, numpy or 0-d tensor); complex, bool and strings are refused."""
+    v = _scalar(value)
+    if isinstance(v, complex) or (isinstance(v, numbers.Complex) and not isinstance(v, numbers.Real)):
+        raise TypeError(f"{name} must be a real number, got the complex value {v!r}")
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
+    v = float(v)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
+
+def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
+    v = check_real(name, value)
     if v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {v}")
@@ -43,7 +69,9 @@ def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> flo
 
 
 def as_tensor(name: str, value: Any, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Convert to a float tensor and refuse NaN/inf, naming the parameter."""
+    """Convert to a real float tensor and refuse complex, NaN and inf, naming the parameter."""
+    if value.is_complex() if torch.is_tensor(value) else np.iscomplexobj(value):
+        raise TypeError(f"{name} must be real; complex values are not supported")
     try:
         t = torch.as_tensor(value, dtype=dtype)
     except (TypeError, ValueError, RuntimeError):
@@ -51,3 +79,63 @@ def as_tensor(name: str, value: Any, dtype: torch.dtype = torch.float64) -> torc
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} contains NaN or inf; every entry must be finite")
     return t
+
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device(device: Any, dtype: torch.dtype | None = None, name: str = "device") -> torch.device:
+    """A torch device that exists here and supports ``dtype``; otherwise ValueError saying what is accepted."""
+    accepted = ["'cpu'"]
+    if torch.cuda.is_available():
+        accepted += ["'cuda'", *(f"'cuda:{i}'" for i in range(torch.cuda.device_count()))]
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if mps:
+        accepted.append("'mps'")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name}={device!r} is not a torch device; accepted here: {', '.join(accepted)}") from None
+    if dev.type not in DEVICE_TYPES:
+        raise ValueError(f"{name}={str(device)!r} is not supported; accepted here: {', '.join(accepted)}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}={str(device)!r} but CUDA is not available here; accepted: {', '.join(accepted)}")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name}={str(device)!r} but only {torch.cuda.device_count()} CUDA device(s) exist; "
+                f"accepted: {', '.join(accepted)}"
+            )
+    if dev.type == "mps":
+        if not mps:
+            raise ValueError(f"{name}={str(device)!r} but MPS is not available here; accepted: {', '.join(accepted)}")
+        if dtype == torch.float64:
+            raise ValueError(f"{name}='mps' does not support float64; use dtype=torch.float32 or another device")
+    return dev
+
+
+def check_seed(name: str, value: Any) -> int:
+    """An int in [0, 2^63) (what numpy's SeedSequence and torch generators both take)."""
+    return check_int(name, value, minimum=0, maximum=2**63 - 1)
+
+
+def free_host_bytes() -> int:
+    """Host memory available to a new allocation: Linux's MemAvailable (free pages plus the page cache the kernel
+    can reclaim), else the POSIX count of free pages, else 8 GiB."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
+
+
+def gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"

@@ -2,29 +2,61 @@
 
 lesde demo [--out DIR]
 lesde simulate CONFIG.toml --out run.nc
-lesde sweep SWEEP.toml --store out.zarr [--workers N | --scheduler ADDRESS] [--device cuda]
+lesde sweep SWEEP.toml --store out.zarr [--workers N | --scheduler ADDRESS] [--device cuda] [--retry-failed]
 lesde plot phase out.zarr --out phase.png [--time T]
 lesde compare-sgd CONFIG.toml --out cmp.nc
 lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --runs 8 --out est.nc
 lesde imitate est.nc --out imit.nc
 lesde methods
+
+Failures never end in a traceback (unless ``--debug``): each is one line on stderr, ``lesde CMD: error: ...``,
+naming the problem, and the exit code says what kind it was: 2 for bad input (arguments, config files, input
+files, output paths, stores), 1 for a run that failed (a numerical failure, failed sweep cells, a lost cluster,
+anything unexpected), 130 for an interrupt (Ctrl-C). Input files are read and output folders created (or
+refused) before any run starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
+
+from . import __version__
+
+__all__ = ["main", "build_parser", "sweep_cli", "main_cli", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+#: the output path option of each command, and whether it names a file, a folder or a sweep store
+_OUTPUTS = {
+    "demo": ("out", "folder"),
+    "simulate": ("out", "file"),
+    "sweep": ("store", "store"),
+    "plot": ("out", "file"),
+    "compare-sgd": ("out", "file"),
+    "estimate": ("out", "file"),
+    "imitate": ("out", "file"),
+}
+
+
+class UsageError(ValueError):
+    """A bad argument found after parsing (exit code 2)."""
 
 
 def _simulate(args):
     from .config import load_toml, simulate_from_config
 
-    ds = simulate_from_config(load_toml(args.config), device=args.device, progress=not args.quiet)
+    ds = simulate_from_config(load_toml(args.config), source=args.config, device=args.device, progress=not args.quiet)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(out, engine="h5netcdf")
     print(f"wrote {out} ({', '.join(f'{k}: {v}' for k, v in ds.sizes.items())}); method={ds.attrs['method']}")
+    if ds.attrs.get("interrupted"):
+        raise KeyboardInterrupt(f"{ds.attrs['interrupted']}; the completed part is in {out}")
     if "class_mean" in ds:
         M = ds.class_mean.isel(time=-1)
         sep = float(((M - M.mean("class")) ** 2).sum("feature").mean().pipe(lambda x: x**0.5))
@@ -40,24 +72,73 @@ def _demo(args):
     run(args.out, progress=not args.quiet, device=args.device)
 
 
-def _sweep(args):
-    from .sweep import sweep_cli
+def sweep_cli(spec_path: str | Path, store: str | Path, **options) -> int:
+    """``lesde sweep``: run (or resume) the sweep with ``options`` (those of :func:`lesde.sweep.run`) and print
+    the summary. Returns 0; raises when cells failed (exit code 1) and on any other failure (``main`` turns
+    each into one line and an exit code)."""
+    from .sweep import describe_failures, run
 
-    return sweep_cli(args.spec, args.store, workers=args.workers, scheduler=args.scheduler, device=args.device)
+    retry_failed = options.get("retry_failed", False)
+    ds = run(spec_path, store, **options)
+    n_ok = int((ds["status"] == "ok").sum())
+    print(f"{n_ok} of {ds['status'].size} cells done in {store} (method: {ds.attrs['method']})")
+    failures = describe_failures(ds)
+    if failures:
+        hint = "" if retry_failed else "; rerun with --retry-failed to retry them"
+        raise _CellsFailed(f"{failures}{hint}")
+    return 0
+
+
+class _CellsFailed(RuntimeError):
+    """Some sweep cells failed (the store holds the others); exit code 1."""
+
+
+def _sweep(args):
+    return sweep_cli(
+        args.spec,
+        args.store,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        device=args.device,
+        progress=not args.quiet,
+        retry_failed=args.retry_failed,
+        worker_timeout=args.worker_timeout,
+    )
 
 
 def _plot(args):
-    if args.kind == "phase":
-        from .plots import plot_phase_cli
+    from .plots import phase_plot
+    from .sweep import open_sweep
 
-        plot_phase_cli(args.store, args.out, time=args.time)
+    ds = open_sweep(args.store)
+    time, note = args.time, ""
+    if time is not None:
+        if not math.isfinite(time):
+            raise UsageError(f"--time {time} must be a finite time; the store has {_times(ds)}")
+        time = float(ds["time"].sel(time=time, method="nearest"))  # a stored time, exactly
+        if not math.isclose(time, args.time, rel_tol=1e-9):
+            note = f"; --time {args.time:g} is not a save time, used the nearest, t = {time:g} (store has {_times(ds)})"
+    path = phase_plot(ds, args.out, time=time)
+    n_failed = int((ds["status"] == "failed").sum())
+    marked = f"; {n_failed} failed cells marked" if n_failed else ""
+    print(f"wrote {path}{marked}{note}")
+
+
+def _times(ds) -> str:
+    return "t = " + ", ".join(f"{float(t):g}" for t in ds["time"].values)
 
 
 def _compare_sgd(args):
-    from .config import load_toml
+    from .config import ConfigError, load_toml, table
     from .sgd import compare_from_config
 
-    compare_from_config(load_toml(args.config), args.out)
+    config = load_toml(args.config)
+    for name in ("problem", "run"):
+        table(config, name, args.config)
+    try:
+        compare_from_config(config, args.out)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{args.config}: {e}") from None
 
 
 def _estimate(args):
@@ -127,6 +208,7 @@ def _estimate(args):
 def _imitate(args):
     from .empirical import imitate_cli
 
+    _check_netcdf(args.estimate)
     imitate_cli(
         args.estimate,
         args.out,
@@ -144,42 +226,73 @@ def _methods(args):
     print("\n".join(known_methods()))
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help (unless the help already states it, or the option is required)."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        if action.required or "default" in help.lower():
+            return help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line on stderr (exit code 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lesde", description="Locally elastic SDEs: simulate, sweep, estimate, compare.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(
+        prog="lesde",
+        description="Locally elastic SDEs: simulate, sweep, estimate, compare.",
+        epilog="Exit codes: 0 success, 1 a failed run, 2 bad input, 130 interrupted.",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--version", action="version", version=f"lesde {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a failure")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("demo", help="small phase diagram + residual-transform collapse (CPU, < 2 min)")
-    s.add_argument("--out", default="lesde-demo")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", default="lesde-demo", help="folder for the demo's files")
+    s.add_argument("--device", default="cpu", help="torch device")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(fn=_demo)
 
     s = sub.add_parser("simulate", help="simulate an LE-SDE from a TOML config and write a NetCDF file")
-    s.add_argument("config")
-    s.add_argument("--out", required=True)
-    s.add_argument("--device", default=None, help="override [simulate] device")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("config", help="TOML file with [model] and [simulate] tables (see examples/simulate.toml)")
+    s.add_argument("--out", required=True, help="NetCDF file to write")
+    s.add_argument("--device", default=None, help="torch device; overrides [simulate] device (default: cpu)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_simulate)
 
     s = sub.add_parser("sweep", help="phase-diagram sweep into a resumable zarr store")
-    s.add_argument("spec")
-    s.add_argument("--store", required=True)
+    s.add_argument("spec", help="sweep TOML file (see examples/phase_diagram.toml)")
+    s.add_argument("--store", required=True, help="zarr store to write (resumed if it exists)")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=int, default=None, help="start a Dask LocalCluster with N workers")
-    g.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    s.add_argument("--device", default="cpu")
+    g.add_argument(
+        "--workers", type=int, default=None, help="start a Dask LocalCluster of N workers (default: none, run here)"
+    )
+    g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler to join (default: none)")
+    s.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    s.add_argument("--retry-failed", action="store_true", help="run the cells a previous run recorded as failed")
+    s.add_argument("--worker-timeout", type=float, default=60.0, help="seconds without Dask workers before failing")
+    s.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_sweep)
 
     s = sub.add_parser("plot", help="plots of stored results")
-    s.add_argument("kind", choices=["phase"])
-    s.add_argument("store")
-    s.add_argument("--out", required=True)
-    s.add_argument("--time", type=float, default=None)
+    s.add_argument("kind", choices=["phase"], help="what to plot")
+    s.add_argument("store", help="sweep zarr store")
+    s.add_argument("--out", required=True, help="PNG file to write")
+    s.add_argument(
+        "--time", type=float, default=None, help="time of the heatmap (nearest save time; default: the sweep's)"
+    )
     s.set_defaults(fn=_plot)
 
     s = sub.add_parser("compare-sgd", help="SGD vs its SDE vs gradient flow from one TOML config")
-    s.add_argument("config")
-    s.add_argument("--out", required=True)
+    s.add_argument("config", help="TOML file with [problem] and [run] tables (see examples/compare_sgd.toml)")
+    s.add_argument("--out", required=True, help="NetCDF file to write (and a PNG next to it)")
     s.set_defaults(fn=_compare_sgd)
 
     s = sub.add_parser("estimate", help="train with batch size 1, estimate and fit E(t)")
@@ -254,20 +367,126 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("methods", help="list the integration methods")
     s.set_defaults(fn=_methods)
+    _finish(sub)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _finish(sub) -> None:
+    """What every subcommand gets: a description, defaults in --help, help for every option, and --debug."""
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, parser in sub.choices.items():
+        parser.formatter_class = _Formatter
+        if parser.description is None:
+            parser.description = helps.get(name)
+        for action in parser._actions:
+            if action.help is None:
+                action.help = action.dest.replace("_", " ")
+        parser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of a failure"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# checks before any run, and failures as exit codes
+
+
+def _probe_writable(folder: Path, what: str) -> None:
     try:
-        code = args.fn(args)
-    except (ValueError, TypeError, FileNotFoundError, MemoryError) as e:
-        print(f"lesde {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"lesde {args.command}: interrupted", file=sys.stderr)
-        return 130
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".lesde-probe-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{what}: cannot write in {folder} ({e.strerror or e})") from None
+
+
+def _prepare_output(option: str, path: str, kind: str) -> None:
+    """Create the folders an output needs, or refuse the path, before the run."""
+    out = Path(path)
+    what = f"--{option} {path}"
+    if kind == "file" and out.is_dir():
+        raise UsageError(f"{what} is a folder; give a file name, e.g. {out / 'out.nc'}")
+    if kind in ("folder", "store") and out.exists() and not out.is_dir():
+        raise UsageError(f"{what} exists and is not a folder")
+    folder = out if kind == "folder" else out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{what}: cannot create the folder {folder} ({e.strerror or e})") from None
+    _probe_writable(folder, what)
+
+
+def _check_netcdf(path: str) -> None:
+    import xarray as xr
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{path} does not exist" if not p.exists() else f"{path} is not a file")
+    try:
+        xr.open_dataset(p, engine="h5netcdf").close()
+    except Exception as e:  # noqa: BLE001 - whatever h5py says about a file that is not NetCDF-4/HDF5
+        raise UsageError(f"{path} is not a NetCDF file readable by h5netcdf ({type(e).__name__}: {e})") from None
+
+
+def _prepare(args) -> None:
+    from ._validate import check_device
+
+    if getattr(args, "device", None) is not None:
+        args.device = str(check_device(args.device, name="--device"))
+    option, kind = _OUTPUTS.get(args.command, (None, None))
+    if option is not None:
+        _prepare_output(option, getattr(args, option), kind)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    if isinstance(e, KeyError) and e.args:  # KeyError's str is the repr of the key
+        text = f"missing {e.args[0]!r}"
+    return text or type(e).__name__
+
+
+def exit_code(e: BaseException) -> int:
+    """2 for bad input, 1 for a failed run (numerical failures and anything unexpected), 130 for an interrupt."""
+    if isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    bad_input = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+    return EXIT_USAGE if isinstance(e, (*bad_input, MemoryError)) else EXIT_FAILED
+
+
+def _known(e: BaseException) -> bool:
+    """Failures whose message says it all: lesde's own, and the standard families (no hint at --debug)."""
+    builtin = (ValueError, TypeError, OSError, MemoryError, ArithmeticError)
+    return isinstance(e, builtin) or type(e).__module__.split(".")[0] == "lesde"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prefix = f"lesde {args.command}"
+    try:
+        with warnings.catch_warnings():
+            # simulate's multi-line warning about an interrupted run: reported below in one line instead
+            warnings.filterwarnings("ignore", message="simulate interrupted", category=UserWarning)
+            _prepare(args)
+            code = args.fn(args)
+    except KeyboardInterrupt as e:
+        if args.debug:
+            raise
+        detail = _one_line(e) if str(e) else ""
+        print(f"{prefix}: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - every failure becomes one line and an exit code
+        if args.debug:
+            raise
+        msg = _one_line(e)
+        if not _known(e):
+            msg = f"{type(e).__name__}: {msg} (rerun with --debug for the traceback)"
+        print(f"{prefix}: error: {msg}", file=sys.stderr)
+        return exit_code(e)
     return int(code or 0)
+
+
+def main_cli(argv: Sequence[str] | None = None) -> int:
+    """``python -m lesde.sweep ...``: the same as ``lesde sweep ...``."""
+    return main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ._validate import as_tensor, check_choice, check_int
+from ._validate import as_tensor, check_choice, check_int, free_host_bytes, gib
 from .schedules import Schedule, as_schedule
 from .transforms import Transform, make_transform
 
@@ -58,6 +59,17 @@ class LESDE(nn.Module):
         pi_l = n_l / N, or pi_l = 1 / K.
     lr : float, optional
         Learning rate eta; needed by ``noise="sampling"``.
+
+    Notes
+    -----
+    The model's tensors (``labels``, ``counts``, ``class_probs``, ``sigma_class``, ``noise_chol``, a tensor
+    ``elasticity`` and the transform's tensors) are registered buffers, so ``.to()``, ``.double()`` and
+    ``.cuda()`` move them like any module's; the schedules follow the device and stay float64. The drift and the
+    diffusion cast the (tiny) parameters to the state's dtype and never copy between host and device per call.
+
+    A subclass that overrides :meth:`f`, :meth:`g` or :meth:`g_prod` is honoured: ``method="euler"`` then steps
+    the whole state through those methods, ``method="exact"`` refuses it (it relies on the class-mean structure
+    of this class's drift), and torchsde methods call them as usual (see :attr:`has_standard_dynamics`).
     """
 
     sde_type = "ito"
@@ -79,7 +91,7 @@ class LESDE(nn.Module):
         K = check_int("num_classes", num_classes, minimum=2)
         m = check_int("dim", dim, minimum=1)
         self.num_classes, self.dim = K, m
-        if isinstance(samples_per_class, (list, tuple)) or torch.is_tensor(samples_per_class):
+        if isinstance(samples_per_class, (list, tuple, np.ndarray)) or torch.is_tensor(samples_per_class):
             counts = [check_int(f"samples_per_class[{k}]", c, 1) for k, c in enumerate(list(samples_per_class))]
             if len(counts) != K:
                 raise ValueError(
@@ -88,18 +100,28 @@ class LESDE(nn.Module):
                 )
         else:
             counts = [check_int("samples_per_class", samples_per_class, 1)] * K
-        self.counts = torch.tensor(counts, dtype=torch.long)
-        self.num_samples = int(self.counts.sum())
+        N = sum(counts)
+        # the per-sample buffers (labels and the cached per-sample sigmas and weights) must fit
+        need = N * (8 + 8 + 8)
+        if need > 0.25 * free_host_bytes():
+            raise MemoryError(
+                f"{N} samples need {gib(need)} for the model's per-sample tables alone, more than a quarter of the "
+                f"{gib(free_host_bytes())} of free memory: use fewer samples_per_class"
+            )
+        self.num_samples = N
         self.balanced = len(set(counts)) == 1
-        self.labels = torch.repeat_interleave(torch.arange(K), self.counts)  # (N,)
+        self.register_buffer("counts", torch.tensor(counts, dtype=torch.long))
+        self.register_buffer("labels", torch.repeat_interleave(torch.arange(K), self.counts))  # (N,)
         self.class_sampling = check_choice("class_sampling", class_sampling, CLASS_SAMPLING)
-        pi = (
-            self.counts.double() / self.num_samples if class_sampling == "uniform-sample" else torch.full((K,), 1.0 / K)
-        )
-        self.class_probs = pi.double()
+        pi = self.counts.double() / N if class_sampling == "uniform-sample" else torch.full((K,), 1.0 / K)
+        self.register_buffer("class_probs", pi.double())
         self.alpha = as_schedule(alpha, "alpha")
         self.beta = as_schedule(beta, "beta")
-        self.elasticity = self._check_elasticity(elasticity)
+        E = self._check_elasticity(elasticity)
+        if torch.is_tensor(E):
+            self.register_buffer("elasticity", E)
+        else:
+            self.elasticity = E
         self.transform: Transform = make_transform(transform, K, m)
         self.lr = None if lr is None else float(as_tensor("lr", lr))
         if self.lr is not None and self.lr <= 0:
@@ -116,59 +138,64 @@ class LESDE(nn.Module):
             return elasticity
         E = as_tensor("elasticity", elasticity)
         K = self.num_classes
-        if E.shape[-2:] != (K, K):
-            raise ValueError(f"elasticity must have shape (K, K) = ({K}, {K}), got {tuple(E.shape)}")
+        if tuple(E.shape) != (K, K):
+            raise ValueError(
+                f"elasticity must be a (K, K) = ({K}, {K}) matrix (or a callable t -> (K, K)), got shape "
+                f"{tuple(E.shape)}"
+            )
         return E
 
     def _init_noise(self, noise):
         K, m = self.num_classes, self.dim
-        self.noise_chol = None
+        chol = None
         if isinstance(noise, str):
             check_choice("noise", noise, ["sampling"])
             if self.lr is None:
                 raise ValueError("noise='sampling' needs the learning rate: pass lr=... (eta > 0)")
             self.noise_kind = "sampling"
-            self.sigma_class = torch.zeros(K, dtype=torch.float64)
+            sigma = torch.zeros(K, dtype=torch.float64)
             self.noise_type, self.brownian_size = "general", self.num_samples
-            return
-        sig = as_tensor("noise", noise)
-        if sig.ndim == 0:
-            if sig < 0:
-                raise ValueError(f"noise (sigma) must be >= 0, got {float(sig)}")
-            self.noise_kind, self.sigma_class = "scalar", sig.expand(K).clone()
-        elif sig.ndim == 1:
-            if sig.shape != (K,) or (sig < 0).any():
-                raise ValueError(
-                    f"per-class noise must be {K} non-negative sigmas (num_classes={K}), got {sig.tolist()}"
-                )
-            self.noise_kind, self.sigma_class = "per-class", sig
-        elif sig.ndim == 2:
-            if sig.shape != (m, m):
-                raise ValueError(f"noise covariance must have shape (dim, dim) = ({m}, {m}), got {tuple(sig.shape)}")
-            if not torch.allclose(sig, sig.T):
-                raise ValueError("noise covariance must be symmetric positive semi-definite")
-            ev, vec = torch.linalg.eigh(sig)
-            if ev.min() < -1e-10 * max(1.0, float(ev.abs().max())):
-                raise ValueError(
-                    f"noise covariance is not positive semi-definite (min eigenvalue {float(ev.min()):.3g})"
-                )
-            self.noise_kind, self.sigma_class = "covariance", torch.ones(K, dtype=torch.float64)
-            self.noise_chol = vec * ev.clamp_min(0).sqrt()  # L with L L^T = Sigma (works when singular)
         else:
-            raise ValueError(
-                f"noise must be a sigma, per-class sigmas (K,), a covariance (m, m) or 'sampling'; "
-                f"got shape {tuple(sig.shape)}"
-            )
-        if self.noise_kind == "covariance":
-            self.noise_type, self.brownian_size = "additive", self.num_samples * m
-        else:
-            self.noise_type, self.brownian_size = "diagonal", self.num_samples * m
+            sig = as_tensor("noise", noise)
+            if sig.ndim == 0:
+                if sig < 0:
+                    raise ValueError(f"noise (sigma) must be >= 0, got {float(sig)}")
+                self.noise_kind, sigma = "scalar", sig.expand(K).clone()
+            elif sig.ndim == 1:
+                if sig.shape != (K,) or (sig < 0).any():
+                    raise ValueError(
+                        f"per-class noise must be {K} non-negative sigmas (num_classes={K}), got {sig.tolist()}"
+                    )
+                self.noise_kind, sigma = "per-class", sig
+            elif sig.ndim == 2:
+                if sig.shape != (m, m):
+                    raise ValueError(
+                        f"noise covariance must have shape (dim, dim) = ({m}, {m}), got {tuple(sig.shape)}"
+                    )
+                if not torch.allclose(sig, sig.T):
+                    raise ValueError("noise covariance must be symmetric positive semi-definite")
+                ev, vec = torch.linalg.eigh(sig)
+                if ev.min() < -1e-10 * max(1.0, float(ev.abs().max())):
+                    raise ValueError(
+                        f"noise covariance is not positive semi-definite (min eigenvalue {float(ev.min()):.3g})"
+                    )
+                self.noise_kind, sigma = "covariance", torch.ones(K, dtype=torch.float64)
+                chol = vec * ev.clamp_min(0).sqrt()  # L with L L^T = Sigma (works when singular)
+            else:
+                raise ValueError(
+                    f"noise must be a sigma, per-class sigmas (K,), a covariance (m, m) or 'sampling'; "
+                    f"got shape {tuple(sig.shape)}"
+                )
+            self.noise_type = "additive" if self.noise_kind == "covariance" else "diagonal"
+            self.brownian_size = self.num_samples * m
+        self.register_buffer("sigma_class", sigma)
+        self.register_buffer("noise_chol", chol)
 
     def _make_spec(self, samples_per_class, alpha, beta, elasticity, transform, noise) -> dict:
         def plain(x, sched=None):
             if sched is not None:
                 return sched.to_spec()
-            if torch.is_tensor(x):
+            if torch.is_tensor(x) or isinstance(x, np.ndarray):
                 return x.tolist()
             if callable(x):
                 return {"kind": "Callable", "repr": getattr(x, "__qualname__", repr(x))}
@@ -200,7 +227,21 @@ class LESDE(nn.Module):
             }
         )
 
-    # ------------------------------------------------------------------ batching over per-path parameters
+    # ------------------------------------------------------------------ devices, dtypes, per-path parameters
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        # schedules (and a callable elasticity's output) stay float64; they follow the buffers' device
+        device = self.class_probs.device
+        self.alpha, self.beta = self.alpha.to(device=device), self.beta.to(device=device)
+        self._cache = {}
+        return out
+
+    def on(self, device: torch.device | str, dtype: torch.dtype | None = None) -> LESDE:
+        """A copy of the model on ``device`` (the original is unchanged). Parameters keep their dtype (float64):
+        the drift casts them to the state's dtype. ``dtype`` is accepted for backward compatibility."""
+        new = copy.deepcopy(self)
+        return new.to(device=torch.device(device))
+
     @property
     def param_batch(self) -> int | None:
         """Number of per-path parameter sets (schedule params with a leading dim), or None."""
@@ -211,27 +252,32 @@ class LESDE(nn.Module):
         return sizes.pop() if sizes else None
 
     def select_paths(self, index: slice | torch.Tensor) -> LESDE:
-        """A shallow copy whose per-path schedule parameters are restricted to ``index``."""
+        """A shallow copy whose per-path schedule parameters are restricted to ``index`` (buffers shared)."""
         new = copy.copy(self)
         new._cache = {}
         new.alpha = self.alpha.select(index) if len(self.alpha.batch_shape) else self.alpha
         new.beta = self.beta.select(index) if len(self.beta.batch_shape) else self.beta
         return new
 
-    def on(self, device: torch.device | str, dtype: torch.dtype) -> LESDE:
-        """A shallow copy with every parameter tensor on ``device``; schedules stay float64 for accuracy."""
-        new = copy.copy(self)
-        new._cache = {}
-        device = torch.device(device)
-        new.alpha, new.beta = self.alpha.to(device), self.beta.to(device)
-        new.transform = self.transform.to(device=device, dtype=dtype)
-        if torch.is_tensor(self.elasticity):
-            new.elasticity = self.elasticity.to(device)
-        new.labels = self.labels.to(device)
-        new.class_probs = self.class_probs.to(device)
-        new.sigma_class = self.sigma_class.to(device)
-        new.noise_chol = None if self.noise_chol is None else self.noise_chol.to(device=device, dtype=dtype)
-        return new
+    @property
+    def has_standard_dynamics(self) -> bool:
+        """False when a subclass overrides the drift or the diffusion (f, g, g_prod or sampling_noise): the
+        native integrators then may not use the class-mean structure of :meth:`f`."""
+        cls = type(self)
+        return all(getattr(cls, name) is getattr(LESDE, name) for name in ("f", "g", "g_prod", "sampling_noise"))
+
+    def as_stratonovich(self) -> nn.Module:
+        """This SDE as a Stratonovich torchsde module (same f and g), for torchsde's Stratonovich solvers.
+
+        With sample-independent noise the diffusion does not depend on the state, so the Ito and Stratonovich
+        forms of the LE-SDE coincide; with ``noise="sampling"`` they differ and this raises ValueError.
+        """
+        if self.noise_kind == "sampling":
+            raise ValueError(
+                "noise='sampling' is state dependent, so the Ito and Stratonovich forms of this SDE differ: use an "
+                "Ito solver (torchsde euler, milstein or srk)"
+            )
+        return _Stratonovich(self)
 
     # ------------------------------------------------------------------ the drift's pieces
     def elasticity_matrix(self, t: float | torch.Tensor) -> torch.Tensor:
@@ -246,7 +292,7 @@ class LESDE(nn.Module):
                     f"elasticity callable must return a finite (K, K) = ({K}, {K}) matrix, got shape "
                     f"{tuple(E.shape)} at t={t}"
                 )
-            return E
+            return E.to(self.class_probs.device)
         t = torch.as_tensor(t, dtype=torch.float64, device=self.class_probs.device)
         tt = t.reshape(t.shape + (1,) * max(len(self.alpha.batch_shape), len(self.beta.batch_shape)))
         a, b = self.alpha(tt), self.beta(tt)
@@ -268,48 +314,71 @@ class LESDE(nn.Module):
     def class_means(self, y: torch.Tensor) -> torch.Tensor:
         """(B, K, m) class means of a flat state (B, N*m) or (B, N, m)."""
         X = y.reshape(y.shape[0], self.num_samples, self.dim)
-        if self.balanced:
-            return X.view(X.shape[0], self.num_classes, -1, self.dim).mean(2)
-        return torch.matmul(self._averaging(X), X)
+        return self.class_sums(X) / self._cached(("n", X.dtype, X.device), lambda: self.counts.to(X)[:, None])
 
-    def _averaging(self, like: torch.Tensor) -> torch.Tensor:
-        key = ("avg", like.dtype, like.device)
+    def class_sums(self, values: torch.Tensor) -> torch.Tensor:
+        """Sums over each class's samples: (B, N, ...) -> (B, K, ...).
+
+        Balanced classes: a reshape and a sum. Otherwise a GEMM with the (K, N) one-hot matrix while it is small
+        (deterministic on every device), and ``index_add_`` beyond 2^23 entries (never a dense K x N table).
+        """
+        B, N, rest = values.shape[0], values.shape[1], values.shape[2:]
+        K = self.num_classes
+        if self.balanced:
+            return values.reshape(B, K, N // K, *rest).sum(2)
+        if K * N <= 2**23:
+            flat = values.reshape(B, N, -1)
+            return torch.matmul(self.class_sum_matrix(values), flat).reshape(B, K, *rest)
+        out = torch.zeros((B, K, *rest), dtype=values.dtype, device=values.device)
+        return out.index_add_(1, self.labels, values)
+
+    def _cached(self, key, build):
         if key not in self._cache:
-            A = torch.zeros(self.num_classes, self.num_samples, dtype=like.dtype, device=like.device)
-            labels = self.labels.to(like.device)
-            A[labels, torch.arange(self.num_samples, device=like.device)] = 1.0
-            self._cache[key] = A / A.sum(1, keepdim=True)  # (K, N)
+            self._cache[key] = build()
         return self._cache[key]
 
-    def _expand(self, D: torch.Tensor) -> torch.Tensor:
-        """Broadcast per-class (B, K, m) to per-sample (B, N, m)."""
+    def class_sum_matrix(self, like: torch.Tensor) -> torch.Tensor:
+        """(K, N) one-hot matrix A with A_ki = 1 when sample i is in class k, in ``like``'s dtype and device."""
+
+        def build():
+            return torch.nn.functional.one_hot(self.labels, self.num_classes).T.to(like)
+
+        return self._cached(("sum", like.dtype, like.device), build)
+
+    def averaging_matrix(self, like: torch.Tensor) -> torch.Tensor:
+        """(K, N) matrix of class averages: :meth:`class_sum_matrix` with row k divided by n_k."""
+        return self._cached(
+            ("avg", like.dtype, like.device), lambda: self.class_sum_matrix(like) / self.counts.to(like)[:, None]
+        )
+
+    def sample_sigmas(self, like: torch.Tensor) -> torch.Tensor:
+        """(N,) noise scale sigma_{y_i} of every sample, in ``like``'s dtype and device."""
+        return self._cached(("sig", like.dtype, like.device), lambda: self.sigma_class.to(like)[self.labels])
+
+    def weights_at(self, t, like: torch.Tensor) -> torch.Tensor:
+        """The drift weights W(t) in ``like``'s dtype, checked against its batch when per path."""
+        W = self.drift_weights(torch.as_tensor(t).detach()).to(device=like.device, dtype=like.dtype)
+        if W.ndim == 3 and W.shape[0] != like.shape[0]:
+            raise ValueError(f"per-path parameters have {W.shape[0]} entries but the state has batch {like.shape[0]}")
+        return W
+
+    def expand_to_samples(self, D: torch.Tensor) -> torch.Tensor:
+        """Broadcast per-class (B, K, m) to per-sample (B, N, m) (a view when the classes are balanced)."""
         if self.balanced:
             B, K, m = D.shape
             return D.unsqueeze(2).expand(B, K, self.num_samples // K, m).reshape(B, self.num_samples, m)
-        return D[:, self.labels.to(D.device)]
-
-    def _weights_for(self, t, y):
-        W = self.drift_weights(torch.as_tensor(t).detach()).to(device=y.device, dtype=y.dtype)
-        if W.ndim == 3 and W.shape[0] != y.shape[0]:
-            raise ValueError(f"per-path parameters have {W.shape[0]} entries but the state has batch {y.shape[0]}")
-        return W
+        return D[:, self.labels]
 
     # ------------------------------------------------------------------ torchsde contract
     def f(self, t, y: torch.Tensor) -> torch.Tensor:
         M = self.class_means(y)  # (B, K, m)
-        D = self.transform_apply(self._weights_for(t, y), M, M)  # (B, K, m)
-        return self._expand(D).reshape(y.shape)
-
-    def _sigma_samples(self, like):
-        key = ("sig", like.dtype, like.device)
-        if key not in self._cache:
-            self._cache[key] = self.sigma_class.to(like)[self.labels.to(like.device)]  # (N,)
-        return self._cache[key]
+        D = self.transform_apply(self.weights_at(t, y), M, M)  # (B, K, m)
+        return self.expand_to_samples(D).reshape(y.shape)
 
     def g(self, t, y: torch.Tensor) -> torch.Tensor:
         B, N, m = y.shape[0], self.num_samples, self.dim
         if self.noise_kind in ("scalar", "per-class"):
-            return self._sigma_samples(y)[:, None].expand(N, m).reshape(1, N * m).expand(B, N * m)
+            return self.sample_sigmas(y)[:, None].expand(N, m).reshape(1, N * m).expand(B, N * m)
         if self.noise_kind == "covariance":
             L = self.noise_chol.to(y)
             G = torch.block_diag(*([L] * N))  # (N*m, N*m): fine for the small problems torchsde is used on
@@ -317,29 +386,31 @@ class LESDE(nn.Module):
         # sampling: column j is sqrt(eta w_j) (v^{(j)} - vbar), v^{(j)}_i = E(y_i, l_j) T(y_i, l_j) X_j
         X = y.view(B, N, m)
         M = self.class_means(y)
-        W = self._weights_for(t, y)
+        W = self.weights_at(t, y)
         E = (W / self.class_probs.to(W)).expand(B, -1, -1) if W.ndim == 2 else W / self.class_probs.to(W)
-        labels = self.labels.to(y.device)
+        labels = self.labels
         V = torch.zeros(B * N, self.num_classes, m, dtype=y.dtype, device=y.device)
         V[torch.arange(B * N, device=y.device), labels.repeat(B)] = X.reshape(B * N, m)
         Ej = E.repeat_interleave(N, 0)  # (B*N, K, K)
         Mj = M.repeat_interleave(N, 0)
         v = self.transform_apply(Ej, V, Mj).view(B, N, self.num_classes, m)  # (B, j, K, m)
         vbar = self.transform_apply(W, M, M)  # (B, K, m)
-        cols = self._expand_cols(v - vbar.unsqueeze(1))  # (B, j, N, m)
-        w = (self.class_probs.to(y)[labels] / self.counts.to(y)[labels]).sqrt()  # (N,) sqrt(w_j)
-        cols = cols * (self.lr**0.5 * w)[None, :, None, None]
+        D = (v - vbar.unsqueeze(1)).reshape(B * N, self.num_classes, m)
+        cols = self.expand_to_samples(D).view(B, N, N, m)  # (B, j, N, m)
+        cols = cols * (self.lr**0.5 * self._sampling_weights(y))[None, :, None, None]
         return cols.reshape(B, N, N * m).transpose(1, 2)  # (B, N*m, N)
 
-    def _expand_cols(self, D):
-        B, J, K, m = D.shape
-        return self._expand(D.reshape(B * J, K, m)).view(B, J, self.num_samples, m)
+    def _sampling_weights(self, like):
+        """(N,) sqrt(w_j) = sqrt(pi_{y_j} / n_{y_j}): the probability that step samples j, square-rooted."""
+        return self._cached(
+            ("w", like.dtype, like.device), lambda: (self.class_probs / self.counts).sqrt().to(like)[self.labels]
+        )
 
     def g_prod(self, t, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Diffusion times Brownian increment without forming the diffusion matrix."""
         B, N, m = y.shape[0], self.num_samples, self.dim
         if self.noise_kind in ("scalar", "per-class"):
-            return (v.view(B, N, m) * self._sigma_samples(y)[:, None]).reshape(B, N * m)
+            return (v.view(B, N, m) * self.sample_sigmas(y)[:, None]).reshape(B, N * m)
         if self.noise_kind == "covariance":
             return torch.matmul(v.view(B, N, m), self.noise_chol.to(y).T).reshape(B, N * m)
         return self.sampling_noise(t, y, v)
@@ -349,20 +420,31 @@ class LESDE(nn.Module):
         S_l = sum_{j in l} sqrt(w_j) z_j X_j, noise_k = sqrt(eta) [op(E, S)_k - vbar_k sum_j sqrt(w_j) z_j]."""
         B, N, m = y.shape[0], self.num_samples, self.dim
         X = y.view(B, N, m)
-        labels = self.labels.to(y.device)
-        w = (self.class_probs.to(y)[labels] / self.counts.to(y)[labels]).sqrt()  # (N,)
-        zw = z * w  # (B, N)
-        S = torch.matmul(self._class_sum(y), zw.unsqueeze(-1) * X)  # (B, K, m)
+        zw = z * self._sampling_weights(y)  # (B, N)
+        S = self.class_sums(zw.unsqueeze(-1) * X)  # (B, K, m)
         M = self.class_means(y)
-        W = self._weights_for(t, y)
+        W = self.weights_at(t, y)
         E = W / self.class_probs.to(W)
         noise = self.transform_apply(E, S, M) - self.transform_apply(W, M, M) * zw.sum(1)[:, None, None]
-        return (self.lr**0.5) * self._expand(noise).reshape(B, N * m)
+        return (self.lr**0.5) * self.expand_to_samples(noise).reshape(B, N * m)
 
-    def _class_sum(self, like):
-        key = ("sum", like.dtype, like.device)
-        if key not in self._cache:
-            A = torch.zeros(self.num_classes, self.num_samples, dtype=like.dtype, device=like.device)
-            A[self.labels.to(like.device), torch.arange(self.num_samples, device=like.device)] = 1.0
-            self._cache[key] = A
-        return self._cache[key]
+
+class _Stratonovich(nn.Module):
+    """A Stratonovich view of an LE-SDE with state-independent noise (see :meth:`LESDE.as_stratonovich`)."""
+
+    sde_type = "stratonovich"
+
+    def __init__(self, sde: LESDE):
+        super().__init__()
+        self.sde = sde
+        self.noise_type = sde.noise_type
+        self.brownian_size = sde.brownian_size
+
+    def f(self, t, y):
+        return self.sde.f(t, y)
+
+    def g(self, t, y):
+        return self.sde.g(t, y)
+
+    def g_prod(self, t, y, v):
+        return self.sde.g_prod(t, y, v)

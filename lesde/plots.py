@@ -143,6 +143,12 @@ def phase_plot(
             ax.text(
                 xs[i], ys[j], f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if v > 0.5 else "white"
             )
+    if "status" in ds:  # failed sweep cells (NaN results): a red cross, so that they do not read as missing
+        failed = ds["status"] == "failed"
+        failed = failed.sel(chosen, method="nearest") if chosen else failed
+        jj, ii = np.nonzero(failed.transpose(y, x).values)
+        if len(ii):
+            ax.plot(xs[ii], ys[jj], "x", color="red", ms=10, mew=2, ls="none", label=f"failed cell ({len(ii)})")
     ax.set_xscale("log" if xlog else "linear")
     ax.set_yscale("log" if ylog else "linear")
     _grid_ticks(ax.xaxis, xs)
@@ -164,7 +170,8 @@ def phase_plot(
                     label="p = 1, 2c/K > 1: separable",
                 )
             ax.plot([1], [c_star], "o", color="red", ms=7, mec="white", label=f"2c/K = 1 (c = {c_star:g})")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=7, frameon=False)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=7, frameon=False)
     title = f"t = {float(heat.time):g}"
     if chosen:
         title += " | " + ", ".join(f"{k} = {v}" for k, v in chosen.items())

@@ -18,9 +18,11 @@ as one batched simulation.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from ._validate import as_tensor
@@ -28,7 +30,7 @@ from ._validate import as_tensor
 Tensorish = float | torch.Tensor
 
 # Composite Gauss-Legendre nodes on [0, 1] for numerical integrals of callables.
-_GL_X, _GL_W = (torch.from_numpy(a) for a in __import__("numpy").polynomial.legendre.leggauss(16))
+_GL_X, _GL_W = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(16))
 _GL_X, _GL_W = (_GL_X + 1) / 2, _GL_W / 2
 
 
@@ -189,15 +191,28 @@ class Tabulated(Schedule):
         new.params = {"times": self.params["times"], "values": v[index] if v.ndim > 1 else v}
         return new
 
-    def __call__(self, t):
-        times, values = self.params["times"], self.params["values"]
+    def _locate(self, t: torch.Tensor):
+        """t broadcast against the batch of values, its segment index i (>= 1) and its clamped value."""
+        times = self.params["times"]
         t = _t(t, times)
+        t = t.expand(torch.broadcast_shapes(t.shape, self.batch_shape))
         tc = t.clamp(times[0], times[-1])
         i = torch.searchsorted(times, tc.contiguous(), right=True).clamp(1, len(times) - 1)
+        return t, tc, i
+
+    def _at(self, table: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        """table[..., i] with the batch dims of ``table`` (*batch, L) aligned to the trailing dims of ``i``."""
+        if table.ndim == 1:
+            return table[i]
+        return torch.gather(table.expand(*i.shape, table.shape[-1]), -1, i.unsqueeze(-1)).squeeze(-1)
+
+    def __call__(self, t):
+        # t (...) and per-path values (*batch, L) broadcast like the other schedules: result (..., *batch)
+        times, values = self.params["times"], self.params["values"]
+        _, tc, i = self._locate(t)
         w = (tc - times[i - 1]) / (times[i] - times[i - 1])
-        if values.ndim == 1:
-            return values[i - 1] + w * (values[i] - values[i - 1])
-        return values[..., i - 1] + w * (values[..., i] - values[..., i - 1])
+        lo, hi = self._at(values, i - 1), self._at(values, i)
+        return lo + w * (hi - lo)
 
     def _closed_integral(self, t0, t1):
         times, values = self.params["times"], self.params["values"]
@@ -206,10 +221,8 @@ class Tabulated(Schedule):
         cum = torch.cat([torch.zeros_like(values[..., :1]), seg.cumsum(-1)], -1)
 
         def F(t):
-            tc = t.clamp(times[0], times[-1])
-            i = torch.searchsorted(times, tc.contiguous(), right=True).clamp(1, len(times) - 1)
-            vi = self(tc)
-            inside = cum[..., i - 1] + 0.5 * (values[..., i - 1] + vi) * (tc - times[i - 1])
+            t, tc, i = self._locate(t)
+            inside = self._at(cum, i - 1) + 0.5 * (self._at(values, i - 1) + self(tc)) * (tc - times[i - 1])
             below = (t - times[0]).clamp(max=0) * values[..., 0]
             above = (t - times[-1]).clamp(min=0) * values[..., -1]
             return inside + below + above
@@ -265,20 +278,14 @@ def as_schedule(value: Any, name: str = "schedule") -> Schedule:
             return REGISTRY[kind](**spec)
         except TypeError as e:
             raise TypeError(f"{name}: bad arguments for {kind}: {e}") from None
-    if isinstance(value, (int, float)) or (torch.is_tensor(value) and value.is_floating_point()):
-        if isinstance(value, bool):
-            raise TypeError(f"{name} must be a number, a Schedule or a callable, got bool")
-        t = torch.as_tensor(value, dtype=torch.float64)
-        if not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains NaN or inf; every entry must be finite")
-        return Constant(t)
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number, a Schedule or a callable, got bool")
+    if isinstance(value, numbers.Number) or isinstance(value, np.ndarray) or torch.is_tensor(value):
+        # numbers (numpy scalars too) and arrays of per-path values: a constant schedule
+        return Constant(as_tensor(name, value))
     if callable(value):
         return Callable_(value, name)
     raise TypeError(f"{name} must be a number, a Schedule, a spec dict or a callable t -> value, got {value!r}")
-
-
-def spec_to_json(s: Schedule) -> dict:
-    return s.to_spec()
 
 
 __all__ = ["Schedule", "Constant", "PowerLaw", "Exponential", "Tabulated", "as_schedule"]

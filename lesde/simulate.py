@@ -1,11 +1,14 @@
 r"""``simulate``: integrate a model over many paths and return an xarray Dataset (DESIGN.md sections 6-7).
 
-Paths run in chunks sized to the device's free memory; the whole request is checked before any work
-starts (a run that cannot fit raises ``MemoryError`` with the numbers). Results are checked for overflow at
-every save time: an inf/NaN state raises :class:`SimulationOverflowError` naming the time reached.
+Four stages, each a short function: :func:`_validate` (every argument checked before any work, errors naming
+the parameter and the accepted values), :func:`_plan` (the memory the run needs, refused up front with the
+numbers when it does not fit, and the chunks of paths), :func:`_run` (the method integrates chunk by chunk
+into the recorder) and :func:`_dataset`.
 
-Reproducibility: the same arguments (seed, device, chunk size) give identical output. Chunk ``c`` draws from
-its own generator seeded with ``(seed, c)``, so changing ``chunk_size`` changes the draws.
+Reproducibility: the same seed gives identical output whatever the free memory, the thread count and
+``chunk_size``: paths draw their noise per fixed block of paths seeded from (seed, block index)
+(:mod:`lesde.integrators._rng`), and chunks only group whole blocks. ``seed`` may be a list of seeds, one per
+equal group of paths, each group then equal to a run of its own.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,53 +27,50 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from ._attrs import finalize
-from ._validate import check_choice, check_int, check_positive_float
-from .integrators import Grid, exact, known_methods, resolve
-from .model import LESDE
+from ._recorder import Recorder, SimulationOverflowError
+from ._validate import (
+    as_tensor,
+    check_choice,
+    check_device,
+    check_int,
+    check_positive_float,
+    free_host_bytes,
+    gib,
+)
+from .integrators import MAX_STEPS, Grid, Integrator, get, known_methods
+from .integrators._base import is_lesde
+from .integrators._rng import PathRNG, chunk_blocks, path_blocks, seed_groups
+from .integrators._start import Start
 
 SAVE_MODES = ("full", "means", "metrics")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-class SimulationOverflowError(OverflowError):
-    """The state became inf or NaN."""
-
-
-def _resolve_device(device) -> torch.device:
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={str(device)!r} but CUDA is not available here; accepted: 'cpu'"
-            + (" or 'mps'" if torch.backends.mps.is_available() else "")
-        )
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={str(device)!r} is not supported; accepted: 'cpu', 'cuda', 'cuda:N'")
-    return dev
-
-
-def _free_bytes(dev: torch.device) -> int:
-    if dev.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(dev)
-        return int(free)
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 * 2**30
+#: the most save times one run may record
+MAX_SAVES = 10**6
+#: metric variables save="metrics" records per path and time (an upper bound, for the memory check)
+_METRIC_VARS = 16
 
 
 def save_times_for(t_end: float, dt: float, save_times=None, n_save=None) -> torch.Tensor:
+    """The save times (t = 0 first), checked: strictly increasing, finite, within [0, t_end]."""
     t_end = check_positive_float("t_end", t_end)
     dt = check_positive_float("dt", dt)
     if dt > t_end:
         raise ValueError(f"dt={dt} must not exceed t_end={t_end}")
+    if t_end / dt > MAX_STEPS:
+        raise ValueError(
+            f"t_end / dt = {t_end / dt:.3g} steps is more than the {MAX_STEPS:.0e} one run may take: use a larger dt, "
+            "or method='exact' (no stepping error, any spacing of save times)"
+        )
     if save_times is not None and n_save is not None:
         raise ValueError("give either save_times or n_save, not both")
     if save_times is None:
-        n = check_int("n_save", n_save if n_save is not None else 101, minimum=2)
+        n = check_int("n_save", n_save if n_save is not None else 101, minimum=2, maximum=MAX_SAVES)
         return torch.linspace(0.0, t_end, n, dtype=torch.float64)
-    ts = torch.as_tensor(save_times, dtype=torch.float64).flatten()
-    if ts.numel() < 1 or not torch.isfinite(ts).all():
+    ts = as_tensor("save_times", save_times).flatten()
+    if ts.numel() < 1:
         raise ValueError("save_times must be a non-empty sequence of finite times")
+    if ts.numel() > MAX_SAVES:
+        raise ValueError(f"save_times has {ts.numel()} entries; at most {MAX_SAVES} are accepted")
     if (ts[1:] <= ts[:-1]).any():
         raise ValueError(f"save_times must be strictly increasing, got {ts.tolist()[:8]}")
     if ts[0] < 0 or ts[-1] > t_end * (1 + 1e-12):
@@ -79,87 +80,159 @@ def save_times_for(t_end: float, dt: float, save_times=None, n_save=None) -> tor
     return ts
 
 
-class _Recorder:
-    """Reduces the state at each save time into preallocated host arrays for one chunk's paths."""
+@dataclass
+class _Request:
+    """A simulate call with every argument checked and normalised."""
 
-    def __init__(self, model, save, n_paths, n_times, np_dtype, grid):
-        self.model, self.save, self.grid = model, save, grid
-        self.lesde = isinstance(model, LESDE)
-        self.out: dict[str, np.ndarray] = {}
-        P, T = n_paths, n_times
-        if self.lesde:
-            K, m, N = model.num_classes, model.dim, model.num_samples
-            if save in ("full", "means"):
-                self.out["class_mean"] = np.empty((P, T, K, m), np_dtype)
-                self.out["within_var"] = np.empty((P, T, K), np_dtype)
-            if save == "full":
-                self.out["features"] = np.empty((P, T, N, m), np_dtype)
-        else:
-            self.out["state"] = None  # allocated at the first record (size known then)
-        self.offset = 0
+    model: Any
+    method_name: str
+    method: Integrator
+    save: str
+    grid: Grid
+    n_paths: int
+    dtype: torch.dtype
+    device: torch.device
+    seeds: list[int]
+    start: Start
+    chunk_size: int | None
+    progress: bool
+    bm: Any
+    dt: float
+    noise_dtype: torch.dtype | None = None
 
-    def for_chunk(self, start):
-        self.offset = start
-        return self.record
-
-    def record(self, i, X, means=None, deviations=None):
-        """Reduce the state X (B, N, m) at save index i. Integrators that keep the class means (B, K, m) and
-        within-class deviations (B, N, m) apart pass them too: at extreme scales (means ~ 1e170) X = M + Z has
-        lost Z to rounding, while Z itself is accurate."""
-        t = self.grid.times[i]
-        if not bool(torch.isfinite(X).all()):
-            hint = " Use dtype=torch.float64 (range 1e308 instead of 3e38)" if X.dtype != torch.float64 else ""
-            raise SimulationOverflowError(
-                f"the state overflowed (inf or NaN) by t={t:.6g} (save index {i}).{hint}; or shorten t_end, reduce "
-                "the elasticity, or use method='exact' where it applies."
-            )
-        sl = slice(self.offset, self.offset + X.shape[0])
-        if not self.lesde:
-            if self.out["state"] is None:
-                total = self.total_paths
-                self.out["state"] = np.empty((total, len(self.grid.times), X.shape[1]), X.cpu().numpy().dtype)
-            self.out["state"][sl, i] = X.detach().cpu().numpy()
-            return
-        model = self.model
-        if self.save in ("full", "means"):
-            M = model.class_means(X) if means is None else means  # (B, K, m)
-            dev = X - M[:, model.labels.to(X.device)] if deviations is None else deviations
-            sq = (dev * dev).sum(-1)  # (B, N)
-            wv = torch.matmul(sq, model._averaging(X).T)  # (B, K)
-            self.out["class_mean"][sl, i] = M.cpu().numpy()
-            self.out["within_var"][sl, i] = wv.cpu().numpy()
-            if self.save == "full":
-                self.out["features"][sl, i] = X.cpu().numpy()
-        else:
-            vals = _online_metrics(model, X)
-            for k, v in vals.items():
-                if k not in self.out:
-                    self.out[k] = np.empty((self.total_paths, len(self.grid.times)), v.cpu().numpy().dtype)
-                self.out[k][sl, i] = v.cpu().numpy()
+    @property
+    def lesde(self) -> bool:
+        return is_lesde(self.model)
 
 
-def _online_metrics(model, X) -> dict[str, torch.Tensor]:
-    """NC metrics and ncm pairwise separability of every path at one time (save='metrics').
+def _check_x0(x0, model, n_paths: int, dtype) -> tuple[torch.Tensor | None, tuple[int, ...]]:
+    """x0 as (shape) shared or (n_paths, *shape) per path, and one path's state shape."""
+    if is_lesde(model):
+        shape = (model.num_samples, model.dim)
+    elif x0 is None:
+        raise ValueError("a generic model needs x0 (the initial state, shape (D,) or (n_paths, D))")
+    else:
+        x = as_tensor("x0", x0)
+        shape = tuple(x.shape[1:]) if x.ndim >= 2 and x.shape[0] == n_paths else tuple(x.shape)
+    if x0 is None:
+        return None, shape
+    x = as_tensor("x0", x0)  # refuses complex, NaN and inf
+    numel = math.prod(shape)
+    if x.shape == shape or (x.ndim == 1 and x.numel() == numel):
+        return x.reshape(shape).to(dtype), shape
+    if x.shape[0] == n_paths and math.prod(x.shape[1:]) == numel and x.ndim >= 2:
+        return x.reshape(n_paths, *shape).to(dtype), shape
+    want = f"(N, m) = {shape}, (n_paths, N, m) = ({n_paths}, {shape[0]}, {shape[1]})" if is_lesde(model) else ""
+    raise ValueError(
+        f"x0 has shape {tuple(x.shape)}; accepted: {want or f'{shape} or (n_paths, *{shape})'} or the flattened forms"
+    )
 
-    The values of ``nc_metrics(X, labels, names=ONLINE_METRICS)`` and ``pair_stats(X, labels)`` on the state X
-    itself (what save='full' stores), computed in one pass over the deviations by
-    :func:`lesde.metrics.online_metrics`: X divided by its largest entry per path and split into class means and
-    deviations exactly as nc_metrics does (same unit, so the class sums cannot overflow and the noise-floor
-    decisions are the same; same summation, so even cancelling deviations agree to rounding).
-    The split integrators' own means and deviations are more accurate at extreme scales (X ~ 1e170 has lost the
-    deviations to rounding) but are not used here: the metrics would then no longer equal nc_metrics of the
-    saved features, which sweeps compare with (tests/test_sweep.py, to 1e-12).
-    """
-    from .metrics import _amax_scale, _class_split, online_metrics
 
-    labels = model.labels.to(X.device)
-    onehot = torch.nn.functional.one_hot(labels, model.num_classes).to(X.dtype)  # (N, K)
-    X = X / _amax_scale(X)[:, None, None]  # (B, N, m)
-    # X is the fresh normalised copy here, so the deviations may overwrite it
-    means, deviations = _class_split(X, labels, onehot, onehot.sum(0), inplace=True)  # (B, K, m), (B, N, m)
-    vals = online_metrics(means, deviations, labels, scale=1.0)
-    vals["all_separable"] = vals["all_separable"].to(torch.int8)
-    return vals
+def _validate(model, t_end, dt, n_paths, save_times, n_save, method, save, device, dtype, seed, x0, progress,
+              chunk_size, x0_scale, bm, noise_dtype=None) -> _Request:  # fmt: skip
+    n_paths = check_int("n_paths", n_paths, 1)
+    save = check_choice("save", save, SAVE_MODES)
+    if dtype not in DTYPES.values():
+        raise ValueError(f"dtype={dtype} is not supported; accepted: torch.float32, torch.float64")
+    dev = check_device(device, dtype)
+    integ = get(method)
+    lesde = is_lesde(model)
+    if not lesde:
+        if not hasattr(model, "f") or not (hasattr(model, "g") or hasattr(model, "g_prod")):
+            raise TypeError("model must be an LESDE or a torchsde-contract module with f(t, y) and g(t, y) or g_prod")
+        if save != "means" and save != "full":
+            raise ValueError("save='metrics' needs an LESDE model (class structure); use save='full' for other models")
+    reason = integ.check(model, save=save, bm=bm)
+    if reason:
+        raise ValueError(reason)
+    P = model.param_batch if lesde else None
+    if P is not None and P != n_paths:
+        raise ValueError(f"the schedules carry {P} per-path parameter sets but n_paths={n_paths}; they must match")
+    ts = save_times_for(t_end, dt, save_times, n_save)
+    dt = check_positive_float("dt", dt)
+    grid = Grid.make(ts, dt)
+    if grid.total_steps > MAX_STEPS:
+        raise ValueError(f"the save times need {grid.total_steps:.3g} steps, more than the {MAX_STEPS:.0e} allowed")
+    seeds = seed_groups(seed, n_paths)
+    x0, shape = _check_x0(x0, model, n_paths, dtype)
+    scale = check_positive_float("x0_scale", x0_scale)
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, 1)
+    if bm is not None:
+        size = tuple(getattr(bm, "shape", ()))
+        want = (n_paths, int(getattr(model, "brownian_size", 0) or 0))
+        if size and size != want:
+            raise ValueError(f"bm has shape {size}; it must be (n_paths, brownian_size) = {want}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    if noise_dtype is not None and noise_dtype not in DTYPES.values():
+        raise ValueError(f"noise_dtype={noise_dtype} is not supported; accepted: None, torch.float32, torch.float64")
+    start = Start(x0, scale, shape, n_paths, dtype)
+    return _Request(model, method, integ, save, grid, n_paths, dtype, dev, seeds, start, chunk_size, progress, bm, dt,
+                    noise_dtype)  # fmt: skip
+
+
+@dataclass
+class _Plan:
+    chunks: list  # lists of Blocks
+    chunk_paths: int
+    work_bytes: int
+
+
+def _free_device_bytes(dev: torch.device) -> int:
+    if dev.type == "cuda":
+        return int(torch.cuda.mem_get_info(dev)[0])
+    return free_host_bytes()
+
+
+def _output_bytes(req: _Request) -> int:
+    """Host bytes per path of the recorded arrays."""
+    T, item = len(req.grid.times), torch.empty((), dtype=req.dtype).element_size()
+    if not req.lesde:
+        return T * math.prod(req.start.shape) * item
+    K, m, N = req.model.num_classes, req.model.dim, req.model.num_samples
+    return T * item * {"full": N * m + K * m + K, "means": K * m + K, "metrics": _METRIC_VARS}[req.save]
+
+
+def _plan(req: _Request) -> _Plan:
+    """Memory checked before any work; paths cut into chunks of whole blocks."""
+    item = torch.empty((), dtype=req.dtype).element_size()
+    mem = req.method.memory(req.model, req.save, item, n_state=math.prod(req.start.shape), bm=req.bm, grid=req.grid)
+    out = req.n_paths * _output_bytes(req)
+    host = free_host_bytes()
+    if out > 0.8 * host:
+        raise MemoryError(
+            f"the output ({req.n_paths} paths x {_output_bytes(req) / 2**20:.3g} MiB each = {gib(out)}) does not fit "
+            f"in free host memory ({gib(host)}): use save='means' or 'metrics', fewer save times (n_save) or fewer "
+            "paths"
+        )
+    free = _free_device_bytes(req.device)
+    budget = 0.5 * (free if req.device.type == "cuda" else free - out)
+    if mem.fixed > budget:
+        raise MemoryError(
+            f"method {req.method_name!r} needs {gib(mem.fixed)} of working memory for this model whatever the number "
+            f"of paths (its operators grow with the number of classes and features), more than the {gib(budget)} "
+            f"available on {req.device}: use fewer classes or features"
+        )
+    blocks = path_blocks(req.n_paths, req.seeds)
+    if req.bm is not None:
+        chunk = req.n_paths  # a user Brownian motion covers the whole run: one chunk
+    elif req.chunk_size is not None:
+        chunk = req.chunk_size
+    else:
+        chunk = int((budget - mem.fixed) // max(1, mem.per_path))
+    chunk = min(req.n_paths, max(chunk, max(b.size for b in blocks)))  # at least one whole block
+    explicit = req.chunk_size is not None or req.bm is not None  # the user's chunking: allow up to 90% of free
+    limit = 0.9 * budget / 0.5 if explicit else budget
+    need = mem.total(chunk)
+    if need > limit:
+        raise MemoryError(
+            f"{chunk} paths at once (one chunk) need {gib(need)} of working memory on {req.device}, but only "
+            f"{gib(limit)} is available: use save='means' (no per-sample state), fewer samples or features, or a "
+            "smaller chunk_size"
+        )
+    chunks = chunk_blocks(blocks, chunk)
+    return _Plan(chunks, max(sum(b.size for b in c) for c in chunks), need)
 
 
 @contextlib.contextmanager
@@ -180,25 +253,69 @@ def _intra_op_threads(dev: torch.device, elements_per_step: int):
 SMALL_STEP_ELEMENTS = 2**17
 
 
-def _bytes_per_path(model, save, T, itemsize, method) -> tuple[int, int]:
-    """(device working bytes, host output bytes) per path."""
-    if isinstance(model, LESDE):
-        K, m, N = model.num_classes, model.dim, model.num_samples
-        state = N * m * itemsize
-        work = state * (6 if method == "exact" else 4)
-        if model.noise_kind == "sampling":
-            work += N * N * m * itemsize if method.startswith("torchsde") else state
-        if model.noise_kind == "covariance" and method.startswith("torchsde"):
-            work += (N * m) ** 2 * itemsize
-        out = {"full": T * (N * m + K * m + K), "means": T * (K * m + K), "metrics": T * 16}[save] * itemsize
-    else:
-        D = model.brownian_size
-        state = getattr(model, "state_size", D) * itemsize
-        work = state * 6
-        out = T * state
-    if method.startswith("torchsde"):
-        work += T * state * 2 + 16 * state  # sdeint keeps every save time; the Brownian interval caches
-    return work, out
+def _overflow_hint(req: _Request) -> str:
+    hint = ""
+    if req.dtype != torch.float64:
+        hint += " Use dtype=torch.float64 (range 1e308 instead of 3e38)."
+    if req.method_name != "exact" and req.lesde and get("exact").check(req.model, save=req.save) is None:
+        hint += " method='exact' has no stepping error and keeps float64 finite to separations of e^700."
+    return hint + " Or shorten t_end, or reduce the elasticity or the noise."
+
+
+def _run(req: _Request, plan: _Plan):
+    """Integrate chunk by chunk; on Ctrl-C keep what is complete. Returns (outputs, grid, interrupted)."""
+    model = req.model.on(req.device) if req.lesde else _module_on(req.model, req.device, req.dtype)
+    grid = req.grid
+    np_dtype = np.dtype(str(req.dtype).split(".")[-1])
+    rec = Recorder(model, req.save, req.n_paths, grid, np_dtype, _overflow_hint(req))
+    P = model.param_batch if req.lesde else None
+    bar = tqdm(
+        total=grid.total_steps * len(plan.chunks), disable=not req.progress, desc=f"simulate[{req.method_name}]",
+        unit="step",
+    )  # fmt: skip
+    done_paths, current, interrupted = 0, {"stop": 0, "last": -1}, ""
+    try:
+        for blocks in plan.chunks:
+            rows = slice(blocks[0].start, blocks[-1].stop)
+            current.update(stop=rows.stop, last=-1)
+            m_c = model.select_paths(rows) if P is not None else model
+            record = rec.for_chunk(m_c, rows)
+
+            def record_and_tick(i, _record=record, **parts):
+                _record(i, **parts)
+                current["last"] = i
+                if i > 0:
+                    bar.update(grid.steps[i - 1])
+
+            B = rows.stop - rows.start
+            per_step = B * (model.num_classes * model.dim if req.lesde else math.prod(req.start.shape))
+            with _intra_op_threads(req.device, per_step):
+                rng = PathRNG(blocks, req.device, draw_dtype=req.noise_dtype)
+                req.method.integrate(m_c, req.start, grid, rng, record_and_tick, req.save, bm=req.bm, rows=rows)
+            done_paths = rows.stop
+    except KeyboardInterrupt:
+        # keep what is complete: every finished chunk, or else the first chunk up to its last save time
+        keep_paths, keep_times = (done_paths, len(grid.times)) if done_paths else (current["stop"], current["last"] + 1)
+        if keep_times < 1:
+            raise
+        rec.out = {k: v[:keep_paths, :keep_times] for k, v in rec.out.items()}
+        interrupted = (
+            f"KeyboardInterrupt: kept {keep_paths} of {req.n_paths} paths and {keep_times} of "
+            f"{len(grid.times)} save times (t <= {grid.times[keep_times - 1]:g})"
+        )
+        grid = grid.truncated(keep_times)
+        warnings.warn(f"simulate interrupted; returning the completed part ({interrupted})", stacklevel=3)
+    finally:
+        bar.close()
+    return rec.outputs(), grid, interrupted
+
+
+def _module_on(model, device, dtype):
+    if isinstance(model, torch.nn.Module):
+        import copy
+
+        return copy.deepcopy(model).to(device=device, dtype=dtype)
+    return model
 
 
 def simulate(
@@ -212,11 +329,13 @@ def simulate(
     save: str = "means",
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     x0: torch.Tensor | None = None,
     progress: bool = True,
     chunk_size: int | None = None,
     x0_scale: float = 1.0,
+    bm: Any = None,
+    noise_dtype: torch.dtype | None = None,
 ) -> xr.Dataset:
     r"""Simulate ``n_paths`` paths of an SDE from t = 0 to ``t_end`` and return an xarray Dataset.
 
@@ -231,17 +350,34 @@ def simulate(
     save_times, n_save : optional
         Output times (t = 0 is always included), or their number on an even grid (default 101).
     method : str
-        ``"euler"``, ``"exact"`` or ``"torchsde:<name>"`` (see :func:`lesde.integrators.known_methods`).
+        ``"euler"``, ``"exact"`` or ``"torchsde:<name>"`` (see :func:`lesde.integrators.known_methods`); the
+        method's ``check`` refuses a model it cannot integrate before any work, with the reason.
     save : {"full", "means", "metrics"}
         Every sample; class means and within-class variance; or NC metrics and separability only.
-    device, dtype, seed
-        Where and in which precision to run, and the seed of the per-chunk generators.
+    device, dtype : optional
+        Where and in which precision to run (``"mps"`` does not support float64).
+    seed : int in [0, 2^63), or a sequence of such ints
+        Noise is drawn per block of paths from (seed, block index), so output depends on the seed alone, not on
+        the chunking, the free memory or the thread count. A sequence of G seeds splits the paths into G equal
+        groups; group g equals a run of ``n_paths / G`` paths with seed ``seed[g]``.
     x0 : tensor, optional
         Initial features: (N, m) shared by all paths, or (n_paths, N, m). Default i.i.d. N(0, x0_scale^2).
     progress : bool
         Show a tqdm progress bar over steps.
     chunk_size : int, optional
-        Paths per chunk; default sized to the device's free memory.
+        Paths per chunk (rounded to whole blocks of :data:`lesde.integrators.PATH_BLOCK` paths); default sized to
+        the device's free memory. It changes the memory used, never the numbers.
+    x0_scale : float
+        Standard deviation of the default initial features (finite, > 0).
+    bm : torchsde Brownian motion, optional
+        A ``torchsde.BrownianInterval`` (or path) of shape (n_paths, model.brownian_size) the run follows, so that
+        strong-error studies can share Brownian paths across methods (euler and torchsde methods).
+    noise_dtype : torch.float32, optional
+        Draw the Gaussian numbers in float32 and promote them to a float64 state: about 4.5x faster draws on the
+        CPU, where the draws dominate. Every draw is an increment of size O(sigma sqrt(dt)) (or a transition's
+        noise), so float32's relative precision (6e-8) is far below anything a float64 run resolves, while the
+        state, the drift and the accumulation stay float64. Never applied silently: default None draws in the
+        state's dtype; recorded in ``attrs["noise_dtype"]``.
 
     Returns
     -------
@@ -249,7 +385,8 @@ def simulate(
         ``class_mean(path, time, class, feature)``, ``within_var(path, time, class)`` (save="means"/"full"),
         ``features(path, time, sample, feature)`` with ``label(sample)`` (save="full"), metric variables over
         ``(path, time)`` (save="metrics"), or ``state(path, time, component)`` for generic models. Attrs hold the
-        model specification and the run settings.
+        model specification and the run settings (``integrator_plan`` names the method's path and how each
+        output was drawn).
 
     Examples
     --------
@@ -258,142 +395,21 @@ def simulate(
     >>> ds.class_mean.dims
     ('path', 'time', 'class', 'feature')
     """
-    n_paths = check_int("n_paths", n_paths, 1)
-    ts = save_times_for(t_end, dt, save_times, n_save)
-    dt = float(dt)
-    save = check_choice("save", save, SAVE_MODES)
-    if dtype not in DTYPES.values():
-        raise ValueError(f"dtype={dtype} is not supported; accepted: torch.float32, torch.float64")
-    dev = _resolve_device(device)
-    integrate, options = resolve(method)
-    is_lesde = isinstance(model, LESDE)
-    if not is_lesde:
-        if not hasattr(model, "f") or not (hasattr(model, "g") or hasattr(model, "g_prod")):
-            raise TypeError("model must be an LESDE or a torchsde-contract module with f(t, y) and g(t, y) or g_prod")
-        if save != "means" and save != "full":
-            raise ValueError("save='metrics' needs an LESDE model (class structure); use save='full' for other models")
-    if method == "exact":
-        exact.plan_for(model)  # raises ValueError with the reason before any work
-    P = model.param_batch if is_lesde else None
-    if P is not None and P != n_paths:
-        raise ValueError(f"the schedules carry {P} per-path parameter sets but n_paths={n_paths}; they must match")
-
-    grid = Grid.make(ts, dt)
-    T = len(grid.times)
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    work, out_bytes = _bytes_per_path(model, save, T, itemsize, method)
-    host_free, dev_free = _free_bytes(torch.device("cpu")), _free_bytes(dev)
-    if n_paths * out_bytes > 0.8 * host_free:
-        raise MemoryError(
-            f"the output ({n_paths} paths x {out_bytes / 2**20:.3g} MiB each = {n_paths * out_bytes / 2**30:.3g} GiB) "
-            f"does not fit in free host memory ({host_free / 2**30:.3g} GiB): use save='means' or 'metrics', fewer "
-            "save times (n_save) or fewer paths"
-        )
-    budget = 0.5 * dev_free if dev.type == "cuda" else 0.5 * (host_free - n_paths * out_bytes)
-    if work > budget:
-        raise MemoryError(
-            f"one path needs {work / 2**30:.3g} GiB of working memory but only {budget / 2**30:.3g} GiB "
-            f"is available on {dev}: use a smaller model or a larger device"
-        )
-    chunk = min(n_paths, int(budget // work)) if chunk_size is None else check_int("chunk_size", chunk_size, 1)
-    chunk = max(1, min(chunk, n_paths))
-
-    if is_lesde:
-        model_dev = model.on(dev, dtype)
-        shape = (model.num_samples, model.dim)
-    else:
-        model_dev = model.to(device=dev, dtype=dtype) if isinstance(model, torch.nn.Module) else model
-        shape = None
-    if x0 is not None:
-        x0 = torch.as_tensor(x0, dtype=dtype)
-        if not torch.isfinite(x0).all():
-            raise ValueError("x0 contains NaN or inf")
-        if shape is not None and x0.shape[-2:] != shape and x0.shape[-1] != shape[0] * shape[1]:
-            raise ValueError(f"x0 must have shape (N, m) = {shape} or (n_paths, N, m), got {tuple(x0.shape)}")
-    elif not is_lesde:
-        raise ValueError("a generic model needs x0 (the initial state, shape (D,) or (n_paths, D))")
-
-    rec = _Recorder(model_dev, save, n_paths, T, np.dtype(str(dtype).split(".")[-1]), grid)
-    rec.total_paths = n_paths
-    n_chunks = math.ceil(n_paths / chunk)
-    bar = tqdm(total=grid.total_steps * n_chunks, disable=not progress, desc=f"simulate[{method}]", unit="step")
-    done_paths, current, interrupted = 0, {"stop": 0, "last": -1}, ""
-    try:
-        for c in range(n_chunks):
-            start, stop = c * chunk, min(n_paths, (c + 1) * chunk)
-            B = stop - start
-            current.update(stop=stop, last=-1)
-            gen = torch.Generator(device=dev).manual_seed(int(seed) * 1_000_003 + c)
-            m_c = model_dev.select_paths(slice(start, stop)) if P is not None else model_dev
-            if x0 is None:
-                X0 = x0_scale * torch.randn((B, *shape), generator=gen, dtype=dtype, device=dev)
-            else:
-                X0 = x0.to(dev)
-                if shape is not None:
-                    X0 = X0.reshape(*X0.shape[:-2], *shape) if X0.shape[-2:] == shape else X0.reshape(-1, *shape)
-                X0 = (
-                    X0[start:stop].clone()
-                    if X0.ndim == (3 if shape else 2) and X0.shape[0] == n_paths
-                    else X0.expand(B, *X0.shape[-(2 if shape else 1) :]).clone()
-                )
-            record = rec.for_chunk(start)
-
-            def record_and_tick(i, X, _record=record, **parts):
-                _record(i, X, **parts)
-                current["last"] = i
-                if i > 0:
-                    bar.update(grid.steps[i - 1])
-
-            # per-step work: the class means for LE-SDE integrators that step them, the whole state otherwise
-            step_elements = B * (model.num_classes * model.dim if is_lesde else X0[0].numel())
-            with _intra_op_threads(dev, step_elements):
-                integrate(m_c, X0, grid, gen, record_and_tick, **options)
-            done_paths = stop
-    except KeyboardInterrupt:
-        # keep what is complete: every finished chunk, or else the first chunk up to its last save time
-        keep_paths, keep_times = (done_paths, len(grid.times)) if done_paths else (current["stop"], current["last"] + 1)
-        if keep_times < 1:
-            raise
-        rec.out = {k: v[:keep_paths, :keep_times] for k, v in rec.out.items() if v is not None}
-        grid = Grid(grid.times[:keep_times], grid.steps[: keep_times - 1])
-        interrupted = (
-            f"KeyboardInterrupt: kept {keep_paths} of {n_paths} paths and {keep_times} of "
-            f"{len(ts)} save times (t <= {grid.times[-1]:g})"
-        )
-        warnings.warn(f"simulate interrupted; returning the completed part ({interrupted})", stacklevel=2)
-    finally:
-        bar.close()
-
-    exact_plan = exact.plan_for(model) if method == "exact" else ""
-    return _to_dataset(
-        model,
-        rec.out,
-        grid,
-        save,
-        dict(
-            spec=json.dumps(model.to_spec() if hasattr(model, "to_spec") else {"model": type(model).__name__}),
-            method=method,
-            exact_plan=exact_plan,
-            dt=dt,
-            t_end=float(t_end),
-            seed=int(seed),
-            n_paths=n_paths,
-            device=str(dev),
-            device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-            dtype=str(dtype).split(".")[-1],
-            interrupted=interrupted,
-            save=save,
-            chunk_size=chunk,
-        ),
-    )
+    req = _validate(model, t_end, dt, n_paths, save_times, n_save, method, save, device, dtype, seed, x0,
+                    progress, chunk_size, x0_scale, bm, noise_dtype)  # fmt: skip
+    plan = _plan(req)
+    out, grid, interrupted = _run(req, plan)
+    return _dataset(req, plan, out, grid, interrupted)
 
 
-def _to_dataset(model, out, grid, save, attrs) -> xr.Dataset:
-    coords = {"time": np.asarray(grid.times)}
+def _dataset(req: _Request, plan: _Plan, out: dict, grid: Grid, interrupted: str) -> xr.Dataset:
+    model = req.model
+    coords: dict[str, Any] = {"time": np.asarray(grid.times)}
     data = {}
-    if isinstance(model, LESDE):
+    attrs: dict[str, Any] = {}
+    if req.lesde:
         K, m = model.num_classes, model.dim
-        if save != "metrics":
+        if req.save != "metrics":
             coords.update({"class": np.arange(K), "feature": np.arange(m)})
         attrs["samples_per_class"] = json.dumps(model.counts.tolist())
         attrs["num_classes"], attrs["dim"] = K, m
@@ -403,15 +419,35 @@ def _to_dataset(model, out, grid, save, attrs) -> xr.Dataset:
         if "features" in out:
             data["features"] = (("path", "time", "sample", "feature"), out["features"])
             coords["sample"] = np.arange(model.num_samples)
-            coords["label"] = ("sample", model.labels.numpy())
+            coords["label"] = ("sample", model.labels.cpu().numpy())
         for k, v in out.items():
             if k not in ("class_mean", "within_var", "features"):
                 data[k] = (("path", "time"), v)
     else:
-        data["state"] = (("path", "time", "component"), out["state"])
-    n_paths = next(iter(data.values()))[1].shape[0]
-    coords["path"] = np.arange(n_paths)
+        data["state"] = (("path", "time", "component"), out["state"].reshape(*out["state"].shape[:2], -1))
+    coords["path"] = np.arange(next(iter(data.values()))[1].shape[0])
+    strong, weak = req.method.orders(model)
+    plan_name = req.method.plan(model, req.save, bm=req.bm)
+    attrs.update(
+        spec=json.dumps(model.to_spec() if hasattr(model, "to_spec") else {"model": type(model).__name__}),
+        method=req.method_name,
+        integrator_plan=plan_name,
+        exact_plan=plan_name.split(" ")[0] if req.method_name == "exact" else "",
+        strong_order="none" if strong is None else strong,
+        weak_order="none" if weak is None else weak,
+        dt=req.dt,
+        t_end=float(grid.times[-1]),
+        seed=req.seeds[0] if len(req.seeds) == 1 else json.dumps(req.seeds),
+        n_paths=req.n_paths,
+        device=str(req.device),
+        device_name=torch.cuda.get_device_name(req.device) if req.device.type == "cuda" else "cpu",
+        dtype=str(req.dtype).split(".")[-1],
+        noise_dtype=str(req.noise_dtype or req.dtype).split(".")[-1],
+        interrupted=interrupted,
+        save=req.save,
+        chunk_size=plan.chunk_paths,
+    )
     return finalize(xr.Dataset(data, coords=coords), **attrs)
 
 
-__all__ = ["simulate", "SimulationOverflowError", "known_methods", "DTYPES"]
+__all__ = ["simulate", "SimulationOverflowError", "known_methods", "DTYPES", "save_times_for"]

@@ -18,53 +18,58 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from ._validate import as_tensor
 
 
-class Transform:
+class Transform(nn.Module):
+    """Base class: ``apply(W, V, means)``; tensors are registered buffers (``model.to(...)`` moves them)."""
+
     name: str = ""
     #: True when T depends on the state (recomputed from the class means each evaluation)
     state_dependent: bool = False
 
     def __init__(self, num_classes: int, dim: int):
+        super().__init__()
         self.K, self.m = num_classes, dim
+        self._cast_cache: dict = {}
 
     def apply(self, W: torch.Tensor, V: torch.Tensor, means: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover
 
     def _on(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        """Attribute ``name`` in the dtype and device of ``like`` (cached: called every step)."""
+        """Buffer ``name`` in the dtype and device of ``like`` (cast once and cached: called every step)."""
         t = getattr(self, name)
         if t.dtype == like.dtype and t.device == like.device:
             return t
-        cache = self.__dict__.setdefault("_cast", {})
         key = (name, like.dtype, like.device)
-        if key not in cache:
-            cache[key] = t.to(like)
-        return cache[key]
+        if key not in self._cast_cache:
+            self._cast_cache[key] = t.to(like)
+        return self._cast_cache[key]
 
-    def to(self, device=None, dtype=None) -> Transform:
-        new = object.__new__(type(self))
-        new.__dict__.update(
-            {k: (v.to(device=device, dtype=dtype) if torch.is_tensor(v) else v) for k, v in self.__dict__.items()}
-        )
-        return new
+    def _apply(self, fn, recurse=True):
+        self._cast_cache = {}
+        return super()._apply(fn, recurse)
 
     @property
     def is_identity(self) -> bool:
         return False
 
     def dense(self, W: torch.Tensor) -> torch.Tensor:
-        """The (.., K*m, K*m) matrix of the linear map vec(V) -> vec(apply(W, V)) (fixed transforms only)."""
+        """The (.., K*m, K*m) matrix of the linear map vec(V) -> vec(apply(W, V)) (fixed transforms only).
+
+        Computed in W's dtype and on W's device, for one (K, K) or a batch (S, K, K) of weights in one call.
+        """
         if self.state_dependent:
             raise ValueError(f"transform {self.name!r} depends on the state; it has no fixed matrix")
         Km = self.K * self.m
         basis = torch.eye(Km, dtype=W.dtype, device=W.device).view(Km, self.K, self.m)  # (Km, K, m)
         if W.ndim == 2:
             return self.apply(W, basis).reshape(Km, Km).T
-        cols = torch.stack([self.apply(w, basis).reshape(Km, Km).T for w in W])  # small batches of unique W
-        return cols
+        S = W.shape[0]
+        out = self.apply(W.repeat_interleave(Km, 0), basis.repeat(S, 1, 1))  # (S*Km, K, m)
+        return out.reshape(S, Km, Km).transpose(1, 2)
 
     def to_spec(self) -> Any:
         return self.name
@@ -108,7 +113,9 @@ class Residual(Transform):
             raise ValueError(
                 f"transform={self.name!r} needs dim >= num_classes, got dim={dim} < num_classes={num_classes}"
             )
-        self.u, self.c = _residual_vectors(num_classes, dim)
+        u, c = _residual_vectors(num_classes, dim)
+        self.register_buffer("u", u)  # (K, m)
+        self.register_buffer("c", c)  # (K,)
 
     def apply(self, W, V, means=None):
         u, c = self._on("u", V), self._on("c", V)
@@ -176,7 +183,7 @@ class UserMatrix(Transform):
         if T.shape != (dim, dim):
             raise ValueError(f"transform matrix must have shape (dim, dim) = ({dim}, {dim}), got {tuple(T.shape)}")
         _check_psd("transform", T)
-        self.T = T
+        self.register_buffer("T", T)
 
     def apply(self, W, V, means=None):
         return torch.matmul(Identity.apply(self, W, V), self._on("T", V).T)
@@ -199,7 +206,7 @@ class UserBlocks(Transform):
                 f"transform blocks must have shape (K, K, m, m) = ({K}, {K}, {m}, {m}), got {tuple(T.shape)}"
             )
         _check_psd("transform", T)
-        self.T = T
+        self.register_buffer("T", T)
 
     def apply(self, W, V, means=None):
         return torch.einsum("...kl,klij,...lj->...ki", W, self._on("T", V), V)

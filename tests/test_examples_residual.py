@@ -96,7 +96,9 @@ def test_nc1_quotient_rate_matches_mean_dynamics(metrics_ds, example_run):
     q = metrics_ds.nc1_quotient
     measured = float((q.sel(time=t1) / q.sel(time=t2)).median("path"))
     print(f"nc1_quotient({t1:g}) / nc1_quotient({t2:g}): measured {measured:.4g}, expected {expected:.4g}")
-    assert measured == pytest.approx(expected, rel=0.05), (measured, expected)
+    # the closed form leaves out the contrast modes' share of tr(Sigma_B): over 12 seeds the ratio measured / expected
+    # of this 8-path median was 0.980 +- 0.015 (min 0.949)
+    assert measured == pytest.approx(expected, rel=0.08), (measured, expected)
 
 
 def test_metrics_roundtrip_netcdf(example_run, metrics_ds, tmp_path):

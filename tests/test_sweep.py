@@ -1,19 +1,20 @@
-"""Tests of lesde.sweep (batched, resumable, distributed phase sweeps) and lesde.plots.phase_plot.
+"""Tests of lesde.sweep: batched phase sweeps, per-cell seeds, spec checks, the phase plot and the table.
 
 The acceptance check of DESIGN.md section 2: alpha_t = c (1+t)^-p, beta = 0, T = identity, K = 2, n = 20, m = 2,
 sigma = 1, at t = 10^4, 100 paths per cell. Thresholds: P(all pairs separable) >= 0.95 where theory says 1
 (p = 0.5 at every c; p = 1 with c = 4, 2c/K = 4), P <= 0.05 where it says 0 (p = 1.5, 2) and P <= 0.1 on p = 1
 with c <= 1 (2c/K <= 1: the borderline c = 1 converges slowly, hence the looser bound).
+
+Interrupts, failed cells, the store's safety and Dask are in tests/test_sweep_safety.py; the command line in
+tests/test_cli.py. Every spec here derives from lesde.demo.DEMO_SPEC.
 """
 
 from __future__ import annotations
 
-import copy
-import os
-import signal
+import json
+import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,33 +22,18 @@ import pytest
 import torch
 import xarray as xr
 from scipy.stats import binomtest
+from sweep_helpers import small
 
 import lesde
 from lesde import sweep
+from lesde.config import ConfigError
+from lesde.demo import DEMO_SPEC, demo_spec
 
 REPO = Path(__file__).resolve().parents[1]
+OLD_STORE = REPO / "tests" / "data" / "sweep_v0_1.zarr"
 
-BASE = {
-    "model": {
-        "num_classes": 2,
-        "dim": 2,
-        "samples_per_class": 20,
-        "alpha": {"kind": "PowerLaw", "scale": 1.0, "exponent": 1.0},
-        "beta": 0.0,
-        "noise": 1.0,
-    },
-    "simulate": {"t_end": 1e4, "dt": 1.0, "n_paths": 100, "save_times": [1e2, 1e4], "seed": 3},
-    "grid": {"model.alpha.exponent": [0.5, 1.0, 1.5, 2.0], "model.alpha.scale": [0.5, 1.0, 2.0, 4.0]},
-}
-
-
-def small(**sweep_opts) -> dict:
-    """A 3 x 2 grid with short runs: cheap enough to run several times per test."""
-    spec = copy.deepcopy(BASE)
-    spec["simulate"].update({"t_end": 100.0, "n_paths": 30, "save_times": [10.0, 100.0]})
-    spec["grid"] = {"model.alpha.exponent": [0.5, 1.0, 2.0], "model.alpha.scale": [1.0, 4.0]}
-    spec["sweep"] = {"cells_per_batch": 2, **sweep_opts}
-    return spec
+#: the acceptance grid: 4 x 4 cells of 100 paths to t = 10^4 (exact sampling)
+BASE = demo_spec([0.5, 1.0, 1.5, 2.0], [0.5, 1.0, 2.0, 4.0], simulate={"n_paths": 100, "save_times": [1e2, 1e4]})
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +53,7 @@ def test_phase_transition(phase):
     ds, _ = phase
     P = ds["p_all_separable"].sel(time=1e4)
     assert ds.attrs["method"] == "exact" and (ds["method"] == "exact").all()
-    assert bool((ds["done"] == 1).all())
+    assert bool((ds["status"] == "ok").all()) and bool((ds["done"] == 1).all())
     assert (P.sel({"alpha.exponent": 0.5}) >= 0.95).all(), P.values
     assert (P.sel({"alpha.exponent": [1.5, 2.0]}) <= 0.05).all(), P.values
     on_line = P.sel({"alpha.exponent": 1.0})
@@ -82,90 +68,72 @@ def test_phase_transition(phase):
             assert np.isfinite(var.values).all(), name
 
 
-def test_wilson_intervals_match_scipy(phase):
+def test_counts_are_integers_behind_the_fractions_and_wilson_matches_scipy(phase):
     ds, _ = phase
     n = ds.attrs["n_paths"]
+    assert ds["separable_pairs"].dtype == np.int64 and ds["all_separable_paths"].dtype == np.int64
+    k_all = ds["all_separable_paths"].values
+    assert ((k_all >= 0) & (k_all <= n)).all()
+    np.testing.assert_array_equal(ds["p_all_separable"].values, k_all / n)  # K = 2: one pair per path
+    np.testing.assert_array_equal(ds["separable_pairs"].values, k_all)
+    np.testing.assert_array_equal(ds["separable_fraction"].values, ds["separable_pairs"].values / n)
     for p, c, t in [(1.0, 2.0, 1e2), (1.0, 1.0, 1e2), (2.0, 4.0, 1e4), (0.5, 0.5, 1e4)]:
         cell = ds.sel({"alpha.exponent": p, "alpha.scale": c, "time": t})
-        k = int(round(float(cell["p_all_separable"]) * n))
-        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        ci = binomtest(int(cell["all_separable_paths"]), n).proportion_ci(confidence_level=0.95, method="wilson")
         assert float(cell["p_all_separable_lower"]) == pytest.approx(ci.low, abs=1e-10)
         assert float(cell["p_all_separable_upper"]) == pytest.approx(ci.high, abs=1e-10)
-        # K = 2: one pair per path, so the pooled pair fraction is P itself
-        assert float(cell["separable_fraction"]) == pytest.approx(float(cell["p_all_separable"]), abs=1e-12)
 
 
-def test_cells_are_the_right_paths_of_the_batch():
-    """Recompute one batch with lesde.simulate directly and reduce each cell by selecting paths on its parameters."""
+def test_cell_paths_are_a_run_of_their_own():
+    """Each cell of a batch is lesde.simulate on that cell alone with the cell's seed: batching is invisible
+    (separability exactly, NC metrics to rounding)."""
     spec = small()
     batch = sweep.plan(spec)[1]  # cells 2, 3: exponent 1.0, scales 1.0 and 4.0
     result = sweep.run_batch(batch)
     n = spec["simulate"]["n_paths"]
-    scale = torch.tensor(batch.model["alpha"]["scale"], dtype=torch.float64).repeat_interleave(n)
-    expo = torch.tensor(batch.model["alpha"]["exponent"], dtype=torch.float64).repeat_interleave(n)
-    model = lesde.LESDE(2, 2, 20, alpha=lesde.schedules.PowerLaw(scale, expo), beta=0.0, noise=1.0)
-    ref = lesde.simulate(
-        model,
-        t_end=100.0,
-        dt=1.0,
-        n_paths=len(scale),
-        save_times=[10.0, 100.0],
-        method="exact",
-        save="metrics",
-        dtype=torch.float64,
-        seed=batch.seed,
-        progress=False,
-        chunk_size=len(scale),
-    )
     for j, cell in enumerate(batch.cells):
-        i_p, i_c = np.unravel_index(cell, (3, 2))
-        c = spec["grid"]["model.alpha.scale"][i_c]
-        p = spec["grid"]["model.alpha.exponent"][i_p]
-        mine = ((scale == c) & (expo == p)).numpy()
-        assert mine.sum() == n
-        np.testing.assert_allclose(result.data["p_all_separable"][j], ref["all_separable"].values[mine].mean(0))
+        p, c = (float(v) for v in sweep.spec.cell_values(sweep.load_spec(spec), cell).values())
+        assert (p, c) == (1.0, [1.0, 4.0][j])
+        alpha = lesde.schedules.PowerLaw(torch.full((n,), c, dtype=torch.float64), torch.full((n,), p))
+        model = lesde.LESDE(2, 2, 20, alpha=alpha, beta=0.0, noise=1.0)
+        ref = lesde.simulate(
+            model,
+            t_end=100.0,
+            dt=1.0,
+            n_paths=n,
+            save_times=[10.0, 100.0],
+            method="exact",
+            save="metrics",
+            dtype=torch.float64,
+            seed=sweep.cell_seed(sweep.load_spec(spec), cell),
+            progress=False,
+        )
+        np.testing.assert_array_equal(result.counts["all_separable_paths"][j], ref["all_separable"].values.sum(0))
+        np.testing.assert_array_equal(result.data["p_all_separable"][j], ref["all_separable"].values.mean(0))
+        # the metrics to rounding: paths may vectorise differently in batches of other sizes
         np.testing.assert_allclose(
-            result.data["nc1_quotient"][j], np.nanmean(ref["nc1_quotient"].values[mine], 0), rtol=1e-12
+            result.data["nc1_quotient"][j], np.nanmean(ref["nc1_quotient"].values, 0), rtol=1e-13
         )
 
 
-def test_spec_errors_and_hash(tmp_path):
-    bad = copy.deepcopy(BASE)
-    bad["grid"] = {"alpha.exponent": [1.0]}
-    with pytest.raises(ValueError, match="model."):
-        sweep.load_spec(bad)
-    bad["grid"] = {"simulate.t_end": [1.0, 2.0]}
-    with pytest.raises(ValueError, match="cannot be swept"):
-        sweep.load_spec(bad)
-    bad = copy.deepcopy(BASE)
-    bad["model"]["beta"] = 0.0
-    bad["grid"] = {"model.beta.scale": [0.1]}
-    with pytest.raises(ValueError, match="inline table"):
-        sweep.load_spec(bad)
-    bad = copy.deepcopy(BASE)
-    bad["sweep"] = {"separability": "svm"}
-    with pytest.raises(ValueError, match="ncm"):
-        sweep.load_spec(bad)
-    # defaults written out hash the same as defaults left implicit; any change of the spec changes the hash
-    explicit = copy.deepcopy(BASE)
-    explicit["sweep"] = {"separability": "ncm", "margin": 0.0}
-    assert sweep.spec_hash(explicit) == sweep.spec_hash(BASE)
-    changed = copy.deepcopy(BASE)
-    changed["simulate"]["n_paths"] = 101
-    assert sweep.spec_hash(changed) != sweep.spec_hash(BASE)
-
-
-def test_groups_and_seeds():
-    spec = copy.deepcopy(BASE)
+def test_plan_groups_seeds_and_methods():
+    spec = demo_spec(sweep={"cells_per_batch": 2})
     spec["grid"] = {"model.num_classes": [2, 3], "model.alpha.exponent": [0.5, 1.0, 2.0]}
-    spec["sweep"] = {"cells_per_batch": 2}
     batches = sweep.plan(spec)
     # two shape groups of 3 cells each, cut into batches of <= 2 cells: [0, 1], [2], [3, 4], [5]
     assert [b.cells for b in batches] == [[0, 1], [2], [3, 4], [5]]
     assert [b.model["num_classes"] for b in batches] == [2, 2, 3, 3]
     assert batches[0].model["alpha"]["exponent"] == [0.5, 1.0]
-    seeds = [b.seed for b in batches]
-    assert len(set(seeds)) == 4 and seeds == [b.seed for b in sweep.plan(spec)]
+    assert [b.method for b in batches] == ["exact"] * 4  # "auto" resolved per group with integrators.check
+    seeds = [s for b in batches for s in b.seeds]
+    assert len(set(seeds)) == 6
+    # a cell's seed follows from the spec seed and its own grid values: not its batch, not the other cells
+    one_by_one = sweep.plan({**spec, "sweep": {"cells_per_batch": 1}})
+    assert [s for b in one_by_one for s in b.seeds] == seeds
+    fewer = {**spec, "grid": {"model.num_classes": [3], "model.alpha.exponent": [2.0]}}
+    assert sweep.plan(fewer)[0].seeds == [seeds[5]]
+    reseeded = {**spec, "simulate": {**spec["simulate"], "seed": 1}}
+    assert set(s for b in sweep.plan(reseeded) for s in b.seeds).isdisjoint(seeds)
 
 
 def test_euler_fallback(tmp_path):
@@ -176,127 +144,154 @@ def test_euler_fallback(tmp_path):
     ds = sweep.run(spec, tmp_path / "euler.zarr", progress=False)
     assert ds.attrs["method"] == "euler" and (ds["method"] == "euler").all()
     assert np.isfinite(ds["nc1_quotient"].sel(time=2.0).values).all()
-    spec["simulate"]["method"] = "exact"  # asked for explicitly: no fallback, the core's reason is raised
-    with pytest.raises(ValueError, match="exact"):
+    spec["simulate"]["method"] = "exact"  # asked for explicitly: refused before any work, with the core's reason
+    with pytest.raises(ConfigError, match="method = 'exact' cannot run this cell.*transform"):
         sweep.run(spec, tmp_path / "exact.zarr", progress=False)
+    assert not (tmp_path / "exact.zarr").exists()
 
 
 def test_margin_is_stricter_than_ncm(tmp_path, reference):
     spec = small()
     ncm, _ = reference
     spec["sweep"].update({"separability": "margin", "margin": 0.5})
-    strict = sweep.run(spec, tmp_path / "margin.zarr", progress=False)  # same spec seed -> same paths
+    strict = sweep.run(spec, tmp_path / "margin.zarr", progress=False)  # same cell seeds -> same paths
     assert strict.attrs["separability"] == "margin"
     diff = strict["p_all_separable"] - ncm["p_all_separable"]
     assert (diff <= 1e-12).all() and float(diff.sum()) < 0, diff.values
     np.testing.assert_allclose(strict["nc1_quotient"].values, ncm["nc1_quotient"].values, rtol=1e-12)
 
 
-def test_store_refuses_other_spec_and_resumes_done(reference):
+def test_store_refuses_other_spec_and_resumes_done(reference, monkeypatch):
     first, store = reference
-    spec = small()
     other = small()
     other["simulate"]["seed"] = 4
-    with pytest.raises(ValueError, match="different sweep spec"):
+    with pytest.raises(sweep.StoreError, match="different sweep spec"):
         sweep.run(other, store, progress=False)
     # a rerun on a finished store computes nothing and returns the same numbers
-    t0 = time.perf_counter()
-    again = sweep.run(spec, store, progress=False)
-    assert time.perf_counter() - t0 < 5.0
+    monkeypatch.setattr(sweep.executors, "run_batch", lambda *a, **k: pytest.fail("a finished store recomputed"))
+    again = sweep.run(small(), store, progress=False)
     xr.testing.assert_identical(first.drop_attrs(), again.drop_attrs())
 
 
-def test_ctrl_c_stops_after_the_write_and_resumes(tmp_path, monkeypatch, reference):
-    spec = small()
-    reference, _ = reference
-    real = sweep.run_batch
-
-    def interrupted_on_third(batch, device="cpu"):
-        if batch.batch_id == 2:
-            raise KeyboardInterrupt
-        return real(batch, device)
-
-    monkeypatch.setattr(sweep, "run_batch", interrupted_on_third)
-    with pytest.raises(KeyboardInterrupt):
-        sweep.run(spec, tmp_path / "s.zarr", progress=False)
-    partial = sweep.open_sweep(tmp_path / "s.zarr")
-    assert partial["done"].values.ravel().tolist() == [1, 1, 1, 1, 0, 0]  # batches 0 and 1 of 2 cells each
-    monkeypatch.setattr(sweep, "run_batch", real)
-    resumed = sweep.run(spec, tmp_path / "s.zarr", progress=False)
-    xr.testing.assert_identical(resumed.drop_attrs(), reference.drop_attrs())
+# ----------------------------------------------------------------------------------------------------------------
+# spec checks: every key, type and range, before any work, naming the file and the key
 
 
-def test_sigint_during_a_write_is_held_until_it_ends():
-    order = []
-    with pytest.raises(KeyboardInterrupt):
-        with sweep._hold_sigint():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            order.append("write finished")
-    assert order == ["write finished"]
+def _write(tmp_path, text: str) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
 
 
-def test_resume_after_sigkill(tmp_path, reference):
-    spec = small()
-    toml = tmp_path / "spec.toml"
-    toml.write_text(_to_toml(spec))
-    store = tmp_path / "killed.zarr"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lesde.sweep", str(toml), "--store", str(store), "--no-progress"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    deadline = time.monotonic() + 120
-    n_done = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if store.exists():
-            try:
-                n_done = int(sweep._done_cells(store).sum())
-            except Exception:  # noqa: BLE001 - a store being created can be briefly unreadable
-                n_done = 0
-            if n_done >= 2:  # the first batch (2 cells) is in
-                break
-        time.sleep(0.02)
-    assert proc.poll() is None, f"the sweep finished before it could be killed: {proc.stderr.read()!r}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    partial = sweep.open_sweep(store)  # readable after the kill
-    n_done = int(partial["done"].sum())
-    assert 2 <= n_done < 6
-    done = partial["done"].values == 1
-    assert np.isfinite(partial["p_all_separable"].values[done]).all()
-    resumed = sweep.run(toml, store, progress=False)
-    xr.testing.assert_identical(resumed.drop_attrs(), reference[0].drop_attrs())
+GOOD = """
+[model]
+num_classes = 2
+dim = 2
+samples_per_class = 5
+alpha = {{kind = "PowerLaw", scale = 1.0, exponent = 1.0}}
+beta = 0.0
+
+[simulate]
+t_end = 10.0
+dt = 1.0
+n_paths = 4
+{simulate}
+
+[grid]
+{grid}
+
+[sweep]
+{sweep}
+{extra}
+"""
 
 
-def _assert_same_numbers(a: xr.Dataset, b: xr.Dataset) -> None:
-    assert (a["done"] == 1).all() and (b["done"] == 1).all()
-    np.testing.assert_array_equal(a["p_all_separable"].values, b["p_all_separable"].values)
-    for name in b.data_vars:
-        if b[name].dtype.kind == "f":
-            np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-12, atol=0, err_msg=name)
+NOT_A_TABLE = 'model = 3\n[simulate]\nt_end = 10.0\ndt = 1.0\nn_paths = 4\n[grid]\n"model.alpha.exponent" = [0.5]\n'
 
 
-def test_dask_scheduler_matches_local(tmp_path, reference):
-    """Join a running (in-process, 2 workers) cluster by address; results arrive out of order, numbers agree."""
-    import distributed
-
-    spec = small()
-    local, _ = reference
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
-        dist = sweep.run(spec, tmp_path / "dask.zarr", scheduler=c.scheduler_address, progress=False)
-    _assert_same_numbers(dist, local)
+def _spec(simulate="", grid='"model.alpha.exponent" = [0.5, 2.0]', sweep_="", extra="") -> str:
+    return GOOD.format(simulate=simulate, grid=grid, sweep=sweep_, extra=extra)
 
 
-@pytest.mark.slow
-def test_dask_local_cluster_processes_match_local(tmp_path, reference):
-    """workers=2: a LocalCluster of 2 processes (~30 s on 2 loaded cores: each worker imports torch)."""
-    spec = small()
-    local, _ = reference
-    dist = sweep.run(spec, tmp_path / "dask.zarr", executor="dask", workers=2, progress=False)
-    _assert_same_numbers(dist, local)
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (_spec().replace("t_end = 10.0", 't_end = "10"'), r"\[simulate\] t_end = '10' must be a number, got a string"),
+        (_spec(sweep_="time = '10'"), r"\[sweep\] time = '10' must be a number"),
+        (_spec(sweep_="confidence = 1.5"), r"\[sweep\] confidence = 1.5 must lie in \(0, 1\)"),
+        (_spec(sweep_="confidence = 0.0"), r"confidence = 0.0 must lie in \(0, 1\)"),
+        (_spec(simulate="chunk_size = 0"), r"\[simulate\] chunk_size = 0 must be an integer >= 1"),
+        (_spec(simulate="n_paths_ = 3"), r"\[simulate\] has unknown key\(s\) \['n_paths_'\]"),
+        (_spec(simulate="save = 'full'"), r"must not set 'save'"),
+        (_spec(sweep_="cells = 3"), r"\[sweep\] has unknown key\(s\) \['cells'\]"),
+        (_spec(extra="[sweeps]\nx = 1"), r"unknown section\(s\) \['sweeps'\]"),
+        (_spec(grid='"model.alpha.exponnt" = [1.0]'), r"names no parameter of PowerLaw: accepted: kind, scale"),
+        (_spec(grid='"model.elastic" = [1.0]'), r"'model.elastic'.* names no parameter: 'elastic' is not an LESDE"),
+        (_spec(grid='"simulate.dtt" = [1.0]'), r"'simulate.dtt'.* names no parameter"),
+        (_spec(grid='"alpha.exponent" = [1.0]'), r"must be a dotted path starting with 'model.'"),
+        (_spec(grid='"simulate.t_end" = [1.0, 2.0]'), r"cannot be swept"),
+        (_spec(grid='"model.beta.scale" = [0.1]'), r"beta is 0.0, not a table; write it as an inline table"),
+        (_spec(grid='"model.alpha.exponent" = []'), r"needs a non-empty array"),
+        (_spec(grid='"model.alpha.exponent" = [1, 1.0]'), r"repeated values"),
+        (_spec(sweep_="separability = 'svm'"), r"separability = 'svm' is not supported; accepted: 'ncm'"),
+        (_spec(sweep_="margin = 0.5"), r"margin = 0.5 needs separability = 'margin'"),
+        (_spec(sweep_="time = 20.0"), r"time = 20 is after t_end = 10"),
+        (_spec(grid='"model.alpha.offset" = [1.0, -1.0]'), r"cell alpha.offset=-1.0:.*offset must be > 0"),
+        (_spec(grid='"model.num_classes" = [2, 2.5]'), r"cell num_classes=2.5: \[model\] num_classes = 2.5 must be an"),
+        (_spec(simulate="method = 'heun2'"), r"method = 'heun2' is not supported; accepted: 'auto', 'euler'"),
+        (NOT_A_TABLE, r"'model' must be a table \(\[model\] section\), got an integer 3"),
+        (_spec().replace("dt = 1.0", "dt = 20.0"), r"dt=20.0 must not exceed t_end=10.0"),
+        (_spec().replace("[grid]", "[grid\n"), r"not valid TOML"),
+    ],
+)
+def test_spec_errors_name_the_file_and_key(tmp_path, text, match):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=match) as err:
+        sweep.load_spec(path)
+    assert str(err.value).startswith(str(path)), err.value
+    with pytest.raises(ConfigError):  # and run refuses it before creating anything
+        sweep.run(path, tmp_path / "s.zarr", progress=False)
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_spec_dict_errors_and_canonical_hash():
+    with pytest.raises(ConfigError, match=r"^spec: \[simulate\] t_end = '1e4' must be a number"):
+        sweep.load_spec(demo_spec(simulate={"t_end": "1e4"}))
+    with pytest.raises(TypeError, match="TOML path, a dict or a SweepSpec"):
+        sweep.load_spec(3)
+    # t_end = 10 and t_end = 10.0 are the same spec, as are grid values 1 and 1.0 and defaults written out
+    a = demo_spec(simulate={"t_end": 10, "save_times": [1, 10]}, sweep={"margin": 0})
+    b = demo_spec(simulate={"t_end": 10.0, "save_times": [1.0, 10.0], "method": "auto", "dtype": "float64"})
+    a["grid"]["model.alpha.scale"] = [1, 2]
+    b["grid"]["model.alpha.scale"] = [1.0, 2.0]
+    b["sweep"].update({"separability": "ncm", "confidence": 0.95, "cells_per_batch": None})
+    assert sweep.spec_hash(a) == sweep.spec_hash(b)
+    assert sweep.load_spec(a).to_json() == sweep.load_spec(b).to_json()
+    assert sweep.spec_hash(DEMO_SPEC) == sweep.spec_hash(sweep.load_spec(DEMO_SPEC))
+    changed = demo_spec(simulate={"n_paths": 201})
+    assert sweep.spec_hash(changed) != sweep.spec_hash(DEMO_SPEC)
+    # integer parameters stay integers
+    with pytest.raises(ConfigError, match=r"n_paths = 100.0 must be an integer >= 1, got a number"):
+        sweep.load_spec(demo_spec(simulate={"n_paths": 100.0}))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reading, the plot, the table
+
+
+def test_old_stores_stay_readable_but_are_not_resumed(tmp_path):
+    ds = sweep.open_sweep(OLD_STORE)  # written by lesde 0.1: no status, counts or store_version
+    assert ds["status"].values.ravel().tolist() == ["ok", "pending"]
+    assert ds["done"].values.ravel().tolist() == [1, 0]
+    assert float(ds["p_all_separable"].isel(time=-1).values.ravel()[0]) == 0.625
+    old_spec = json.loads(ds.attrs["spec"])
+    copy = tmp_path / "old.zarr"
+    shutil.copytree(OLD_STORE, copy)
+    with pytest.raises(sweep.StoreError, match="written by lesde 0.1.*cannot be resumed; rerun into a new store"):
+        sweep.run(old_spec, copy, progress=False)
+    from lesde.plots import phase_plot
+
+    assert phase_plot(OLD_STORE, tmp_path / "old.png").stat().st_size > 10_000
 
 
 def test_phase_plot_and_table(phase, tmp_path):
@@ -320,6 +315,7 @@ def test_example_spec_runs_tiny(tmp_path):
     spec = sweep.load_spec(REPO / "examples" / "phase_diagram.toml")
     spec.simulate.update({"n_paths": 8, "t_end": 10.0, "save_times": [10.0]})
     spec.grid = {"model.alpha.exponent": [0.5, 2.0], "model.alpha.scale": [1.0]}
+    spec.sweep["time"] = None
     ds = sweep.run(spec, tmp_path / "ex.zarr", progress=False)
     assert ds["p_all_separable"].dims == ("alpha.exponent", "alpha.scale", "time")
     assert list(ds["time"].values) == [0.0, 10.0]
@@ -332,20 +328,29 @@ def test_netcdf_round_trip(phase, tmp_path):
         xr.testing.assert_identical(back.load(), ds)
 
 
-def _to_toml(spec: dict) -> str:
-    """Minimal TOML writer for the specs above (numbers, strings, lists, inline tables)."""
+def test_moved_names_resolve_with_a_deprecation_warning():
+    import lesde.cli
+    import lesde.demo
 
-    def value(v):
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, str):
-            return f'"{v}"'
-        return repr(v)
+    for name, where, new in [
+        ("demo", lesde.demo, "phase_demo"),
+        ("DEMO_SPEC", lesde.demo, "DEMO_SPEC"),
+        ("sweep_cli", lesde.cli, "sweep_cli"),
+        ("main_cli", lesde.cli, "main_cli"),
+    ]:
+        with pytest.warns(DeprecationWarning, match=f"lesde.sweep.{name} moved to {where.__name__}.{new}"):
+            assert getattr(sweep, name) is getattr(where, new)
+    with pytest.raises(AttributeError):
+        sweep.no_such_name  # noqa: B018
 
-    lines = []
-    for section, table in spec.items():
-        lines.append(f"[{section}]")
-        lines += [f'"{k}" = {value(v)}' for k, v in table.items()]
-    return "\n".join(lines) + "\n"
+
+def test_the_sweep_package_imports_neither_plots_nor_cli_nor_demo():
+    code = "import sys, lesde.sweep; print([m for m in ('lesde.plots', 'lesde.cli', 'lesde.demo') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    for path in (REPO / "lesde" / "sweep").glob("*.py"):
+        if path.name == "__main__.py":  # python -m lesde.sweep: the command line's entry point
+            continue
+        text = path.read_text()
+        for other in ("plots", "cli", "demo"):
+            assert f"from ..{other}" not in text and f"import lesde.{other}" not in text, (path.name, other)

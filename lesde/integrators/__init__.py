@@ -1,70 +1,50 @@
-"""Integrators: one small module per method, registered by name (no if/elif chains over methods).
+"""Integrators: one small module per method, one registry line each (no if/elif chains over method names).
 
-Every integrator has the signature ``integrate(model, x0, grid, gen, record, **options)``: it advances the
-state from ``grid.times[0]`` through every save time and calls ``record(i, state)`` at save index ``i``
-(including ``i = 0``). ``grid`` is a :class:`Grid`. States are (B, N, m) for an LE-SDE and (B, D) for any other
-torchsde-contract module.
+Every method implements the protocol of :class:`lesde.integrators._base.Integrator` (name, orders, ``check``,
+``memory``, ``plan``, ``integrate``). :func:`lesde.simulate` looks a method up with :func:`get`, calls its
+``check`` before any work and never branches on the name. Adding a method means one module, one line in
+:data:`REGISTRY` and one row in ``tests/test_correctness.py``.
+
+>>> from lesde.integrators import get
+>>> get("euler").strong_order, get("torchsde:srk").strong_order
+(1.0, 1.5)
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import difflib
 
-import torch
+from ._base import MAX_STEPS, Grid, Integrator, Memory
+from ._rng import PATH_BLOCK
+from .euler import Euler
+from .exact import Exact
+from .torchsde_method import TorchsdeMethod, torchsde_methods
 
-from . import euler, exact, torchsde_method
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Save times and the equal sub-steps between consecutive save times (each step <= dt)."""
-
-    times: tuple[float, ...]
-    steps: tuple[int, ...]  # steps[i] sub-steps between times[i] and times[i+1]
-
-    @classmethod
-    def make(cls, times: torch.Tensor, dt: float) -> Grid:
-        t = [float(x) for x in times]
-        # ceil with a tolerance, so save times that are multiples of dt give exactly-dt steps
-        steps = tuple(max(1, math.ceil((b - a) / dt - 1e-9)) for a, b in zip(t[:-1], t[1:]))
-        return cls(tuple(t), steps)
-
-    def intervals(self):
-        """(i, t0, t1, n_steps, h) for each save interval."""
-        for i, n in enumerate(self.steps):
-            t0, t1 = self.times[i], self.times[i + 1]
-            yield i, t0, t1, n, (t1 - t0) / n
-
-    @property
-    def total_steps(self) -> int:
-        return sum(self.steps)
-
-
-NATIVE = {"euler": euler.integrate, "exact": exact.integrate}
-
-
-def torchsde_methods() -> list[str]:
-    """torchsde's fixed-step methods (the adjoint-only one excluded)."""
-    from torchsde.settings import METHODS
-
-    names = (v for k, v in vars(METHODS).items() if not k.startswith("_") and isinstance(v, str))
-    return sorted(n for n in names if not n.startswith("adjoint"))
+REGISTRY: dict[str, Integrator] = {
+    "euler": Euler(),
+    "exact": Exact(),
+    **{f"torchsde:{name}": TorchsdeMethod(name) for name in torchsde_methods()},
+}
 
 
 def known_methods() -> list[str]:
-    return [*NATIVE, *(f"torchsde:{m}" for m in torchsde_methods())]
+    """Every method name :func:`lesde.simulate` accepts."""
+    return list(REGISTRY)
 
 
-def resolve(method: str):
-    """Return (integrate function, options) for a method name, or raise listing the known ones."""
+def get(method: str) -> Integrator:
+    """The integrator registered as ``method``; a ValueError lists the known names (and the nearest one)."""
     if not isinstance(method, str):
-        raise TypeError(f"method must be a string; accepted: {', '.join(known_methods())}")
-    if method in NATIVE:
-        return NATIVE[method], {}
-    if method.startswith("torchsde:") and method.split(":", 1)[1] in torchsde_methods():
-        return torchsde_method.integrate, {"name": method.split(":", 1)[1]}
-    raise ValueError(f"method={method!r} is not known; accepted: {', '.join(known_methods())}")
+        raise TypeError(f"method must be a string; accepted: {', '.join(REGISTRY)}")
+    if method in REGISTRY:
+        return REGISTRY[method]
+    hint = ""
+    if f"torchsde:{method}" in REGISTRY:
+        hint = f" (did you mean 'torchsde:{method}'?)"
+    else:
+        close = difflib.get_close_matches(method, list(REGISTRY), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"method={method!r} is not known{hint}; accepted: {', '.join(REGISTRY)}")
 
 
 def check(method: str, model, **options) -> str | None:
@@ -72,17 +52,28 @@ def check(method: str, model, **options) -> str | None:
 
     Raises ValueError only for a method name that is not known. Sweeps use this for ``method="auto"``.
     """
-    resolve(method)
-    if method == "exact":
-        return exact.unsupported_reason(model)
-    if method.startswith("torchsde:"):
-        name = method.split(":", 1)[1]
-        if name in torchsde_method.STRATONOVICH and getattr(model, "noise_kind", None) == "sampling":
-            return (
-                f"method={method!r} is a Stratonovich solver; noise='sampling' is state dependent so the Ito and "
-                "Stratonovich forms differ: use torchsde:euler, torchsde:milstein or torchsde:srk"
-            )
-    return None
+    return get(method).check(model, **options)
 
 
-__all__ = ["Grid", "check", "resolve", "known_methods", "NATIVE"]
+def resolve(method: str):
+    """Backward-compatible alias of :func:`get` returning ``(integrator, {})``."""
+    return get(method), {}
+
+
+#: the native methods (kept for backward compatibility)
+NATIVE = {name: REGISTRY[name] for name in ("euler", "exact")}
+
+__all__ = [
+    "Grid",
+    "Integrator",
+    "Memory",
+    "REGISTRY",
+    "NATIVE",
+    "MAX_STEPS",
+    "PATH_BLOCK",
+    "get",
+    "check",
+    "resolve",
+    "known_methods",
+    "torchsde_methods",
+]

@@ -29,21 +29,24 @@ copies, correlated only by the noise covariance's right factor); other transform
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from ..schedules import Constant
+from ._base import Integrator, Memory, is_lesde
+from ._start import deviation_bytes, deviations_for, in_law_applies
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
 
 
 def unsupported_reason(model) -> str | None:
-    from ..model import LESDE
-
-    if not isinstance(model, LESDE):
+    if not is_lesde(model):
         return "method='exact' needs an LESDE model (it uses the mean/deviation split of the LE-SDE)"
+    if not model.has_standard_dynamics:
+        return (
+            f"method='exact' samples the closed-form class-mean dynamics of LESDE.f and LESDE.g, but "
+            f"{type(model).__name__} overrides them; use method='euler' (which steps your f and g) or a torchsde method"
+        )
     if model.transform.state_dependent:
         return (
             f"method='exact' needs a fixed transform; transform={model.transform.name!r} depends on the state "
@@ -118,10 +121,11 @@ class _Spectral:
     def __init__(self, model):
         K = model.num_classes
         self.K = K
-        self.alpha, self.beta, self.inv = _unique_params(model)
+        alpha, beta, self.inv = _unique_params(model)
+        self.alpha, self.beta = alpha.to(device="cpu"), beta.to(device="cpu")  # transitions are built on the host
         one = torch.full((K, K), 1.0 / K, dtype=torch.float64)
         self.P = torch.stack([torch.eye(K, dtype=torch.float64) - one, one])  # (2, K, K): contrast, common
-        self.D = torch.diag(model.sigma_class.cpu() ** 2 / model.counts.double())  # (K, K)
+        self.D = torch.diag(model.sigma_class.cpu().double() ** 2 / model.counts.cpu().double())  # (K, K)
         self.PDP = torch.einsum("jab,bc,kcd->jkad", self.P, self.D, self.P)  # (2, 2, K, K)
         self.modes = (0, 1) if K > 1 else (1,)
 
@@ -153,7 +157,7 @@ class _VanLoan:
     def __init__(self, model, reduced: bool):
         self.model, self.reduced = model, reduced
         m = model.dim
-        D = torch.diag(model.sigma_class.cpu() ** 2 / model.counts.double())
+        D = torch.diag(model.sigma_class.cpu().double() ** 2 / model.counts.cpu().double())
         if reduced:
             self.Q = D
         else:
@@ -175,8 +179,8 @@ class _VanLoan:
             self.inv = None
         if self.reduced:
             return W
-        tr = self.model.transform.to(dtype=torch.float64, device="cpu")
-        return tr.dense(W)
+        dev = self.model.class_probs.device
+        return self.model.transform.dense(W.to(dev)).cpu()  # float64, on the model's device, then to the host
 
     def transition(self, t: float, h: float, cache_key=None):
         if cache_key is not None and cache_key in self._cache:
@@ -195,63 +199,78 @@ class _VanLoan:
         return out
 
 
-# ---------------------------------------------------------------------------------------------- driver
-def integrate(model, X, grid, gen, record, **_):
-    plan = plan_for(model)
-    B, N, m = X.shape
-    K = model.num_classes
-    dev, dt_ = X.device, X.dtype
-    labels = model.labels.to(dev)
-    sig = model._sigma_samples(X)[:, None]  # (N, 1)
-    chol_T = None if model.noise_chol is None else model.noise_chol.to(X).T
-    reduced = model.transform.is_identity
-    M = model.class_means(X)  # (B, K, m)
-    Z = X - M[:, labels]
-    record(0, X)
+# ---------------------------------------------------------------------------------------------- the method
+class Exact(Integrator):
+    """Exact Gaussian transitions of the class means; the deviations exactly per save interval."""
 
-    def apply(M, Phi, F, inv):
-        """M <- Phi M + F xi (L_Sigma^T on the right for reduced covariance noise); per-path gather by inv."""
-        Phi, F = Phi.to(device=dev, dtype=torch.float64), F.to(device=dev, dtype=torch.float64)
-        if inv is not None:
-            inv = inv.to(dev)
-            Phi, F = Phi[inv], F[inv]
-        elif Phi.ndim == 3:
-            Phi, F = Phi[0], F[0]
-        xi = torch.randn(M.shape, generator=gen, dtype=dt_, device=dev).double()
-        if reduced:
-            noise = F @ xi
-            if chol_T is not None:
-                noise = noise @ chol_T.double()
-            return (Phi @ M.double() + noise).to(dt_)
-        v = M.reshape(B, K * m, 1).double()
-        out = Phi @ v + F @ xi.reshape(B, K * m, 1)
-        return out.view(B, K, m).to(dt_)
+    name = "exact"
+    strong_order = None  # no stepping error: exact in law at the save times (no pathwise coupling to a dW)
+    strong_order_state_dependent = None
+    weak_order = None
 
-    if plan == "spectral":
-        sp = _Spectral(model)
-        for i, t0, t1, _n, _h in grid.intervals():
-            Phi, F = sp.transition(t0, t1)
-            M = apply(M, Phi, F, sp.inv)
-            Z = _deviation_step(Z, t1 - t0, sig, chol_T, model, gen)
-            record(i + 1, M[:, labels] + Z, means=M, deviations=Z)
-        return
-    vl = _VanLoan(model, reduced)
-    for i, t0, t1, n, h in grid.intervals():
-        if plan == "constant":  # one exact jump over the whole interval
-            Phi, F, inv = vl.transition(t0, t1 - t0, cache_key=round((t1 - t0) * 1e12))
-            M = apply(M, Phi, F, inv)
+    def check(self, model, save="means", bm=None, **_):
+        if bm is not None:
+            return "method='exact' samples transitions in law and cannot follow a given Brownian motion (bm=)"
+        return unsupported_reason(model)
+
+    def plan(self, model, save, **_):
+        return plan_for(model) + (" (within-class statistics in law)" if in_law_applies(model, save) else "")
+
+    def memory(self, model, save, itemsize, **_):
+        K, m = model.num_classes, model.dim
+        U = model.param_batch or 1
+        plan = plan_for(model)
+        n = K if model.transform.is_identity else K * m
+        if plan == "spectral":
+            fixed = 8 * (4 * K * K * 2 + 3 * U * K * K + 4 * 600 * U)
         else:
-            for s in range(n):
-                Phi, F, inv = vl.transition(t0 + (s + 0.5) * h, h)
+            fixed = 8 * U * (2 * n) ** 2 * 6
+        per_path = 8 * (2 * n * n if model.param_batch else 0) + 8 * 4 * K * m  # gathered maps, float64 means
+        return Memory(fixed, per_path + deviation_bytes(model, save, itemsize))
+
+    def integrate(self, model, start, grid, rng, record, save, rows=None, **_):
+        plan = plan_for(model)
+        dev, dtype = rng.device, start.dtype
+        M, deviations = deviations_for(model, start, rows, rng, dtype, dev, in_law=in_law_applies(model, save))
+        B, K, m = M.shape
+        chol_T = None if model.noise_chol is None else model.noise_chol.to(device=dev, dtype=torch.float64).T
+        reduced = model.transform.is_identity
+        record(0, means=M, **deviations.parts())
+
+        def apply(M, Phi, F, inv):
+            """M <- Phi M + F xi (L_Sigma^T on the right for reduced covariance noise); per-path gather by inv."""
+            Phi, F = Phi.to(device=dev, dtype=torch.float64), F.to(device=dev, dtype=torch.float64)
+            if inv is not None:
+                inv = inv.to(dev)
+                Phi, F = Phi[inv], F[inv]
+            elif Phi.ndim == 3:
+                Phi, F = Phi[0], F[0]
+            xi = rng.normal((K, m), dtype).double()
+            if reduced:
+                noise = F @ xi
+                if chol_T is not None:
+                    noise = noise @ chol_T
+                return (Phi @ M.double() + noise).to(dtype)
+            v = M.reshape(B, K * m, 1).double()
+            out = Phi @ v + F @ xi.reshape(B, K * m, 1)
+            return out.view(B, K, m).to(dtype)
+
+        if plan == "spectral":
+            sp = _Spectral(model)
+            for i, t0, t1, _n, _h in grid.intervals():
+                Phi, F = sp.transition(t0, t1)
+                M = apply(M, Phi, F, sp.inv)
+                deviations.advance(t1 - t0)
+                record(i + 1, means=M, **deviations.parts())
+            return
+        vl = _VanLoan(model, reduced)
+        for i, t0, t1, n, h in grid.intervals():
+            if plan == "constant":  # one exact jump over the whole interval
+                Phi, F, inv = vl.transition(t0, t1 - t0, cache_key=round((t1 - t0) * 1e12))
                 M = apply(M, Phi, F, inv)
-        Z = _deviation_step(Z, t1 - t0, sig, chol_T, model, gen)
-        record(i + 1, M[:, labels] + Z, means=M, deviations=Z)
-
-
-def _deviation_step(Z, dt, sig, chol_T, model, gen):
-    """Z <- Z + sqrt(dt) sigma_k (xi - class mean of xi) (L_Sigma^T): exact Brownian motion projected to zero class mean."""
-    xi = torch.randn(Z.shape, generator=gen, dtype=Z.dtype, device=Z.device)
-    xi = xi - model.class_means(xi)[:, model.labels.to(Z.device)]
-    if chol_T is not None:
-        xi = xi @ chol_T
-    return Z + math.sqrt(dt) * sig * xi
+            else:
+                for s in range(n):
+                    Phi, F, inv = vl.transition(t0 + (s + 0.5) * h, h)
+                    M = apply(M, Phi, F, inv)
+            deviations.advance(t1 - t0)
+            record(i + 1, means=M, **deviations.parts())

@@ -1,0 +1,115 @@
+r"""Parameter sweeps of the LE-SDE: separability phase diagrams, batched, resumable and distributable.
+
+A sweep spec (a TOML file or the equivalent dict) names a base model, a simulation and a grid:
+
+.. code-block:: toml
+
+    [model]                       # lesde.LESDE arguments
+    num_classes = 2
+    dim = 2
+    samples_per_class = 20
+    alpha = {kind = "PowerLaw", scale = 1.0, exponent = 1.0}
+    beta = 0.0
+    noise = 1.0
+
+    [simulate]                    # lesde.simulate arguments (per cell)
+    t_end = 1e4
+    dt = 1.0
+    n_paths = 200                 # paths per cell
+    save_times = [10.0, 100.0, 1000.0, 10000.0]
+    seed = 0
+
+    [grid]                        # dotted parameter paths -> values; one dimension each, in this order
+    "model.alpha.exponent" = [0.5, 1.0, 1.5, 2.0]
+    "model.alpha.scale" = [0.5, 1.0, 2.0, 4.0]
+
+    [sweep]                       # optional
+    time = 1e4                    # the time the demo table and the plots summarise at (default: the last)
+    separability = "ncm"          # "ncm" | "margin" | "linear"
+    margin = 0.0                  # only with separability = "margin"
+    confidence = 0.95             # of the Wilson intervals
+    cells_per_batch = 64          # default: as many as fit a fixed memory budget
+
+For every cell the result holds, at every save time, ``p_all_separable`` (the fraction of paths on which every
+class pair is separable) and ``separable_fraction`` (the mean over paths of the fraction of separable pairs), each
+with its Wilson interval (:func:`lesde.separability.wilson_interval`; the interval of ``separable_fraction`` pools
+the pair counts over paths), the integer counts behind them (``all_separable_paths``, ``separable_pairs``), and
+the mean over paths of every NC metric that ``simulate(save="metrics")`` returns. The Dataset has one dimension
+per grid key (named by the key without its ``model.`` prefix, e.g. ``alpha.exponent``) plus ``time``;
+``status`` says which cells are ``ok``, ``failed`` or ``pending`` and ``method`` which integration method
+produced each cell.
+
+The parts, one module each: :mod:`~lesde.sweep.spec` (load and check the spec, its canonical hash),
+:mod:`~lesde.sweep.plan` (cells -> batches, per-cell seeds, ``method="auto"``), :mod:`~lesde.sweep.batch`
+(run one batch, isolate failing cells), :mod:`~lesde.sweep.store` (zarr layout, creation, locking, status),
+:mod:`~lesde.sweep.executors` (local, Dask) and :mod:`~lesde.sweep.runner` (:func:`run`, text summaries).
+
+Semantics a long sweep relies on:
+
+- **Ctrl-C** never writes the batch in progress (an interrupted simulation is not a result) and is held while
+  a finished batch is written; :func:`run` raises :class:`SweepInterrupted` (``lesde sweep`` exits 130).
+  Rerunning the same command resumes, and the store ends equal, bit for bit, to an uninterrupted run's.
+- **A failed cell** (float64 overflow, a floating-point or numerical error) is recorded as ``failed`` with NaN
+  results and its message in ``attrs["failed_cells"]``; the sweep goes on. A rerun retries failed cells only
+  with ``retry_failed=True`` (``--retry-failed``); the other cells of its batch keep their numbers.
+- **The store** is created before any work, atomically, and written by one sweep at a time
+  (:class:`StoreBusy` for a second one); damage is reported with the store, chunk file and cells.
+
+The command line (``lesde sweep``, ``python -m lesde.sweep``) and ``lesde demo`` live outside this package,
+in :mod:`lesde.cli` and :mod:`lesde.demo`; the names ``sweep_cli``, ``main_cli``, ``demo`` and ``DEMO_SPEC``
+still resolve here, with a DeprecationWarning.
+
+Decisions (the issue leaves these open): grid keys under ``simulate`` may not change the time axis or the paths
+(``t_end``, ``save_times``, ``n_save``, ``n_paths``, ``seed``, ``x0``) so that all cells share one ``time``
+coordinate; grid values that are not scalars (e.g. per-class noise lists) become JSON-string coordinates;
+``simulate.dtype`` defaults to ``"float64"`` because phase diagrams reach exp(A(t)) far beyond float32; NC metrics
+are averaged with ``nanmean`` (a metric undefined on some paths, e.g. 0/0 at t = 0, does not poison the cell).
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+from .batch import BatchResult, run_batch
+from .executors import SchedulerUnreachable, WorkersGone
+from .plan import Batch, cell_seed, plan
+from .runner import SweepInterrupted, describe_failures, failed_cells, format_table, run
+from .spec import SweepSpec, load_spec, spec_hash
+from .store import StoreBusy, StoreError, hold_sigint, open_sweep
+
+__all__ = [
+    "run",
+    "load_spec",
+    "spec_hash",
+    "plan",
+    "run_batch",
+    "open_sweep",
+    "format_table",
+    "describe_failures",
+    "failed_cells",
+    "cell_seed",
+    "hold_sigint",
+    "SweepSpec",
+    "Batch",
+    "BatchResult",
+    "SweepInterrupted",
+    "StoreError",
+    "StoreBusy",
+    "SchedulerUnreachable",
+    "WorkersGone",
+]
+
+#: names that moved out of the sweep package (the CLI glue and the demo), and where they live now
+_MOVED = {"sweep_cli": "lesde.cli", "main_cli": "lesde.cli", "demo": "lesde.demo", "DEMO_SPEC": "lesde.demo"}
+
+
+def __getattr__(name: str):
+    # Deprecated spellings: resolved lazily, by name, only when used, so that the package itself never imports
+    # the CLI or the demo (they import it).
+    if name in _MOVED:
+        target = _MOVED[name]
+        new = "phase_demo" if name == "demo" else name
+        warnings.warn(f"lesde.sweep.{name} moved to {target}.{new}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(target), new)
+    raise AttributeError(f"module 'lesde.sweep' has no attribute {name!r}")

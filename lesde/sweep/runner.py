@@ -1,0 +1,159 @@
+"""``run``: a sweep from spec to store, resumable, with per-cell failures; and text summaries of a store."""
+
+from __future__ import annotations
+
+import json
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from .._validate import check_choice, check_device, check_int, check_positive_float
+from ..metrics import ONLINE_METRICS
+from .executors import EXECUTORS
+from .plan import plan
+from .spec import SweepSpec, load_spec, time_axis
+from .store import hold_sigint, open_store, open_sweep
+
+__all__ = ["run", "SweepInterrupted", "format_table", "describe_failures", "failed_cells"]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the sweep; the message says how many cells the store holds. Rerun to resume."""
+
+
+def _count_ok(store: Path) -> int:
+    import zarr
+
+    try:
+        group = zarr.open_group(str(store), mode="r", zarr_format=2)
+        return int((np.asarray(group["status"][...]).astype(str) == "ok").sum())
+    except Exception:  # noqa: BLE001 - no store yet, or unreadable: nothing of it counts
+        return 0
+
+
+def run(
+    spec: SweepSpec | dict[str, Any] | str | Path,
+    store: str | Path,
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    retry_failed: bool = False,
+    worker_timeout: float = 60.0,
+) -> xr.Dataset:
+    """Run (or resume) a sweep into a zarr store and return the gridded result.
+
+    Parameters
+    ----------
+    spec : path to a TOML file, dict or SweepSpec
+        See :mod:`lesde.sweep`; checked completely before any work.
+    store : path
+        The zarr store (a folder), created before the first batch runs. Cells already ``ok`` there are skipped,
+        failed ones too unless ``retry_failed``; a store of another spec is refused, as is one that another
+        sweep is writing.
+    executor : {"local", "dask"}
+        ``"dask"`` with ``workers=N`` starts a LocalCluster of N processes on 127.0.0.1; with
+        ``scheduler=ADDRESS`` it joins one. Passing ``workers`` or ``scheduler`` implies ``"dask"``.
+    device : str
+        Torch device each batch runs on (``"cuda"`` spreads over a cluster's GPUs).
+    progress : bool
+        tqdm bar over cells.
+    retry_failed : bool
+        Run the cells a previous run recorded as failed again.
+    worker_timeout : float
+        Seconds without any Dask worker after which the sweep stops (:class:`~lesde.sweep.WorkersGone`).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims: one per grid key, plus ``time``. Variables ``p_all_separable``, ``separable_fraction`` (with
+        ``_lower``/``_upper`` Wilson bounds), the integer counts ``separable_pairs`` and
+        ``all_separable_paths``, NC metrics (mean over paths), ``status``, ``done`` and ``method``; the
+        failures' messages are in ``attrs["failed_cells"]`` (JSON).
+
+    Raises
+    ------
+    SweepInterrupted
+        On Ctrl-C (a KeyboardInterrupt): nothing of the batch in progress is written; rerun to resume, and
+        the result equals an uninterrupted run's bit for bit.
+
+    Examples
+    --------
+    >>> ds = lesde.sweep.run("examples/phase_diagram.toml", "phase.zarr")  # doctest: +SKIP
+    >>> ds.p_all_separable.sel(time=1e4)  # doctest: +SKIP
+    """
+    spec = load_spec(spec)
+    if workers is not None or scheduler is not None:
+        executor = "dask"
+    check_choice("executor", executor, EXECUTORS)
+    if workers is not None and scheduler is not None:
+        raise ValueError("pass either workers (start a LocalCluster) or scheduler (join a cluster), not both")
+    if workers is not None:
+        check_int("workers", workers)
+    worker_timeout = check_positive_float("worker_timeout", worker_timeout)
+    device = str(check_device(device))
+    store = Path(store)
+    try:
+        batches = plan(spec)  # also resolves method="auto" before any work
+        time = time_axis(spec.simulate)
+        with open_store(store, spec, time, list(ONLINE_METRICS)) as st:
+            status = st.status()
+            todo = (status == "pending") | ((status == "failed") & retry_failed)
+            work = [b.subset([j for j, c in enumerate(b.cells) if todo[c]]) for b in batches if todo[b.cells].any()]
+            bar = tqdm(total=spec.n_cells, initial=int((~todo).sum()), unit="cell", disable=not progress, desc="sweep")
+            try:
+                if work:
+                    results = EXECUTORS[executor](
+                        work, device, workers=workers, scheduler=scheduler, worker_timeout=worker_timeout
+                    )
+                    with closing(results):  # an interrupt closes the generator at once: a cluster shuts down
+                        for result in results:
+                            with hold_sigint():
+                                st.write(result)
+                            bar.update(len(result.cells))
+            finally:
+                bar.close()
+    except KeyboardInterrupt:
+        raise SweepInterrupted(
+            f"{_count_ok(store)} of {spec.n_cells} cells are in {store}; rerun the same command to resume"
+        ) from None
+    return open_sweep(store)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# summaries
+
+
+def failed_cells(ds: xr.Dataset) -> dict[int, dict[str, str]]:
+    """Flat cell index -> {"cell": label, "error": message} of a sweep Dataset's failed cells."""
+    return {int(k): v for k, v in json.loads(ds.attrs.get("failed_cells", "{}")).items()}
+
+
+def describe_failures(ds: xr.Dataset, limit: int = 4) -> str:
+    """One line naming the failed cells and their errors ("" if none)."""
+    failed = failed_cells(ds)
+    if not failed:
+        return ""
+    items = [f"{v['cell']} ({v['error']})" for _, v in sorted(failed.items())]
+    more = f"; and {len(items) - limit} more (see the store's status variable)" if len(items) > limit else ""
+    return f"{len(failed)} of {ds['status'].size} cells failed: " + "; ".join(items[:limit]) + more
+
+
+def format_table(ds: xr.Dataset, time: float | None = None, x: str = "alpha.exponent", y: str = "alpha.scale") -> str:
+    """A compact text table of P(all pairs separable) at ``time``: rows ``y``, columns ``x``; failed cells
+    show ``fail``, missing ones stay blank."""
+    time = float(ds.attrs.get("summary_time", ds.time[-1])) if time is None else float(time)
+    p = ds["p_all_separable"].sel(time=time, method="nearest").transpose(y, x)
+    failed = (ds["status"] == "failed").transpose(y, x).values if "status" in ds else np.zeros(p.shape, bool)
+    head = f"P(all pairs separable) at t = {float(p.time):g}; rows {y}, columns {x}"
+    lines = [head, f"{y:>12} | " + " ".join(f"{float(v):>5g}" for v in p[x].values)]
+    lines.append("-" * len(lines[-1]))
+    for yv, row, bad in zip(p[y].values, p.values, failed):
+        cells = [" fail" if b else " " * 5 if np.isnan(v) else f"{v:5.2f}" for v, b in zip(row, bad)]
+        lines.append(f"{float(yv):>12g} | " + " ".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,418 @@
+"""The zarr store of a sweep: layout, safe creation, one writer at a time, per-cell status, damage reports.
+
+Layout (zarr format 2, no consolidated metadata so attrs written later are never stale): one dimension per grid
+key plus ``time``; float64 ``(grid..., time)`` summaries (``p_all_separable``, ``separable_fraction``, their
+Wilson bounds, the NC metrics averaged over paths; NaN until written); int64 ``(grid..., time)`` counts
+``separable_pairs`` and ``all_separable_paths`` (-1 until written or for a failed cell); per cell ``status``
+(``"pending"``, ``"ok"`` or ``"failed"``), ``done`` (1 where ``status == "ok"``; kept for older readers) and
+``method``. Attrs: the canonical ``spec`` and its ``spec_hash``, ``store_version``, ``seeding``, and
+``failed_cells`` (JSON: flat cell index -> the cell and its error message).
+
+Safety:
+
+- **Creation.** The store is created before any batch runs (so a bad path fails at once), in a hidden sibling
+  ``.NAME.partial-PID-XXXX`` that is renamed into place when complete: a store on disk is always whole. An error
+  during creation removes the partial folder; one left by a killed process is removed by the next sweep that
+  finds its creator gone.
+- **One writer.** The sweep holds an exclusive ``flock`` on the store's folder while it runs. Two sweeps that
+  create the same fresh store at once: one creates it, the other finds it locked and stops with a message
+  (:class:`StoreBusy`); the same happens to a second sweep started on a store in use.
+- **Writes.** Each batch is written data first, then ``method``, the failure messages, ``done`` and last
+  ``status``; zarr replaces every chunk file atomically, so a sweep killed at any point leaves a readable store
+  whose ``ok`` cells are complete. SIGINT is held during a write and creation (:func:`hold_sigint`).
+- **Damage.** A chunk that cannot be read is reported with the store, the variable, the chunk file and the cells
+  it holds (:class:`StoreError`).
+
+Stores written by lesde 0.1 (no ``store_version``) stay readable by :func:`open_sweep` (``status`` is derived
+from ``done``) but are not resumed: their cells were seeded per batch.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import signal
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .batch import COUNT_VARS, SEPARABILITY_VARS, BatchResult
+from .spec import SweepSpec, cell_label, load_spec, spec_hash
+
+__all__ = ["StoreError", "StoreBusy", "SweepStore", "open_store", "open_sweep", "hold_sigint", "STORE_VERSION"]
+
+STORE_VERSION = 2
+SEEDING = "per cell: numpy SeedSequence([simulate.seed, *uint32 words of sha256(the cell's grid values)])"
+STATUS = ("pending", "ok", "failed")
+_STATUS_DTYPE = "<U7"
+_METHOD_DTYPE = "<U32"
+_PARTIAL = ".partial-"
+
+
+class StoreError(ValueError):
+    """A store that cannot be used: not a lesde sweep store, another spec's, too old to resume, or damaged."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the store's lock."""
+
+
+@contextmanager
+def hold_sigint() -> Iterator[None]:
+    """Defer Ctrl-C until the block (a store write) finishes, then raise it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# locking and creation
+
+
+def _lock(folder: Path) -> int:
+    """An exclusive flock on ``folder`` (held by the returned descriptor), or StoreBusy."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreBusy(
+            f"store {folder} is in use by another lesde sweep (it holds the store's lock); wait for it to finish "
+            "(then rerun to see its result) or use another store path"
+        ) from None
+    return fd
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Remove ``.NAME.partial-PID-*`` folders whose creating process is gone (killed during creation)."""
+    for partial in path.parent.glob(f".{path.name}{_PARTIAL}*"):
+        try:
+            pid = int(partial.name[len(f".{path.name}{_PARTIAL}") :].split("-")[0])
+        except ValueError:
+            continue
+        if _pid_alive(pid):
+            continue
+        try:
+            fd = _lock(partial)
+        except (StoreBusy, OSError):
+            continue
+        try:
+            shutil.rmtree(partial, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _coord(values: list) -> np.ndarray:
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.float64 if any(isinstance(v, float) for v in values) else np.int64)
+    if all(isinstance(v, (str, bool)) for v in values):
+        return np.asarray([str(v) for v in values])
+    return np.asarray([json.dumps(v, sort_keys=True) for v in values])  # lists/tables: JSON labels
+
+
+def _layout(spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> tuple[xr.Dataset, dict]:
+    """The empty store as a Dataset (float data lazily NaN) and its zarr encoding."""
+    import dask.array as da
+
+    from .._attrs import VARIABLE_ATTRS, finalize
+
+    dims = spec.dims
+    coords = {d: _coord(v) for d, v in zip(dims, spec.grid.values())}
+    coords["time"] = time
+    shape = (*spec.shape, len(time))
+    # leading grid dims chunked by 1, the last grid dim and time whole: one chunk per row of cells
+    chunks = (*([1] * (len(dims) - 1)), spec.shape[-1], len(time))
+    cell_chunks = chunks[:-1]
+    data_vars: dict = {}
+    for name in [*SEPARABILITY_VARS, *sorted(set(metrics) - set(SEPARABILITY_VARS))]:
+        data_vars[name] = ([*dims, "time"], da.full(shape, np.nan, chunks=chunks, dtype=np.float64))
+    for name in COUNT_VARS:
+        data_vars[name] = ([*dims, "time"], np.full(shape, -1, dtype=np.int64))
+    data_vars["status"] = (dims, np.full(spec.shape, "pending", dtype=_STATUS_DTYPE))
+    data_vars["done"] = (dims, np.zeros(spec.shape, dtype=np.int8))
+    data_vars["method"] = (dims, np.full(spec.shape, "", dtype=_METHOD_DTYPE))
+    ds = xr.Dataset(data_vars, coords=coords)
+    for name in metrics:
+        base = VARIABLE_ATTRS.get(name, {}).get("long_name", name)
+        ds[name].attrs["long_name"] = f"{base} (mean over paths)"
+    ds["separable_pairs"].attrs["long_name"] = "separable class pairs, summed over the cell's paths (-1: none)"
+    ds["all_separable_paths"].attrs["long_name"] = "paths on which every class pair is separable (-1: none)"
+    ds["status"].attrs["long_name"] = "sweep cell status: pending, ok or failed (message in attrs failed_cells)"
+    ds = finalize(
+        ds,
+        spec=spec.to_json(),
+        spec_hash=spec_hash(spec),
+        grid_keys=json.dumps(list(spec.grid)),
+        n_paths=spec.n_paths,
+        separability=spec.sweep["separability"],
+        margin=float(spec.sweep["margin"]),
+        confidence=float(spec.sweep["confidence"]),
+        summary_time=float(time[-1] if spec.sweep["time"] is None else spec.sweep["time"]),
+        store_version=STORE_VERSION,
+        seeding=SEEDING,
+        failed_cells="{}",
+    )
+    encoding = {name: {"chunks": chunks} for name in ds.data_vars if ds[name].ndim == len(shape)}
+    encoding.update({name: {"chunks": cell_chunks} for name in ("status", "done", "method")})
+    for name in COUNT_VARS:
+        encoding[name]["_FillValue"] = None  # written in full at creation; no CF masking (stays int64)
+    return ds, encoding
+
+
+def _create(path: Path, spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> int | None:
+    """Create the store via a locked hidden sibling; the lock descriptor, or None if another process won."""
+    tmp = path.parent / f".{path.name}{_PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    fd = None
+    try:
+        fd = _lock(tmp)
+        ds, encoding = _layout(spec, time, metrics)
+        ds.to_zarr(str(tmp), mode="a", compute=False, zarr_format=2, consolidated=False, encoding=encoding)
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()  # an empty folder made by the user: take its place
+        try:
+            os.rename(tmp, path)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+            os.close(fd)
+            fd = None
+            return None  # another sweep created it first
+        result, fd = fd, None
+        return result
+    finally:
+        if fd is not None:
+            os.close(fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_existing(path: Path, spec: SweepSpec) -> None:
+    import zarr
+
+    if not path.is_dir():
+        raise StoreError(f"store {path} exists and is not a zarr store (a folder); give another store path")
+    try:
+        attrs = dict(zarr.open_group(str(path), mode="r", zarr_format=2).attrs)
+    except Exception as e:  # noqa: BLE001 - any unreadable store is refused with its reason
+        raise StoreError(
+            f"store {path} exists but is not a readable lesde sweep store ({type(e).__name__}: {e})"
+        ) from None
+    if "spec_hash" not in attrs:
+        raise StoreError(f"store {path} exists but is not a lesde sweep store (no spec_hash attr)")
+    if "store_version" not in attrs:
+        raise StoreError(
+            f"store {path} was written by lesde 0.1 (cells seeded per batch): it stays readable with "
+            "lesde.sweep.open_sweep and lesde plot, but cannot be resumed; rerun into a new store"
+        )
+    digest = spec_hash(spec)
+    if attrs["spec_hash"] != digest:
+        raise StoreError(
+            f"store {path} was written by a different sweep spec (spec_hash {attrs['spec_hash'][:12]}... != "
+            f"{digest[:12]}...); use a new store path, or delete the old store to recompute"
+        )
+
+
+@contextmanager
+def open_store(path: str | Path, spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> Iterator[SweepStore]:
+    """The store at ``path`` for ``spec``, created if missing, locked for this process while the block runs."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create the folder of store {path}: {e.strerror or e}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise StoreError(f"cannot write store {path}: its folder {path.parent} is not writable")
+    _remove_stale_partials(path)
+    fd = None
+    try:
+        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+            with hold_sigint():  # a Ctrl-C here is raised once the store is complete (and the lock released)
+                try:
+                    fd = _create(path, spec, time, metrics)
+                except OSError as e:
+                    raise StoreError(f"cannot create store {path}: {e.strerror or e}") from None
+        if fd is None:
+            _check_existing(path, spec)
+            fd = _lock(path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+    try:
+        yield SweepStore(path, spec)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reading and writing
+
+
+def _damage(path: Path, name: str, error: Exception, spec: SweepSpec | None = None) -> StoreError:
+    """A StoreError naming the damaged chunk files of ``name`` and the cells they hold."""
+    import zarr
+
+    bad = []
+    try:
+        arr = zarr.open_array(str(path / name), mode="r", zarr_format=2)
+        grid = [range(0, s, c) for s, c in zip(arr.shape, arr.chunks)]
+        for start in np.ndindex(*[len(g) for g in grid]):
+            region = tuple(slice(g[i], g[i] + c) for g, i, c in zip(grid, start, arr.chunks))
+            try:
+                arr[region]
+            except Exception:  # noqa: BLE001 - every unreadable chunk is reported
+                bad.append((".".join(map(str, start)), region))
+    except Exception:  # noqa: BLE001 - the array's metadata itself is damaged
+        return StoreError(f"store {path}: variable {name} cannot be read ({type(error).__name__}: {error})")
+    if not bad:
+        return StoreError(f"store {path}: variable {name} cannot be read ({type(error).__name__}: {error})")
+    if spec is None:
+        try:
+            spec = load_spec(json.loads(dict(zarr.open_group(str(path), mode="r", zarr_format=2).attrs)["spec"]))
+        except Exception:  # noqa: BLE001 - name the chunk without its cells
+            spec = None
+    where = []
+    for key, region in bad[:3]:
+        cells = ""
+        if spec is not None:
+            index = np.indices(spec.shape)[(slice(None), *region[: len(spec.shape)])].reshape(len(spec.shape), -1)
+            flat = np.ravel_multi_index(tuple(index), spec.shape)
+            labels = [cell_label(spec, int(c)) for c in flat[:3]]
+            more = f" and {len(flat) - 3} more" if len(flat) > 3 else ""
+            cells = f" (cells {'; '.join(labels)}{more})"
+        where.append(f"chunk file {path / name / key}{cells}")
+    more = f" and {len(bad) - 3} more chunks" if len(bad) > 3 else ""
+    return StoreError(
+        f"store {path} is damaged: {name} cannot be read from {', '.join(where)}{more} "
+        f"({type(error).__name__}: {error}); restore the store from a copy or delete it and rerun"
+    )
+
+
+def _open_zarr(path: Path) -> xr.Dataset:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return xr.open_zarr(str(path), zarr_format=2, consolidated=False)
+    except Exception as e:  # noqa: BLE001 - anything that is not a readable zarr group
+        raise StoreError(f"{path} is not a readable lesde sweep store ({type(e).__name__}: {e})") from None
+
+
+def open_sweep(store: str | Path) -> xr.Dataset:
+    """Load a sweep store into memory (gridded, with ``status``, ``done`` and ``method`` per cell).
+
+    Stores of lesde 0.1 (without ``status``) get one derived from ``done``. A damaged chunk raises
+    :class:`StoreError` naming the store, the chunk file and its cells.
+    """
+    path = Path(store)
+    if not path.exists():
+        raise FileNotFoundError(f"store {path} does not exist")
+    lazy = _open_zarr(path)
+    if "spec_hash" not in lazy.attrs or "done" not in lazy:
+        raise StoreError(f"{path} is a zarr store but not a lesde sweep store (no spec_hash attr or done flags)")
+    for name in list(lazy.variables):
+        try:
+            lazy[name].load()
+        except Exception as e:  # noqa: BLE001 - codec errors of every kind
+            raise _damage(path, name, e) from None
+    ds = lazy.load()
+    if "status" not in ds:
+        ds["status"] = xr.where(ds["done"] > 0, "ok", "pending").astype(_STATUS_DTYPE)
+    first = [n for n in (*SEPARABILITY_VARS, *COUNT_VARS) if n in ds]
+    last = ["status", "done", "method"]
+    ds = ds[[*first, *sorted(set(ds.data_vars) - set(first) - set(last)), *last]]  # a stable order to read
+    methods = sorted({str(m) for m in np.asarray(ds["method"].values).ravel() if str(m)})
+    ds.attrs["method"] = ",".join(methods) if methods else "none"
+    return ds
+
+
+class SweepStore:
+    """A store opened for writing by :func:`open_store` (this process holds its lock)."""
+
+    def __init__(self, path: Path, spec: SweepSpec):
+        import zarr
+
+        self.path, self.spec = path, spec
+        self.group = zarr.open_group(str(path), mode="r+", zarr_format=2)
+
+    def _read(self, name: str) -> np.ndarray:
+        try:
+            return np.asarray(self.group[name][...])
+        except Exception as e:  # noqa: BLE001
+            raise _damage(self.path, name, e, self.spec) from None
+
+    def status(self) -> np.ndarray:
+        """Flat (C order) status of every cell."""
+        return self._read("status").astype(str).ravel()
+
+    def failures(self) -> dict[int, str]:
+        """Flat cell index -> error message of the failed cells."""
+        return {int(k): v["error"] for k, v in json.loads(self.group.attrs.get("failed_cells", "{}")).items()}
+
+    def write(self, result: BatchResult) -> None:
+        """Write a batch's cells: data, counts, method, messages, done, and last their status."""
+        group, spec = self.group, self.spec
+        stored_time = self._read("time")
+        if stored_time.shape != result.time.shape or not np.allclose(stored_time, result.time, rtol=1e-12, atol=0):
+            raise StoreError(
+                f"store {self.path}: batch {result.batch_id} returned save times {result.time.tolist()} that "
+                f"differ from the store's time axis {stored_time.tolist()}"
+            )
+        floats = [n for n in group.array_keys() if group[n].ndim == len(spec.shape) + 1 and n not in COUNT_VARS]
+        missing = sorted(set(floats) - set(result.data)) if len(result.failed) < len(result.cells) else []
+        if missing:
+            raise StoreError(f"store {self.path}: batch {result.batch_id} returned no {', '.join(missing)}")
+        cells = np.asarray(result.cells)
+        idx = np.unravel_index(cells, spec.shape)  # tuple of (C,)
+        at = (*(i[:, None] for i in idx), np.arange(len(result.time))[None, :])
+        failed = np.isin(cells, list(result.failed))
+        nan = np.full((len(cells), len(result.time)), np.nan)
+        for name in floats:
+            values = result.data.get(name, nan).copy()
+            values[failed] = np.nan
+            self._put(name, at, values)
+        for name in COUNT_VARS:
+            self._put(name, at, np.where(failed[:, None], -1, result.counts[name]))
+        self._put("method", idx, np.full(len(cells), result.method, dtype=_METHOD_DTYPE))
+        messages = json.loads(group.attrs.get("failed_cells", "{}"))
+        for c in result.cells:
+            messages.pop(str(c), None)
+        for c, msg in result.failed.items():
+            messages[str(c)] = {"cell": cell_label(spec, c), "error": msg}
+        group.attrs["failed_cells"] = json.dumps(messages, sort_keys=True)
+        self._put("done", idx, (~failed).astype(np.int8))
+        self._put("status", idx, np.where(failed, "failed", "ok").astype(_STATUS_DTYPE))
+
+    def _put(self, name: str, index: tuple, values: np.ndarray) -> None:
+        try:
+            self.group[name].vindex[index] = values
+        except OSError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged chunk, read back by the partial write
+            raise _damage(self.path, name, e, self.spec) from None
