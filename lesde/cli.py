@@ -152,56 +152,38 @@ def _estimate(args):
         print("lesde estimate: --runs is deprecated; use --n-runs", file=sys.stderr)
         n_runs = args.runs if n_runs is None else n_runs
     rates = args.label_noise or [0.0]
+    common = dict(
+        dataset=args.dataset,
+        classes=args.classes,
+        steps=args.steps,
+        n_runs=8 if n_runs is None else n_runs,
+        width=args.width,
+        depth=args.depth,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    given = dict(lr=args.lr, probes=args.probes, form=args.form, window=args.window, weighting=args.weighting)
+    given = {k: v for k, v in given.items() if v is not None}
     if len(rates) > 1:  # the label-corruption experiment: one track per rate, the tail index of each
         from .empirical.workflow import label_noise_cli
 
-        kw = dict(lr=args.lr, probes=args.probes, form=args.form, window=args.window, weighting=args.weighting)
-        label_noise_cli(
-            args.out,
-            rates=rates,
-            dataset=args.dataset,
-            classes=args.classes,
-            steps=args.steps,
-            n_runs=8 if n_runs is None else n_runs,
-            width=args.width,
-            depth=args.depth,
-            seed=args.seed,
-            device=args.device,
-            progress=not args.quiet,
-            **{k: v for k, v in kw.items() if v is not None},
-        )
+        label_noise_cli(args.out, rates=rates, **common, **given)
         return
-    extra = {
-        k: v
-        for k, v in dict(
-            lr=args.lr,
-            probes=args.probes,
-            form=args.form,
-            fit_model=args.fit,
-            window=args.window,
-            weighting=args.weighting,
-            transform=args.transform,
-        ).items()
-        if v is not None
-    }
+    if args.fit is not None:
+        given["fit_model"] = args.fit
+    if args.transform is not None:
+        given["transform"] = args.transform
     estimate_cli(
-        dataset=args.dataset,
-        classes=args.classes,
         net=args.net,
-        steps=args.steps,
-        n_runs=8 if n_runs is None else n_runs,
         out=args.out,
         feature=args.feature,
         record_every=args.record_every,
-        width=args.width,
-        depth=args.depth,
         standardize=args.standardize,
         init=args.init,
-        device=args.device,
-        seed=args.seed,
         label_noise=rates[0],
-        progress=not args.quiet,
-        **extra,
+        **common,
+        **given,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import warnings
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import finalize
+from .._validate import free_host_bytes
 
 
 def finish(ds: xr.Dataset, **attrs: Any) -> xr.Dataset:
@@ -34,25 +34,9 @@ def n_runs_arg(n_runs: int | None, runs: int | None, default: int, stacklevel: i
     return default if n_runs is None else n_runs
 
 
-def free_bytes() -> int:
-    """Available host memory: MemAvailable (Linux; free pages plus reclaimable cache), free pages (POSIX), or 8 GiB
-    where neither can be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 * 2**30
-
-
 def check_memory(need: int, what: str, advice: str) -> None:
     """Refuse up front (MemoryError with the numbers) what would not fit in 90% of the free host memory."""
-    free = free_bytes()
+    free = free_host_bytes()
     if need > 0.9 * free:
         raise MemoryError(f"{what} need {need / 2**30:.3g} GiB but only {free / 2**30:.3g} GiB are free; {advice}")
 
