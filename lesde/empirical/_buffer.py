@@ -26,8 +26,6 @@ import xarray as xr
 
 from ._common import check_memory
 
-RAW = ("features", "increment", "logits", "s_feat", "s_logit")
-
 
 class TrackBuffer:
     """Preallocated (run, step, ...) records of a track with S recorded steps (step 0 included)."""
@@ -279,4 +277,4 @@ def _probe_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     return loss, acc
 
 
-__all__ = ["TrackBuffer", "fingerprint", "read_progress", "RAW"]
+__all__ = ["TrackBuffer", "fingerprint", "read_progress"]

@@ -282,8 +282,10 @@ def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, w
       LE-SDE's noise gives from the same start, :math:`V(0) + m \hat\sigma^2 (1 - 1/n_k) t` (the drift of the
       identity LE-SDE does not act on within-class deviations).
 
-    A drift error near 0 with a large imitation error points to the fit or the noise; a drift error of order 1 or
-    more means the drift form itself (E T X) does not describe how the network moves.
+    A drift error of order 1 or more means the drift form itself (E T X) does not describe how the network moves.
+    A small one with a large imitation error points to the noise, the fit, or compounding: a drift linear in the
+    state has no brake, so an LE-SDE that departs from the network's states grows away from them (the network's
+    own motion stops as its residuals vanish). benchmarks/RESULTS.md shows both on MNIST-1D and digits.
     """
     from .. import LESDE
 
