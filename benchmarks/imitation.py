@@ -45,8 +45,7 @@ def get_track(name, a, dtype) -> xr.Dataset:
     x, y = load_dataset(name, classes=3)
     net = mlp(tuple(x.shape[1:]), 3, width=256, depth=2)
     t0 = time.perf_counter()
-    tr = track(net, x, y, lr=a.lr, steps=a.steps, n_runs=a.runs, probes=a.probes, seed=0, dtype=dtype,
-               progress=False)
+    tr = track(net, x, y, lr=a.lr, steps=a.steps, n_runs=a.runs, probes=a.probes, seed=0, dtype=dtype, progress=False)
     print(f"# tracked {name} ({dtype}) in {time.perf_counter() - t0:.0f} s", flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tr.to_netcdf(path, engine="h5netcdf")
@@ -72,9 +71,19 @@ def estimands(name, tracks) -> list[dict]:
             for w in WEIGHTINGS:
                 al = est.alpha_by_weighting.sel(weighting=w).values
                 be = est.beta_by_weighting.sel(weighting=w).values
-                rows.append(dict(dataset=name, dtype=dtype, form=form, weighting=w, alpha=float(np.nanmedian(al)),
-                                 beta=float(np.nanmedian(be)), ratio=float(np.nanmedian(al / be)),
-                                 dropped=dropped, disagree=int((np.abs(est.alpha_disagreement) > 4).sum())))
+                rows.append(
+                    dict(
+                        dataset=name,
+                        dtype=dtype,
+                        form=form,
+                        weighting=w,
+                        alpha=float(np.nanmedian(al)),
+                        beta=float(np.nanmedian(be)),
+                        ratio=float(np.nanmedian(al / be)),
+                        dropped=dropped,
+                        disagree=int((np.abs(est.alpha_disagreement) > 4).sum()),
+                    )
+                )
     return rows
 
 
@@ -90,8 +99,7 @@ def imitation(name, tr, paths) -> list[dict]:
                     first, whole = im.attrs["median_relative_error_first_half"], im.attrs["median_relative_error"]
                 except SimulationOverflowError:
                     first = whole = float("inf")
-                rows.append(dict(dataset=name, transform=T, weighting=w, elasticity=el, first_half=first,
-                                 whole=whole))
+                rows.append(dict(dataset=name, transform=T, weighting=w, elasticity=el, first_half=first, whole=whole))
                 print(f"# {name} {T} {w} {el}: {first:.3g} / {whole:.3g}", flush=True)
     return rows
 
@@ -118,8 +126,10 @@ def main() -> None:
     print("\n| data | dtype | form | weighting | alpha | beta | alpha/beta | steps dropped | windows |z|>4 |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in est_rows:
-        print(f"| {r['dataset']} | {r['dtype']} | {r['form']} | {r['weighting']} | {r['alpha']:.4g} | {r['beta']:.4g} "
-              f"| {r['ratio']:.3g} | {100 * r['dropped']:.1f}% | {r['disagree']} |")
+        print(
+            f"| {r['dataset']} | {r['dtype']} | {r['form']} | {r['weighting']} | {r['alpha']:.4g} | {r['beta']:.4g} "
+            f"| {r['ratio']:.3g} | {100 * r['dropped']:.1f}% | {r['disagree']} |"
+        )
     print("\n| transform | weighting | E(t) | " + " | ".join(f"{d} first half / whole" for d in a.datasets) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in a.datasets) + " |")
     score = {}
@@ -128,8 +138,11 @@ def main() -> None:
             for el in ("estimate", "fit"):
                 cells = [r for r in imit_rows if (r["transform"], r["weighting"], r["elasticity"]) == (T, w, el)]
                 score[(T, w, el)] = float(np.exp(np.mean([np.log(max(r["first_half"], 1e-300)) for r in cells])))
-                print(f"| {T} | {w} | {el} | " + " | ".join(f"{r['first_half']:.3g} / {r['whole']:.3g}" for r in cells)
-                      + " |")
+                print(
+                    f"| {T} | {w} | {el} | "
+                    + " | ".join(f"{r['first_half']:.3g} / {r['whole']:.3g}" for r in cells)
+                    + " |"
+                )
     best = min(score, key=score.get)
     print(f"\nbest (geometric mean of the first-half error over the data sets): {best} -> {score[best]:.3g}")
     # which term fails: the diagnosis figure for the best combination on each data set
@@ -137,18 +150,25 @@ def main() -> None:
         tr = get_track(name, a, torch.float32)
         T, w, el = best
         est = quiet(estimate, tr, transform=T, weighting=w)
-        im = quiet(imitate, tr, est if el == "estimate" else quiet(fit, est), paths_per_run=a.paths_per_run,
-                   max_times=101)
-        checks = {f"E T X, T={t}": quiet(drift_check, tr, quiet(estimate, tr, transform=t, weighting=w))
-                  for t in ("identity", "residual")}
+        im = quiet(
+            imitate, tr, est if el == "estimate" else quiet(fit, est), paths_per_run=a.paths_per_run, max_times=101
+        )
+        checks = {
+            f"E T X, T={t}": quiet(drift_check, tr, quiet(estimate, tr, transform=t, weighting=w))
+            for t in ("identity", "residual")
+        }
         checks["kernel E r (no LE-SDE)"] = quiet(drift_check, tr, quiet(estimate, tr, form="residual", weighting=w))
         (HERE / "figures").mkdir(exist_ok=True)
-        print("figure:", plot_imitation_diagnosis(im, checks, est, HERE / "figures" / f"imitation_diagnosis_{name}.png"))
+        print(
+            "figure:", plot_imitation_diagnosis(im, checks, est, HERE / "figures" / f"imitation_diagnosis_{name}.png")
+        )
         print("figure:", plot_imitation(im, HERE / "figures" / f"imitation_{name}.png"))
         for k, dc in checks.items():
-            print(f"# {name} drift check {k}: median drift error {np.median(dc.drift_error.values):.3g}, cosine "
-                  f"{np.median(dc.drift_cosine.values):.3g}; within-class variance at the end: network "
-                  f"{float(dc.within_var.isel(step=-1).median()):.3g}, LE-SDE noise {float(dc.within_var_model[-1]):.3g}")
+            print(
+                f"# {name} drift check {k}: median drift error {np.median(dc.drift_error.values):.3g}, cosine "
+                f"{np.median(dc.drift_cosine.values):.3g}; within-class variance at the end: network "
+                f"{float(dc.within_var.isel(step=-1).median()):.3g}, LE-SDE noise {float(dc.within_var_model[-1]):.3g}"
+            )
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"estimands": est_rows, "imitation": imit_rows, "best": list(best)}, f, indent=2)

@@ -126,15 +126,19 @@ def main() -> None:
         "fraction_of_gemm": rate * flops / 1e9 / gemm,
         "speedup": t_naive / t_track,
     }
-    print(f"device={device} threads={res['threads']} runs={a.runs} probes={a.probes} width={a.width} "
-          f"steps={a.steps} engine={engine}; {flops / 1e9:.3f} GFLOP per tracked step (probe forward)")
+    print(
+        f"device={device} threads={res['threads']} runs={a.runs} probes={a.probes} width={a.width} "
+        f"steps={a.steps} engine={engine}; {flops / 1e9:.3f} GFLOP per tracked step (probe forward)"
+    )
     print(f"{'method':<10}{'steps/s':>12}{'GFLOP/s':>12}")
     print(f"{'track':<10}{rate:>12.1f}{res['tracked_gflops']:>12.1f}")
     print(f"{'naive':<10}{res['naive_steps_per_s']:>12.1f}{res['naive_steps_per_s'] * flops / 1e9:>12.1f}")
     print(f"{'GEMM':<10}{'':>12}{gemm:>12.1f}   (torch.matmul 2048^2, float32)")
-    print(f"track / GEMM rate: {100 * res['fraction_of_gemm']:.0f}% (target >= 60%: "
-          f"{'met' if res['fraction_of_gemm'] >= 0.6 else 'NOT met'}); speedup over naive: {res['speedup']:.2f}x "
-          f"(target >= 1.5x: {'met' if res['speedup'] >= 1.5 else 'NOT met'})")
+    print(
+        f"track / GEMM rate: {100 * res['fraction_of_gemm']:.0f}% (target >= 60%: "
+        f"{'met' if res['fraction_of_gemm'] >= 0.6 else 'NOT met'}); speedup over naive: {res['speedup']:.2f}x "
+        f"(target >= 1.5x: {'met' if res['speedup'] >= 1.5 else 'NOT met'})"
+    )
     if a.profile:
         from torch.profiler import profile
 
