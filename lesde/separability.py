@@ -27,7 +27,8 @@ Decisions (written down because the spec leaves them open):
 
 - The answer is scale- and translation-free: each batch item is divided by its max-abs value, centred on the
   mean of its class means and divided by the max-abs value again before any squaring, so a float64 state of
-  magnitude 1e200 gives the same answer as the rescaled state and nothing overflows. NaN/inf inputs raise.
+  magnitude 1e200 gives the same answer as the rescaled state and nothing overflows. Inputs are checked by the
+  functions :mod:`lesde.metrics` uses (one label check, one scale normalisation): NaN/inf and float16 raise.
 - ``ncm``/``margin`` use :math:`\\|x-a\\|^2-\\|x-b\\|^2 = 2x^\\top(b-a)+\\|a\\|^2-\\|b\\|^2` so all K^2 pairs come from
   one (N, m) x (m, K) product per batch item: no Python loops over batch dims or pairs.
 - Every class 0..K-1 (K = max label + 1) must hold at least one sample; the diagonal is True.
@@ -49,6 +50,8 @@ import numpy as np
 import torch
 
 from ._validate import check_choice, check_positive_float
+from .metrics._common import amax_scale, check_features, check_labels, upper_pairs
+from .metrics.kernels import ncm_from_parts  # the ncm test from class means and projections (save="metrics")
 
 __all__ = ["separable", "separable_from_dataset", "pair_stats", "ncm_from_parts", "summary", "wilson_interval"]
 
@@ -57,47 +60,16 @@ __all__ = ["separable", "separable_from_dataset", "pair_stats", "ncm_from_parts"
 # preparation
 
 
-def _check_labels(labels: Any, n_samples: int, device: torch.device) -> tuple[torch.Tensor, int]:
-    labels = torch.as_tensor(labels, device=device)
-    if labels.ndim != 1 or labels.shape[0] != n_samples or labels.is_floating_point():
-        raise ValueError(
-            f"labels must be a 1-D integer tensor with one entry per sample ({n_samples}), "
-            f"got shape {tuple(labels.shape)} and dtype {labels.dtype}"
-        )
-    labels = labels.long()
-    if labels.numel() == 0 or int(labels.min()) < 0:
-        raise ValueError("labels must be non-negative class indices 0..K-1")
-    K = int(labels.max()) + 1
-    counts = torch.bincount(labels, minlength=K)
-    if K < 2 or bool((counts == 0).any()):
-        raise ValueError(f"labels must cover every class 0..K-1 with K >= 2; class counts are {counts.tolist()}")
-    return labels, K
-
-
 def _normalized(features: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Rescale, centre and rescale each batch item; return (X (..., N, m), means (..., K, m), onehot (N, K), K)."""
-    if not torch.is_tensor(features):
-        features = torch.as_tensor(np.asarray(features))
-    if not features.is_floating_point():
-        features = features.double()
-    if features.ndim < 2:
-        raise ValueError(f"features must have shape (..., N, m), got {tuple(features.shape)}")
-    if not bool(torch.isfinite(features).all()):
-        raise ValueError("features contains NaN or inf (an overflowed state?); separability needs finite features")
-    labels, K = _check_labels(labels, features.shape[-2], features.device)
-    onehot = torch.nn.functional.one_hot(labels, K).to(features.dtype)  # (N, K)
-    counts = onehot.sum(0)  # (K,)
-
-    def rescale(x: torch.Tensor) -> torch.Tensor:
-        s = x.abs().amax(dim=(-2, -1), keepdim=True)  # (..., 1, 1)
-        return x / torch.where(s > 0, s, torch.ones_like(s))
-
-    x = rescale(features)  # |x| <= 1: the sums below cannot overflow
-    means = torch.einsum("nk,...nm->...km", onehot, x) / counts[:, None]  # (..., K, m)
+    x = check_features("features", features)
+    labels, K, counts = check_labels(labels, x.shape[-2], x.device)
+    onehot = torch.nn.functional.one_hot(labels, K).to(x.dtype)  # (N, K)
+    x = x / amax_scale(x, "features")[..., None, None]  # |x| <= 1: the sums below cannot overflow
+    means = torch.einsum("nk,...nm->...km", onehot, x) / counts.to(x.dtype)[:, None]  # (..., K, m)
     centre = means.mean(dim=-2, keepdim=True)  # (..., 1, m) translation does not change any test
     x = x - centre
-    s = x.abs().amax(dim=(-2, -1), keepdim=True)
-    s = torch.where(s > 0, s, torch.ones_like(s))
+    s = amax_scale(x)[..., None, None]
     return x / s, (means - centre) / s, onehot, K
 
 
@@ -124,61 +96,6 @@ def _ncm_margin(features: Any, labels: Any, delta: float) -> torch.Tensor:
     violations = onehot.transpose(0, 1) @ (~ok).to(onehot.dtype)  # (..., K, K)
     one_sided = violations == 0
     return one_sided & one_sided.transpose(-1, -2)
-
-
-def _segment_min(q: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
-    """Per class k, the minimum of q over the samples of k: (..., N, K) -> (..., K, K)."""
-    lead, (N, L) = q.shape[:-2], q.shape[-2:]
-    flat = q.reshape(-1, N, L)  # (B, N, L)
-    if N % K == 0 and torch.equal(labels, torch.arange(K, device=labels.device).repeat_interleave(N // K)):
-        # samples ordered by class in equal blocks (every balanced LESDE): a strided view, no scatter
-        out = flat.view(flat.shape[0], K, N // K, L).amin(-2)
-    else:
-        index = labels[None, :, None].expand_as(flat)
-        out = flat.new_empty(flat.shape[0], K, L).scatter_reduce_(1, index, flat, "amin", include_self=False)
-    return out.reshape(*lead, K, L)
-
-
-def ncm_from_parts(
-    projections: torch.Tensor, means: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""The ncm test, reduced like :func:`pair_stats`, from class means and within-class projections.
-
-    With h_i = mu_k + z_i for a sample of class k, the ncm gap against class l is
-
-    .. math:: \|h_i - \mu_l\|^2 - \|h_i - \mu_k\|^2 = \|\mu_k - \mu_l\|^2 + 2 z_i^\top (\mu_k - \mu_l),
-
-    so with p_{il} = z_i^\top c_l for any common translate c_l = mu_l - a of the means, the pair (k, l) passes on
-    k's side iff ||mu_k - mu_l||^2 + 2 min_{i in k} (p_{ik} - p_{il}) > 0 (rounding is monotone, so taking the
-    minimum first decides exactly as testing every sample). Nothing of size (N, m) is touched: the caller already
-    has the projections (``simulate(save="metrics")`` shares them with nc1), and the test never sees the rounding
-    of h_i = mu_k + z_i at extreme scales.
-
-    Parameters
-    ----------
-    projections : Tensor (..., N, K)
-        p_{il} = z_i . c_l, z_i the deviation of sample i from its class mean.
-    means : Tensor (..., K, m)
-        The same translates c_l (e.g. centred on the mean of the class means), pre-scaled by the caller so that
-        squaring cannot overflow.
-    labels : Tensor (N,)
-        Class of each sample, every class 0..K-1 present (not re-checked here: the caller validated them).
-
-    Returns
-    -------
-    separable_fraction : Tensor (...,), the dtype of ``means``
-    all_separable : Tensor (...,), bool
-    """
-    K = means.shape[-2]
-    diff = means[..., :, None, :] - means[..., None, :, :]  # (..., K, K, m)
-    dist2 = (diff * diff).sum(-1)  # (..., K, K)  ||mu_k - mu_l||^2, exact symmetric, 0 on the diagonal
-    own = projections.gather(-1, labels.expand(*projections.shape[:-1])[..., None])  # (..., N, 1)  p_{i y_i}
-    worst = _segment_min(own - projections, labels, K)  # (..., K, K)  min over i in k of z_i . (mu_k - mu_l)
-    one_sided = dist2 + 2.0 * worst > 0
-    sep = one_sided & one_sided.transpose(-1, -2)
-    n_pairs = K * (K - 1) // 2
-    count = _upper_pairs(sep)
-    return count.to(means.dtype) / n_pairs, count == n_pairs
 
 
 def _lp_separable(a: np.ndarray, b: np.ndarray) -> bool:
@@ -261,13 +178,6 @@ def separable(features: torch.Tensor, labels: torch.Tensor, method: str = "ncm",
     return _METHODS[method](features, labels, delta)
 
 
-def _upper_pairs(sep: torch.Tensor) -> torch.Tensor:
-    """Number of separable unordered pairs k < l: (..., K, K) -> (...,)."""
-    K = sep.shape[-1]
-    iu = torch.triu_indices(K, K, offset=1, device=sep.device)
-    return sep[..., iu[0], iu[1]].sum(-1)
-
-
 def pair_stats(
     features: torch.Tensor, labels: torch.Tensor, method: str = "ncm", margin: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -283,7 +193,7 @@ def pair_stats(
     sep = separable(features, labels, method=method, margin=margin)  # (..., K, K)
     K = sep.shape[-1]
     n_pairs = K * (K - 1) // 2
-    count = _upper_pairs(sep)
+    count = upper_pairs(sep)
     dtype = features.dtype if torch.is_tensor(features) and features.is_floating_point() else torch.float64
     return count.to(dtype) / n_pairs, count == n_pairs
 
@@ -320,14 +230,9 @@ def separable_from_dataset(sim_ds: Any, method: str = "ncm", margin: float = 0.0
     return xr.DataArray(
         sep.cpu().numpy(),
         dims=("path", "time", "class", "class_other"),
-        coords={
-            "path": feats["path"].values,
-            "time": feats["time"].values,
-            "class": np.arange(K),
-            "class_other": np.arange(K),
-        },
+        coords={"path": feats["path"], "time": feats["time"], "class": np.arange(K), "class_other": np.arange(K)},
         name="separable",
-        attrs={**VARIABLE_ATTRS.get("separable", {}), "method": method, "margin": float(margin)},
+        attrs={**VARIABLE_ATTRS["separable"], "method": method, "margin": float(margin)},
     )
 
 
@@ -374,7 +279,7 @@ def _summary_tensor(sep: torch.Tensor, confidence: float) -> dict[str, torch.Ten
     K = sep.shape[-1]
     n_pairs = K * (K - 1) // 2
     n_paths = sep.shape[0]
-    count = _upper_pairs(sep).to(torch.float64)  # (P, ...)
+    count = upper_pairs(sep).to(torch.float64)  # (P, ...)
     all_sep = (count == n_pairs).to(torch.float64)  # (P, ...)
     pooled = count.sum(0)  # (...,)
     n_all = all_sep.sum(0)
@@ -412,15 +317,20 @@ def summary(sep: Any, confidence: float = 0.95) -> Any:
         return _summary_tensor(sep, confidence)
     import xarray as xr
 
-    from ._attrs import finalize
+    from ._attrs import make_dataset
 
     if not isinstance(sep, xr.DataArray) or not {"path", "class", "class_other"} <= set(sep.dims):
         raise TypeError("sep must be a bool tensor (path, ..., K, K) or a DataArray with dims path, class, class_other")
     rest = [d for d in sep.dims if d not in ("path", "class", "class_other")]
     arr = sep.transpose("path", *rest, "class", "class_other")
     stats = _summary_tensor(torch.from_numpy(np.asarray(arr.values, dtype=bool)), confidence)
-    coords = {d: arr[d].values for d in rest if d in arr.coords}
-    ds = xr.Dataset({k: (rest, v.numpy()) for k, v in stats.items()}, coords=coords)
-    return finalize(
-        ds, confidence=float(confidence), n_paths=int(arr.sizes["path"]), method=str(sep.attrs.get("method", "unknown"))
+    return make_dataset(
+        stats,
+        {d: arr[d] for d in rest if d in arr.coords},  # DataArrays: the time coordinate keeps its description
+        lead=rest,
+        attrs={
+            "confidence": float(confidence),
+            "n_paths": arr.sizes["path"],
+            "method": sep.attrs.get("method", "unknown"),
+        },
     )
