@@ -6,6 +6,8 @@
 - :func:`mse_decomposition`: Han, Papyan and Donoho's L = L_NC1 + L_NC2/3 + L_perp (seed 002, Theorems 1-2).
 - :func:`central_path_snr`: the SNR singular values along the continually renormalized flow (seed 002, Prop. 2).
 - :func:`softmax_code`: the arrangement maximizing the minimal one-vs-rest distance (seed 004, Definition 2.1).
+- Re-exported here: :class:`UFM`, the training problem these predictions describe (it lives with the other
+  problems in :mod:`lesde.sgd`), and :func:`least_squares_classifier` (:mod:`lesde.metrics`).
 
 Decisions (written down because the sources leave them open):
 
@@ -30,16 +32,21 @@ Decisions (written down because the sources leave them open):
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Any
 
 import numpy as np
 import torch
 
+from ._deprecate import renamed_kwargs
 from ._validate import as_tensor, check_int, check_positive_float
+from .metrics import least_squares_classifier
+from .metrics._common import check_features, check_labels
+from .metrics._geometry import one_vs_rest_distance as _one_vs_rest_distance
+from .sgd.ufm import UFM  # the training problem, beside the other problems in lesde.sgd
 
 __all__ = [
+    "UFM",
     "simplex_etf",
     "tirer_bruna",
     "ufm_mse_loss",
@@ -84,7 +91,8 @@ def simplex_etf(K: int, m: int, dtype: torch.dtype = torch.float64) -> torch.Ten
     return V * math.sqrt(K / (K - 1))
 
 
-def tirer_bruna(K: int, n: int, d: int, lambda_W: float, lambda_H: float) -> dict[str, Any]:
+@renamed_kwargs(K="num_classes", n="samples_per_class", d="dim")
+def tirer_bruna(num_classes: int, samples_per_class: int, dim: int, lambda_W: float, lambda_H: float) -> dict[str, Any]:
     """Global minimizer of the regularized MSE unconstrained-features model (Tirer and Bruna 2022, Thm 3.1).
 
     .. math::
@@ -96,16 +104,25 @@ def tirer_bruna(K: int, n: int, d: int, lambda_W: float, lambda_H: float) -> dic
     :math:`W^\\top = \\sqrt{\\lambda_H/\\lambda_W}\\, \\bar H`, hence :math:`W \\bar H = (1-c) I_K`.
     For :math:`c \\ge 1` the minimizer is (0, 0).
 
+    Parameters
+    ----------
+    num_classes, samples_per_class, dim : int
+        K, n and the feature dimension d >= K: the names of :class:`UFM` (the old spellings ``K``, ``n``, ``d``
+        still work, with a DeprecationWarning). ``UFM.from_tirer_bruna`` with the same five arguments builds the
+        training problem whose objective is this one.
+    lambda_W, lambda_H : float
+        The regularisation strengths of the objective above.
+
     Returns
     -------
     dict with ``rho`` (float), ``W`` (K, d), ``Hbar`` (d, K), ``H`` (d, K n), ``collapsed`` (bool: c >= 1, the
     zero solution) and ``c`` (float). The returned minimizer is the one with Hbar = sqrt(rho) [I_K; 0].
     """
-    K = check_int("K", K, minimum=2)
-    n = check_int("n", n, minimum=1)
-    d = check_int("d", d, minimum=1)
+    K = check_int("num_classes", num_classes, minimum=2)
+    n = check_int("samples_per_class", samples_per_class, minimum=1)
+    d = check_int("dim", dim, minimum=1)
     if d < K:
-        raise ValueError(f"tirer_bruna needs feature dimension d >= K; got d={d}, K={K}")
+        raise ValueError(f"tirer_bruna needs dim >= num_classes (d >= K); got dim={d}, num_classes={K}")
     lw = check_positive_float("lambda_W", lambda_W)
     lh = check_positive_float("lambda_H", lambda_H)
     c = math.sqrt(lw * lh)
@@ -152,14 +169,6 @@ def optimal_classifier(H: torch.Tensor, Y: torch.Tensor, lambda_W: float) -> tor
     return torch.linalg.solve(gram + (N / K) * lw * eye, rhs).transpose(-1, -2)
 
 
-def least_squares_classifier(features: torch.Tensor, labels: torch.Tensor, weight_decay: float = 0.0):
-    """The least-squares classifier (W_LS, b_LS) of seed 002, Eq. 7; see :func:`lesde.metrics.least_squares_classifier`."""
-    # imported lazily: metrics depends on nothing here, and this module must import on its own
-    return importlib.import_module(".metrics", __package__).least_squares_classifier(
-        features, labels, weight_decay=weight_decay
-    )
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # the MSE loss decomposition (seed 002)
 
@@ -196,18 +205,11 @@ def mse_decomposition(
     L_LS + L_perp), and the classifier ``W_LS`` (..., K, m), ``b_LS`` (..., K).
     """
     lam = check_positive_float("weight_decay", weight_decay, allow_zero=True)
-    H = features
-    if not torch.is_tensor(H) or not H.is_floating_point() or H.ndim < 2:
-        raise TypeError("features must be a floating tensor of shape (..., N, m)")
-    labels = torch.as_tensor(labels, device=H.device).long()
+    H = check_features("features", features)
     N, m = H.shape[-2], H.shape[-1]
-    if labels.shape != (N,):
-        raise ValueError(f"labels must have shape (N,) = ({N},), got {tuple(labels.shape)}")
-    K = int(labels.max()) + 1
+    labels, K, counts = check_labels(labels, N, H.device)
     Yt = torch.nn.functional.one_hot(labels, K).to(H.dtype)  # (N, K)
-    counts = Yt.sum(0)  # (K,)
-    if bool((counts == 0).any()):
-        raise ValueError(f"every class 0..K-1 needs a sample; class counts are {counts.tolist()}")
+    counts = counts.to(H.dtype)
     pi = counts / N  # (K,)
     ones = torch.ones(*H.shape[:-1], 1, dtype=H.dtype, device=H.device)
     Ht = torch.cat([H, ones], dim=-1)  # (..., N, m+1) extended features
@@ -313,47 +315,28 @@ def central_path_snr(omega0: Any, C: float, N: float, t: Any) -> torch.Tensor:
 # softmax code (seed 004)
 
 
-def _hull_distance(v: np.ndarray, P: np.ndarray) -> float:
-    """Euclidean distance from v (d,) to the convex hull of the rows of P (n, d): a QP on the simplex."""
-    from scipy.optimize import minimize
-
-    n = P.shape[0]
-    G = P @ P.T
-    c = P @ v
-
-    def f(lam: np.ndarray) -> tuple[float, np.ndarray]:
-        return float(lam @ G @ lam - 2 * c @ lam + v @ v), 2 * (G @ lam - c)
-
-    res = minimize(
-        f,
-        np.full(n, 1.0 / n),
-        jac=True,
-        method="SLSQP",
-        bounds=[(0.0, 1.0)] * n,
-        constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1.0, "jac": lambda x: np.ones_like(x)}],
-        options={"ftol": 1e-15, "maxiter": 1000},
-    )
-    lam = np.clip(res.x, 0.0, None)
-    lam /= lam.sum()
-    return float(np.linalg.norm(v - lam @ P))
-
-
 def one_vs_rest_distance(code: Any, per_point: bool = False) -> Any:
     """Minimal one-vs-rest distance of a code (seed 004, Definition 2.1).
 
     .. math:: \\rho(W) = \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k})
 
+    The batched QP solver of the ``gnc2`` metric (:func:`lesde.metrics._geometry.one_vs_rest_distance`), in float64.
+
     Parameters
     ----------
-    code : (K, d) array-like
+    code : (K, d) array-like, or (..., K, d) for a batch of codes
     per_point : bool
         Return the K distances instead of their minimum.
+
+    Returns
+    -------
+    float for one code (numpy array (K,) with ``per_point``); for a batch, a numpy array (...) or (..., K).
     """
-    W = np.asarray(torch.as_tensor(code, dtype=torch.float64).cpu().numpy())
-    if W.ndim != 2 or W.shape[0] < 2:
-        raise ValueError(f"code must have shape (K, d) with K >= 2, got {W.shape}")
-    dist = np.array([_hull_distance(W[k], np.delete(W, k, axis=0)) for k in range(W.shape[0])])
-    return dist if per_point else float(dist.min())
+    W = check_features("code", code).to(torch.float64)
+    if W.shape[-2] < 2:
+        raise ValueError(f"code must have shape (K, d) with K >= 2, got {tuple(W.shape)}")
+    dist = _one_vs_rest_distance(W, per_point=per_point).cpu().numpy()
+    return float(dist) if W.ndim == 2 and not per_point else dist
 
 
 def _optimise_code(K: int, d: int, steps: int, restarts: int, seed: int) -> torch.Tensor:
@@ -404,13 +387,5 @@ def softmax_code(
         code = simplex_etf(K, d)
     else:
         candidates = _optimise_code(K, d, steps, restarts, seed)  # (R, K, d)
-        scores = [one_vs_rest_distance(c) for c in candidates]
-        code = candidates[int(np.argmax(scores))]
+        code = candidates[int(np.argmax(one_vs_rest_distance(candidates)))]  # all starts in one batched solve
     return {"code": code, "one_vs_rest_distance": one_vs_rest_distance(code)}
-
-
-def __getattr__(name: str):
-    # the UFM simulation class lives in its own module; expose it here lazily so lesde.ufm.UFM works
-    if name == "UFM":
-        return importlib.import_module("._ufm_model", __package__).UFM
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -293,9 +293,12 @@ def test_softmax_code_cross_polytope_regime():
     assert res["one_vs_rest_distance"] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_ufm_class_is_lazy():
+def test_ufm_class_is_a_plain_reexport():
+    """lesde.ufm.UFM is the training problem of lesde.sgd, by a plain import (no module __getattr__)."""
+    import lesde.sgd
+    import lesde.sgd.ufm
+
+    assert ufm.UFM is lesde.sgd.UFM is lesde.sgd.ufm.UFM
+    assert "UFM" in vars(ufm) and not hasattr(ufm, "__getattr__")
     with pytest.raises(AttributeError):
         ufm.not_a_thing  # noqa: B018
-    from lesde import _ufm_model
-
-    assert ufm.UFM is _ufm_model.UFM

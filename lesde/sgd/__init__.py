@@ -1,7 +1,8 @@
 """SGD as an SDE: problems, discrete SGD, the stochastic modified equation, gradient flow, and their comparison.
 
-The stage follows the data: a *problem* (:class:`ModuleProblem`, or :class:`lesde.ufm.UFM`) defines the loss over a
-flat parameter batch ``theta (runs, P)``; :func:`run_sgd`, :func:`run_sme` (with :class:`SGDSDE`) and
+The stage follows the data: a *problem* (:class:`ModuleProblem`, or the unconstrained-features model :class:`UFM`)
+defines the loss over a flat parameter batch ``theta (runs, P)``; :func:`run_sgd`, :func:`run_sme` (with
+:class:`SGDSDE`) and
 :func:`gradient_flow` move ``theta`` in time ``t = step * lr`` and record loss, accuracy and NC metrics into
 ``(run, time)`` Datasets; :func:`compare` stacks the three along ``process`` and :func:`plot_compare` draws them.
 See DESIGN.md section 3.
@@ -12,12 +13,14 @@ from .discrete import SAMPLERS, run_sgd
 from .flow import FLOW_METHODS, gradient_flow
 from .problems import LOSSES, ModuleProblem, Problem, digits_mlp
 from .sme import SGDSDE, run_sme
+from .ufm import UFM
 
 __all__ = [
     "FLOW_METHODS",
     "LOSSES",
     "SAMPLERS",
     "SGDSDE",
+    "UFM",
     "ModuleProblem",
     "Problem",
     "compare",
