@@ -18,6 +18,15 @@ Both columns do identical arithmetic; the ratio is what batching over runs buys.
 dt. Usage: ``python benchmarks/sgd_sde.py [--device cpu|cuda|all] [--dtype float32|float64] [--steps S]
 [--threads T]`` (``--threads 1`` for fair timings on a shared 2-core machine: a second intra-op thread competing
 with other jobs can make these memory-bound kernels several times slower).
+
+``--part compare``: what the NC metrics cost inside :func:`lesde.sgd.compare` (SGD, SME and gradient flow of the
+cross-entropy UFM with K = 4, n = 10 per class (N = 40), d = 8, lr = 0.2, B = 4, t_end = 100 (500 steps per
+process), 32 runs, 51 records, float64). The same run four ways, interleaved, best of ``--repeats``:
+``metrics=False`` (loss and accuracy only), the default ``metrics=True`` (all 17 NC metrics), all but ``gnc2``,
+and the default with the metrics computed record by record (``lesde.sgd._record.FLUSH_BYTES = 0``, the layout
+before the recorder batched them). The share of a metric set is (t_set - t_none) / t_set. Run it against another
+checkout (``PYTHONPATH=path/to/other``) to time that code with the same script (the per-record row is then
+the same as the default).
 """
 
 from __future__ import annotations
@@ -83,15 +92,48 @@ def bench(device: torch.device, dtype: torch.dtype, steps: int, kernel: str) -> 
     return out
 
 
+def bench_compare(repeats: int, t_end: float) -> dict[str, float]:
+    """Best-of-``repeats`` wall time of one ``compare`` per metric set (module docstring)."""
+    from lesde import metrics
+    from lesde.sgd import _record, compare
+
+    no_gnc2 = [m for m in metrics.METRIC_NAMES if m != "gnc2"]
+    sets = {"none": False, "default (all 17)": True, "all but gnc2": no_gnc2, "default, per record": True}
+    problem = UFM(4, 10, 8, loss="ce", weight_decay_W=1e-2, weight_decay_H=1e-2)
+    best = dict.fromkeys(sets, math.inf)
+    flush = getattr(_record, "FLUSH_BYTES", None)
+    for _ in range(repeats):
+        for name, chosen in sets.items():
+            if flush is not None:
+                _record.FLUSH_BYTES = 0 if name.endswith("per record") else flush
+            kwargs = {"progress": False} if "progress" in compare.__code__.co_varnames else {}
+            t0 = time.perf_counter()
+            compare(problem, 0.2, 4, t_end, n_runs=32, n_save=51, metrics=chosen, **kwargs)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    if flush is not None:
+        _record.FLUSH_BYTES = flush
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="all", help="cpu, cuda, or all (cuda only when available)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--part", default="step", choices=["step", "compare"])
+    parser.add_argument("--repeats", type=int, default=3, help="--part compare: best of this many runs")
+    parser.add_argument("--t-end", type=float, default=100.0, help="--part compare: t_end (500 steps at 100)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.part == "compare":
+        best = bench_compare(args.repeats, args.t_end)
+        print(f"compare, UFM K=4 N=40 d=8, 32 runs, t_end={args.t_end}, torch threads={torch.get_num_threads()}")
+        print(f"{'metric set':<22}{'wall s':>9}{'metrics share':>15}")
+        for name, t in best.items():
+            print(f"{name:<22}{t:>9.2f}{(t - best['none']) / t:>14.1%}")
+        return
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
     dtype = getattr(torch, args.dtype)

@@ -1,71 +1,63 @@
-"""Observations of a batch of parameter vectors, collected over time into one (run, time) Dataset."""
+"""Observations of a batch of parameter vectors, collected over time into one (run, time) Dataset.
+
+Loss and accuracy are computed at each record. The NC metrics are not: the recorder keeps a copy of the
+features, classifier and bias (on the problem's device) and computes the metrics of many records in one batched
+:func:`lesde.metrics.nc_metrics` call over ``(run, time)`` when the copies reach ``flush_bytes`` and at the end.
+For the small problems SGD-vs-SDE comparisons run on, a metric call costs its fixed per-call overhead many times
+over its arithmetic, so batching over time makes the metrics a small share of the run instead of the larger one
+(``benchmarks/sgd_sde.py --part compare``, recorded in ``benchmarks/RESULTS.md``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 import torch
-import xarray as xr
 
-from .._attrs import finalize
+from .._attrs import make_dataset
 from .._validate import check_choice
+from ..metrics import METRIC_NAMES, nc_metrics
+from ..metrics._stats import select
 
 SAVE_MODES = ("metrics", "full")
+#: default budget of the snapshots waiting for one batched metrics call (bytes, on the problem's device)
+FLUSH_BYTES = 64 * 2**20
 
 
-def finalize_ds(ds: xr.Dataset, **attrs: Any) -> xr.Dataset:
-    """``lesde._attrs.finalize``, then plain ``str`` for str subclasses (``torch.__version__`` is a
-    ``TorchVersion``, which h5netcdf cannot write as an attribute)."""
-    ds = finalize(ds, **attrs)
-    ds.attrs = {k: (str(v) if isinstance(v, str) else v) for k, v in ds.attrs.items()}
-    return ds
+def progress_bar(progress: Any, total: int, desc: str):
+    """A tqdm bar over ``total`` steps (none with ``progress=False``), or, as is, a bar the caller passes (compare
+    shares one bar between its three processes)."""
+    if hasattr(progress, "update"):
+        return contextlib.nullcontext(progress)
+    from tqdm.auto import tqdm
 
-
-def nc_observations(problem, theta: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
-    """NC metrics (``names``, default all) of ``problem.features/classifier/bias`` at ``theta`` (R, P): -> (R,)."""
-    feats = problem.features(theta)
-    if feats is None:  # a module without a linear head has no classifier to collapse
-        return {}
-    from ..metrics import nc_metrics
-
-    out = nc_metrics(feats, problem.labels, problem.classifier(theta), problem.bias(theta), names=names)
-    if isinstance(out, xr.Dataset):
-        return {k: torch.as_tensor(v.values) for k, v in out.data_vars.items()}
-    return {k: torch.as_tensor(v) for k, v in out.items()}
-
-
-def observe(problem, theta: torch.Tensor, save: str, metrics) -> dict[str, torch.Tensor]:
-    """Loss, accuracy, NC metrics (``metrics``: True = all, False = none, or a list of names), and
-    (``save="full"``) features / classifier / bias, all per run."""
-    with torch.no_grad():
-        obs = {"loss": problem.loss(theta), "accuracy": problem.accuracy(theta)}
-        if metrics is True or (metrics is not False and len(metrics) > 0):
-            obs.update(nc_observations(problem, theta, None if metrics is True else list(metrics)))
-        if save == "full":
-            feats = problem.features(theta)
-            if feats is not None:
-                obs["features"] = feats  # (R, N, m)
-                obs["classifier"] = problem.classifier(theta)  # (R, K, m)
-                b = problem.bias(theta)
-                if b is not None:
-                    obs["bias"] = b  # (R, K)
-    # always a copy: classifier / features may be views of the state, whose buffer the integrators reuse
-    return {k: v.detach().to("cpu", copy=True) for k, v in obs.items()}
-
-
-_DIMS = {"features": ("sample", "feature"), "classifier": ("class", "feature"), "bias": ("class",)}
+    return tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
 
 
 class Recorder:
-    """Collects ``observe`` dicts at increasing times; ``dataset()`` stacks them to (run, time, ...)."""
+    """Collects observations at increasing times; ``dataset()`` stacks them to (run, time, ...).
 
-    def __init__(self, problem, save: str = "metrics", metrics=True) -> None:
+    ``metrics``: True (every metric :func:`~lesde.metrics.nc_metrics` can compute from the problem's features,
+    classifier and bias), False (none) or a list of names (aliases such as ``"nc2"`` allowed).
+    """
+
+    def __init__(self, problem, save: str = "metrics", metrics=True, flush_bytes: int | None = None) -> None:
         self.problem = problem
         self.save = check_choice("save", save, SAVE_MODES)
-        self.metrics = metrics
+        if metrics is True or metrics is None:
+            self.names = None
+        elif metrics is False:
+            self.names = []
+        else:  # checked now, not after the run
+            self.names = select(metrics, METRIC_NAMES, "")
+        self.flush_bytes = FLUSH_BYTES if flush_bytes is None else flush_bytes
         self.times: list[float] = []
         self.rows: list[dict[str, torch.Tensor]] = []
+        self.pending: list[tuple[torch.Tensor, ...]] = []  # (features, classifier[, bias]) per record, on device
+        self.pending_bytes = 0
+        self.metric_parts: list[dict[str, torch.Tensor]] = []  # name -> (R, T') per flush, on the CPU
 
     def __call__(self, t: float, theta: torch.Tensor) -> None:
         if not torch.isfinite(theta).all():
@@ -73,24 +65,50 @@ class Recorder:
                 f"parameters became NaN/inf by time {t:g}: the learning rate or step size is too large "
                 "for this problem (lower lr / dt, or use dtype=torch.float64)"
             )
+        problem = self.problem
+        with torch.no_grad():
+            obs = {"loss": problem.loss(theta), "accuracy": problem.accuracy(theta)}
+            wants_metrics = self.names != []
+            feats = problem.features(theta) if wants_metrics or self.save == "full" else None
+            if feats is not None:
+                # copies: classifier / features may be views of the state, whose buffer the integrators reuse
+                snap = tuple(
+                    x.clone() for x in (feats, problem.classifier(theta), problem.bias(theta)) if x is not None
+                )
+                if wants_metrics:
+                    self.pending.append(snap)
+                    self.pending_bytes += sum(x.numel() * x.element_size() for x in snap)
+                if self.save == "full":
+                    obs.update(zip(("features", "classifier", "bias"), snap))
         self.times.append(float(t))
-        self.rows.append(observe(self.problem, theta, self.save, self.metrics))
+        self.rows.append({k: v.detach().to("cpu", copy=True) for k, v in obs.items()})
+        if self.pending_bytes >= self.flush_bytes:
+            self._flush()
 
-    def dataset(self, **attrs: Any) -> xr.Dataset:
-        data = {}
-        for name in self.rows[0]:
-            arr = torch.stack([row[name] for row in self.rows], dim=1).numpy()  # (R, T, ...)
-            data[name] = (("run", "time") + _DIMS.get(name, ()), arr)
-        R = arr.shape[0]
-        coords = {
-            "run": np.arange(R),
-            "time": np.asarray(self.times, dtype=np.float64),
-            "label": ("sample", self.problem.labels.cpu().numpy()),
-        }
-        ds = xr.Dataset(data, coords=coords)
-        if "sample" not in ds.dims:
-            ds = ds.drop_vars("label")
-        return finalize_ds(ds, problem=self.problem.to_spec(), **attrs)
+    def _flush(self) -> None:
+        """NC metrics of every pending record in one batched call over (run, time)."""
+        if not self.pending:
+            return
+        feats, W, *b = (torch.stack(parts, dim=1) for parts in zip(*self.pending))  # (R, T', ...)
+        vals = nc_metrics(feats, self.problem.labels, W, b[0] if b else None, names=self.names)
+        self.metric_parts.append({k: v.cpu() for k, v in vals.items()})
+        self.pending, self.pending_bytes = [], 0
+
+    def dataset(self, *, extra: dict[str, Any] | None = None, coords: dict[str, Any] | None = None, **attrs: Any):
+        """The (run, time) Dataset: loss, accuracy, NC metrics, the ``save="full"`` arrays, and ``extra``
+        variables (``(dims, values)``) with their ``coords``; ``attrs`` are the global attrs."""
+        self._flush()
+        data: dict[str, Any] = {name: torch.stack([row[name] for row in self.rows], dim=1) for name in self.rows[0]}
+        for name in self.metric_parts[0] if self.metric_parts else ():
+            data[name] = torch.cat([part[name] for part in self.metric_parts], dim=1)  # (R, T)
+        data.update(extra or {})
+        all_coords: dict[str, Any] = {"run": np.arange(data["loss"].shape[0]), "time": np.asarray(self.times)}
+        if "features" in data:
+            all_coords["label"] = ("sample", self.problem.labels.cpu().numpy())
+        all_coords.update(coords or {})
+        return make_dataset(
+            data, all_coords, lead=("run", "time"), time="training", attrs={"problem": self.problem.to_spec(), **attrs}
+        )
 
 
 def record_steps(steps: int, record_every: int | None, n_save: int = 101) -> list[int]:

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._attrs import finalize
 from .._validate import check_int, check_positive_float
-from ._record import finalize_ds
+from ._record import progress_bar
 from .discrete import run_sgd
 from .flow import gradient_flow
 from .sme import SGDSDE, run_sme
@@ -41,6 +42,7 @@ def compare(
     metrics: bool | list[str] = True,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
+    progress: bool = True,
 ) -> xr.Dataset:
     """Run SGD, the first-order SME and gradient flow from a matched initialisation.
 
@@ -53,7 +55,10 @@ def compare(
     n_save : about this many recorded times (shared by the three processes).
     substeps : SME / gradient-flow steps per SGD step (``dt = lr / substeps``).
     flow_method : gradient-flow method (:data:`lesde.sgd.FLOW_METHODS`; ``"scipy"`` ignores ``dt``).
-    seed, theta0, save, metrics, device, dtype : as in :func:`~lesde.sgd.run_sgd`.
+    seed, theta0, save, metrics, device, dtype : as in :func:`~lesde.sgd.run_sgd`. The default ``metrics=True``
+        records every NC metric; computed in batches over the recorded times, they cost a few percent of the run
+        (``benchmarks/sgd_sde.py --part compare``; figures in ``benchmarks/RESULTS.md``).
+    progress : one tqdm progress bar over the steps of the three processes.
 
     Returns
     -------
@@ -64,33 +69,38 @@ def compare(
     substeps = check_int("substeps", substeps)
     steps = max(1, round(t_end / lr))
     every = max(1, steps // max(1, check_int("n_save", n_save, minimum=2) - 1))
-    common = dict(seed=seed, theta0=theta0, save=save, metrics=metrics, device=device, dtype=dtype)
-    sgd = run_sgd(problem, lr, batch_size, steps, n_runs=n_runs, record_every=every, sampling=sampling, **common)
-    sme = run_sme(
-        SGDSDE(problem, lr, batch_size, sampling),
-        steps * lr,
-        dt=lr / substeps,
-        n_runs=n_runs,
-        record_every=every * substeps,
-        **common,
-    )
-    gf = gradient_flow(
-        problem,
-        steps * lr,
-        dt=lr / substeps,
-        n_runs=1,
-        record_every=every * substeps,
-        n_save=len(sgd.time),
-        method=flow_method,
-        **common,
-    )
-    gf = gf.isel(run=np.zeros(n_runs, dtype=int)).assign_coords(run=sgd.run.values)
-    parts = [p.assign_coords(time=sgd.time.values) for p in (sgd, sme, gf)]  # identical up to rounding
+    fine = steps * substeps  # SME and gradient-flow steps
+    with progress_bar(progress, steps + 2 * fine, "compare") as bar:
+        common = dict(seed=seed, theta0=theta0, save=save, metrics=metrics, device=device, dtype=dtype, progress=bar)
+        bar.set_postfix_str("sgd")
+        sgd = run_sgd(problem, lr, batch_size, steps, n_runs=n_runs, record_every=every, sampling=sampling, **common)
+        bar.set_postfix_str("sme")
+        sme = run_sme(
+            SGDSDE(problem, lr, batch_size, sampling),
+            steps * lr,
+            dt=lr / substeps,
+            n_runs=n_runs,
+            record_every=every * substeps,
+            **common,
+        )
+        bar.set_postfix_str("gradient flow")
+        gf = gradient_flow(
+            problem,
+            steps * lr,
+            dt=lr / substeps,
+            n_runs=1,
+            record_every=every * substeps,
+            n_save=len(sgd.time),
+            method=flow_method,
+            **common,
+        )
+    gf = gf.isel(run=np.zeros(n_runs, dtype=int)).assign_coords(run=sgd.run)
+    parts = [p.assign_coords(time=sgd.time) for p in (sgd, sme, gf)]  # identical up to rounding
     ds = xr.concat(parts, dim="process", coords="minimal", compat="override", combine_attrs="drop_conflicts")
     ds = ds.assign_coords(process=list(PROCESSES))
     for key in ("process", "dt", "method"):
         ds.attrs.pop(key, None)
-    return finalize_ds(
+    return finalize(
         ds,
         lr=lr,
         batch_size=int(batch_size),
@@ -143,7 +153,7 @@ def plot_compare(ds: xr.Dataset, path: str | Path, metrics: tuple[str, ...] = _P
 
 
 def _ufm_problem(spec: dict[str, Any]):
-    from ..ufm import UFM
+    from .ufm import UFM
 
     return UFM(**spec)
 

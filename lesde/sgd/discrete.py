@@ -22,11 +22,12 @@ Sampling (a registry, :data:`SAMPLERS`):
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import xarray as xr
 
 from .._validate import check_choice, check_int, check_positive_float
-from ._record import Recorder, finalize_ds, record_steps
+from ._record import Recorder, progress_bar, record_steps
 
 
 class _WithReplacement:
@@ -94,6 +95,7 @@ def run_sgd(
     record_batches: bool = False,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
+    progress: bool = True,
 ) -> xr.Dataset:
     """Minibatch SGD, ``n_runs`` independent runs in parallel.
 
@@ -109,9 +111,11 @@ def run_sgd(
     sampling : ``"with-replacement"`` or ``"shuffle"`` (see the module docstring).
     theta0 : optional initial point, ``(P,)`` or ``(n_runs, P)``.
     save : ``"metrics"`` (loss, accuracy, NC metrics) or ``"full"`` (also features, classifier, bias).
-    metrics : NC metrics (``lesde.metrics.nc_metrics``) at each record: True (all), False, or a list of names.
+    metrics : NC metrics (``lesde.metrics.nc_metrics``) at each record: True (all), False, or a list of names
+        (aliases such as ``"nc2"`` allowed). They are computed in batches over records (``lesde.sgd._record``).
     record_batches : also store ``batch_counts(run, step, sample)``, how often each sample was in each minibatch.
     device, dtype : where and in which precision to run (float64 by default).
+    progress : show a tqdm progress bar over steps.
 
     Returns
     -------
@@ -139,18 +143,27 @@ def run_sgd(
     wanted = set(record_steps(steps, record_every))
     counts = []
     spare = torch.empty_like(theta)
-    for s in range(steps + 1):  # time is sequential; all runs advance together
-        if s in wanted:
-            rec(s * lr, theta)
-        if s == steps:
-            break
-        w = batch_weights(sampler.indices(), N, theta.dtype)  # (R, N)
-        if record_batches:
-            counts.append((w * B).round().to(torch.int32).cpu())
-        with torch.no_grad():
-            # theta - lr (sum_i w_i g_i + grad R), into the spare of two swapped state buffers
-            theta, spare = problem.explicit_step(theta, -lr * w, lr, out=spare), theta
-    ds = rec.dataset(
+    with progress_bar(progress, steps, "sgd") as bar:
+        for s in range(steps + 1):  # time is sequential; all runs advance together
+            if s in wanted:
+                rec(s * lr, theta)
+            if s == steps:
+                break
+            w = batch_weights(sampler.indices(), N, theta.dtype)  # (R, N)
+            if record_batches:
+                counts.append((w * B).round().to(torch.int32).cpu())
+            with torch.no_grad():
+                # theta - lr (sum_i w_i g_i + grad R), into the spare of two swapped state buffers
+                theta, spare = problem.explicit_step(theta, -lr * w, lr, out=spare), theta
+            bar.update(1)
+    extra, coords = {}, {}
+    if record_batches and counts:
+        # minibatch of step s moves the parameters from time s * lr to (s + 1) * lr
+        extra["batch_counts"] = (("run", "step", "sample"), torch.stack(counts, 1).numpy())
+        coords["step"] = np.arange(steps)
+    return rec.dataset(
+        extra=extra,
+        coords=coords,
         process="sgd",
         lr=lr,
         batch_size=B,
@@ -160,9 +173,3 @@ def run_sgd(
         device=str(problem.device),
         dtype=str(dtype),
     )
-    if record_batches and counts:
-        # minibatch of step s moves the parameters from time s * lr to (s + 1) * lr
-        ds["batch_counts"] = (("run", "step", "sample"), torch.stack(counts, 1).numpy())
-        ds = ds.assign_coords(step=("step", list(range(steps))))
-        ds = finalize_ds(ds)
-    return ds

@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 
 from .._validate import check_choice, check_int, check_positive_float
-from ._record import Recorder, record_steps
+from ._record import Recorder, progress_bar, record_steps
 from .discrete import prepare
 
 
@@ -47,6 +47,7 @@ def gradient_flow(
     metrics: bool | list[str] = True,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
+    progress: bool = True,
 ) -> xr.Dataset:
     """Integrate :math:`\\dot\\theta = -\\nabla L(\\theta)` from the problem's initial point.
 
@@ -59,7 +60,7 @@ def gradient_flow(
     seed, theta0 : the initial point, as in :func:`~lesde.sgd.run_sgd`.
     record_every, n_save : record every ``record_every`` steps (default: about ``n_save`` records).
     method : ``"rk4"``, ``"euler"`` or ``"scipy"``.
-    save, metrics, device, dtype : as in :func:`~lesde.sgd.run_sgd`.
+    save, metrics, device, dtype, progress : as in :func:`~lesde.sgd.run_sgd`.
 
     Returns
     -------
@@ -73,18 +74,21 @@ def gradient_flow(
     problem, theta = prepare(problem, theta0, n_runs, seed, device, dtype)
     rec = Recorder(problem, save, metrics)
     wanted = record_steps(steps, record_every, n_save)
-    if method == "scipy":
-        _scipy_flow(problem, theta, [s * dt for s in wanted], rec)
-    else:
-        step = FLOW_METHODS[method]
-        wanted_set = set(wanted)
-        for s in range(steps + 1):
-            if s in wanted_set:
-                rec(s * dt, theta)
-            if s == steps:
-                break
-            with torch.no_grad():
-                theta = step(problem, theta, dt)
+    with progress_bar(progress, steps, f"gradient flow [{method}]") as bar:
+        if method == "scipy":
+            _scipy_flow(problem, theta, [s * dt for s in wanted], rec)
+            bar.update(steps)
+        else:
+            step = FLOW_METHODS[method]
+            wanted_set = set(wanted)
+            for s in range(steps + 1):
+                if s in wanted_set:
+                    rec(s * dt, theta)
+                if s == steps:
+                    break
+                with torch.no_grad():
+                    theta = step(problem, theta, dt)
+                bar.update(1)
     return rec.dataset(
         process="gradient_flow", dt=dt, method=method, seed=seed, device=str(problem.device), dtype=str(dtype)
     )

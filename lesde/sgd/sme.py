@@ -45,7 +45,7 @@ import xarray as xr
 from torch import nn
 
 from .._validate import check_choice, check_int, check_positive_float
-from ._record import Recorder, record_steps
+from ._record import Recorder, progress_bar, record_steps
 from .discrete import SAMPLERS, prepare
 
 
@@ -142,12 +142,15 @@ def run_sme(
     metrics: bool | list[str] = True,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
+    progress: bool = True,
 ) -> xr.Dataset:
     """Euler-Maruyama for :class:`SGDSDE`, recording what :func:`~lesde.sgd.run_sgd` records.
 
     :math:`\\theta \\leftarrow \\theta + f\\,\\Delta t + G\\,\\Delta W`, :math:`\\Delta W \\sim N(0, \\Delta t I_N)`
     per path. ``dt`` defaults to the learning rate (one SME step per SGD step); ``t_end`` is rounded to a whole
     number of steps. Observations are computed on the fly, so large ``P`` costs no trajectory memory.
+    ``n_runs`` SDE paths are recorded along the ``run`` dim, so the Dataset lines up with SGD's; the other
+    arguments are those of :func:`~lesde.sgd.run_sgd` (``progress``: a tqdm bar over steps).
 
     Returns
     -------
@@ -164,14 +167,16 @@ def run_sme(
     wanted = set(record_steps(steps, record_every))
     sqrt_dt = math.sqrt(dt)
     spare = torch.empty_like(theta)
-    for s in range(steps + 1):
-        if s in wanted:
-            rec(s * dt, theta)
-        if s == steps:
-            break
-        dW = sqrt_dt * torch.randn(n_runs, sme.brownian_size, generator=gen, device=problem.device, dtype=dtype)
-        with torch.no_grad():  # two state buffers, swapped: no fresh (runs, P) allocation per step
-            theta, spare = sme.euler_step(theta, dW, dt, out=spare), theta
+    with progress_bar(progress, steps, "sme") as bar:
+        for s in range(steps + 1):
+            if s in wanted:
+                rec(s * dt, theta)
+            if s == steps:
+                break
+            dW = sqrt_dt * torch.randn(n_runs, sme.brownian_size, generator=gen, device=problem.device, dtype=dtype)
+            with torch.no_grad():  # two state buffers, swapped: no fresh (runs, P) allocation per step
+                theta, spare = sme.euler_step(theta, dW, dt, out=spare), theta
+            bar.update(1)
     return rec.dataset(
         process="sme",
         lr=sme.lr,
