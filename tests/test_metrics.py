@@ -492,3 +492,170 @@ def test_online_metrics_degenerate_and_errors(gen):
         M.online_metrics(torch.zeros(2, 4, 5, dtype=torch.float64), zero, y)
     with pytest.raises(ValueError, match="scale"):
         M.online_metrics(mu, zero, y, scale=0.0)
+
+
+# ----------------------------------------------------------------------------- lazy xarray layer (dask, zarr)
+
+
+def test_to_dataset_is_lazy_on_zarr_and_equals_the_kernel(gen, tmp_path, monkeypatch):
+    """Kernel vs wrapper on a zarr store opened lazily: no kernel call until compute, then one per block."""
+    import dask.array as da
+
+    from lesde.metrics import dataset as wrapper
+
+    sim = _sim_full(gen, P=6, T=4, dtype=torch.float64)
+    sim.to_zarr(tmp_path / "sim.zarr", zarr_format=2)
+    lazy = xr.open_zarr(tmp_path / "sim.zarr").chunk({"path": 2, "time": 2})
+    calls = []
+    kernel = wrapper.nc_metrics
+    monkeypatch.setattr(wrapper, "nc_metrics", lambda *a, **k: calls.append(a[0].shape) or kernel(*a, **k))
+
+    out = M.to_dataset(lazy, use_least_squares=True)
+    assert calls == []  # nothing computed yet
+    assert all(isinstance(out[n].data, da.Array) for n in out.data_vars)
+    assert out["nc1"].chunks == ((2, 2, 2), (2, 2))
+    got = out.compute()
+    assert len(calls) == 6 and set(calls) == {(2, 2, 9, 5)}  # one call per (path, time) block, all metrics at once
+    direct = M.nc_metrics(
+        torch.from_numpy(sim["features"].values), torch.from_numpy(sim["label"].values), use_least_squares=True
+    )
+    assert set(got.data_vars) == set(direct)
+    for name, value in direct.items():
+        np.testing.assert_allclose(got[name].values, value.numpy(), rtol=1e-12, atol=1e-300, err_msg=name)
+    assert got.attrs["metrics_source"] == "full" and got.attrs["dt"] == 0.01
+
+    # save="means": class means and variances, chunked over path only; lazy too
+    means = xr.Dataset(
+        {
+            "class_mean": (("path", "time", "class", "feature"), np.abs(sim["features"].values[:, :, :3])),
+            "within_var": (("path", "time", "class"), np.ones((6, 4, 3))),
+        },
+        attrs={"samples_per_class": 3},
+    ).chunk({"path": 3})
+    out = M.to_dataset(means, names=["nc2", "cdnv"])
+    assert list(out.data_vars) == ["equinorm_means", "equiangular_means", "maxangle_means", "etf_error", "cdnv"]
+    assert isinstance(out["cdnv"].data, da.Array)
+    direct = M.means_metrics(torch.from_numpy(means["class_mean"].values), torch.ones(6, 4, 3), [3, 3, 3])
+    for name in out.data_vars:
+        np.testing.assert_allclose(out[name].values, direct[name].numpy(), rtol=1e-12, err_msg=name)
+
+
+def test_to_dataset_keeps_coordinates_and_time_description(gen):
+    sim = _sim_full(gen)
+    sim["time"].attrs.update(long_name="SDE time t", units="1")
+    out = M.to_dataset(sim, names=["nc1"], papyan=True)
+    assert out["time"].attrs["long_name"] == "SDE time t" and "units" not in out["path"].attrs
+    direct = M.nc_metrics(
+        torch.from_numpy(sim["features"].values), torch.from_numpy(sim["label"].values), names=["nc1"], papyan=True
+    )
+    np.testing.assert_array_equal(out["nc1"].values, direct["nc1"].numpy())
+    with pytest.raises(ValueError, match="labels must cover every class"):  # checked now, not at compute time
+        M.to_dataset(sim.assign_coords(label=("sample", np.array([0, 0, 0, 2, 2, 2, 2, 3, 3]))).chunk({"path": 1}))
+
+
+# ------------------------------------------------------------------------------------ aliases, bad inputs
+
+
+def test_papyan_aliases(gen):
+    rng = np.random.default_rng(3)
+    H, y, W, b = etf_problem(4, 6, [3, 3, 3, 3], rng, noise=0.3, w_noise=0.2)
+    full = M.nc_metrics(t(H), t(y), t(W), t(b))
+    assert M.ALIASES == {
+        "nc2": ("equinorm_means", "equiangular_means", "maxangle_means", "etf_error"),
+        "nc3": ("self_duality",),
+        "nc4": ("ncc_mismatch",),
+    }
+    for alias, members in M.ALIASES.items():
+        out = M.nc_metrics(t(H), t(y), t(W), t(b), names=[alias])
+        assert tuple(out) == members
+        for name in members:
+            assert torch.equal(out[name], full[name]), name
+    both = M.nc_metrics(t(H), t(y), t(W), names=["nc1", "nc2", "etf_error", "nc4"])
+    assert list(both) == ["nc1", "equinorm_means", "equiangular_means", "maxangle_means", "etf_error", "ncc_mismatch"]
+    assert list(M.means_metrics(t(H[None, :4]), torch.ones(1, 4), [3, 3, 3, 3], names="nc2")) == list(M.ALIASES["nc2"])
+    with pytest.raises(ValueError, match="aliases nc2, nc3, nc4"):
+        M.nc_metrics(t(H), t(y), names=["nc5"])
+    with pytest.raises(ValueError, match="self_duality"):  # nc3 needs a classifier
+        M.nc_metrics(t(H), t(y), names=["nc3"])
+
+
+def test_nan_inf_and_float16_give_clear_errors(gen):
+    from lesde import separability
+
+    H = torch.randn(3, 8, 4, generator=gen, dtype=torch.float64)
+    y = torch.arange(2).repeat_interleave(4)
+    W = torch.randn(2, 4, generator=gen, dtype=torch.float64)
+    bad = H.clone()
+    bad[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"features contains NaN or inf \(1 of 3 items"):
+        M.nc_metrics(bad, y)
+    bad[1, 2, 3] = float("inf")
+    with pytest.raises(ValueError, match="features contains NaN or inf"):
+        M.nc_metrics(bad, y)
+    with pytest.raises(ValueError, match="features contains NaN or inf"):
+        M.least_squares_classifier(bad, y)
+    with pytest.raises(ValueError, match="features contains NaN or inf"):
+        separability.separable(bad, y)
+    with pytest.raises(ValueError, match="classifier contains NaN or inf"):
+        M.nc_metrics(H, y, W * float("inf"))
+    with pytest.raises(ValueError, match="bias contains NaN or inf"):
+        M.nc_metrics(H, y, W, torch.tensor([0.0, float("nan")], dtype=torch.float64))
+    mu, Z = H[:, :2], H - H.mean(-2, keepdim=True)
+    with pytest.raises(ValueError, match="deviations contains NaN or inf"):
+        M.online_metrics(mu, bad, y)
+    with pytest.raises(ValueError, match="deviations contains NaN or inf"):
+        M.online_metrics(mu, bad, y, scale=1.0)  # pre-normalised inputs: caught on the reduced statistics
+    with pytest.raises(ValueError, match="class_means contains NaN or inf"):
+        M.online_metrics(mu * float("inf"), Z, y)
+    with pytest.raises(ValueError, match="within_var contains NaN or inf"):
+        M.means_metrics(mu, torch.tensor([[1.0, float("nan")]] * 3, dtype=torch.float64), [4, 4])
+    for low in (torch.float16, torch.bfloat16):
+        with pytest.raises(TypeError, match=f"features has dtype {low}; accepted dtypes: float32, float64"):
+            M.nc_metrics(H.to(low), y)
+        with pytest.raises(TypeError, match=f"features has dtype {low}"):
+            separability.separable(H.to(low), y)
+    with pytest.raises(TypeError, match="classifier has dtype torch.float16"):
+        M.nc_metrics(H, y, W.half())
+    # integer features are exact in float64 and accepted by both
+    Hi = torch.randint(-5, 5, (8, 4), generator=gen)
+    assert M.nc_metrics(Hi, y, names=["nc1"])["nc1"].dtype == torch.float64
+    assert separability.separable(Hi, y).shape == (2, 2)
+
+
+def test_metrics_and_separability_share_the_label_check_and_the_scale(gen):
+    """The same bad labels fail with the same message in both; the same scale makes both answers scale-free."""
+    from lesde import separability
+
+    H = torch.randn(2, 6, 3, generator=gen, dtype=torch.float64)
+    for labels in (torch.tensor([0, 0, 1, 1, 3, 3]), torch.tensor([0, 0, 1, 1, 1]), torch.zeros(6, dtype=torch.long)):
+        errors = []
+        for fn in (M.nc_metrics, separability.separable, M.least_squares_classifier):
+            with pytest.raises(ValueError) as info:
+                fn(H, labels)
+            errors.append(str(info.value))
+        assert len(set(errors)) == 1, errors
+    with pytest.raises(TypeError, match="labels must hold integers"):
+        separability.separable(H, torch.zeros(6))
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    for scale in (1e-200, 1e200):
+        torch.testing.assert_close(M.nc_metrics(H * scale, y), M.nc_metrics(H, y), rtol=1e-12, atol=0)
+        assert torch.equal(separability.separable(H * scale, y), separability.separable(H, y))
+
+
+def test_one_vs_rest_distance_batched_against_the_enumeration_reference(gen):
+    """gnc2 and lesde.ufm.one_vs_rest_distance are one solver: batched, certified, equal to the exact enumeration."""
+    from lesde.ufm import one_vs_rest_distance
+
+    codes = torch.randn(4, 5, 6, 3, generator=gen, dtype=torch.float64)  # (4, 5) batch of K=6 codes in R^3
+    got = one_vs_rest_distance(codes, per_point=True)  # (4, 5, 6)
+    assert got.shape == (4, 5, 6)
+    for idx in [(0, 0), (1, 3), (3, 4), (2, 2)]:
+        W = codes[idx].numpy()
+        ref = [np_dist_to_hull(W[k], np.delete(W, k, axis=0)) for k in range(6)]
+        np.testing.assert_allclose(got[idx], ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(one_vs_rest_distance(codes), got.min(-1))
+    assert isinstance(one_vs_rest_distance(codes[0, 0]), float)
+    unit = codes / codes.norm(dim=-1, keepdim=True)
+    H = torch.randn(12, 3, generator=gen, dtype=torch.float64)
+    gnc2 = M.nc_metrics(H, torch.arange(12) % 6, codes, names=["gnc2"])["gnc2"]
+    np.testing.assert_allclose(gnc2.numpy(), one_vs_rest_distance(unit), rtol=1e-12)

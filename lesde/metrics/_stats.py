@@ -30,8 +30,12 @@ class MeansStats:
         return self.means - self.means.mean(-2, keepdim=True)
 
     @cached_property
-    def unit_centred(self) -> torch.Tensor:  # (..., K, m)
-        return geo.unit_rows(self.centred, self.floor)
+    def gram(self) -> torch.Tensor:  # (..., K, K)  Mbar Mbar^T: nc1, equinorm, the cosines, etf_error
+        return self.centred @ self.centred.mT
+
+    @cached_property
+    def cosines(self) -> torch.Tensor:  # (..., K(K-1)/2)  cos(mu_k - mu_G, mu_l - mu_G), k < l
+        return geo.pair_cosines(self.gram, self.floor)
 
     @cached_property
     def tr_within(self) -> torch.Tensor:  # (...)  tr(Sigma_W) = sum_k n_k Var_k / N
@@ -108,12 +112,32 @@ class FullStats(SampleStats):
         self.b = b / self.logit_scale[..., None]
 
     @cached_property
-    def logits(self) -> torch.Tensor:  # (..., N, K)
-        return self.feats @ self.W.mT + self.b[..., None, :]
+    def _dev_products(self) -> torch.Tensor:  # (..., N, 2K)  deviations . [centred means; classifier rows]
+        # one pass over the deviations serves nc1, ncc_mismatch (proj) and the logits: the per-sample products are
+        # the costly part of the metrics for many small items (sgd's batched recorder)
+        Mc, W = torch.broadcast_tensors(self.centred, self.W)
+        return (torch.cat([Mc, W], -2) @ self.dev.mT).mT
+
+    @cached_property
+    def proj(self) -> torch.Tensor:  # (..., N, K)
+        return SampleStats.proj.func(self) if self.W is None else self._dev_products[..., : self.K]
+
+    @cached_property
+    def logits(self) -> torch.Tensor:  # (..., N, K)  (mu_{y_i} + dev_i) . w_k + b_k
+        own = (self.means @ self.W.mT).index_select(-2, self.labels)  # (..., N, K)  mu_{y_i} . w_k
+        return own + self._dev_products[..., self.K :] + self.b[..., None, :]
 
     @cached_property
     def unit_W(self) -> torch.Tensor:
         return geo.unit_rows(self.W, self.w_floor)
+
+    @cached_property
+    def gram_W(self) -> torch.Tensor:  # (..., K, K)  W W^T
+        return self.W @ self.W.mT
+
+    @cached_property
+    def cosines_W(self) -> torch.Tensor:  # (..., K(K-1)/2)
+        return geo.pair_cosines(self.gram_W, self.w_floor)
 
 
 # --------------------------------------------------------------------------------------- metric kernels
@@ -123,7 +147,7 @@ def _nc1(s: SampleStats) -> torch.Tensor:
     """tr(Sigma_W Sigma_B^+) / K (without the / K with ``papyan``) via the K x K Gram of the centred means."""
     K, N, m = s.K, s.dev.shape[-2], s.dev.shape[-1]
     Mc = s.centred  # (..., K, m)
-    evals, evecs = torch.linalg.eigh(Mc @ Mc.mT)  # ascending; (..., K), (..., K, K)
+    evals, evecs = torch.linalg.eigh(s.gram)  # of Mc Mc^T, ascending; (..., K), (..., K, K)
     evals, evecs = evals[..., 1:], evecs[..., 1:]  # top K-1 eigenpairs
     P = s.proj  # (..., N, K)  projections of the within-class deviations
     A = P.mT @ P / N  # (..., K, K)  = Mbar Sigma_W Mbar^T
@@ -144,9 +168,9 @@ def _nc1_quotient(s: MeansStats) -> torch.Tensor:
     return geo.safe_ratio(s.tr_within, s.tr_between, s.floor, s.cap)
 
 
-def _equinorm(v: torch.Tensor, floor: float) -> torch.Tensor:
-    norms = (v * v).sum(-1)
-    return geo.coefficient_of_variation(torch.where(norms > floor, norms, torch.zeros_like(norms)).sqrt(), floor)
+def _equinorm(gram: torch.Tensor, floor: float) -> torch.Tensor:
+    sq = gram.diagonal(dim1=-2, dim2=-1)  # squared row norms
+    return geo.coefficient_of_variation(torch.where(sq > floor, sq, torch.zeros_like(sq)).sqrt(), floor)
 
 
 def _cdnv(s: MeansStats) -> torch.Tensor:
@@ -163,9 +187,14 @@ def _self_duality(s: FullStats) -> torch.Tensor:
 
 
 def _ncc_mismatch(s: FullStats) -> torch.Tensor:
-    # ||h - mu_k||^2 up to the k-independent ||h||^2
-    dist = (s.means * s.means).sum(-1)[..., None, :] - 2 * s.feats @ s.means.mT  # (..., N, K)
-    return (s.logits.argmax(-1) != dist.argmin(-1)).to(s.feats.dtype).mean(-1)
+    # ||h_i - mu_k||^2 = ||mu_y - mu_k||^2 - 2 proj_ik + (terms free of k), y = y_i: no product over the samples
+    sq = s.gram.diagonal(dim1=-2, dim2=-1)
+    between = sq[..., :, None] + sq[..., None, :] - 2 * s.gram  # (..., K, K)  ||mu_k - mu_l||^2
+    score = between.index_select(-2, s.labels) - 2 * s.proj  # (..., N, K)
+    # the classifier disagrees where no nearest centre has the largest logit (amax: measured faster than argmin)
+    z = s.logits
+    nearest_logit = z.masked_fill(score > score.amin(-1, keepdim=True), -torch.inf).amax(-1)
+    return (nearest_logit < z.amax(-1)).to(z.dtype).mean(-1)
 
 
 def _nc_margin(s: FullStats) -> torch.Tensor:
@@ -185,16 +214,16 @@ def _gnc3(s: FullStats) -> torch.Tensor:
 REGISTRY: dict[str, tuple[Callable[[Any], torch.Tensor], str]] = {
     "nc1": (_nc1, "features"),
     "nc1_quotient": (_nc1_quotient, "means"),
-    "equinorm_means": (lambda s: _equinorm(s.centred, s.floor), "means"),
-    "equiangular_means": (lambda s: geo.equiangular(s.unit_centred), "means"),
-    "maxangle_means": (lambda s: geo.maxangle(s.unit_centred), "means"),
-    "mean_cosine": (lambda s: geo.mean_cosine(s.unit_centred), "means"),
-    "etf_error": (lambda s: geo.etf_error(s.centred, s.floor), "means"),
+    "equinorm_means": (lambda s: _equinorm(s.gram, s.floor), "means"),
+    "equiangular_means": (lambda s: geo.equiangular(s.cosines), "means"),
+    "maxangle_means": (lambda s: geo.maxangle(s.cosines, s.K), "means"),
+    "mean_cosine": (lambda s: s.cosines.mean(-1), "means"),
+    "etf_error": (lambda s: geo.etf_error(s.gram, s.floor), "means"),
     "cdnv": (_cdnv, "means"),
-    "equinorm_classifier": (lambda s: _equinorm(s.W, s.w_floor), "classifier"),
-    "equiangular_classifier": (lambda s: geo.equiangular(s.unit_W), "classifier"),
-    "maxangle_classifier": (lambda s: geo.maxangle(s.unit_W), "classifier"),
-    "etf_error_classifier": (lambda s: geo.etf_error(s.W, s.w_floor), "classifier"),
+    "equinorm_classifier": (lambda s: _equinorm(s.gram_W, s.w_floor), "classifier"),
+    "equiangular_classifier": (lambda s: geo.equiangular(s.cosines_W), "classifier"),
+    "maxangle_classifier": (lambda s: geo.maxangle(s.cosines_W, s.K), "classifier"),
+    "etf_error_classifier": (lambda s: geo.etf_error(s.gram_W, s.w_floor), "classifier"),
     "self_duality": (_self_duality, "classifier"),
     "ncc_mismatch": (_ncc_mismatch, "classifier"),
     "nc_margin": (_nc_margin, "classifier"),

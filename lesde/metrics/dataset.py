@@ -124,7 +124,7 @@ def to_dataset(
     lead = _lead(inputs[0], core[0])
     inputs = [_core_whole(v.transpose(*lead, *c), c) for v, c in zip(inputs, core)]
     results = xr.apply_ufunc(
-        kernel,
+        kernel if len(chosen) > 1 else lambda *arrays: kernel(*arrays)[0],  # one output: an array, not a 1-tuple
         *inputs,
         input_core_dims=[list(c) for c in core],
         output_core_dims=[[] for _ in chosen],
