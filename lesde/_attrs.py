@@ -181,9 +181,9 @@ def _annotate(ds: xr.Dataset, time: str | None, attrs: Mapping[str, Any]) -> xr.
         if name in VARIABLE_ATTRS:
             for k, v in VARIABLE_ATTRS[name].items():
                 var.attrs.setdefault(k, v)
-        elif "units" not in var.attrs and name not in ds.dims:
+        elif "units" not in var.attrs:
             var.attrs["units"] = "1"
-        if name in ds.dims and var.attrs.get("units") == "1":
+        if name in _INDEX and var.attrs.get("units") == "1":
             del var.attrs["units"]  # an index has no units (files written before the table said so)
     # attrs already on ds are kept as they are (only str subclasses made plain); new ones made serialisable
     kept = {k: str(v) if isinstance(v, str) else v for k, v in ds.attrs.items()}
