@@ -26,14 +26,16 @@ def renamed_kwargs(**renames: str) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            for old, new in renames.items():
-                if old in kwargs:
-                    if new in kwargs:
-                        raise TypeError(f"{fn.__name__}() got both {old}= (the old name) and {new}=; pass only {new}=")
-                    warnings.warn(
-                        f"{fn.__name__}({old}=...) is deprecated; use {new}=...", DeprecationWarning, stacklevel=2
-                    )
-                    kwargs[new] = kwargs.pop(old)
+            used = [old for old in renames if old in kwargs]
+            for old in used:
+                new = renames[old]
+                if new in kwargs:
+                    raise TypeError(f"{fn.__name__}() got both {old}= (the old name) and {new}=; pass only {new}=")
+                kwargs[new] = kwargs.pop(old)
+            if used:  # one warning per call, naming every old spelling used
+                olds = ", ".join(f"{old}=..." for old in used)
+                news = ", ".join(f"{renames[old]}=..." for old in used)
+                warnings.warn(f"{fn.__name__}({olds}) is deprecated; use {news}", DeprecationWarning, stacklevel=2)
             return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -139,6 +139,19 @@ def test_ufm_objective_equals_tirer_bruna(gen):
     assert ufm.loss(theta).item() == pytest.approx(tb, rel=1e-13)
 
 
+def test_tirer_bruna_takes_the_ufm_argument_names():
+    new = tirer_bruna(num_classes=3, samples_per_class=4, dim=5, lambda_W=0.3, lambda_H=0.7)
+    assert torch.equal(new["W"], tirer_bruna(3, 4, 5, 0.3, 0.7)["W"])
+    with pytest.warns(DeprecationWarning, match=r"tirer_bruna\(K=..., n=..., d=...\) is deprecated; use num_classes="):
+        old = tirer_bruna(K=3, n=4, d=5, lambda_W=0.3, lambda_H=0.7)
+    assert torch.equal(old["H"], new["H"]) and old["rho"] == new["rho"]
+    with pytest.raises(TypeError, match="pass only num_classes="):
+        tirer_bruna(K=3, num_classes=3, samples_per_class=4, dim=5, lambda_W=0.3, lambda_H=0.7)
+    # the same five arguments build the training problem with this objective
+    ufm = UFM.from_tirer_bruna(num_classes=3, samples_per_class=4, dim=5, lambda_W=0.3, lambda_H=0.7)
+    assert ufm.tirer_bruna_parameters() == pytest.approx({"lambda_W": 0.3, "lambda_H": 0.7})
+
+
 def _mlp_problem(gen, loss="ce", weight_decay=0.0):
     net = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3)).double()
     with torch.no_grad():
@@ -441,6 +454,45 @@ def test_compare_on_module_problem(gen):
     # 5 steps, every 2nd recorded, plus the last one always
     np.testing.assert_allclose(ds.time.values, [0.0, 0.4, 0.8, 1.0])
     assert ds.nc1.shape == (3, 3, 4) and np.isfinite(ds.nc1.values).all()
+
+
+def test_batched_metrics_equal_metrics_per_record(monkeypatch):
+    """The recorder's NC metrics, batched over (run, time) or computed record by record, equal nc_metrics of the
+    saved features and classifier, every metric."""
+    from lesde.sgd import _record
+
+    ufm = UFM(3, 3, 4, loss="ce", weight_decay_W=0.01, weight_decay_H=0.01)
+    full = run_sgd(ufm, 0.2, 2, 30, n_runs=3, record_every=3, save="full", metrics="all", progress=False)
+    monkeypatch.setattr(_record, "FLUSH_BYTES", 1)  # a budget below one snapshot: a call per record
+    per_record = run_sgd(ufm, 0.2, 2, 30, n_runs=3, record_every=3, metrics="all", progress=False)
+    assert set(lesde.metrics.METRIC_NAMES) <= set(full.data_vars) and per_record.sizes["time"] == 11
+    # the default set: all but gnc2
+    default = run_sgd(ufm, 0.2, 2, 30, n_runs=3, record_every=3, progress=False)
+    assert set(default.data_vars) == {"loss", "accuracy", *lesde.sgd.DEFAULT_METRICS}
+    assert set(lesde.sgd.DEFAULT_METRICS) == set(lesde.metrics.METRIC_NAMES) - {"gnc2"}
+    direct = lesde.metrics.nc_metrics(
+        torch.from_numpy(full.features.values),
+        ufm.labels,
+        torch.from_numpy(full.classifier.values),
+        torch.from_numpy(full.bias.values),
+    )
+    for name, value in direct.items():
+        np.testing.assert_allclose(full[name].values, value.numpy(), rtol=1e-10, atol=1e-13, err_msg=name)
+        np.testing.assert_allclose(per_record[name].values, value.numpy(), rtol=1e-10, atol=1e-13, err_msg=name)
+    some = run_sgd(ufm, 0.2, 2, 30, n_runs=3, record_every=3, metrics=["nc1", "nc2"], progress=False)
+    assert {"nc1", "etf_error", "maxangle_means"} <= set(some) and "self_duality" not in some
+    assert some.time.attrs["long_name"] == "training time t = step x learning rate"
+    with pytest.raises(ValueError, match="accepted names"):  # checked before any step is taken
+        run_sgd(ufm, 0.2, 2, 10**9, metrics=["nc7"], progress=False)
+
+
+def test_compare_shows_one_progress_bar(capsys):
+    ufm = UFM(2, 2, 2, loss="mse")
+    compare(ufm, lr=0.1, batch_size=2, t_end=0.5, n_runs=2, n_save=3, substeps=2, metrics=False)
+    err = capsys.readouterr().err
+    assert "compare" in err and "25/25" in err  # one bar: 5 SGD steps, 10 SME and 10 gradient-flow steps
+    compare(ufm, lr=0.1, batch_size=2, t_end=0.5, n_runs=2, n_save=3, metrics=False, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_errors_name_the_parameter():

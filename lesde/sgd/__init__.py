@@ -8,6 +8,7 @@ defines the loss over a flat parameter batch ``theta (runs, P)``; :func:`run_sgd
 See DESIGN.md section 3.
 """
 
+from ._record import DEFAULT_METRICS
 from .compare import compare, compare_from_config, plot_compare
 from .discrete import SAMPLERS, run_sgd
 from .flow import FLOW_METHODS, gradient_flow
@@ -16,6 +17,7 @@ from .sme import SGDSDE, run_sme
 from .ufm import UFM
 
 __all__ = [
+    "DEFAULT_METRICS",
     "FLOW_METHODS",
     "LOSSES",
     "SAMPLERS",

@@ -24,6 +24,9 @@ from ..metrics._stats import select
 SAVE_MODES = ("metrics", "full")
 #: default budget of the snapshots waiting for one batched metrics call (bytes, on the problem's device)
 FLUSH_BYTES = 64 * 2**20
+#: what ``metrics=True`` records: every NC metric but gnc2, the one with an iterative solver (opt in with
+#: ``metrics="all"`` or a list naming it); measured at a few percent of a compare run (benchmarks/RESULTS.md)
+DEFAULT_METRICS: tuple[str, ...] = tuple(name for name in METRIC_NAMES if name != "gnc2")
 
 
 def progress_bar(progress: Any, total: int, desc: str):
@@ -33,25 +36,26 @@ def progress_bar(progress: Any, total: int, desc: str):
         return contextlib.nullcontext(progress)
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
+    return tqdm(total=total, desc=desc, unit="step", disable=not progress)
 
 
 class Recorder:
     """Collects observations at increasing times; ``dataset()`` stacks them to (run, time, ...).
 
-    ``metrics``: True (every metric :func:`~lesde.metrics.nc_metrics` can compute from the problem's features,
-    classifier and bias), False (none) or a list of names (aliases such as ``"nc2"`` allowed).
+    ``metrics``: True (:data:`DEFAULT_METRICS`), ``"all"`` (every metric of :func:`~lesde.metrics.nc_metrics`),
+    False (none) or a list of names (aliases such as ``"nc2"`` allowed).
     """
 
     def __init__(self, problem, save: str = "metrics", metrics=True, flush_bytes: int | None = None) -> None:
         self.problem = problem
         self.save = check_choice("save", save, SAVE_MODES)
-        if metrics is True or metrics is None:
-            self.names = None
-        elif metrics is False:
-            self.names = []
-        else:  # checked now, not after the run
-            self.names = select(metrics, METRIC_NAMES, "")
+        if metrics is True:
+            metrics = DEFAULT_METRICS
+        elif metrics == "all":
+            metrics = METRIC_NAMES
+        elif metrics is False or metrics is None:
+            metrics = []
+        self.names = select(metrics, METRIC_NAMES, "")  # checked now, not after the run
         self.flush_bytes = FLUSH_BYTES if flush_bytes is None else flush_bytes
         self.times: list[float] = []
         self.rows: list[dict[str, torch.Tensor]] = []

@@ -39,7 +39,7 @@ def compare(
     flow_method: str = "rk4",
     theta0: torch.Tensor | None = None,
     save: str = "metrics",
-    metrics: bool | list[str] = True,
+    metrics: bool | str | list[str] = True,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
     progress: bool = True,
@@ -56,8 +56,9 @@ def compare(
     substeps : SME / gradient-flow steps per SGD step (``dt = lr / substeps``).
     flow_method : gradient-flow method (:data:`lesde.sgd.FLOW_METHODS`; ``"scipy"`` ignores ``dt``).
     seed, theta0, save, metrics, device, dtype : as in :func:`~lesde.sgd.run_sgd`. The default ``metrics=True``
-        records every NC metric; computed in batches over the recorded times, they cost a few percent of the run
-        (``benchmarks/sgd_sde.py --part compare``; figures in ``benchmarks/RESULTS.md``).
+        records :data:`lesde.sgd.DEFAULT_METRICS` (every NC metric but gnc2, which ``metrics="all"`` adds), in
+        batched calls over the recorded times (their share of the run: ``benchmarks/sgd_sde.py --part compare``,
+        figures in ``benchmarks/RESULTS.md``).
     progress : one tqdm progress bar over the steps of the three processes.
 
     Returns
@@ -176,7 +177,7 @@ def compare_from_config(config: dict[str, Any], out: str | Path) -> xr.Dataset:
 
         [problem]
         kind = "ufm"              # or "digits-mlp"
-        # ufm: the arguments of lesde.ufm.UFM
+        # ufm: the arguments of lesde.sgd.UFM (also lesde.ufm.UFM)
         num_classes = 4
         samples_per_class = 8
         dim = 8
@@ -195,7 +196,7 @@ def compare_from_config(config: dict[str, Any], out: str | Path) -> xr.Dataset:
         n_save = 51
         substeps = 1
         flow_method = "rk4"
-        metrics = true
+        metrics = true            # the default set; "all" adds gnc2; or a list of names
         device = "cpu"
         dtype = "float64"         # or "float32"
 

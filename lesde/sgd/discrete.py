@@ -91,7 +91,7 @@ def run_sgd(
     sampling: str = "with-replacement",
     theta0: torch.Tensor | None = None,
     save: str = "metrics",
-    metrics: bool | list[str] = True,
+    metrics: bool | str | list[str] = True,
     record_batches: bool = False,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
@@ -101,7 +101,7 @@ def run_sgd(
 
     Parameters
     ----------
-    problem : a :class:`~lesde.sgd.problems.Problem` (``lesde.ufm.UFM``, :class:`~lesde.sgd.ModuleProblem`).
+    problem : a :class:`~lesde.sgd.problems.Problem` (:class:`~lesde.sgd.UFM`, :class:`~lesde.sgd.ModuleProblem`).
     lr : learning rate :math:`\\eta`; recorded time is ``step * lr``.
     batch_size : B, 1 <= B (<= N for ``"shuffle"``).
     steps : number of SGD steps.
@@ -111,8 +111,9 @@ def run_sgd(
     sampling : ``"with-replacement"`` or ``"shuffle"`` (see the module docstring).
     theta0 : optional initial point, ``(P,)`` or ``(n_runs, P)``.
     save : ``"metrics"`` (loss, accuracy, NC metrics) or ``"full"`` (also features, classifier, bias).
-    metrics : NC metrics (``lesde.metrics.nc_metrics``) at each record: True (all), False, or a list of names
-        (aliases such as ``"nc2"`` allowed). They are computed in batches over records (``lesde.sgd._record``).
+    metrics : NC metrics (``lesde.metrics.nc_metrics``) at each record: True (:data:`lesde.sgd.DEFAULT_METRICS`:
+        all but gnc2), ``"all"``, False, or a list of names (aliases such as ``"nc2"`` allowed). They are computed
+        in batched calls over the records (``lesde.sgd._record``).
     record_batches : also store ``batch_counts(run, step, sample)``, how often each sample was in each minibatch.
     device, dtype : where and in which precision to run (float64 by default).
     progress : show a tqdm progress bar over steps.

@@ -44,7 +44,7 @@ def gradient_flow(
     method: str = "rk4",
     theta0: torch.Tensor | None = None,
     save: str = "metrics",
-    metrics: bool | list[str] = True,
+    metrics: bool | str | list[str] = True,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
     progress: bool = True,

@@ -20,11 +20,11 @@ through one small interface (:class:`Problem`):
 - ``explicit_step(theta, w, dt)`` = :math:`\\theta - \\Delta t\\nabla R(\\theta) + \\sum_i w_i\\nabla\\ell_i(\\theta)` is one
   step of SGD or of Euler-Maruyama for the SME (drift and noise are the same contraction), and
   ``neg_grad_and_weighted_grad`` the SME drift and noise from one forward pass; the defaults here are built on
-  ``weighted_grad``, :class:`lesde.ufm.UFM` overrides them with fused closed-form kernels;
+  ``weighted_grad``, :class:`~lesde.sgd.UFM` overrides them with fused closed-form kernels;
 - ``features``, ``classifier``, ``bias`` give what neural-collapse metrics are computed on.
 
 :class:`ModuleProblem` wraps any small ``torch.nn.Module`` via ``torch.func`` (``functional_call`` + ``vmap``).
-The unconstrained-features model :class:`lesde.ufm.UFM` implements the same interface in closed form.
+The unconstrained-features model :class:`~lesde.sgd.UFM` implements the same interface in closed form.
 
 Decisions
 ---------

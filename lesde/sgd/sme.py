@@ -139,7 +139,7 @@ def run_sme(
     record_every: int | None = None,
     theta0: torch.Tensor | None = None,
     save: str = "metrics",
-    metrics: bool | list[str] = True,
+    metrics: bool | str | list[str] = True,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
     progress: bool = True,

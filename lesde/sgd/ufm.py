@@ -1,10 +1,11 @@
 """The unconstrained-features model (UFM) as a training problem with closed-form per-sample gradients.
 
 One of the problems of :mod:`lesde.sgd` (beside :class:`~lesde.sgd.ModuleProblem`), also importable as
-:class:`lesde.ufm.UFM`, next to the closed-form predictions it is compared with. Parameters: classifier :math:`W\\in\\mathbb R^{K\\times d}`, features
-:math:`H = [h_1,\\dots,h_N]\\in\\mathbb R^{d\\times N}` (one free column per sample, samples ordered by class) and
-bias :math:`b\\in\\mathbb R^K`. The objective (the normalisation of Zhu et al. 2021, which is also what
-``torch.optim.SGD(weight_decay=...)`` on ``W``, ``H``, ``b`` with a mean-reduced loss optimises) is
+:class:`lesde.ufm.UFM`, next to the closed-form predictions it is compared with. Parameters: classifier
+:math:`W\\in\\mathbb R^{K\\times d}`, features :math:`H = [h_1,\\dots,h_N]\\in\\mathbb R^{d\\times N}` (one free
+column per sample, samples ordered by class) and bias :math:`b\\in\\mathbb R^K`. The objective (the normalisation of
+Zhu et al. 2021, which is also what ``torch.optim.SGD(weight_decay=...)`` on ``W``, ``H``, ``b`` with a mean-reduced
+loss optimises) is
 
 .. math::
 
