@@ -299,26 +299,25 @@ def _record_cost(model, paths: int, device: torch.device, repeats: int = 20) -> 
     as the split Euler path of part (b) calls it (state, class means and deviations); each mode's cost is the
     minimum over ``repeats`` calls, the one least disturbed by other load.
     """
+    from lesde._recorder import Recorder
     from lesde.integrators import Grid
-    from lesde.simulate import _Recorder
 
     model_dev = model.on(device, torch.float32)
     grid = Grid.make(torch.tensor([0.0, 1.0], dtype=torch.float64), 1.0)
     gen = torch.Generator(device=device).manual_seed(0)
     X = torch.randn(paths, model.num_samples, model.dim, generator=gen, device=device)  # (B, N, m)
-    labels = model_dev.labels.to(device)
     means = model_dev.class_means(X)  # (B, K, m)
-    deviations = X - means[:, labels]  # (B, N, m)
+    deviations = X - model_dev.expand_to_samples(means)  # (B, N, m)
     cost = {}
     for save in ("means", "metrics"):
-        rec = _Recorder(model_dev, save, paths, len(grid.times), np.dtype("float32"), grid)
-        rec.total_paths = paths
-        rec.record(1, X, means=means, deviations=deviations)  # warm-up, allocates the outputs
+        rec = Recorder(model_dev, save, paths, grid, np.dtype("float32"), hint="")
+        record = rec.for_chunk(model_dev, slice(0, paths))
+        record(1, X, means=means, deviations=deviations)  # warm-up, allocates the outputs
         calls = []
         for _ in range(repeats):
             _sync(device)
             t0 = time.perf_counter()
-            rec.record(1, X, means=means, deviations=deviations)
+            record(1, X, means=means, deviations=deviations)
             _sync(device)
             calls.append(time.perf_counter() - t0)
         cost[save] = min(calls)
