@@ -659,3 +659,45 @@ def test_one_vs_rest_distance_batched_against_the_enumeration_reference(gen):
     H = torch.randn(12, 3, generator=gen, dtype=torch.float64)
     gnc2 = M.nc_metrics(H, torch.arange(12) % 6, codes, names=["gnc2"])["gnc2"]
     np.testing.assert_allclose(gnc2.numpy(), one_vs_rest_distance(unit), rtol=1e-12)
+
+
+def test_classifier_batch_broadcasts_against_one_feature_set(gen):
+    """A batch of classifiers (5, K, m) against one feature set (N, m): every metric, as a loop over classifiers."""
+    H = torch.randn(12, 4, generator=gen, dtype=torch.float64)
+    y = torch.arange(3).repeat_interleave(4)
+    W = torch.randn(5, 3, 4, generator=gen, dtype=torch.float64)
+    b = torch.randn(3, generator=gen, dtype=torch.float64)
+    batched = M.nc_metrics(H, y, W, b)
+    for i in range(5):
+        one = M.nc_metrics(H, y, W[i], b)
+        for name, value in one.items():
+            torch.testing.assert_close(batched[name][i], value, rtol=1e-12, atol=1e-14, msg=name)
+
+
+def test_nc1_fast_and_eigen_paths_agree(gen, monkeypatch):
+    """nc1 takes one small inverse where the means' Gram is well conditioned and the eigen path elsewhere; in one
+    batch mixing both (random, two coincident means, rank m < K-1) every item equals the eigen path and numpy."""
+    from lesde.metrics import _stats, kernels
+
+    K, n, m = 4, 5, 6
+    y = torch.arange(K).repeat_interleave(n)
+    H = (
+        torch.randn(6, K * n, m, generator=gen, dtype=torch.float64)
+        + 3 * torch.randn(6, K, m, generator=gen, dtype=torch.float64)[:, y]
+    )
+    H[1, y == 1] += H[1, y == 0].mean(0) - H[1, y == 1].mean(0)  # class 1's mean on class 0's: rank K - 2
+    H[2, :, 2:] = 0.0  # m_eff = 2 < K - 1
+    eigen_items = []
+    eigen = _stats._nc1_eigh
+    monkeypatch.setattr(_stats, "_nc1_eigh", lambda g, *a: eigen_items.append(g.shape[0]) or eigen(g, *a))
+    got = M.nc_metrics(H, y, names=["nc1"])["nc1"]
+    assert eigen_items == [2]  # items 1 and 2; the other four took the inverse
+    floor = kernels._floor(K * n, m, torch.float64)
+    stats = _stats.FullStats(H / H.abs().amax((-2, -1), keepdim=True), y, torch.bincount(y).double(), floor, floor)
+    eig, _ = _stats._nc1_eigh(stats.gram, stats.proj.mT @ stats.proj / (K * n), m, stats.floor)
+    torch.testing.assert_close(got, eig / K, rtol=1e-10, atol=0)
+    for i in (0, 3, 4, 5):
+        _, _, _, Sw, Sb, _ = np_stats(H[i].numpy(), y.numpy())
+        evals, evecs = np.linalg.eigh(Sb)
+        pinv = evecs[:, -(K - 1) :] @ np.diag(1 / evals[-(K - 1) :]) @ evecs[:, -(K - 1) :].T
+        assert got[i].item() == pytest.approx(np.trace(Sw @ pinv) / K, rel=1e-9)

@@ -94,11 +94,11 @@ class FullStats(SampleStats):
     """Adds the per-sample quantities and the classifier for :func:`nc_metrics`."""
 
     def __init__(self, feats: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor, floor: float, w_floor: float):
+        # feats (..., N, m): normalised features, a buffer of the caller's that becomes the deviations (in place)
         K = counts.shape[0]
-        self.feats = feats  # (..., N, m), normalised
         self.labels = labels  # (N,)
         self.onehot = torch.nn.functional.one_hot(labels, K).to(feats.dtype)  # (N, K)
-        means, dev = class_split(feats, labels, self.onehot, counts)
+        means, dev = class_split(feats, labels, self.onehot, counts, inplace=True)
         super().__init__(means, dev, class_var(dev, self.onehot, counts), counts, floor)
         self.w_floor = w_floor
         self.W: torch.Tensor | None = None  # (..., K, m), normalised
@@ -116,7 +116,7 @@ class FullStats(SampleStats):
         # one pass over the deviations serves nc1, ncc_mismatch (proj) and the logits: the per-sample products are
         # the costly part of the metrics for many small items (sgd's batched recorder)
         Mc, W = torch.broadcast_tensors(self.centred, self.W)
-        return (torch.cat([Mc, W], -2) @ self.dev.mT).mT
+        return self.dev @ torch.cat([Mc, W], -2).mT  # (N, m) x (m, 2K): measured faster than the transpose here
 
     @cached_property
     def proj(self) -> torch.Tensor:  # (..., N, K)
@@ -124,8 +124,8 @@ class FullStats(SampleStats):
 
     @cached_property
     def logits(self) -> torch.Tensor:  # (..., N, K)  (mu_{y_i} + dev_i) . w_k + b_k
-        own = (self.means @ self.W.mT).index_select(-2, self.labels)  # (..., N, K)  mu_{y_i} . w_k
-        return own + self._dev_products[..., self.K :] + self.b[..., None, :]
+        own = (self.means @ self.W.mT + self.b[..., None, :]).index_select(-2, self.labels)  # mu_{y_i} . w_k + b_k
+        return own.add_(self._dev_products[..., self.K :])
 
     @cached_property
     def unit_W(self) -> torch.Tensor:
@@ -143,22 +143,49 @@ class FullStats(SampleStats):
 # --------------------------------------------------------------------------------------- metric kernels
 
 
-def _nc1(s: SampleStats) -> torch.Tensor:
-    """tr(Sigma_W Sigma_B^+) / K (without the / K with ``papyan``) via the K x K Gram of the centred means."""
-    K, N, m = s.K, s.dev.shape[-2], s.dev.shape[-1]
-    Mc = s.centred  # (..., K, m)
-    evals, evecs = torch.linalg.eigh(s.gram)  # of Mc Mc^T, ascending; (..., K), (..., K, K)
+def _contrasts(K: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(K, K-1) orthonormal basis of the complement of 1_K (Helmert): the span of the centred class means."""
+    j = torch.arange(1, K, dtype=dtype, device=device)  # column j-1: (1, ..., 1, -j, 0, ...) / sqrt(j (j+1))
+    k = torch.arange(K, device=device)[:, None]
+    V = torch.where(k < j, 1.0, torch.where(k == j, -j, 0.0).to(dtype)).to(dtype)
+    return V / torch.sqrt(j * (j + 1))
+
+
+def _nc1_eigh(gram: torch.Tensor, A: torch.Tensor, m: int, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """K tr(A G^+^2) with G^+ from the top K-1 eigenpairs of G (pinv rule and noise floor); and whether none is kept."""
+    K = gram.shape[-1]
+    evals, evecs = torch.linalg.eigh(gram)  # ascending; (..., K), (..., K, K)
     evals, evecs = evals[..., 1:], evecs[..., 1:]  # top K-1 eigenpairs
-    P = s.proj  # (..., N, K)  projections of the within-class deviations
-    A = P.mT @ P / N  # (..., K, K)  = Mbar Sigma_W Mbar^T
     q = (evecs * (A @ evecs)).sum(-2)  # (..., K-1)  v_j^T A v_j
-    rtol = max(K, m) * torch.finfo(Mc.dtype).eps
-    keep = (evals > rtol * evals[..., -1:]) & (evals / K > s.floor)
+    keep = (evals > max(K, m) * torch.finfo(gram.dtype).eps * evals[..., -1:]) & (evals / K > floor)
     e = torch.where(keep, evals, torch.ones_like(evals))
-    # Sigma_B^+ = K sum_j v_j v_j^T / e_j: the ratio tr(Sigma_W Sigma_B^+) = K sum_j q_j / e_j^2, capped like
-    # every scatter ratio, then divided by K (so a degenerate nc1 is R / K, and R with papyan)
-    val = K * torch.where(keep, q / (e * e), torch.zeros_like(q)).sum(-1)
-    no_between = ~keep.any(-1)
+    return K * torch.where(keep, q / (e * e), torch.zeros_like(q)).sum(-1), ~keep.any(-1)
+
+
+def _nc1(s: SampleStats) -> torch.Tensor:
+    """tr(Sigma_W Sigma_B^+) / K (without the / K with ``papyan``) via the K x K Gram G = Mc Mc^T.
+
+    Sigma_B^+ = K Mc^T G^+^2 Mc, so tr(Sigma_W Sigma_B^+) = K tr(A G^+^2) with A = Mc Sigma_W Mc^T = P^T P / N. Where
+    G restricted to the span of the centred means (G' = V^T G V, V the (K, K-1) contrasts) is certainly
+    well conditioned (1 / ||G'^-1||_F, a lower bound on its smallest eigenvalue, above sqrt(eps) tr G' and the
+    noise floor), G^+ = V G'^-1 V^T from one small inverse; elsewhere (rank-deficient or collapsed means) the
+    top K-1 eigenpairs with the pinv rule. Both give the same value (the eigen path is 10x slower on the CPU).
+    """
+    K, N, m = s.K, s.dev.shape[-2], s.dev.shape[-1]
+    P = s.proj  # (..., N, K)  projections of the within-class deviations
+    A = P.mT @ P / N  # (..., K, K)  = Mc Sigma_W Mc^T
+    V = _contrasts(K, A.dtype, A.device)
+    G_r, A_r = V.mT @ s.gram @ V, V.mT @ A @ V  # (..., K-1, K-1)
+    inv, info = torch.linalg.inv_ex(G_r)
+    lower = torch.linalg.matrix_norm(inv).reciprocal()
+    upper = G_r.diagonal(dim1=-2, dim2=-1).sum(-1)
+    fast = (info == 0) & (lower > torch.finfo(A.dtype).eps ** 0.5 * upper) & (lower / K > s.floor)
+    val = K * (inv * (A_r @ inv)).sum((-2, -1))  # K tr(A' G'^-2) (inv is symmetric)
+    no_between = torch.zeros(val.shape, dtype=torch.bool, device=val.device)
+    if not bool(fast.all()):
+        slow = ~fast.expand(val.shape)
+        val[slow], no_between[slow] = _nc1_eigh(s.gram.expand(*val.shape, K, K)[slow], A[slow], m, s.floor)
+    # capped like every scatter ratio, then divided by K (so a degenerate nc1 is R / K, and R with papyan)
     val = torch.where(no_between, torch.full_like(val, s.cap), val.clamp(max=s.cap))
     val = torch.where(s.tr_within <= s.floor, torch.zeros_like(val), val)
     return val if s.papyan else val / K
@@ -190,7 +217,7 @@ def _ncc_mismatch(s: FullStats) -> torch.Tensor:
     # ||h_i - mu_k||^2 = ||mu_y - mu_k||^2 - 2 proj_ik + (terms free of k), y = y_i: no product over the samples
     sq = s.gram.diagonal(dim1=-2, dim2=-1)
     between = sq[..., :, None] + sq[..., None, :] - 2 * s.gram  # (..., K, K)  ||mu_k - mu_l||^2
-    score = between.index_select(-2, s.labels) - 2 * s.proj  # (..., N, K)
+    score = torch.add(between.index_select(-2, s.labels), s.proj, alpha=-2.0)  # (..., N, K)
     # the classifier disagrees where no nearest centre has the largest logit (amax: measured faster than argmin)
     z = s.logits
     nearest_logit = z.masked_fill(score > score.amin(-1, keepdim=True), -torch.inf).amax(-1)

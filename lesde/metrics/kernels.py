@@ -155,6 +155,7 @@ def nc_metrics(
 
     N, m = H.shape[-2:]
     scale = amax_scale(H, "features")  # (...)
+    # H / scale is a fresh buffer: FullStats turns it into the deviations in place
     stats = FullStats(H / scale[..., None, None], labels, counts, _floor(N, m, H.dtype), _floor(1, m, H.dtype))
     stats.papyan = papyan
     batch = H.shape[:-2]

@@ -1,8 +1,9 @@
 """Observations of a batch of parameter vectors, collected over time into one (run, time) Dataset.
 
 Loss and accuracy are computed at each record. The NC metrics are not: the recorder keeps a copy of the
-features, classifier and bias (on the problem's device) and computes the metrics of many records in one batched
-:func:`lesde.metrics.nc_metrics` call over ``(run, time)`` when the copies reach ``flush_bytes`` and at the end.
+parameters (on the problem's device) and, when the copies reach ``flush_bytes`` and at the end, forms the
+features, classifier and bias of all of them at once and computes their metrics in one batched
+:func:`lesde.metrics.nc_metrics` call over ``(run, time)``.
 For the small problems SGD-vs-SDE comparisons run on, a metric call costs its fixed per-call overhead many times
 over its arithmetic, so batching over time makes the metrics a small share of the run instead of the larger one
 (``benchmarks/sgd_sde.py --part compare``, recorded in ``benchmarks/RESULTS.md``).
@@ -59,7 +60,7 @@ class Recorder:
         self.flush_bytes = FLUSH_BYTES if flush_bytes is None else flush_bytes
         self.times: list[float] = []
         self.rows: list[dict[str, torch.Tensor]] = []
-        self.pending: list[tuple[torch.Tensor, ...]] = []  # (features, classifier[, bias]) per record, on device
+        self.pending: list[torch.Tensor] = []  # the parameters (R, P) of each record since the last flush, on device
         self.pending_bytes = 0
         self.metric_parts: list[dict[str, torch.Tensor]] = []  # name -> (R, T') per flush, on the CPU
 
@@ -72,31 +73,43 @@ class Recorder:
         problem = self.problem
         with torch.no_grad():
             obs = {"loss": problem.loss(theta), "accuracy": problem.accuracy(theta)}
-            wants_metrics = self.names != []
-            feats = problem.features(theta) if wants_metrics or self.save == "full" else None
-            if feats is not None:
-                # copies: classifier / features may be views of the state, whose buffer the integrators reuse
-                snap = tuple(
-                    x.clone() for x in (feats, problem.classifier(theta), problem.bias(theta)) if x is not None
-                )
-                if wants_metrics:
-                    self.pending.append(snap)
-                    self.pending_bytes += sum(x.numel() * x.element_size() for x in snap)
-                if self.save == "full":
-                    obs.update(zip(("features", "classifier", "bias"), snap))
+            if self.save == "full":
+                feats = problem.features(theta)
+                if feats is not None:
+                    obs["features"], obs["classifier"] = feats, problem.classifier(theta)
+                    if (b := problem.bias(theta)) is not None:
+                        obs["bias"] = b
+        if self.names:
+            # a copy: the integrators reuse the state's buffer
+            self.pending.append(theta.detach().clone())
+            self.pending_bytes += theta.numel() * theta.element_size()
         self.times.append(float(t))
         self.rows.append({k: v.detach().to("cpu", copy=True) for k, v in obs.items()})
         if self.pending_bytes >= self.flush_bytes:
             self._flush()
 
     def _flush(self) -> None:
-        """NC metrics of every pending record in one batched call over (run, time)."""
+        """NC metrics of every pending record: features, classifier and bias of all of them (as R T' runs of the
+        problem), then one nc_metrics call over (run, time)."""
         if not self.pending:
             return
-        feats, W, *b = (torch.stack(parts, dim=1) for parts in zip(*self.pending))  # (R, T', ...)
-        vals = nc_metrics(feats, self.problem.labels, W, b[0] if b else None, names=self.names)
-        self.metric_parts.append({k: v.cpu() for k, v in vals.items()})
+        thetas = torch.stack(self.pending, dim=1)  # (R, T', P)
         self.pending, self.pending_bytes = [], 0
+        lead, flat = thetas.shape[:2], thetas.reshape(-1, thetas.shape[-1])
+        with torch.no_grad():
+            feats = self.problem.features(flat)
+            if feats is None:  # a module without a linear head has no classifier to collapse: no metrics
+                self.names = []
+                return
+            W, b = self.problem.classifier(flat), self.problem.bias(flat)
+            vals = nc_metrics(
+                feats.reshape(*lead, *feats.shape[1:]),
+                self.problem.labels,
+                W.reshape(*lead, *W.shape[1:]),
+                None if b is None else b.reshape(*lead, *b.shape[1:]),
+                names=self.names,
+            )
+        self.metric_parts.append({k: v.cpu() for k, v in vals.items()})
 
     def dataset(self, *, extra: dict[str, Any] | None = None, coords: dict[str, Any] | None = None, **attrs: Any):
         """The (run, time) Dataset: loss, accuracy, NC metrics, the ``save="full"`` arrays, and ``extra``
