@@ -21,13 +21,15 @@ with other jobs can make these memory-bound kernels several times slower).
 
 ``--part compare``: what the NC metrics cost inside :func:`lesde.sgd.compare` (SGD, SME and gradient flow of the
 cross-entropy UFM with K = 4, n = 10 per class (N = 40), d = 8, lr = 0.2, B = 4, t_end = 100 (500 steps per
-process), 32 runs, 51 records, float64). The same run four ways, interleaved, best of ``--repeats``:
+process; the problem and run of ``examples/sgd_vs_sde.py`` with N = 40), compare's defaults n_runs = 16 and
+n_save = 51 (``--runs`` to change), float64). The same run four ways, interleaved, best of ``--repeats``:
 ``metrics=False`` (loss and accuracy only), all NC metrics but ``gnc2`` (the default ``metrics=True``), all 17,
 and the default with the metrics computed record by record (``lesde.sgd._record.FLUSH_BYTES = 0``, the layout
-before the recorder batched them). The share of a metric set is (t_set - t_none) / t_set, in wall time and in the process's CPU time (with
-``--threads 1`` the CPU time is the work done, less disturbed by other jobs on a shared machine than the wall time);
-"in-run share" is the CPU time of the recorder's batched metric calls over the CPU time of the same run (the
-per-record snapshots are one copy of the parameters), the least noisy of the three on a shared machine. Run it against another
+before the recorder batched them). The share of a metric set is (t_set - t_none) / t_set of the process's CPU time (with ``--threads 1`` the work
+done, less disturbed by other jobs on a shared machine than the wall time), each run paired with the
+``metrics=False`` run of the same repeat, median over the repeats; "in-run share" is the CPU time of the
+recorder's batched metric calls over the CPU time of the same run (the per-record snapshot is one copy of the
+parameters), median over the repeats. Run it against another
 checkout (``PYTHONPATH=path/to/other``) to time that code with the same script (the per-record row is then
 the same as the one above it).
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -95,8 +98,9 @@ def bench(device: torch.device, dtype: torch.dtype, steps: int, kernel: str) -> 
     return out
 
 
-def bench_compare(repeats: int, t_end: float) -> dict[str, dict[str, float]]:
-    """Best-of-``repeats`` wall and CPU (process) time of one ``compare`` per metric set (module docstring)."""
+def bench_compare(repeats: int, t_end: float, n_runs: int) -> dict[str, dict[str, float]]:
+    """Per metric set: best wall and CPU time of ``repeats`` runs of ``compare``, and the medians over the repeats
+    of the paired CPU share (against the ``metrics=False`` run of the same repeat) and of the in-run share."""
     from lesde import metrics
     from lesde.sgd import _record, compare
 
@@ -105,12 +109,11 @@ def bench_compare(repeats: int, t_end: float) -> dict[str, dict[str, float]]:
     # explicit lists, so a checkout whose metrics=True means another set times the same work
     sets = {"none": False, "all but gnc2": no_gnc2, "all 17": every, "all but gnc2, per record": no_gnc2}
     problem = UFM(4, 10, 8, loss="ce", weight_decay_W=1e-2, weight_decay_H=1e-2)
-    best = {clock: dict.fromkeys(sets, math.inf) for clock in ("wall", "cpu")}
-    best["attributed"] = dict.fromkeys(sets, math.inf)
+    runs = {name: {"wall": [], "cpu": [], "in_run": []} for name in sets}
     flush = getattr(_record, "FLUSH_BYTES", None)
     spent = [0.0]
-    if hasattr(_record.Recorder, "_flush"):  # the metric work of this code, timed where it happens
-        inner = _record.Recorder._flush
+    inner = getattr(_record.Recorder, "_flush", None)
+    if inner is not None:  # the metric work of this code, timed where it happens
 
         def timed_flush(self):
             c0 = time.process_time()
@@ -118,23 +121,34 @@ def bench_compare(repeats: int, t_end: float) -> dict[str, dict[str, float]]:
             spent[0] += time.process_time() - c0
 
         _record.Recorder._flush = timed_flush
-    for _ in range(repeats):
-        for name, chosen in sets.items():
-            if flush is not None:
-                _record.FLUSH_BYTES = 0 if name.endswith("per record") else flush
-            kwargs = {"progress": False} if "progress" in compare.__code__.co_varnames else {}
-            spent[0] = 0.0
-            t0, c0 = time.perf_counter(), time.process_time()
-            compare(problem, 0.2, 4, t_end, n_runs=32, n_save=51, metrics=chosen, **kwargs)
-            cpu = time.process_time() - c0
-            best["wall"][name] = min(best["wall"][name], time.perf_counter() - t0)
-            best["cpu"][name] = min(best["cpu"][name], cpu)
-            best["attributed"][name] = min(best["attributed"][name], spent[0] / cpu)
-    if flush is not None:
-        _record.FLUSH_BYTES = flush
-    if hasattr(_record.Recorder, "_flush"):
-        _record.Recorder._flush = inner
-    return best
+    kwargs = {"progress": False} if "progress" in compare.__code__.co_varnames else {}
+    try:
+        for _ in range(repeats):
+            for name, chosen in sets.items():
+                if flush is not None:
+                    _record.FLUSH_BYTES = 0 if name.endswith("per record") else flush
+                spent[0] = 0.0
+                t0, c0 = time.perf_counter(), time.process_time()
+                compare(problem, 0.2, 4, t_end, n_runs=n_runs, n_save=51, metrics=chosen, **kwargs)
+                cpu = time.process_time() - c0
+                runs[name]["wall"].append(time.perf_counter() - t0)
+                runs[name]["cpu"].append(cpu)
+                runs[name]["in_run"].append(spent[0] / cpu)
+    finally:
+        if flush is not None:
+            _record.FLUSH_BYTES = flush
+        if inner is not None:
+            _record.Recorder._flush = inner
+    none_cpu = runs["none"]["cpu"]
+    return {
+        name: {
+            "wall": min(r["wall"]),
+            "cpu": min(r["cpu"]),
+            "paired_share": statistics.median((c - n) / c for c, n in zip(r["cpu"], none_cpu)),
+            "in_run_share": statistics.median(r["in_run"]) if inner is not None else math.nan,
+        }
+        for name, r in runs.items()
+    }
 
 
 def main() -> None:
@@ -144,21 +158,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--part", default="step", choices=["step", "compare"])
-    parser.add_argument("--repeats", type=int, default=3, help="--part compare: best of this many runs")
+    parser.add_argument("--repeats", type=int, default=9, help="--part compare: repeats of each metric set")
     parser.add_argument("--t-end", type=float, default=100.0, help="--part compare: t_end (500 steps at 100)")
+    parser.add_argument("--runs", type=int, default=16, help="--part compare: n_runs (compare's default: 16)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.part == "compare":
-        best = bench_compare(args.repeats, args.t_end)
-        print(f"compare, UFM K=4 N=40 d=8, 32 runs, t_end={args.t_end}, torch threads={torch.get_num_threads()}")
-        wall, cpu, attributed = best["wall"], best["cpu"], best["attributed"]
-        print(f"{'metric set':<26}{'wall s':>8}{'share':>8}{'cpu s':>8}{'share':>8}{'in-run share':>14}")
-        for name in wall:
-            share_w, share_c = (wall[name] - wall["none"]) / wall[name], (cpu[name] - cpu["none"]) / cpu[name]
-            print(
-                f"{name:<26}{wall[name]:>8.2f}{share_w:>8.1%}{cpu[name]:>8.2f}{share_c:>8.1%}{attributed[name]:>14.1%}"
-            )
+        res = bench_compare(args.repeats, args.t_end, args.runs)
+        print(
+            f"compare, UFM K=4 N=40 d=8, {args.runs} runs, t_end={args.t_end}, torch threads={torch.get_num_threads()}"
+        )
+        print(f"{'metric set':<26}{'best wall s':>12}{'best cpu s':>12}{'paired cpu share':>18}{'in-run share':>14}")
+        for name, r in res.items():
+            print(f"{name:<26}{r['wall']:>12.2f}{r['cpu']:>12.2f}{r['paired_share']:>18.1%}{r['in_run_share']:>14.1%}")
         return
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]

@@ -217,10 +217,18 @@ def _ncc_mismatch(s: FullStats) -> torch.Tensor:
     # ||h_i - mu_k||^2 = ||mu_y - mu_k||^2 - 2 proj_ik + (terms free of k), y = y_i: no product over the samples
     sq = s.gram.diagonal(dim1=-2, dim2=-1)
     between = sq[..., :, None] + sq[..., None, :] - 2 * s.gram  # (..., K, K)  ||mu_k - mu_l||^2
-    score = torch.add(between.index_select(-2, s.labels), s.proj, alpha=-2.0)  # (..., N, K)
-    # the classifier disagrees where no nearest centre has the largest logit (amax: measured faster than argmin)
+    score = between.index_select(-2, s.labels)  # (..., N, K), a fresh buffer
     z = s.logits
-    nearest_logit = z.masked_fill(score > score.amin(-1, keepdim=True), -torch.inf).amax(-1)
+    if score.shape == s.proj.shape:
+        score.add_(s.proj, alpha=-2.0)
+    else:  # a batch of classifiers against fewer feature sets
+        score = torch.add(score, s.proj, alpha=-2.0)
+    far = score > score.amin(-1, keepdim=True)
+    # the classifier disagrees where no nearest centre has the largest logit (amax: measured faster than argmin);
+    # the score buffer is free again and takes the masked logits
+    lowest = torch.tensor(-torch.inf, dtype=z.dtype, device=z.device)
+    masked = torch.where(far, lowest, z, out=score) if score.shape == z.shape else torch.where(far, lowest, z)
+    nearest_logit = masked.amax(-1)
     return (nearest_logit < z.amax(-1)).to(z.dtype).mean(-1)
 
 
