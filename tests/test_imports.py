@@ -1,5 +1,5 @@
 """Package layout: no import cycle between lesde's modules (function-level imports included) and no module over
-500 lines. The listed exceptions belong to modules other work is splitting (issue 10 and issue 12, item 3)."""
+500 lines."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from pathlib import Path
 import lesde
 
 ROOT = Path(lesde.__file__).parent
-KNOWN_CYCLES = [{"lesde.plots", "lesde.sweep"}]  # the plots package (issue 12, item 3) removes it
-KNOWN_LONG = {"lesde/sweep.py"}  # issue 10 splits it
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -83,12 +81,11 @@ def test_the_checker_sees_function_level_cycles():
 
 
 def test_no_import_cycle():
-    cycles = [c for c in _cycles(_graph()) if c not in KNOWN_CYCLES]
-    assert cycles == [], f"import cycles: {cycles}"
+    assert _cycles(_graph()) == [], "import cycles"
 
 
 def test_no_module_over_500_lines():
     long = {
         str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500
     }
-    assert set(long) <= KNOWN_LONG, long
+    assert long == {}
