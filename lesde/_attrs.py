@@ -133,7 +133,7 @@ def _plain(value: Any) -> Any:
     """A value netCDF and zarr attrs can hold: str, int, float, or a JSON string of anything else."""
     if isinstance(value, str):
         return str(value)  # str subclasses (torch.__version__ is a TorchVersion) become plain str
-    if isinstance(value, bool) or isinstance(value, np.bool_):
+    if isinstance(value, (bool, np.bool_)):
         return int(value)
     if isinstance(value, (int, float)):
         return value
@@ -197,6 +197,14 @@ def _as_values(x: Any) -> Any:
     return x
 
 
+def _as_coord(value: Any) -> Any:
+    if isinstance(value, xr.DataArray):
+        return value
+    if isinstance(value, tuple):  # (dims, values[, attrs])
+        return (value[0], _as_values(value[1]), *value[2:])
+    return _as_values(value)
+
+
 def make_dataset(
     data: Mapping[str, Any],
     coords: Mapping[str, Any] | None = None,
@@ -250,14 +258,7 @@ def make_dataset(
                 f"variable {name!r} has {np.ndim(values)} dims (shape {tuple(np.shape(values))}); its dims are {dims}"
             )
         variables[name] = (dims, values, *extra)
-    coords = {
-        k: v
-        if isinstance(v, xr.DataArray)
-        else (v[0], _as_values(v[1]), *v[2:])
-        if isinstance(v, tuple)
-        else _as_values(v)
-        for k, v in (coords or {}).items()
-    }
+    coords = {name: _as_coord(value) for name, value in (coords or {}).items()}
     return _annotate(xr.Dataset(variables, coords=coords), time, dict(attrs or {}))
 
 

@@ -42,8 +42,8 @@ class MeansStats:
         return (self.class_var * self.counts).sum(-1) / self.counts.sum()
 
     @cached_property
-    def tr_between(self) -> torch.Tensor:  # (...)  tr(Sigma_B)
-        return (self.centred * self.centred).sum((-2, -1)) / self.K
+    def tr_between(self) -> torch.Tensor:  # (...)  tr(Sigma_B) = tr(Mbar Mbar^T) / K
+        return self.gram.diagonal(dim1=-2, dim2=-1).sum(-1) / self.K
 
 
 def class_split(

@@ -76,7 +76,8 @@ def to_dataset(
     Example
     -------
     >>> import lesde
-    >>> sim = lesde.simulate(lesde.LESDE(3, 4, 5), t_end=0.5, dt=0.05, n_paths=4, save="full", progress=False)
+    >>> sim = lesde.simulate(lesde.LESDE(3, 4, 5), t_end=0.5, dt=0.05, n_paths=4, n_save=11, save="full",
+    ...                      progress=False)
     >>> to_dataset(sim.chunk({"path": 2}), names=["nc1", "nc2"]).nc1.chunks
     ((2, 2), (11,))
     """

@@ -26,7 +26,7 @@ SAVE_MODES = ("metrics", "full")
 #: default budget of the snapshots waiting for one batched metrics call (bytes, on the problem's device)
 FLUSH_BYTES = 64 * 2**20
 #: what ``metrics=True`` records: every NC metric but gnc2, the one with an iterative solver (opt in with
-#: ``metrics="all"`` or a list naming it); measured at a few percent of a compare run (benchmarks/RESULTS.md)
+#: ``metrics="all"`` or a list naming it); 6-8% of a compare run with compare's defaults (benchmarks/RESULTS.md)
 DEFAULT_METRICS: tuple[str, ...] = tuple(name for name in METRIC_NAMES if name != "gnc2")
 
 

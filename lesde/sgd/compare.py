@@ -98,13 +98,11 @@ def compare(
     # stacked along process by numpy (xr.concat's alignment machinery cost more than the metrics here); gradient flow
     # is deterministic, integrated once and repeated along run; the times agree up to rounding: SGD's are kept
     parts = (sgd, sme, gf)
-    data = {
-        name: (
-            ("process", *sgd[name].dims),
-            np.stack([np.broadcast_to(p[name].values, sgd[name].shape) for p in parts]),
-        )
-        for name in sgd.data_vars
-    }
+    data = {}
+    for name in sgd.data_vars:  # Variables, not DataArrays: building one per access costs more than the stacking
+        var = sgd.variables[name]
+        stacked = np.stack([np.broadcast_to(p.variables[name].values, var.shape) for p in parts])
+        data[name] = (("process", *var.dims), stacked)
     coords = {"process": list(PROCESSES), **{name: sgd[name] for name in sgd.coords}}
     common = {k: v for k, v in sgd.attrs.items() if all(k in p.attrs and p.attrs[k] == v for p in parts[1:])}
     for key in ("process", "dt", "method"):
