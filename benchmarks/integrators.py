@@ -16,8 +16,9 @@ alpha_t = (1+t)^-1/2, beta = -0.05, sigma = 1, side by side in one process:
 * ``torchsde euler``: ``torchsde.sdeint`` on the whole (B, N m) state (how torchsde users run the LE-SDE);
 * ``randn``: one ``torch.randn`` of B K m float32 normals, the floor of one Euler step's noise.
 
-Every time is the minimum of ``--repeats`` runs. The per-step time is (T(2 n) - T(n)) / n (at L: (T(10 n) -
-T(n)) / 9 n). Ratios are printed
+The peers run in ``--repeats`` interleaved rounds (each round times every peer once, so a slow spell of this
+shared machine hits all of them alike); times are minima over rounds, ratios medians of the per-round ratios.
+The per-step time is (T(2 n) - T(n)) / n (at L: (T(10 n) - T(n)) / 9 n, from issue 16's 5 and 50 steps). Ratios are printed
 for the targets of issues 9 and 16. A peer whose package is missing is skipped with a note.
 
 ``--accuracy`` adds the strong error of euler against dt on coupled Brownian paths (``simulate(bm=)``) and the
@@ -185,27 +186,47 @@ def accuracy(device):
 
 # ---------------------------------------------------------------------------------------------- main
 def measure(size, device, repeats, torchsde_at_L, has_diffrax):
-    """Every peer at one size, side by side: a dict of times (s)."""
+    """Every peer at one size in interleaved rounds (each round times every peer once, so a slow spell of a shared
+    machine hits all of them): per peer the minimum time, and per ratio the median over rounds."""
     base = STEPS[device.type][size]
-    row = {"size": size, "steps": base}
-    run_lesde(size, 2, device)  # warm-up
-    run_hand(size, 2, device)
-    for label, fn in (("lesde", run_lesde), ("hand", run_hand)):
-        t1 = best_of(lambda fn=fn: fn(size, base, device), repeats, device)
-        row[f"{label}_s"] = t1
-        if size == "L":  # 5 and 50 steps (issue 16's two targets); the per-step time from their difference
-            t10 = best_of(lambda fn=fn: fn(size, 10 * base, device), max(1, repeats - 1), device)
-            row[f"{label}_10x_s"], row[f"{label}_per_step_s"] = t10, max(t10 - t1, 0.0) / (9 * base)
-        else:
-            t2 = best_of(lambda fn=fn: fn(size, 2 * base, device), repeats, device)
-            row[f"{label}_per_step_s"] = max(t2 - t1, 0.0) / base
-    row["exact_s"] = best_of(lambda: run_lesde(size, base, device, "exact"), repeats, device)
-    row["randn_s"] = randn_floor(size, device)
+    long = 10 * base if size == "L" else 2 * base  # the second step count, for per-step times
+    peers = {
+        "lesde": lambda: run_lesde(size, base, device),
+        "lesde_long": lambda: run_lesde(size, long, device),
+        "hand": lambda: run_hand(size, base, device),
+        "hand_long": lambda: run_hand(size, long, device),
+        "exact": lambda: run_lesde(size, base, device, "exact"),
+        "randn": lambda: randn_floor(size, device, repeats=1),
+    }
     if has_diffrax and device.type == "cpu":
-        row["diffrax_s"] = best_of(diffrax_runner(size, base), repeats, device)
+        peers["diffrax"] = diffrax_runner(size, base)
     if size != "L" or torchsde_at_L:
-        run_torchsde(size, 2, device)
-        row["torchsde_s"] = best_of(lambda: run_torchsde(size, base, device), max(1, repeats - 1), device)
+        peers["torchsde"] = lambda: run_torchsde(size, base, device)
+    for fn in peers.values():  # warm-up
+        fn()
+    times = {k: [] for k in peers}
+    for _ in range(repeats):
+        for k, fn in peers.items():
+            times[k].append(fn() if k == "randn" else best_of(fn, 1, device))
+    row = {"size": size, "steps": base, "long_steps": long, "rounds": repeats}
+    row.update({f"{k}_s": min(v) for k, v in times.items()})
+
+    def ratio(a, b):
+        return float(np.median(np.array(times[a]) / np.array(times[b])))
+
+    def per_step(k):
+        return np.maximum(np.array(times[f"{k}_long"]) - np.array(times[k]), 0.0) / (long - base)
+
+    row["lesde_per_step_s"], row["hand_per_step_s"] = (
+        float(np.median(per_step("lesde"))),
+        float(np.median(per_step("hand"))),
+    )
+    row["hand_over_lesde"] = ratio("hand", "lesde")
+    row["hand_over_lesde_long"] = ratio("hand_long", "lesde_long")
+    row["per_step_over_randn"] = float(np.median(per_step("lesde") / np.array(times["randn"])))
+    for peer in ("diffrax", "torchsde"):
+        if peer in times:
+            row[f"{peer}_over_lesde"] = ratio(peer, "lesde")
     return row
 
 
@@ -213,7 +234,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--sizes", nargs="+", default=["S", "M", "L"], choices=list(SIZES))
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--torchsde-at-L", action="store_true", help="also time torchsde at L (minutes)")
     p.add_argument("--accuracy", action="store_true", help="also the strong error / time-to-accuracy table")
     p.add_argument("--json", default=None, help="write the rows here")
@@ -236,25 +257,21 @@ def main():
         row = measure(size, device, args.repeats, args.torchsde_at_L, has_diffrax)
         base = row["steps"]
         rows.append(row)
-        print(f"\n{size} (K, n, m, paths) = {SIZES[size]}, {base} steps, save='means', float32:")
+        print(f"\n{size} (K, n, m, paths) = {SIZES[size]}, {base} and {row['long_steps']} steps, save='means', "
+              f"float32, {row['rounds']} interleaved rounds (minimum times; ratios are medians over rounds):")  # fmt: skip
         for k, v in row.items():
             if k.endswith("_s"):
                 print(f"  {k:22s} {v:.4g} s")
-        print(f"  hand loop / lesde euler          = {row['hand_s'] / row['lesde_s']:.2f}x   (target >= 1.0)")
-        if "diffrax_s" in row:
-            print(
-                f"  diffrax / lesde euler            = {row['diffrax_s'] / row['lesde_s']:.2f}x   (target >= 3 at M, L)"
-            )
-        if "torchsde_s" in row:
-            print(
-                f"  torchsde euler / lesde euler     = {row['torchsde_s'] / row['lesde_s']:.1f}x   (target >= 30 at S, M)"
-            )
-        if row["lesde_per_step_s"] > 0:
-            print(f"  lesde per step / one randn       = {row['lesde_per_step_s'] / row['randn_s']:.2f}   "
-                  f"(target <= 1.5 at M, L); hand per step / randn = {row['hand_per_step_s'] / row['randn_s']:.2f}")  # fmt: skip
+        print(f"  hand loop / lesde euler          = {row['hand_over_lesde']:.2f}x   (target >= 1.0; issue 16: >= 20 "
+              "at L, 5 steps; >= 1 at S)")  # fmt: skip
         if size == "L":
-            print(f"  at {10 * base} steps: hand loop / lesde = {row['hand_10x_s'] / row['lesde_10x_s']:.1f}x "
-                  "(issue 16 target >= 5 at 50 steps; >= 20 at 5 steps above)")  # fmt: skip
+            print(f"  at {row['long_steps']} steps: hand loop / lesde = {row['hand_over_lesde_long']:.1f}x "
+                  "(issue 16 target >= 5 at 50 steps)")  # fmt: skip
+        if "diffrax_over_lesde" in row:
+            print(f"  diffrax / lesde euler            = {row['diffrax_over_lesde']:.2f}x   (target >= 3 at M, L)")
+        if "torchsde_over_lesde" in row:
+            print(f"  torchsde euler / lesde euler     = {row['torchsde_over_lesde']:.1f}x   (target >= 30 at S, M)")
+        print(f"  lesde per step / one randn       = {row['per_step_over_randn']:.2f}   (target <= 1.5 at M, L)")
     if args.accuracy:
         acc = accuracy(device)
         print("\naccuracy (K=10, n=1, m=16, alpha=15, beta=-0.75, t=1; errors on 8 coupled paths, times for 1,024):")
