@@ -8,8 +8,12 @@ them, ``sgd``, ``empirical`` and ``sweep`` build the larger workflows, ``plots``
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("lesde")  # one source: the installed distribution's metadata
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree not installed
+    __version__ = "0.0.0+unknown"
 
 _SUBMODULES = {
     "schedules",

@@ -429,7 +429,10 @@ def exit_code(e: BaseException) -> int:
     """2 for bad input, 1 for a failed run (numerical failures and anything unexpected), 130 for an interrupt."""
     if isinstance(e, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    bad_input = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+    from ._extras import MissingExtra
+
+    bad_input = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+                 MissingExtra)  # fmt: skip
     return EXIT_USAGE if isinstance(e, (*bad_input, MemoryError)) else EXIT_FAILED
 
 

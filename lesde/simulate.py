@@ -19,14 +19,12 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import xarray as xr
 from tqdm.auto import tqdm
 
-from ._attrs import finalize
 from ._recorder import Recorder, SimulationOverflowError
 from ._validate import (
     as_tensor,
@@ -41,6 +39,9 @@ from .integrators import MAX_STEPS, Grid, Integrator, get, known_methods
 from .integrators._base import is_lesde
 from .integrators._rng import PathRNG, chunk_blocks, path_blocks, seed_groups
 from .integrators._start import Start
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 SAVE_MODES = ("full", "means", "metrics")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -403,29 +404,24 @@ def simulate(
 
 
 def _dataset(req: _Request, plan: _Plan, out: dict, grid: Grid, interrupted: str) -> xr.Dataset:
+    """The recorded arrays as a Dataset over (path, time, ...) with the run's specification in attrs."""
+    from ._attrs import make_dataset  # xarray is imported here, not by `import lesde`
+
     model = req.model
-    coords: dict[str, Any] = {"time": np.asarray(grid.times)}
-    data = {}
+    n_paths = next(iter(out.values())).shape[0]
+    coords: dict[str, Any] = {"path": np.arange(n_paths), "time": np.asarray(grid.times)}
     attrs: dict[str, Any] = {}
     if req.lesde:
         K, m = model.num_classes, model.dim
         if req.save != "metrics":
             coords.update({"class": np.arange(K), "feature": np.arange(m)})
-        attrs["samples_per_class"] = json.dumps(model.counts.tolist())
-        attrs["num_classes"], attrs["dim"] = K, m
-        if "class_mean" in out:
-            data["class_mean"] = (("path", "time", "class", "feature"), out["class_mean"])
-            data["within_var"] = (("path", "time", "class"), out["within_var"])
         if "features" in out:
-            data["features"] = (("path", "time", "sample", "feature"), out["features"])
-            coords["sample"] = np.arange(model.num_samples)
-            coords["label"] = ("sample", model.labels.cpu().numpy())
-        for k, v in out.items():
-            if k not in ("class_mean", "within_var", "features"):
-                data[k] = (("path", "time"), v)
+            coords.update({"sample": np.arange(model.num_samples), "label": ("sample", model.labels.cpu().numpy())})
+        attrs.update(samples_per_class=json.dumps(model.counts.tolist()), num_classes=K, dim=m)
+        data = dict(out)
     else:
-        data["state"] = (("path", "time", "component"), out["state"].reshape(*out["state"].shape[:2], -1))
-    coords["path"] = np.arange(next(iter(data.values()))[1].shape[0])
+        data = {"state": out["state"].reshape(*out["state"].shape[:2], -1)}
+        coords["component"] = np.arange(data["state"].shape[-1])
     strong, weak = req.method.orders(model)
     plan_name = req.method.plan(model, req.save, bm=req.bm)
     attrs.update(
@@ -447,7 +443,7 @@ def _dataset(req: _Request, plan: _Plan, out: dict, grid: Grid, interrupted: str
         save=req.save,
         chunk_size=plan.chunk_paths,
     )
-    return finalize(xr.Dataset(data, coords=coords), **attrs)
+    return make_dataset(data, coords, lead=("path", "time"), time="sde", attrs=attrs)
 
 
 __all__ = ["simulate", "SimulationOverflowError", "known_methods", "DTYPES", "save_times_for"]

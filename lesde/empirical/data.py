@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._extras import require
 from .._validate import check_choice, check_int, check_positive_float
 
 
@@ -54,7 +55,8 @@ class Data(tuple):
 
 @functools.lru_cache(maxsize=4)
 def _mnist1d(seed: int) -> dict:
-    from mnist1d.data import get_dataset_args, make_dataset
+    mnist1d = require("mnist1d.data", "data", "the mnist1d data set")
+    get_dataset_args, make_dataset = mnist1d.get_dataset_args, mnist1d.make_dataset
 
     args = get_dataset_args()
     args.seed = seed
@@ -83,7 +85,7 @@ def _load_geomnist(
 
 
 def _load_digits(num_classes: int | None, seed: int, split="train") -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    load_digits = require("sklearn.datasets", "data", "the digits data set (scikit-learn)").load_digits
 
     _no_test(split, "digits")
     d = load_digits()

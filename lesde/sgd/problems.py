@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
 
+from .._extras import require
 from .._validate import check_choice, check_positive_float
 
 __all__ = ["LOSSES", "Problem", "ModuleProblem"]
@@ -357,7 +358,7 @@ def digits_mlp(
     Takes the first ``samples_per_class`` images of each of the first ``num_classes`` digits (ordered by class),
     scales pixels to [0, 1] (they range over 0..16), and initialises the network from ``seed`` (float64).
     """
-    from sklearn.datasets import load_digits
+    load_digits = require("sklearn.datasets", "data", "the digits data set (scikit-learn)").load_digits
 
     from .._validate import check_int
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from .._extras import require
 from .batch import BatchResult, run_batch
 from .plan import Batch
 
@@ -38,8 +39,12 @@ def local_results(batches: Sequence[Batch], device: str, **_) -> Iterator[BatchR
         yield run_batch(b, device)
 
 
+def _distributed():
+    return require("distributed", "dask", "a sweep on a Dask cluster (--workers / --scheduler)")
+
+
 def _connect(scheduler: str):
-    from distributed import Client
+    Client = _distributed().Client
 
     try:
         return Client(scheduler)
@@ -49,7 +54,7 @@ def _connect(scheduler: str):
 
 def _local_cluster(workers: int):
     """A LocalCluster of single-threaded worker processes bound to 127.0.0.1 (dashboard included)."""
-    from distributed import LocalCluster
+    LocalCluster = _distributed().LocalCluster
 
     return LocalCluster(
         n_workers=workers,
@@ -67,7 +72,8 @@ def dask_results(
     scheduler: str | None = None,
     worker_timeout: float = 60.0,
 ) -> Iterator[BatchResult]:
-    from distributed import Client, wait
+    distributed = _distributed()
+    Client, wait = distributed.Client, distributed.wait
 
     cluster = None
     if scheduler is not None:

@@ -1,0 +1,34 @@
+"""Optional dependencies (extras): one import helper with a one-line message naming the extra to install.
+
+``pip install -e .`` installs what the core and ``lesde demo`` need; the heavy optional parts are extras:
+``dask`` (distributed sweeps), ``data`` (scikit-learn's digits, mnist1d), ``bench`` (jax, diffrax), ``docs``
+(mkdocs-material, mkdocstrings), ``test`` (pytest and every extra the tests need).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+#: extra -> the distributions it installs (kept in step with pyproject.toml)
+EXTRAS = {
+    "dask": "dask[distributed]",
+    "data": "scikit-learn, mnist1d",
+    "bench": "jax, diffrax, lineax",
+    "docs": "mkdocs-material, mkdocstrings[python]",
+}
+
+
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it."""
+
+
+def require(module: str, extra: str, feature: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingExtra`: "<feature> needs <module> (pip install 'lesde[extra]')"."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingExtra(
+            f"{feature} needs the optional package {module.split('.')[0]!r}, which is not installed: "
+            f"pip install 'lesde[{extra}]' (or: pip install -e '.[{extra}]' in a checkout)"
+        ) from e
