@@ -24,11 +24,12 @@ import xarray as xr
 from sweep_helpers import overflowing, small, to_toml
 
 import lesde
+import lesde.examples
 from lesde import cli, sweep
 from lesde.config import load_toml
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
+EXAMPLES = Path(lesde.examples.__file__).parent  # the shipped examples (lesde example list)
 
 SIMULATE = """
 [model]
@@ -93,7 +94,17 @@ def test_version(capsys):
 def test_every_subcommand_has_a_description_and_shows_every_default():
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"demo", "simulate", "sweep", "plot", "compare-sgd", "estimate", "imitate", "methods"}
+    assert set(sub.choices) == {
+        "demo",
+        "simulate",
+        "sweep",
+        "plot",
+        "compare-sgd",
+        "estimate",
+        "imitate",
+        "methods",
+        "example",
+    }
     for name, p in sub.choices.items():
         assert p.description, name
         text = " ".join(p.format_help().split())
@@ -379,7 +390,8 @@ def test_every_config_driven_command_has_an_example():
     assert (EXAMPLES / "compare_sgd.toml").is_file()  # lesde compare-sgd
     for name in ("simulate.toml", "phase_diagram.toml", "compare_sgd.toml"):
         text = (EXAMPLES / name).read_text()
-        assert f"lesde {'sweep' if 'phase' in name else name.split('.')[0].replace('_', '-')} examples/{name}" in text
+        command = "sweep" if "phase" in name else name.split(".")[0].replace("_", "-")
+        assert f"lesde example copy {name}" in text and f"lesde {command} {name}" in text
     sweep.load_spec(EXAMPLES / "phase_diagram.toml")
     cfg = load_toml(EXAMPLES / "simulate.toml")
     lesde.config.model_from_config(cfg["model"]), lesde.config.simulate_kwargs(cfg["simulate"])
