@@ -1,4 +1,4 @@
-"""Pairwise class separability of feature clouds, batched over paths and times (DESIGN.md section 2).
+"""Pairwise class separability of feature clouds, batched over paths and times.
 
 Three operational tests of whether classes k and l are separated, all on samples (class means alone cannot
 decide separability):

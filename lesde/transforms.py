@@ -1,4 +1,4 @@
-r"""Transforms :math:`T_{kl} \in \mathbb{R}^{m\times m}` of the LE-SDE drift (DESIGN.md section 2).
+r"""Transforms :math:`T_{kl} \in \mathbb{R}^{m\times m}` of the LE-SDE drift.
 
 Each transform is one small class with a single job, :meth:`Transform.apply`:
 
