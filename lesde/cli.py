@@ -5,7 +5,7 @@ lesde simulate CONFIG.toml --out run.nc
 lesde sweep SWEEP.toml --store out.zarr [--workers N | --scheduler ADDRESS] [--device cuda] [--retry-failed]
 lesde plot phase out.zarr --out phase.png [--time T]
 lesde compare-sgd CONFIG.toml --out cmp.nc
-lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --runs 8 --out est.nc
+lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --n-runs 8 --out est.nc
 lesde imitate est.nc --out imit.nc
 lesde methods
 lesde example list | copy NAME [DIR] [--force]

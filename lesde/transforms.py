@@ -90,6 +90,8 @@ def _residual_vectors(K: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Identity(Transform):
+    """:math:`T_{kl} = I_m`: the drift of class k is :math:`\\sum_l W_{kl} \\bar X_l`."""
+
     name = "identity"
 
     @property

@@ -16,7 +16,7 @@ Decisions (written down because the sources leave them open):
   rotation of R^d); H orders samples class by class, like every lesde model.
 - ``optimal_classifier`` takes n = N / K samples per class (balanced UFM, as in the loss).
 - ``mse_decomposition`` follows Han, Papyan and Donoho 2022, Eq. 6 exactly: the bias is part of the extended classifier
-  W~ = [W, b], so weight decay lambda applies to b too; targets are one-hot. Seed 002's Proposition 1 prints
+  W~ = [W, b], so weight decay lambda applies to b too; targets are one-hot. Han, Papyan and Donoho's Proposition 1 prints
   W~_LS = (1/C) M~^T (Sigma~_T + lambda I)^{-1}; the first-order condition (its Eq. 14) actually gives the
   uncentred second moment Sigma~_T + mu~_G mu~_G^T (the matrix that appears in L_perp), which is what we use.
   With imbalanced classes the averages are over samples, so L_NC2/3 = (1/2) sum_c pi_c ||W~_LS mu~_c - e_c||^2
