@@ -20,10 +20,10 @@ Example
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-import xarray as xr
-
-from .._attrs import finalize
+if TYPE_CHECKING:  # xarray is imported when attach runs, not by `lesde --help`
+    import xarray as xr
 
 __all__ = ["attach", "NoPredictionError", "dataset_kind", "summary"]
 
@@ -117,6 +117,10 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
     - Sweep store: ``predicted_phase`` over the grid (1 separable, 0 not, NaN where no prediction applies)
       beside the measured ``phase`` (p_all_separable > 1/2 at the summary time).
     """
+    import xarray as xr
+
+    from .._attrs import finalize
+
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"attach needs an xarray.Dataset, got {type(ds).__name__}")
     kind = dataset_kind(ds)

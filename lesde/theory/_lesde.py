@@ -61,12 +61,12 @@ def _transitions(model, times: np.ndarray, dt: float):
     def dense(Phi, F):
         if Phi.ndim == 3:
             Phi, F = Phi[0], F[0]
-        Q = F @ F.T
+        Phi, Q = Phi.contiguous(), (F @ F.T).contiguous()
         if reduced:
             return torch.kron(Phi, torch.eye(m, dtype=torch.float64)), torch.kron(Q, Sig)
         return Phi, Q
 
-    grid = Grid.make(torch.as_tensor(times), dt)
+    grid = Grid.make(torch.tensor(np.asarray(times, dtype=np.float64)), dt)
     if plan == "spectral":
         sp = _Spectral(model)
         return plan, [dense(*sp.transition(t0, t1)) for _, t0, t1, _, _ in grid.intervals()]
