@@ -63,9 +63,7 @@ def _metric_predictions(ds: xr.Dataset, problem, feats: torch.Tensor, W: torch.T
     if not names:
         return {}
     vals = nc_metrics(feats, problem.labels.cpu(), W, names=names)
-    return {
-        f"{n}_predicted": ((), float(v), {"prediction": note}) for n, v in vals.items() if math.isfinite(float(v))
-    }
+    return {f"{n}_predicted": ((), float(v), {"prediction": note}) for n, v in vals.items() if math.isfinite(float(v))}
 
 
 def nc_metric_names() -> tuple[str, ...]:
@@ -101,7 +99,11 @@ def tirer_bruna_prediction(ds: xr.Dataset, problem) -> Out:
         fit = Wm @ H.transpose(-1, -2)
         gram_star = H_rows @ H_rows.T
         gram = H @ H.transpose(-1, -2)
-        out["tb_distance"] = (lead, (torch.linalg.norm(fit - target, dim=(-2, -1)) / Y.norm()).numpy(), {"prediction": note})
+        out["tb_distance"] = (
+            lead,
+            (torch.linalg.norm(fit - target, dim=(-2, -1)) / Y.norm()).numpy(),
+            {"prediction": note},
+        )
         out["tb_gram_distance"] = (
             lead,
             (torch.linalg.norm(gram - gram_star, dim=(-2, -1)) / (Y.T @ Y).norm()).numpy(),

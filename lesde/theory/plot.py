@@ -82,7 +82,10 @@ def draw_panel(ax, ds: xr.Dataset, panel: tuple[str, str | None, str, bool]) -> 
     colours = {}
     for name, (mean, std) in _series(ds[measured]).items():
         (line,) = ax.plot(x, mean[keep], label=name or "measured", lw=1.6)
-        ax.fill_between(x, (mean - std)[keep], (mean + std)[keep], color=line.get_color(), alpha=0.2, lw=0)
+        low = mean - std
+        if np.nanmin(mean) >= 0:  # a nonnegative quantity: the band stops at 0
+            low = np.maximum(low, 0.0)
+        ax.fill_between(x, low[keep], (mean + std)[keep], color=line.get_color(), alpha=0.2, lw=0)
         colours[name] = line.get_color()
     if predicted is not None and predicted in ds:
         pred = ds[predicted]
@@ -96,6 +99,7 @@ def draw_panel(ax, ds: xr.Dataset, panel: tuple[str, str | None, str, bool]) -> 
             ax.axhline(float(pred), ls="--", lw=1.4, color="k", label=f"predicted {float(pred):.3g}")
     if measured.endswith("zscore"):
         ax.axhline(3.0, ls=":", color="0.4", lw=1, label="3 s.e.")
+        ax.set_ylim(bottom=0)
     if logy:
         values = np.asarray(ds[measured].values, float)
         if np.all(values[np.isfinite(values)] > 0):
