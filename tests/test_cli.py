@@ -93,7 +93,17 @@ def test_version(capsys):
 def test_every_subcommand_has_a_description_and_shows_every_default():
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"demo", "simulate", "sweep", "plot", "compare-sgd", "estimate", "imitate", "methods"}
+    assert set(sub.choices) == {
+        "demo",
+        "simulate",
+        "sweep",
+        "plot",
+        "compare-sgd",
+        "estimate",
+        "imitate",
+        "methods",
+        "compare-theory",
+    }
     for name, p in sub.choices.items():
         assert p.description, name
         text = " ".join(p.format_help().split())
