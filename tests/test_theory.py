@@ -182,7 +182,7 @@ def test_softmax_code_target_for_many_classes():
     assert (out["gnc2_gap"] > -1e-6).all()  # no code beats the softmax code
 
 
-def test_compare_theory_cli(tmp_path):
+def test_compare_theory_cli(tmp_path, capsys):
     src = tmp_path / "run.nc"
     ufm = UFM.from_tirer_bruna(3, 2, 4, lambda_W=0.3, lambda_H=0.3)
     compare(ufm, lr=0.05, batch_size=2, t_end=5.0, n_runs=2, save="full", n_save=6, progress=False).to_netcdf(
@@ -190,17 +190,21 @@ def test_compare_theory_cli(tmp_path):
     )
     out, png = tmp_path / "t.nc", tmp_path / "t.png"
     cmd = [sys.executable, "-m", "lesde.cli", "compare-theory", str(src), "--out", str(out), "--plot", str(png)]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)  # the real command line, once
     assert res.returncode == 0, res.stderr
     assert "tb_distance" in res.stdout and "largest" in res.stdout and "at the last time" in res.stdout
     back = xr.load_dataset(out, engine="h5netcdf")
     assert "Tirer and Bruna" in back["tb_distance"].attrs["prediction"] and png.stat().st_size > 10_000
-    bad = subprocess.run([*cmd[:4], str(tmp_path / "missing.nc"), "--out", str(out)], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
+    from lesde import cli
+
+    assert cli.main(["compare-theory", str(tmp_path / "missing.nc"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
     other = tmp_path / "other.nc"
     xr.Dataset({"x": ("t", [1.0])}).to_netcdf(other, engine="h5netcdf")
-    bad = subprocess.run([*cmd[:4], str(other), "--out", str(out)], capture_output=True, text=True)
-    assert bad.returncode == 2 and "no prediction applies" in bad.stderr and "Traceback" not in bad.stderr
+    assert cli.main(["compare-theory", str(other), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no prediction applies" in err and "Traceback" not in err
 
 
 def test_example_tiny(tmp_path):
