@@ -10,7 +10,10 @@ tracker runs for seconds). The naive alternative, what the original
 research code did, loops: for each run, for each step, one autograd SGD step on one sample, then a forward of the
 probes. Targets (issue 11): tracked-step GFLOP rate >= 60% of the GEMM rate, and >= 1.5x the naive loop.
 
-Timings are the best of ``--repeats`` interleaved rounds (track, naive, GEMM in turn, so all see the same load);
+Timings are the best of ``--repeats`` interleaved rounds (track, naive, GEMM in turn, so all see the same load).
+Two tracker rates are printed: the whole run's (``steps`` steps, setup and the final float64 loss pass included)
+and the tracked step's, the marginal cost of a step measured as (time of 2 x steps - time of steps) / steps, which
+is what the 60% target is about (fixed costs are amortised away in the long tracks the target stands for).
 ``--profile`` prints where the tracker's time goes (torch.profiler, self CPU time).
 
     python benchmarks/tracking.py --device cpu --threads 1
@@ -100,16 +103,21 @@ def main() -> None:
     kw = dict(lr=lr, n_runs=a.runs, probes=a.probes, device=device, progress=False)
     track(net, x, y, steps=5, **kw)  # warm-up both paths (allocator, kernels)
     naive(net, x, y, lr, 5, a.runs, probe_idx, 0, device)
-    t_track, t_naive, gemm, engine = float("inf"), float("inf"), 0.0, ""
-    for _ in range(a.repeats):  # interleaved, so all three see the same machine load
-        sync(device)
-        t0 = time.perf_counter()
-        ds = track(net, x, y, steps=a.steps, **kw)
-        sync(device)
-        t_track, engine = min(t_track, time.perf_counter() - t0), ds.attrs["engine"]
+    t_track, t_double, t_naive, gemm, engine = float("inf"), float("inf"), float("inf"), 0.0, ""
+    for _ in range(a.repeats):  # interleaved, so all four see the same machine load
+        for n_steps in (a.steps, 2 * a.steps):
+            sync(device)
+            t0 = time.perf_counter()
+            ds = track(net, x, y, steps=n_steps, **kw)
+            sync(device)
+            if n_steps == a.steps:
+                t_track, engine = min(t_track, time.perf_counter() - t0), ds.attrs["engine"]
+            else:
+                t_double = min(t_double, time.perf_counter() - t0)
         t_naive = min(t_naive, naive(net, x, y, lr, a.steps, a.runs, probe_idx, 0, device))
         gemm = max(gemm, gemm_rate(device))
     rate = a.steps / t_track
+    step_rate = a.steps / max(t_double - t_track, 1e-12)  # the marginal tracked step
     res = {
         "device": str(device),
         "runs": a.runs,
@@ -122,8 +130,11 @@ def main() -> None:
         "tracked_steps_per_s": rate,
         "naive_steps_per_s": a.steps / t_naive,
         "tracked_gflops": rate * flops / 1e9,
+        "marginal_steps_per_s": step_rate,
+        "marginal_gflops": step_rate * flops / 1e9,
         "gemm_gflops": gemm,
-        "fraction_of_gemm": rate * flops / 1e9 / gemm,
+        "fraction_of_gemm_whole_run": rate * flops / 1e9 / gemm,
+        "fraction_of_gemm": step_rate * flops / 1e9 / gemm,
         "speedup": t_naive / t_track,
     }
     print(
@@ -131,11 +142,14 @@ def main() -> None:
         f"steps={a.steps} engine={engine}; {flops / 1e9:.3f} GFLOP per tracked step (probe forward)"
     )
     print(f"{'method':<10}{'steps/s':>12}{'GFLOP/s':>12}")
-    print(f"{'track':<10}{rate:>12.1f}{res['tracked_gflops']:>12.1f}")
+    print(f"{'track':<10}{rate:>12.1f}{res['tracked_gflops']:>12.1f}   (whole run of {a.steps} steps)")
+    print(f"{'step':<10}{step_rate:>12.1f}{res['marginal_gflops']:>12.1f}   (the tracked step: runs of {a.steps} "
+          f"and {2 * a.steps} steps differenced)")  # fmt: skip
     print(f"{'naive':<10}{res['naive_steps_per_s']:>12.1f}{res['naive_steps_per_s'] * flops / 1e9:>12.1f}")
     print(f"{'GEMM':<10}{'':>12}{gemm:>12.1f}   (torch.matmul 2048^2, float32)")
     print(
-        f"track / GEMM rate: {100 * res['fraction_of_gemm']:.0f}% (target >= 60%: "
+        f"tracked step / GEMM rate: {100 * res['fraction_of_gemm']:.0f}% (whole run "
+        f"{100 * res['fraction_of_gemm_whole_run']:.0f}%; target >= 60%: "
         f"{'met' if res['fraction_of_gemm'] >= 0.6 else 'NOT met'}); speedup over naive: {res['speedup']:.2f}x "
         f"(target >= 1.5x: {'met' if res['speedup'] >= 1.5 else 'NOT met'})"
     )

@@ -48,7 +48,24 @@ _INDEX = {  # index coordinates: a long_name, no units
     "probe": "probe sample index",
     "process": "stochastic process",
     "component": "component of the flattened SDE state",
+    "snr_mode": "nonzero singular value of the SNR matrix, largest first",
 }
+
+_METRIC_LONG = {
+    "nc1": "NC1: tr(Sigma_W Sigma_B^+) / K",
+    "nc1_quotient": "NC1 quotient tr(Sigma_W) / tr(Sigma_B)",
+    "etf_error": "Frobenius distance of the normalised Gram to the simplex ETF",
+    "etf_error_classifier": "Frobenius distance of the normalised W W^T to the simplex ETF",
+    "self_duality": "||W^T/||W|| - M/||M|| ||_F^2",
+    "mean_cosine": "mean pairwise cosine of centred class means",
+    "gnc2": "GNC2: minimum one-vs-rest distance of the classifier",
+    "nc_margin_normalized": "q_min(W, H) / (||W||_F^2 + ||H||_F^2)",
+    "class_mean": "class mean of the features (mean over paths)",
+    "class_mean_var": "variance over paths of the class means",
+    "snr": "singular values of the SNR matrix Sigma_W^{-1/2} Mbar",
+}
+#: the measured variables lesde.theory may put a ``<name>_predicted`` beside
+_PREDICTED_METRICS = tuple(_METRIC_LONG)
 
 VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     # --- coordinates ---
@@ -105,6 +122,32 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     # --- sweeps ---
     "done": {"long_name": "sweep cell finished and written (1) or missing (0)", "units": "1"},
     "method": {"long_name": "integration method that produced the sweep cell", "units": "1"},
+    # --- theory (lesde.theory.attach adds these; each carries a `prediction` attr naming the result) ---
+    **{
+        f"{name}_predicted": {"long_name": f"predicted {_METRIC_LONG[name]}", "units": "1"}
+        for name in _PREDICTED_METRICS
+    },
+    "tb_rho": {"long_name": "Tirer-Bruna rho: Hbar^T Hbar = rho I_K at the minimizer", "units": "1"},
+    "loss_predicted": {"long_name": "training objective at the predicted minimizer", "units": "1"},
+    "loss_gap": {"long_name": "training objective minus its value at the predicted minimizer", "units": "1"},
+    "tb_distance": {"long_name": "||W H - W* H*||_F / ||Y||_F to the Tirer-Bruna minimizer", "units": "1"},
+    "tb_gram_distance": {"long_name": "||H^T H - H*^T H*||_F / ||Y^T Y||_F to the Tirer-Bruna minimizer", "units": "1"},
+    "snr": {"long_name": "singular values of the SNR matrix Sigma_W^{-1/2} Mbar", "units": "1"},
+    "snr_distance": {"long_name": "max over modes of |log(snr / snr_predicted)|", "units": "1"},
+    "central_path_departure": {"long_name": "L_perp / L: share of the loss off the central path", "units": "1"},
+    "nc_margin_normalized": {"long_name": "q_min(W, H) / (||W||_F^2 + ||H||_F^2)", "units": "1"},
+    "nc_margin_gap": {"long_name": "predicted minus measured normalised NC margin", "units": "1"},
+    "gnc2_gap": {"long_name": "softmax-code one-vs-rest distance minus measured gnc2", "units": "1"},
+    "class_mean_var": {"long_name": "variance over paths of the class means", "units": "1"},
+    "class_mean_zscore": {"long_name": "max |mean over paths - predicted mean| / its standard error", "units": "1"},
+    "class_mean_var_zscore": {
+        "long_name": "max |variance over paths - predicted variance| / its standard error",
+        "units": "1",
+    },
+    "mean_cosine_distance": {"long_name": "|mean_cosine - (-1/(K-1))|", "units": "1"},
+    "phase": {"long_name": "measured phase: p_all_separable > 1/2 at the summary time", "units": "1"},
+    "predicted_phase": {"long_name": "predicted phase: 1 separable, 0 not, NaN where no prediction", "units": "1"},
+    "phase_agreement": {"long_name": "measured phase equals predicted phase (NaN where none)", "units": "1"},
 }
 
 #: Trailing dims of each known variable, after the Dataset's leading dims (a variable not listed has none: one
@@ -120,6 +163,11 @@ VARIABLE_DIMS: dict[str, tuple[str, ...]] = {
     "separable": ("class", "class_other"),
     "E": ("class", "class_other"),
     "batch_counts": ("sample",),  # on (run, step): the minibatch of each step
+    "class_mean_predicted": ("class", "feature"),  # on (time,): moments over paths
+    "class_mean_var_predicted": ("class", "feature"),
+    "class_mean_var": ("class", "feature"),
+    "snr": ("snr_mode",),
+    "snr_predicted": ("snr_mode",),
 }
 
 #: ``time`` coordinate attrs for each kind of Dataset (``make_dataset(time=...)``).

@@ -42,6 +42,7 @@ _OUTPUTS = {
     "compare-sgd": ("out", "file"),
     "estimate": ("out", "file"),
     "imitate": ("out", "file"),
+    "compare-theory": ("out", "file"),
 }
 
 
@@ -347,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_imitate)
+
+    from .theory._cli import add_parser as add_compare_theory
+
+    add_compare_theory(sub)
 
     s = sub.add_parser("methods", help="list the integration methods")
     s.set_defaults(fn=_methods)

@@ -442,6 +442,10 @@ def _dataset(req: _Request, plan: _Plan, out: dict, grid: Grid, interrupted: str
         interrupted=interrupted,
         save=req.save,
         chunk_size=plan.chunk_paths,
+        x0="iid"
+        if req.start.x0 is None
+        else ("per-path" if req.start.x0.ndim == len(req.start.shape) + 1 else "shared"),
+        x0_scale=req.start.scale,  # the initial law lesde.theory's closed-form moments start from
     )
     return make_dataset(data, coords, lead=("path", "time"), time="sde", attrs=attrs)
 

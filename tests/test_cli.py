@@ -104,6 +104,7 @@ def test_every_subcommand_has_a_description_and_shows_every_default():
         "imitate",
         "methods",
         "example",
+        "compare-theory",
     }
     for name, p in sub.choices.items():
         assert p.description, name

@@ -47,3 +47,17 @@ def test_a_missing_extra_on_the_command_line_is_one_line_and_exit_2(monkeypatch,
     code = cli.main(["estimate", "--dataset", "mnist1d", "--steps", "5", "--out", str(tmp_path / "e.nc")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "lesde[data]" in err[0] and "Traceback" not in err[0]
+
+
+def test_a_sweep_on_dask_without_the_extra_fails_before_any_work(monkeypatch, tmp_path):
+    _missing(monkeypatch, "distributed")
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        "[model]\nnum_classes = 2\ndim = 2\nsamples_per_class = 4\n"
+        'alpha = { kind = "PowerLaw", scale = 1.0, exponent = 1.0 }\n'
+        "[simulate]\nt_end = 1.0\ndt = 0.5\nn_paths = 4\n"
+        "[grid]\n'model.alpha.exponent' = [0.5, 1.5]\n"
+    )
+    with pytest.raises(_extras.MissingExtra, match=r"lesde\[dask\]"):
+        lesde.sweep.run(spec, tmp_path / "s.zarr", workers=1)
+    assert not (tmp_path / "s.zarr").exists()  # refused before a store was opened

@@ -39,12 +39,12 @@ def local_results(batches: Sequence[Batch], device: str, **_) -> Iterator[BatchR
         yield run_batch(b, device)
 
 
-def _distributed():
+def require_dask():
     return require("distributed", "dask", "a sweep on a Dask cluster (--workers / --scheduler)")
 
 
 def _connect(scheduler: str):
-    Client = _distributed().Client
+    Client = require_dask().Client
 
     try:
         return Client(scheduler)
@@ -54,7 +54,7 @@ def _connect(scheduler: str):
 
 def _local_cluster(workers: int):
     """A LocalCluster of single-threaded worker processes bound to 127.0.0.1 (dashboard included)."""
-    LocalCluster = _distributed().LocalCluster
+    LocalCluster = require_dask().LocalCluster
 
     return LocalCluster(
         n_workers=workers,
@@ -72,7 +72,7 @@ def dask_results(
     scheduler: str | None = None,
     worker_timeout: float = 60.0,
 ) -> Iterator[BatchResult]:
-    distributed = _distributed()
+    distributed = require_dask()
     Client, wait = distributed.Client, distributed.wait
 
     cluster = None

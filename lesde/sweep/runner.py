@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .._validate import check_choice, check_device, check_int, check_positive_float
 from ..metrics import ONLINE_METRICS
-from .executors import EXECUTORS
+from .executors import EXECUTORS, require_dask
 from .plan import plan
 from .spec import SweepSpec, load_spec, time_axis
 from .store import hold_sigint, open_store, open_sweep
@@ -92,6 +92,8 @@ def run(
     if workers is not None or scheduler is not None:
         executor = "dask"
     check_choice("executor", executor, EXECUTORS)
+    if executor == "dask":
+        require_dask()  # a missing extra is reported before a store is opened or a bar drawn
     if workers is not None and scheduler is not None:
         raise ValueError("pass either workers (start a LocalCluster) or scheduler (join a cluster), not both")
     if workers is not None:

@@ -1,0 +1,167 @@
+"""Theory beside measurement: attach the UFM / LE-SDE prediction that applies to a lesde Dataset.
+
+:func:`attach` reads what kind of Dataset it is given (from its attrs: the ``problem`` of an SGD run, the
+``spec`` of a simulation, the ``spec_hash`` of a sweep store) and adds the predictions that apply as variables
+beside the measured ones, each with a ``prediction`` attr naming the result it comes from and a distance
+variable saying how far the measurement is from it. The table of which prediction applies to which Dataset,
+and what each distance measures, is on the documentation site's "Design decisions" page ("Theory comparison").
+
+Example
+-------
+>>> import lesde
+>>> from lesde.sgd import UFM, compare
+>>> ufm = UFM.from_tirer_bruna(3, 4, 6, lambda_W=0.01, lambda_H=0.01)
+>>> ds = compare(ufm, lr=0.05, batch_size=4, t_end=1.0, n_runs=2, save="full", progress=False)
+>>> out = lesde.theory.attach(ds)
+>>> sorted(v for v in out.data_vars if v.startswith("tb_"))
+['tb_distance', 'tb_gram_distance', 'tb_rho']
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # xarray is imported when attach runs, not by `lesde --help`
+    import xarray as xr
+
+__all__ = ["attach", "NoPredictionError", "dataset_kind", "summary"]
+
+
+class NoPredictionError(ValueError):
+    """No prediction of :mod:`lesde.theory` applies to the Dataset (the message says why and what would)."""
+
+
+#: what applies where, for the error message of a Dataset with none
+WHAT_APPLIES = (
+    "predictions exist for: sgd.compare / run_sgd / run_sme / gradient_flow runs of a lesde UFM (regularised MSE: "
+    "Tirer-Bruna minimizer; unregularised MSE with save='full': central-path SNR; unregularised CE with "
+    "save='full': NC margin; sphere=True with K > d + 1: softmax code), LE-SDE simulations (class-mean law with "
+    "save='means' or 'full' and a fixed transform and sample-independent noise; residual transforms: the "
+    "simplex-ETF angle), and sweep stores over alpha = PowerLaw with beta = 0 (predicted phase)"
+)
+
+
+def dataset_kind(ds: xr.Dataset) -> str:
+    """``"sweep"``, ``"simulation"``, ``"training"`` (an SGD / SME / flow run), ``"empirical"`` or ``"unknown"``."""
+    attrs = ds.attrs
+    if "spec_hash" in attrs and "p_all_separable" in ds:
+        return "sweep"
+    if "spec" in attrs and "path" in ds.dims:
+        return "simulation"
+    if "problem" in attrs and "loss" in ds:
+        return "training"
+    if any(name in ds for name in ("sampled_index", "alpha", "beta", "E")):
+        return "empirical"
+    return "unknown"
+
+
+def _describe(ds: xr.Dataset, kind: str) -> str:
+    if kind == "training":
+        return f"a training run of problem {ds.attrs['problem']}"
+    if kind == "simulation":
+        spec = json.loads(ds.attrs["spec"])
+        return f"an LE-SDE simulation (transform {spec.get('transform')!r}, noise {spec.get('noise')!r}, save={ds.attrs.get('save')!r})"
+    if kind == "sweep":
+        return "a sweep store"
+    if kind == "empirical":
+        return (
+            "an empirical elasticity Dataset (E(t) estimated from a trained network), which no closed form "
+            "predicts; simulate an LE-SDE driven by the fitted E(t) (lesde.empirical imitation) and attach to that"
+        )
+    return f"a Dataset lesde did not produce (variables {sorted(map(str, ds.data_vars))[:8]}, attrs {sorted(ds.attrs)[:8]})"
+
+
+def attach(ds: xr.Dataset) -> xr.Dataset:
+    """Add the predictions that apply to ``ds`` beside its measured variables.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A Dataset lesde produced: :func:`lesde.sgd.compare` (or ``run_sgd``, ``run_sme``, ``gradient_flow``) on a
+        :class:`~lesde.sgd.UFM`; :func:`lesde.simulate` of an :class:`~lesde.LESDE`; a sweep store opened with
+        :func:`lesde.sweep.open_sweep`. Read from a file, it needs the attrs lesde wrote (``problem``, ``spec``).
+
+    Returns
+    -------
+    xarray.Dataset
+        A copy of ``ds`` with the predicted variables (``*_predicted``, ``tb_rho``, ``loss_predicted``,
+        ``predicted_phase``, ...) and the distances (``loss_gap``, ``tb_distance``, ``tb_gram_distance``,
+        ``snr_distance``, ``nc_margin_gap``, ``gnc2_gap``, ``class_mean_zscore``, ``class_mean_var_zscore``,
+        ``mean_cosine_distance``, ``phase_agreement``), each with a ``prediction`` attr naming the paper, theorem
+        or equation, and long_name / units from :data:`lesde._attrs.VARIABLE_ATTRS`. The global attrs
+        ``theory_predictions`` (JSON list of the variables added) and ``theory_skipped`` (JSON list of
+        predictions that did not apply, with the reason) say what was done.
+
+    Raises
+    ------
+    NoPredictionError
+        When no prediction applies; the message names the kind of Dataset and what would apply.
+
+    Notes
+    -----
+    Predictions by kind of Dataset:
+
+    - UFM, MSE, weight decay on W and H (balanced, no bias): the Tirer-Bruna minimizer (``tb_rho``, the objective
+      ``loss_predicted``, NC metrics there); ``loss_gap`` always, ``tb_distance`` / ``tb_gram_distance`` with
+      ``save="full"``. For c = sqrt(lambda_W lambda_H) >= 1 the zero solution.
+    - UFM, MSE, no weight decay, ``save="full"``: the central-path SNR singular values (``snr_predicted`` from
+      the measured ``snr`` at the first record) and ``central_path_departure`` = L_perp / L, where the run
+      leaves the theorem's assumption of the renormalised flow on the central path.
+    - UFM, CE, no weight decay, ``save="full"``: the normalised NC margin bound 1 / (2 (K-1) sqrt(n)) reached
+      at the max-margin direction, and zero ``etf_error_classifier`` / ``self_duality`` there.
+    - UFM with ``sphere=True`` and K > d + 1: the softmax-code one-vs-rest distance as the ``gnc2`` target.
+    - LE-SDE simulation: the Gaussian law of the class means (mean and variance at each save time, from the
+      exact integrator's transitions) beside the simulated mean and variance over paths; residual transforms
+      also the simplex-ETF cosine -1/(K-1).
+    - Sweep store: ``predicted_phase`` over the grid (1 separable, 0 not, NaN where no prediction applies)
+      beside the measured ``phase`` (p_all_separable > 1/2 at the summary time).
+    """
+    import xarray as xr
+
+    from .._attrs import finalize
+
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"attach needs an xarray.Dataset, got {type(ds).__name__}")
+    kind = dataset_kind(ds)
+    if kind == "training":
+        out, skipped = _training(ds)
+    elif kind == "simulation":
+        from ._lesde import lesde_predictions
+
+        if json.loads(ds.attrs["spec"]).get("model") != "LESDE":
+            raise NoPredictionError(f"{_describe(ds, kind)}: a simulation of a model other than the LE-SDE")
+        out, skipped = lesde_predictions(ds)
+    elif kind == "sweep":
+        from ._lesde import phase_predictions
+
+        out, skipped = phase_predictions(ds)
+    else:
+        raise NoPredictionError(f"no prediction applies to {_describe(ds, kind)}; {WHAT_APPLIES}")
+    if not out:
+        why = "; ".join(skipped) if skipped else "none of its cases matches"
+        raise NoPredictionError(f"no prediction applies to {_describe(ds, kind)}: {why}. {WHAT_APPLIES}")
+    result = ds.copy()
+    for name, (dims, values, attrs) in out.items():
+        result[name] = xr.Variable(dims, values, attrs)
+    return finalize(result, theory_predictions=list(out), theory_skipped=skipped)
+
+
+def _training(ds: xr.Dataset):
+    from ..sgd.ufm import UFM
+    from ._ufm import ufm_predictions
+
+    problem = json.loads(ds.attrs["problem"])
+    if problem.get("kind") != "ufm":
+        raise NoPredictionError(
+            f"no prediction applies to {_describe(ds, 'training')}: the closed forms describe the unconstrained-"
+            f"features model, not a {problem.get('kind')!r} problem. {WHAT_APPLIES}"
+        )
+    return ufm_predictions(ds, UFM(**{k: v for k, v in problem.items() if k != "kind"}))
+
+
+def summary(ds: xr.Dataset) -> str:
+    """One paragraph: for each distance ``attach`` added, its largest value and where (time, process)."""
+    from ._summary import summary as _summary
+
+    return _summary(ds)
