@@ -4,7 +4,10 @@ mkdocstrings (the docstrings stay what ``help()`` and Sphinx-style readers expec
 - ``:func:`~a.b.c```, ``:class:``, ``:meth:``, ``:mod:``, ``:data:``, ``:attr:``, ``:exc:`` -> a code span;
 - ``:math:`x``` -> ``$x$`` and ``.. math::`` blocks -> ``$$ ... $$`` (pymdownx.arithmatex renders both);
 - simple RST tables (``===  ===`` rules) -> Markdown tables;
-- a paragraph ending in ``::`` (an RST literal block) -> ``:`` and a fenced block.
+- a paragraph ending in ``::`` (an RST literal block) -> ``:`` and a fenced block;
+- a ``Returns`` section written as prose (no indented description) -> one unnamed entry with that description,
+  and a parameter written ``name : prose.`` (the description where the type goes) -> the name and its
+  description.
 
 No library does this conversion for griffe (mkdocstrings renders numpydoc sections, and the text inside them
 as Markdown), hence these few regular expressions.
@@ -20,6 +23,39 @@ import griffe
 _ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|data|attr|exc|obj):`~?([^`]+)`")
 _MATH = re.compile(r":math:`([^`]+)`")
 _RULE = re.compile(r"^( *)(=+)( +=+)+ *$")
+_SECTIONS = {"parameters", "other parameters", "returns", "yields", "receives", "raises", "warns", "attributes"}
+
+
+def _is_header(lines: list[str], i: int) -> bool:
+    """A numpydoc section header: a line underlined by dashes of its length."""
+    return (
+        i + 1 < len(lines)
+        and bool(lines[i].strip())
+        and set(lines[i + 1].strip()) == {"-"}
+        and len(lines[i + 1].strip()) == len(lines[i].strip())
+    )
+
+
+def _prose_returns(lines: list[str]) -> list[str]:
+    """Returns sections whose entries have no indented description become one unnamed entry (``:``)."""
+    out, i = [], 0
+    while i < len(lines):
+        if _is_header(lines, i) and lines[i].strip().lower() in ("returns", "yields"):
+            base = _indent(lines[i])
+            j = i + 2
+            while j < len(lines) and not _is_header(lines, j):
+                j += 1
+            body = lines[i + 2 : j]
+            if body and all(_indent(x) <= base for x in body if x.strip()):
+                tail = []
+                while body and not body[-1].strip():
+                    tail.append(body.pop())
+                out += lines[i : i + 2] + [" " * base + ":"] + ["    " + x if x.strip() else x for x in body] + tail
+                i = j
+                continue
+        out.append(lines[i])
+        i += 1
+    return out
 
 
 def _indent(line: str) -> int:
@@ -61,17 +97,48 @@ def _table(lines: list[str], start: int) -> tuple[list[str], int]:
     return [""] + md + [""], i
 
 
+_ENTRY = re.compile(r"^(\s*)([\w*, ]+?) : (.+)$")
+
+
+def _prose_types(lines: list[str]) -> list[str]:
+    """``name : some prose.`` with no indented description (the description written where the type goes)
+    -> ``name`` with the prose as its description, in the parameter sections."""
+    out, section = [], None
+    for i, line in enumerate(lines):
+        if _is_header(lines, i):
+            section = line.strip().lower()
+        m = _ENTRY.match(line)
+        nxt = next((x for x in lines[i + 1 :] if x.strip()), "")
+        if (
+            m
+            and section in ("parameters", "other parameters", "attributes")
+            and _indent(nxt) <= len(m.group(1))
+            and (m.group(3).rstrip().endswith(".") or ";" in m.group(3) or "``" in m.group(3))
+        ):
+            out += [m.group(1) + m.group(2), m.group(1) + "    " + m.group(3)]
+            continue
+        if m and section in _SECTIONS and "``" in m.group(3):  # a type is shown verbatim: no code markup in it
+            line = f"{m.group(1)}{m.group(2)} : {m.group(3).replace('``', '')}"
+        out.append(line)
+    return out
+
+
 def rst_to_markdown(text: str) -> str:
-    lines = text.splitlines()
+    lines = _prose_returns(_prose_types(text.splitlines()))
     out: list[str] = []
+    section = None  # the numpydoc section the line is in (lower case), None before any
     i = 0
     while i < len(lines):
         line = lines[i]
         stripped = line.strip()
+        if _is_header(lines, i):
+            section = stripped.lower()
         if stripped.startswith(".. math::"):
-            base = _indent(line)
+            # inside an entry of a parameter-like section the block keeps the entry's indentation; in free text
+            # (e.g. under an RST definition-list term) it goes to the margin, where arithmatex sees a block
+            base = _indent(line) if section in _SECTIONS else 0
             first = stripped[len(".. math::") :].strip()
-            body, i = _block(lines, i + 1, base)
+            body, i = _block(lines, i + 1, _indent(line))
             math = ([first] if first else []) + textwrap.dedent("\n".join(body)).strip("\n").splitlines()
             out += ["", " " * base + "$$", *(" " * base + m for m in math), " " * base + "$$", ""]
             continue

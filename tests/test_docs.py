@@ -154,3 +154,41 @@ def test_no_page_names_a_file_a_user_does_not_have():
         for m in FORBIDDEN.finditer(text)
     ]
     assert not hits, "\n".join(hits)
+
+
+def test_the_docstring_extension_turns_rest_into_markdown():
+    spec = importlib.util.spec_from_file_location("docs_griffe_rst", DOCS / "griffe_rst.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    doc = "\n".join(
+        [
+            "See :func:`~lesde.sweep.run` and :class:`lesde.LESDE`, with :math:`e^{A(t)}`.",
+            "",
+            ".. math:: dX = f\\,dt",
+            "          + \\sigma dW",
+            "",
+            "=====  ==========",
+            "name   definition",
+            "=====  ==========",
+            "nc1    tr(S_W S_B^+)",
+            "       / K",
+            "=====  ==========",
+            "",
+            "Parameters",
+            "----------",
+            "t_end : final time; SGD takes ``t_end / lr`` steps.",
+            "x : Tensor",
+            "    The state.",
+            "",
+            "Returns",
+            "-------",
+            "Data, a pair ``(inputs, labels)``.",
+        ]
+    )
+    md = ext.rst_to_markdown(doc).splitlines()
+    assert md[0] == "See `run` and `lesde.LESDE`, with $e^{A(t)}$."
+    assert md[md.index("$$") : md.index("$$") + 4] == ["$$", "dX = f\\,dt", "+ \\sigma dW", "$$"]
+    assert "| name | definition |" in md and "| nc1 | tr(S_W S_B^+) / K |" in md
+    assert md[md.index("t_end") + 1] == "    final time; SGD takes ``t_end / lr`` steps."
+    assert md[md.index("x : Tensor") + 1] == "    The state."
+    assert md[-2:] == [":", "    Data, a pair ``(inputs, labels)``."]
