@@ -82,22 +82,23 @@ ds = lesde.sweep.run(spec, OUT / "phase_sweep.zarr", progress=not TINY)
 print(lesde.sweep.format_table(ds))
 
 # %% [markdown]
-# With 400 paths per cell at $t = 10^4$ the table reads (rows $c$, columns $p$):
+# With 400 paths per cell at $t = 10^4$ the full-size run prints (rows $c$, columns $p$):
 #
 # ```text
 #  alpha.scale |   0.5  0.75   0.9     1   1.1  1.25   1.5     2
 # --------------------------------------------------------------
-#         0.25 |  1.00  0.22  0.00  0.00  0.00  0.00  0.00  0.00
-#          0.5 |  1.00  1.00  0.01  0.00  0.00  0.00  0.00  0.00
-#            1 |  1.00  1.00  0.98  0.00  0.00  0.00  0.00  0.00
-#            2 |  1.00  1.00  1.00  0.99  0.18  0.00  0.00  0.00
-#            4 |  1.00  1.00  1.00  1.00  1.00  0.70  0.00  0.00
+#         0.25 |  1.00  0.19  0.00  0.00  0.00  0.00  0.00  0.00
+#          0.5 |  1.00  1.00  0.00  0.00  0.00  0.00  0.00  0.00
+#            1 |  1.00  1.00  0.96  0.00  0.00  0.00  0.00  0.00
+#            2 |  1.00  1.00  1.00  1.00  0.19  0.00  0.00  0.00
+#            4 |  1.00  1.00  1.00  1.00  1.00  0.69  0.00  0.00
 # ```
 #
-# Every cell with $p < 1$ and a large enough $c$ is separable on every path, every cell with $p \ge 1.5$ on
-# none. Near $p = 1$ the finite time blurs the step: at $p = 1$ the separation $(1+t)^{c/K}$ beats $\sqrt t$
-# only for $c > 1$, and by a power of $t$ that is small for $c = 2$ ($t^{1}$ against $t^{1/2}$, with the
-# sample-size factor $\sqrt n$ still in play), while $c = 4$ wins clearly even at $p = 1.1$ at this time.
+# Every cell with $p = 0.5$ is separable on every path, every cell with $p \ge 1.5$ on none. On $p = 1$ the
+# prediction is exact here: $c = 2$ and $c = 4$ ($2c/K > 1$) separate on every path, $c \le 1$ on none. Near
+# $p = 1$ the finite time blurs the step: small scales have not separated yet at $p = 0.75$ or $0.9$
+# ($A(t) \sim t^{1-p}$ grows slowly), and large scales still separate at $p = 1.1$ and $1.25$, where $A(t)$
+# is bounded but its limit $c/(K(p-1))$ is large.
 
 # %% [markdown]
 # ## The figure
