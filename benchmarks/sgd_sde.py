@@ -21,7 +21,7 @@ with other jobs can make these memory-bound kernels several times slower).
 
 ``--part compare``: what the NC metrics cost inside :func:`lesde.sgd.compare` (SGD, SME and gradient flow of the
 cross-entropy UFM with K = 4, n = 10 per class (N = 40), d = 8, lr = 0.2, B = 4, t_end = 100 (500 steps per
-process; the problem and run of ``examples/sgd_vs_sde.py`` with N = 40), compare's defaults n_runs = 16 and
+process; the problem and run of ``lesde/examples/sgd_vs_sde.py`` with N = 40), compare's defaults n_runs = 16 and
 n_save = 51 (``--runs`` to change), float64). The same run four ways, interleaved, best of ``--repeats``:
 ``metrics=False`` (loss and accuracy only), all NC metrics but ``gnc2`` (the default ``metrics=True``), all 17,
 and the default with the metrics computed record by record (``lesde.sgd._record.FLUSH_BYTES = 0``, the layout

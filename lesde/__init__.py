@@ -28,6 +28,8 @@ _SUBMODULES = {
     "plots",
     "cli",
     "config",
+    "examples",
+    "theory",
 }
 _NAMES: dict[str, str] = {}
 

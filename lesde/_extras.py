@@ -15,7 +15,7 @@ EXTRAS = {
     "dask": "dask[distributed]",
     "data": "scikit-learn, mnist1d",
     "bench": "jax, diffrax, lineax",
-    "docs": "mkdocs-material, mkdocstrings[python]",
+    "docs": "mkdocs, mkdocs-material, mkdocstrings[python], pymdown-extensions, jupytext",
 }
 
 

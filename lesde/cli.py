@@ -5,9 +5,10 @@ lesde simulate CONFIG.toml --out run.nc
 lesde sweep SWEEP.toml --store out.zarr [--workers N | --scheduler ADDRESS] [--device cuda] [--retry-failed]
 lesde plot phase out.zarr --out phase.png [--time T]
 lesde compare-sgd CONFIG.toml --out cmp.nc
-lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --runs 8 --out est.nc
+lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --n-runs 8 --out est.nc
 lesde imitate est.nc --out imit.nc
 lesde methods
+lesde example list | copy NAME [DIR] [--force]
 
 Failures never end in a traceback (unless ``--debug``): each is one line on stderr, ``lesde CMD: error: ...``,
 naming the problem, and the exit code says what kind it was: 2 for bad input (arguments, config files, input
@@ -148,7 +149,7 @@ def _estimate(args):
     from .empirical import estimate_cli
 
     n_runs = args.n_runs
-    if args.runs is not None:  # deprecated spelling (issue 12): still works, with a warning
+    if args.runs is not None:  # deprecated spelling: still works, with a warning
         warnings.warn("--runs is deprecated; use --n-runs", DeprecationWarning, stacklevel=2)
         print("lesde estimate: --runs is deprecated; use --n-runs", file=sys.stderr)
         n_runs = args.runs if n_runs is None else n_runs
@@ -244,14 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_demo)
 
     s = sub.add_parser("simulate", help="simulate an LE-SDE from a TOML config and write a NetCDF file")
-    s.add_argument("config", help="TOML file with [model] and [simulate] tables (see examples/simulate.toml)")
+    s.add_argument("config", help="TOML file with [model] and [simulate] tables (lesde example copy simulate.toml)")
     s.add_argument("--out", required=True, help="NetCDF file to write")
     s.add_argument("--device", default=None, help="torch device; overrides [simulate] device (default: cpu)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_simulate)
 
     s = sub.add_parser("sweep", help="phase-diagram sweep into a resumable zarr store")
-    s.add_argument("spec", help="sweep TOML file (see examples/phase_diagram.toml)")
+    s.add_argument("spec", help="sweep TOML file (lesde example copy phase_diagram.toml)")
     s.add_argument("--store", required=True, help="zarr store to write (resumed if it exists)")
     g = s.add_mutually_exclusive_group()
     g.add_argument(
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_plot)
 
     s = sub.add_parser("compare-sgd", help="SGD vs its SDE vs gradient flow from one TOML config")
-    s.add_argument("config", help="TOML file with [problem] and [run] tables (see examples/compare_sgd.toml)")
+    s.add_argument("config", help="TOML file with [problem] and [run] tables (lesde example copy compare_sgd.toml)")
     s.add_argument("--out", required=True, help="NetCDF file to write (and a PNG next to it)")
     s.set_defaults(fn=_compare_sgd)
 
@@ -354,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("methods", help="list the integration methods")
     s.set_defaults(fn=_methods)
+
+    from .examples._cli import add_parser as add_example_parser
+
+    add_example_parser(sub)
     _finish(sub)
     return p
 

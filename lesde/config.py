@@ -2,7 +2,7 @@
 ``simulate(...)`` keyword arguments. Schedules are inline tables, e.g.
 ``alpha = {kind = "PowerLaw", scale = 1.0, exponent = 0.5}``; dtypes are strings ("float32", "float64").
 
-Example (``examples/simulate.toml``)::
+Example (``lesde example copy simulate.toml``)::
 
     [model]
     num_classes = 4

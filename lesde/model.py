@@ -1,4 +1,4 @@
-r"""The locally elastic SDE (DESIGN.md section 2) as a torchsde-contract ``nn.Module``.
+r"""The locally elastic SDE as a torchsde-contract ``nn.Module``.
 
 .. math::
 

@@ -1,6 +1,6 @@
 r"""Figures from lesde Datasets (matplotlib, Agg backend: no display needed).
 
-Phase diagrams of a separability sweep (:mod:`lesde.sweep`) against the theory of DESIGN.md section 2: with
+Phase diagrams of a separability sweep (:mod:`lesde.sweep`) against the LE-SDE theory: with
 :math:`\alpha_t - \beta_t = c\,(1+t)^{-p}`, T = identity and balanced classes, the class means separate like
 :math:`e^{A(t)}` with :math:`A(t) = \int_0^t (\alpha_s-\beta_s)\,ds / K` while the within-class spread grows like
 :math:`\sigma\sqrt t`. For p < 1 separation wins (P(all pairs separable) -> 1), for p > 1 it loses (P -> 0), and on

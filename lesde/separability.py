@@ -1,4 +1,4 @@
-"""Pairwise class separability of feature clouds, batched over paths and times (DESIGN.md section 2).
+"""Pairwise class separability of feature clouds, batched over paths and times.
 
 Three operational tests of whether classes k and l are separated, all on samples (class means alone cannot
 decide separability):
@@ -306,12 +306,13 @@ def summary(sep: Any, confidence: float = 0.95) -> Any:
 
     Returns
     -------
-    dict of float64 tensors (shape = the dims between path and the class dims), or an xarray.Dataset over the
-    DataArray's remaining dims (e.g. ``time``), with
+    dict or xarray.Dataset
+        A dict of float64 tensors (shape = the dims between path and the class dims), or an xarray.Dataset over
+        the DataArray's remaining dims (e.g. ``time``), with
 
-    - ``separable_fraction``: mean over paths of the fraction of the K(K-1)/2 unordered pairs separable, with
-      ``_lower``/``_upper`` the Wilson interval of the pooled pair counts (see module docstring);
-    - ``p_all_separable``: fraction of paths on which every pair is separable, with its Wilson interval.
+        - ``separable_fraction``: mean over paths of the fraction of the K(K-1)/2 unordered pairs separable,
+          with ``_lower``/``_upper`` the Wilson interval of the pooled pair counts (see module docstring);
+        - ``p_all_separable``: fraction of paths on which every pair is separable, with its Wilson interval.
     """
     if torch.is_tensor(sep):
         return _summary_tensor(sep, confidence)

@@ -1,4 +1,4 @@
-r"""``simulate``: integrate a model over many paths and return an xarray Dataset (DESIGN.md sections 6-7).
+r"""``simulate``: integrate a model over many paths and return an xarray Dataset.
 
 Four stages, each a short function: :func:`_validate` (every argument checked before any work, errors naming
 the parameter and the accepted values), :func:`_plan` (the memory the run needs, refused up front with the

@@ -1,4 +1,4 @@
-r"""Transforms :math:`T_{kl} \in \mathbb{R}^{m\times m}` of the LE-SDE drift (DESIGN.md section 2).
+r"""Transforms :math:`T_{kl} \in \mathbb{R}^{m\times m}` of the LE-SDE drift.
 
 Each transform is one small class with a single job, :meth:`Transform.apply`:
 
@@ -90,6 +90,8 @@ def _residual_vectors(K: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Identity(Transform):
+    """:math:`T_{kl} = I_m`: the drift of class k is :math:`\\sum_l W_{kl} \\bar X_l`."""
+
     name = "identity"
 
     @property

@@ -1,11 +1,11 @@
-"""Closed-form and numerical predictions of unconstrained-features models (DESIGN.md section 4; seeds 002-004).
+"""Closed-form and numerical predictions of unconstrained-features models.
 
 - :func:`simplex_etf`: the K-point simplex equiangular tight frame in R^m.
-- :func:`tirer_bruna`: the minimizer of the regularized MSE UFM (Tirer and Bruna, seed 003), with
+- :func:`tirer_bruna`: the minimizer of the regularized MSE UFM (Tirer and Bruna), with
   :func:`ufm_mse_loss` and the optimal classifier for fixed features :func:`optimal_classifier`.
-- :func:`mse_decomposition`: Han, Papyan and Donoho's L = L_NC1 + L_NC2/3 + L_perp (seed 002, Theorems 1-2).
-- :func:`central_path_snr`: the SNR singular values along the continually renormalized flow (seed 002, Prop. 2).
-- :func:`softmax_code`: the arrangement maximizing the minimal one-vs-rest distance (seed 004, Definition 2.1).
+- :func:`mse_decomposition`: Han, Papyan and Donoho's L = L_NC1 + L_NC2/3 + L_perp (Theorems 1-2).
+- :func:`central_path_snr`: the SNR singular values along the continually renormalized flow (Han, Papyan and Donoho 2022, Prop. 2).
+- :func:`softmax_code`: the arrangement maximizing the minimal one-vs-rest distance (the GNC paper, Definition 2.1).
 - Re-exported here: :class:`UFM`, the training problem these predictions describe (it lives with the other
   problems in :mod:`lesde.sgd`), and :func:`least_squares_classifier` (:mod:`lesde.metrics`).
 
@@ -15,8 +15,8 @@ Decisions (written down because the sources leave them open):
 - ``tirer_bruna`` returns the minimizer with Hbar = sqrt(rho) [I_K; 0] (minimizers are unique only up to a
   rotation of R^d); H orders samples class by class, like every lesde model.
 - ``optimal_classifier`` takes n = N / K samples per class (balanced UFM, as in the loss).
-- ``mse_decomposition`` follows seed 002 Eq. 6 exactly: the bias is part of the extended classifier
-  W~ = [W, b], so weight decay lambda applies to b too; targets are one-hot. Seed 002's Proposition 1 prints
+- ``mse_decomposition`` follows Han, Papyan and Donoho 2022, Eq. 6 exactly: the bias is part of the extended classifier
+  W~ = [W, b], so weight decay lambda applies to b too; targets are one-hot. Han, Papyan and Donoho's Proposition 1 prints
   W~_LS = (1/C) M~^T (Sigma~_T + lambda I)^{-1}; the first-order condition (its Eq. 14) actually gives the
   uncentred second moment Sigma~_T + mu~_G mu~_G^T (the matrix that appears in L_perp), which is what we use.
   With imbalanced classes the averages are over samples, so L_NC2/3 = (1/2) sum_c pi_c ||W~_LS mu~_c - e_c||^2
@@ -26,7 +26,7 @@ Decisions (written down because the sources leave them open):
   dist(w_k, conv{w_j}_{j != k}) = max_{||u|| <= 1} min_{j != k} u^T (w_k - w_j),
   jointly over the code W and one unit "witness" u_k per point, with a log-sum-exp soft minimum whose temperature
   is annealed, from several random starts; the reported distance is then computed exactly (a small QP per point).
-  For K <= d + 1 the answer is known (seed 004, Theorem 3.3: the simplex ETF) and returned directly unless
+  For K <= d + 1 the answer is known (the GNC paper's Theorem 3.3: the simplex ETF) and returned directly unless
   ``closed_form=False``.
 """
 
@@ -148,7 +148,7 @@ def ufm_mse_loss(W: torch.Tensor, H: torch.Tensor, Y: torch.Tensor, lambda_W: fl
 
 
 def optimal_classifier(H: torch.Tensor, Y: torch.Tensor, lambda_W: float) -> torch.Tensor:
-    """Minimizer over W of :func:`ufm_mse_loss` for fixed features (seed 003).
+    """Minimizer over W of :func:`ufm_mse_loss` for fixed features (Tirer and Bruna).
 
     Setting the W-gradient :math:`\\frac{1}{Kn}(WH - Y)H^\\top + \\frac{\\lambda_W}{K} W` to zero and multiplying
     by Kn gives
@@ -170,13 +170,13 @@ def optimal_classifier(H: torch.Tensor, Y: torch.Tensor, lambda_W: float) -> tor
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the MSE loss decomposition (seed 002)
+# the MSE loss decomposition (Han, Papyan and Donoho 2022)
 
 
 def mse_decomposition(
     features: torch.Tensor, labels: torch.Tensor, W: torch.Tensor, b: torch.Tensor, weight_decay: float = 0.0
 ) -> dict[str, torch.Tensor]:
-    """Han, Papyan and Donoho's decomposition of the MSE loss (seed 002, Theorems 1-2).
+    """Han, Papyan and Donoho's decomposition of the MSE loss (Theorems 1-2).
 
     With extended features :math:`\\tilde h = [h; 1]`, extended classifier :math:`\\tilde W = [W, b]`, one-hot
     targets and weight decay :math:`\\lambda`,
@@ -251,14 +251,14 @@ def mse_decomposition(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# central path dynamics (seed 002, Appendix D.4)
+# central path dynamics (Han, Papyan and Donoho 2022, Appendix D.4)
 
 
 def central_path_snr(omega0: Any, C: float, N: float, t: Any) -> torch.Tensor:
     """SNR singular values along the continually renormalized gradient flow on the MSE central path.
 
     Each nonzero singular value obeys :math:`\\dot\\omega = \\omega / (N (C + \\omega^2)^2)`, whose solution is
-    the implicit equation (seed 002, Proposition 2; C classes, N samples per class)
+    the implicit equation (Han, Papyan and Donoho, Proposition 2; C classes, N samples per class)
 
     .. math:: F(\\omega) = C^2 N \\log\\omega + C N \\omega^2 + \\tfrac N4 \\omega^4 = a_j + t,
               \\qquad a_j = F(\\omega_j(0)).
@@ -312,11 +312,11 @@ def central_path_snr(omega0: Any, C: float, N: float, t: Any) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# softmax code (seed 004)
+# softmax code (GNC paper)
 
 
 def one_vs_rest_distance(code: Any, per_point: bool = False) -> Any:
-    """Minimal one-vs-rest distance of a code (seed 004, Definition 2.1).
+    """Minimal one-vs-rest distance of a code (the GNC paper, Definition 2.1).
 
     .. math:: \\rho(W) = \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k})
 
@@ -366,7 +366,7 @@ def _optimise_code(K: int, d: int, steps: int, restarts: int, seed: int) -> torc
 def softmax_code(
     K: int, d: int, steps: int = 1000, restarts: int = 8, seed: int = 0, closed_form: bool = True
 ) -> dict[str, Any]:
-    """A softmax code: K unit vectors in R^d maximizing the minimal one-vs-rest distance (seed 004, Def. 2.1).
+    """A softmax code: K unit vectors in R^d maximizing the minimal one-vs-rest distance (GNC paper, Def. 2.1).
 
     .. math:: \\max_{W \\in \\mathcal{OB}(d, K)} \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k})
 

@@ -24,11 +24,12 @@ import xarray as xr
 from sweep_helpers import overflowing, small, to_toml
 
 import lesde
+import lesde.examples
 from lesde import cli, sweep
 from lesde.config import load_toml
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
+EXAMPLES = Path(lesde.examples.__file__).parent  # the shipped examples (lesde example list)
 
 SIMULATE = """
 [model]
@@ -102,6 +103,7 @@ def test_every_subcommand_has_a_description_and_shows_every_default():
         "estimate",
         "imitate",
         "methods",
+        "example",
         "compare-theory",
     }
     for name, p in sub.choices.items():
@@ -389,7 +391,8 @@ def test_every_config_driven_command_has_an_example():
     assert (EXAMPLES / "compare_sgd.toml").is_file()  # lesde compare-sgd
     for name in ("simulate.toml", "phase_diagram.toml", "compare_sgd.toml"):
         text = (EXAMPLES / name).read_text()
-        assert f"lesde {'sweep' if 'phase' in name else name.split('.')[0].replace('_', '-')} examples/{name}" in text
+        command = "sweep" if "phase" in name else name.split(".")[0].replace("_", "-")
+        assert f"lesde example copy {name}" in text and f"lesde {command} {name}" in text
     sweep.load_spec(EXAMPLES / "phase_diagram.toml")
     cfg = load_toml(EXAMPLES / "simulate.toml")
     lesde.config.model_from_config(cfg["model"]), lesde.config.simulate_kwargs(cfg["simulate"])

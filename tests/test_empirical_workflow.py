@@ -79,7 +79,7 @@ def test_label_noise_tiny_mode_example_script(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(
         sys, "argv", ["label_noise.py", "--tiny", "--quiet", "--out", str(out), "--rates", "0", "0.6666667"]
     )
-    runpy.run_path(str(ROOT / "examples" / "label_noise.py"), run_name="__main__")
+    runpy.run_path(str(ROOT / "lesde" / "examples" / "label_noise.py"), run_name="__main__")
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         assert ds.rate.values.tolist() == pytest.approx([0, 0.2, 0.4, 0.6, 2 / 3, 0.8])
         for v in ("tail_alpha", "tail_beta", "validation_accuracy", "train_accuracy"):

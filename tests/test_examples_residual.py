@@ -19,7 +19,7 @@ from scipy.spatial.distance import cdist
 
 from lesde import plots_nc
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "residual_collapse.py"
+EXAMPLE = Path(__file__).resolve().parents[1] / "lesde" / "examples" / "residual_collapse.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

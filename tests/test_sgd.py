@@ -513,7 +513,7 @@ def test_example_runs_tiny(tmp_path, monkeypatch):
     # in-process (runpy) rather than a subprocess: re-importing torch and scikit-learn would dominate the time
     monkeypatch.setenv("LESDE_TINY", "1")
     monkeypatch.setenv("LESDE_OUT", str(tmp_path))
-    runpy.run_path(str(ROOT / "examples" / "sgd_vs_sde.py"), run_name="__main__")
+    runpy.run_path(str(ROOT / "lesde" / "examples" / "sgd_vs_sde.py"), run_name="__main__")
     ds = xr.open_dataset(tmp_path / "sgd_vs_sde.nc", engine="h5netcdf")
     assert set(ds.problem.values) == {"ufm", "digits-mlp"} and "process" in ds.dims
     assert np.isfinite(ds.loss.sel(problem="ufm").dropna("time", how="all").values).all()

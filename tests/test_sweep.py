@@ -312,7 +312,7 @@ def test_phase_plot_and_table(phase, tmp_path):
 
 
 def test_example_spec_runs_tiny(tmp_path):
-    spec = sweep.load_spec(REPO / "examples" / "phase_diagram.toml")
+    spec = sweep.load_spec(REPO / "lesde" / "examples" / "phase_diagram.toml")
     spec.simulate.update({"n_paths": 8, "t_end": 10.0, "save_times": [10.0]})
     spec.grid = {"model.alpha.exponent": [0.5, 2.0], "model.alpha.scale": [1.0]}
     spec.sweep["time"] = None

@@ -209,7 +209,13 @@ def test_compare_theory_cli(tmp_path, capsys):
 
 def test_example_tiny(tmp_path):
     res = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "theory_comparison.py"), "--tiny", "--out", str(tmp_path / "f.png")],
+        [
+            sys.executable,
+            str(ROOT / "lesde" / "examples" / "theory_comparison.py"),
+            "--tiny",
+            "--out",
+            str(tmp_path / "f.png"),
+        ],
         capture_output=True,
         text=True,
     )

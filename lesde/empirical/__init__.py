@@ -1,6 +1,6 @@
 """Empirical elasticity: train networks with batch size 1, track every probe, estimate, fit and imitate E(t).
 
-The stages follow the data (DESIGN.md sections 1-2, 3b):
+The stages follow the data:
 
 ``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> ``tracking.track`` (or ``tracker.Tracker`` in your own
 training loop, or ``discrete.simulate_discrete``, the ground truth) -> ``estimators.estimate`` -> ``fitting.fit``

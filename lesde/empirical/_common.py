@@ -25,7 +25,7 @@ def finish(ds: xr.Dataset, **attrs: Any) -> xr.Dataset:
 
 
 def n_runs_arg(n_runs: int | None, runs: int | None, default: int, stacklevel: int = 3) -> int:
-    """Resolve the ``n_runs`` keyword and its deprecated spelling ``runs`` (issue 12: one name everywhere)."""
+    """Resolve the ``n_runs`` keyword and its deprecated spelling ``runs`` (one name everywhere)."""
     if runs is not None:
         warnings.warn("'runs' is deprecated; use 'n_runs'", DeprecationWarning, stacklevel=stacklevel)
         if n_runs is not None and n_runs != runs:

@@ -1,4 +1,4 @@
-r"""The discrete locally elastic process (DESIGN.md section 2): the ground truth for the estimators.
+r"""The discrete locally elastic process: the ground truth for the estimators.
 
 One step :math:`s` (learning rate :math:`\eta`, time :math:`t_{s-1} = (s-1)\eta`) draws a class :math:`L \sim \pi`
 and a sample :math:`I` uniform inside class :math:`L`, then moves *every* feature:

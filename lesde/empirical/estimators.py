@@ -1,4 +1,4 @@
-r"""Estimators of the elasticity matrix :math:`E(t)` from a track (DESIGN.md section 3b).
+r"""Estimators of the elasticity matrix :math:`E(t)` from a track.
 
 A track (from :func:`~lesde.empirical.track`, a :class:`~lesde.empirical.Tracker` or
 :func:`~lesde.empirical.simulate_discrete`) records, at step :math:`s`, the one-step increment :math:`\Delta_i =

@@ -11,8 +11,8 @@ For each label-noise rate :math:`p` (a fraction :math:`p` of the training labels
 
 over the last ``tail`` fraction of the windows (``s`` the window's step; the original analysis used the last 10%
 of 10,000 iterations). With :math:`\alpha_t \propto t^{-q}`, :math:`\log|A| / \log s \to 1 - q`, so :math:`r` is
-the decay exponent of the elasticity: the LE-SDE predicts separation for :math:`r < 1` and none for :math:`r > 1`
-(DESIGN.md section 2), and the paper reports :math:`r` rising with the noise rate. Validation accuracy is
+the decay exponent of the elasticity: the LE-SDE predicts separation for :math:`r < 1` and none for :math:`r > 1`,
+and the paper reports :math:`r` rising with the noise rate. Validation accuracy is
 measured on the clean test split.
 
 Decisions: the default estimator is ``form="means"`` (the integrated estimator the original analysis took the

@@ -9,7 +9,7 @@ lazily for a chunked or zarr-backed one. Inputs are checked once, by the same fu
 :mod:`lesde.separability` uses: float32 or float64 features (float16, bfloat16 and complex raise a TypeError),
 finite values (NaN or inf raise a ValueError naming the input), integer labels covering every class 0..K-1.
 
-Notation (DESIGN.md section 5): K classes, class k holds n_k samples, N = sum n_k, pi_k = n_k / N; class means
+Notation: K classes, class k holds n_k samples, N = sum n_k, pi_k = n_k / N; class means
 mu_k; mu_G = the mean of the K class means (the unweighted mean, as in the Papyan code); centred means
 Mbar = [mu_k - mu_G] (K, m); classifier W (K, m) with rows w_k and bias b (K,).
 
@@ -36,9 +36,9 @@ self_duality               || W / ||W||_F - Mbar / ||Mbar||_F ||_F^2  (squared, 
 ncc_mismatch               fraction of samples where argmax_k (W h + b)_k != argmin_k ||h - mu_k||  (NC4)
 cdnv                       mean over pairs k < l of (Var_k + Var_l) / (2 ||mu_k - mu_l||^2),
                            Var_k = mean over class k of ||h_i - mu_k||^2  (Galanti et al.)
-nc_margin                  min_i (z_{i, y_i} - max_{j != y_i} z_{ij}), z = W h + b  (seed 001's q_min, plus bias)
-gnc2                       min_k dist(w_k, conv{w_j : j != k}) of the row-normalised classifier (seed 004)
-gnc3                       (1/K) sum_k (1 - cos(w_k, mu_k)), mu_k the raw (uncentred) class means (seed 004)
+nc_margin                  min_i (z_{i, y_i} - max_{j != y_i} z_{ij}), z = W h + b  (the layer-peeled q_min, plus bias)
+gnc2                       min_k dist(w_k, conv{w_j : j != k}) of the row-normalised classifier (GNC)
+gnc3                       (1/K) sum_k (1 - cos(w_k, mu_k)), mu_k the raw (uncentred) class means (GNC)
 =========================  ===================================================================================
 
 Papyan et al.'s names are accepted as aliases wherever metric names are (:data:`ALIASES`; the result holds the
@@ -67,10 +67,10 @@ Decisions where the sources are silent (what a researcher comparing with publish
   case), and is clipped to at most R. A zero vector has unit direction 0, so its cosines are 0: identical class
   means give equinorm 0, equiangular 0, maxangle 1/(K-1), mean_cosine 0, etf_error 1, and self_duality
   ||W / ||W||_F||^2 = 1; a zero classifier likewise. ``gnc2`` uses the rows normalised to the unit sphere (the
-  oblique manifold of seed 004), a zero row staying zero.
+  oblique manifold of the GNC paper), a zero row staying zero.
 * **Classifier metrics** need ``classifier`` (``bias`` defaults to 0), or ``use_least_squares=True``, where the
   least-squares classifier W_LS, b_LS of the same features stands in (:func:`least_squares_classifier`).
-  ``nc_margin`` and ``ncc_mismatch`` include the bias in the logits (seed 001 has none; with b = 0 they agree).
+  ``nc_margin`` and ``ncc_mismatch`` include the bias in the logits (the layer-peeled model has none; with b = 0 they agree).
 * **gnc2** solves the K small simplex-constrained QPs min_lambda ||w_k - sum_j lambda_j w_j||^2 by accelerated
   projected gradient, polished by the exact KKT solve on the detected support and stopped once a duality gap
   certifies every QP of the batch (:func:`lesde.ufm.one_vs_rest_distance` is the same solver); accurate to ~1e-10 in float64 on the

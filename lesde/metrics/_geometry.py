@@ -135,7 +135,7 @@ def one_vs_rest_distance(rows: torch.Tensor, per_point: bool = False) -> torch.T
     within about 15). The distances are then measured on the rows themselves (no Gram cancellation), so a point
     inside the hull of the others gets distance ~eps, not sqrt(eps).
 
-    Returns (..., K) with ``per_point``, else the minimum over k (...). (Seed 004, Definition 2.1.)
+    Returns (..., K) with ``per_point``, else the minimum over k (...). (The GNC paper, Definition 2.1.)
     """
     K = rows.shape[-2]
     dev, dt = rows.device, rows.dtype

@@ -33,7 +33,7 @@ def _floor(N: float, m: int, dtype: torch.dtype) -> float:
 def least_squares_classifier(
     features: torch.Tensor, labels: torch.Tensor, weight_decay: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The MSE-optimal linear classifier with bias for fixed features (seed 002, Eq. 7), batched.
+    """The MSE-optimal linear classifier with bias for fixed features (Han, Papyan and Donoho 2022, Eq. 7), batched.
 
     With ``weight_decay = 0`` (Eq. 7, written for possibly imbalanced classes, pi_k = n_k / N, hbar the global
     sample mean):
@@ -46,7 +46,7 @@ def least_squares_classifier(
 
     which is C^{-1} Mbar^T Sigma_T^{-1} and C^{-1} 1 - W_LS mu_G for balanced classes, with the pseudo-inverse
     (``torch.linalg.pinv``, hermitian) where Sigma_T is singular (collapsed features, m > N).
-    With ``weight_decay = lambda > 0``: the ridge minimiser of seed 002's Eq. 2,
+    With ``weight_decay = lambda > 0``: the ridge minimiser of Han, Papyan and Donoho 2022, Eq. 2,
     (1/2N) ||W H + b 1^T - Y||^2 + (lambda/2)(||W||^2 + ||b||^2), i.e. with Htilde = [H; 1],
     [W, b] = (1/N) Y Htilde^T ((1/N) Htilde Htilde^T + lambda I)^{-1}. Both agree as lambda -> 0 when Sigma_T is
     invertible.
@@ -101,7 +101,7 @@ def nc_metrics(
     use_least_squares: bool = False,
     weight_decay: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """Every NC metric of DESIGN.md section 5 (table in :mod:`lesde.metrics`), batched over leading dims.
+    """Every NC metric (table in :mod:`lesde.metrics`), batched over leading dims.
 
     Parameters
     ----------

@@ -5,7 +5,6 @@ defines the loss over a flat parameter batch ``theta (runs, P)``; :func:`run_sgd
 :class:`SGDSDE`) and
 :func:`gradient_flow` move ``theta`` in time ``t = step * lr`` and record loss, accuracy and NC metrics into
 ``(run, time)`` Datasets; :func:`compare` stacks the three along ``process`` and :func:`plot_compare` draws them.
-See DESIGN.md section 3.
 """
 
 from ._record import DEFAULT_METRICS

@@ -18,7 +18,7 @@ with :math:`\\ell` = cross-entropy of :math:`z_i/\\tau` (``loss="ce"``, temperat
 
 Mapping to Tirer and Bruna
 --------------------------
-Their regularised MSE UFM (seed 003; ``lesde.ufm.tirer_bruna``) is, with N = K n and no bias,
+Their regularised MSE UFM (Tirer and Bruna; ``lesde.ufm.tirer_bruna``) is, with N = K n and no bias,
 
 .. math::
 
@@ -33,8 +33,8 @@ two objectives are *identical* (same value, same gradient flow in the same time)
 
 :meth:`UFM.from_tirer_bruna` builds that model; :meth:`UFM.tirer_bruna_parameters` inverts the map.
 
-Spherical model (seed 004)
---------------------------
+Spherical model (GNC paper)
+---------------------------
 ``sphere=True`` imposes :math:`\\|h_i\\| = \\|w_k\\| = 1` by *normalisation* (as networks trained with spherical
 constraints do): the raw parameters stay unconstrained and the logits are
 :math:`z_{ik} = \\langle w_k/\\|w_k\\|, h_i/\\|h_i\\|\\rangle + b_k`; ``features`` and ``classifier`` return the
@@ -76,7 +76,7 @@ def _normalize_backward(g: torch.Tensor, unit: torch.Tensor, norm: torch.Tensor)
 
 
 class UFM(Problem):
-    """Unconstrained-features model (seeds 000-004): free features, linear classifier, CE or MSE loss.
+    """Unconstrained-features model (see the references): free features, linear classifier, CE or MSE loss.
 
     Parameters
     ----------
@@ -86,10 +86,10 @@ class UFM(Problem):
     loss : "ce" or "mse".
     weight_decay_W, weight_decay_H, weight_decay_b : float
         :math:`\\lambda_W, \\lambda_H, \\lambda_b` in the objective of the module docstring. All zero with
-        ``loss="ce"`` is the unregularised layer-peeled model of seed 001.
+        ``loss="ce"`` is the unregularised layer-peeled model.
     bias : bool, whether the logits carry a bias b.
     temperature : float, :math:`\\tau` of the cross-entropy.
-    sphere : bool, normalise features and classifier rows to the unit sphere (seed 004).
+    sphere : bool, normalise features and classifier rows to the unit sphere (GNC paper).
     init_scale : float, initial entries are i.i.d. :math:`N(0, \\text{init\\_scale}^2)` (bias starts at 0).
 
     Notes

@@ -84,7 +84,8 @@ def run(
 
     Examples
     --------
-    >>> ds = lesde.sweep.run("examples/phase_diagram.toml", "phase.zarr")  # doctest: +SKIP
+    >>> lesde.examples.copy("phase_diagram.toml", ".")  # doctest: +SKIP
+    >>> ds = lesde.sweep.run("phase_diagram.toml", "phase.zarr")  # doctest: +SKIP
     >>> ds.p_all_separable.sel(time=1e4)  # doctest: +SKIP
     """
     spec = load_spec(spec)

@@ -4,7 +4,7 @@
 ``spec`` of a simulation, the ``spec_hash`` of a sweep store) and adds the predictions that apply as variables
 beside the measured ones, each with a ``prediction`` attr naming the result it comes from and a distance
 variable saying how far the measurement is from it. The table of which prediction applies to which Dataset,
-and what each distance measures, is in ``docs/decisions.md`` ("Theory comparison").
+and what each distance measures, is on the documentation site's "Design decisions" page ("Theory comparison").
 
 Example
 -------

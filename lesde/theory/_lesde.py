@@ -1,6 +1,6 @@
 """LE-SDE predictions: closed-form class-mean moments, the simplex-ETF angle, and the predicted phase of sweeps.
 
-The class means of the LE-SDE with sample-independent noise solve a linear SDE (DESIGN.md section 2), so their
+The class means of the LE-SDE with sample-independent noise solve a linear SDE, so their
 law at every save time is Gaussian with a closed-form mean and covariance. The transitions are the exact
 integrator's own (:class:`lesde.integrators.exact._Spectral`, ``_VanLoan``): each save interval maps
 ``(m, C) -> (Phi m, Phi C Phi^T + F F^T)`` with the ``(Phi, F)`` that ``method="exact"`` samples with, so the
@@ -21,15 +21,15 @@ from ..integrators._base import Grid
 from ..integrators.exact import _Spectral, _VanLoan, plan_for, unsupported_reason
 
 EXACT_MOMENTS = (
-    "LE-SDE class-mean law (DESIGN.md section 2; seed 000, Section 3.2): Gaussian with mean Phi m0 and covariance "
+    "LE-SDE class-mean law (Kothapalli et al., Section 3.2): Gaussian with mean Phi m0 and covariance "
     "Phi C0 Phi^T + int Phi D Phi^T, the exact transitions of method='exact' ({plan} plan)"
 )
 ETF_ANGLE = (
-    "seed 000, Section 3.2.3 (DESIGN.md section 2): the residual transform aligns the centred class means with a "
+    "Kothapalli et al., Section 3.2.3: the residual transform aligns the centred class means with a "
     "simplex ETF, pairwise cosine -1/(K-1)"
 )
 PHASE = (
-    "separability phase transition (seed 000, Section 3.2; DESIGN.md section 2): alpha_t - beta_t = c (1+t)^-p, "
+    "separability phase transition (Kothapalli et al., Section 3.2): alpha_t - beta_t = c (1+t)^-p, "
     "p < 1 separable, p > 1 not, p = 1 separable iff 2c/K > 1 (T = identity, balanced classes)"
 )
 

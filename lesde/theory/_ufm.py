@@ -20,16 +20,16 @@ from ..metrics import nc_metrics
 from ..metrics._geometry import one_vs_rest_distance
 from ..ufm import central_path_snr, mse_decomposition, softmax_code, tirer_bruna
 
-TIRER_BRUNA = "Tirer and Bruna 2022, Theorem 3.1 (seed 003; DESIGN.md section 4): regularised MSE UFM minimizer"
+TIRER_BRUNA = "Tirer and Bruna 2022, Theorem 3.1: regularised MSE UFM minimizer"
 CENTRAL_PATH = (
-    "Han, Papyan and Donoho 2022, Proposition 2 / Appendix D.4 (seed 002): SNR singular values on the central path, "
+    "Han, Papyan and Donoho 2022, Proposition 2 / Appendix D.4: SNR singular values on the central path, "
     "C^2 N log w + C N w^2 + N w^4 / 4 = a_j + t"
 )
 MAX_MARGIN = (
-    "Ji et al. (seed 001), Lemma 3.1 and Theorems 3.1-3.2: normalised (W, H) approach the max-margin direction, "
+    "Ji et al., Lemma 3.1 and Theorems 3.1-3.2: normalised (W, H) approach the max-margin direction, "
     "q_min <= (||W||^2 + ||H||^2) / (2 (K-1) sqrt(n)) with equality only at neural collapse"
 )
-SOFTMAX_CODE = "Jiang et al. (seed 004), Definition 2.1 / Theorem 3.3: GNC2 target = softmax-code one-vs-rest distance"
+SOFTMAX_CODE = "Jiang et al., Definition 2.1 / Theorem 3.3: GNC2 target = softmax-code one-vs-rest distance"
 
 Out = dict[str, tuple[tuple[str, ...], Any, dict[str, str]]]
 
@@ -113,7 +113,7 @@ def tirer_bruna_prediction(ds: xr.Dataset, problem) -> Out:
 
 
 def _snr(H: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
-    """Nonzero singular values of Sigma_W^{-1/2} Mbar (seed 002), ``(..., K-1)``; Sigma_W^{-1/2} by pseudo-inverse."""
+    """Nonzero singular values of Sigma_W^{-1/2} Mbar (Han, Papyan and Donoho), ``(..., K-1)``; Sigma_W^{-1/2} by pseudo-inverse."""
     onehot = torch.nn.functional.one_hot(labels, K).double()  # (N, K)
     means = torch.einsum("nk,...nd->...kd", onehot, H) / onehot.sum(0)[:, None]  # (..., K, d)
     dev = H - means[..., labels, :]
@@ -167,14 +167,14 @@ def max_margin_prediction(ds: xr.Dataset, problem) -> Out:
         raise _need_full("the NC-margin prediction (unregularised CE UFM)")
     H, W = params
     K, labels, n = problem.num_classes, problem.labels.cpu(), min(problem.counts)
-    logits = H @ W.transpose(-1, -2)  # (..., N, K), bias excluded as in seed 001's ULPM
+    logits = H @ W.transpose(-1, -2)  # (..., N, K), bias excluded as in Ji et al.'s ULPM
     own = logits.gather(-1, labels.expand(*logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)
     other = logits.masked_fill(torch.nn.functional.one_hot(labels, K).bool(), -torch.inf).amax(-1)
     q_min = (own - other).amin(-1)
     norm2 = (W**2).sum((-2, -1)) + (H**2).sum((-2, -1))
     q_norm = (q_min / norm2).numpy()
     bound = 1.0 / (2 * (K - 1) * math.sqrt(n))
-    note = MAX_MARGIN + ("" if not problem.has_bias else "; this UFM has a bias, which the ULPM of seed 001 does not")
+    note = MAX_MARGIN + ("" if not problem.has_bias else "; this UFM has a bias, which the ULPM of Ji et al. does not")
     lead = _lead(ds)
     out: Out = {
         "nc_margin_normalized": (lead, q_norm, {}),

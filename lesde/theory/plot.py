@@ -2,7 +2,7 @@
 
 Measured quantities are solid (mean over runs / paths, band = +-1 std; one colour per process, class or mode),
 predictions dashed in the same colour (black for a constant). Distances are drawn on log axes; the NC margin of
-an unregularised CE run against log(log t), the axis seed 001 reads its rates on. Sweeps get the measured and the
+an unregularised CE run against log(log t), the axis Ji et al. read their rates on. Sweeps get the measured and the
 predicted phase side by side.
 """
 

@@ -1,6 +1,6 @@
 r"""Neural collapse in a residual-transform LE-SDE: NC metrics fall and class means align with a simplex ETF.
 
-The model (DESIGN.md section 2): K classes of n samples in R^m,
+The model: K classes of n samples in R^m,
 
 .. math:: dX_i = \sum_l \pi_l E_{y_i l}\, T_{y_i l} \bar X_l\, dt + \sigma\, dW_i, \qquad
           E_{kk} = \alpha,\ E_{kl} = \beta,\ T_{kl} = u_k u_l^\top / \|d_l\|^2 ,
@@ -24,7 +24,8 @@ It writes ``residual_collapse.nc`` (metrics over (path, time)) and ``residual_co
 the class-mean cosines against -1/(K-1)) into ``--out`` (default: the current folder), and prints the medians
 over paths at a few times. ``--tiny`` runs a seconds-long version (fewer paths, coarser steps) for tests.
 
-``run(out_dir, tiny=False) -> (metrics Dataset, png path)`` does the same from Python (``lesde demo``).
+``run(out_dir, tiny=False) -> (metrics Dataset, png path)`` does the same from Python. Copy it with
+``lesde example copy residual_collapse.py`` and run ``python residual_collapse.py [--tiny] [--out DIR]``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 
 Writes ``sgd_vs_sde.nc`` (one Dataset, dims ``problem``, ``process``, ``run``, ``time``) and ``sgd_vs_sde.png``
 (loss and NC metrics against time) into ``OUT`` (env ``LESDE_OUT``, default the current directory).
-Run ``python examples/sgd_vs_sde.py`` (about a minute on 2 CPU cores) or ``--tiny`` / ``LESDE_TINY=1`` for a
+Run ``lesde example copy sgd_vs_sde.py`` then ``python sgd_vs_sde.py`` (about a minute on 2 CPU cores) or ``--tiny`` / ``LESDE_TINY=1`` for a
 seconds-long smoke run.
 """
 

@@ -6,8 +6,9 @@ from one initial point; ``lesde.theory.attach`` adds the minimizer and each proc
 an LE-SDE with the residual transform (alpha = 1, beta = 0.75); ``attach`` adds the closed-form variance of the
 class means (the exact integrator's transitions) beside the simulated one and the simplex-ETF angle.
 
-    python examples/theory_comparison.py                       # docs/figures/theory_comparison.png, ~1 min
-    python examples/theory_comparison.py --tiny --out f.png    # seconds (the tests run this)
+    lesde example copy theory_comparison.py                    # into the current folder
+    python theory_comparison.py                                # theory_comparison.png, ~1 min
+    python theory_comparison.py --tiny --out f.png             # seconds (the tests run this)
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ from lesde import theory
 from lesde.sgd import UFM, compare
 from lesde.theory.plot import _pyplot, draw_panel
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="a few seconds: short runs, few paths")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "figures" / "theory_comparison.png"), help="PNG to write")
+    ap.add_argument("--out", default="theory_comparison.png", help="PNG to write")
     args = ap.parse_args(argv)
     tiny = args.tiny
 

@@ -5,8 +5,9 @@ rectangles, ellipses, generated locally) is replaced by another class; batch-siz
 is tracked, E(t) is estimated, and the tail index r = 1 - mean(log|A(t)| / log s) of the integrated alpha and beta
 is reported with the accuracy on the clean test split (lesde.empirical.label_noise). One Dataset, one figure.
 
-    python examples/label_noise.py                      # the full run (about 10 min on 2 CPU cores)
-    python examples/label_noise.py --tiny               # seconds: a smoke run (what the tests run)
+    lesde example copy label_noise.py                   # into the current folder
+    python label_noise.py                               # the full run (about 10 min on 2 CPU cores)
+    python label_noise.py --tiny                        # seconds: a smoke run (what the tests run)
 
 The command line does the same (without the tiny mode): ``lesde estimate --dataset geomnist --label-noise 0 0.2
 0.4 0.6 0.6667 0.8 --lr 0.005 --steps 10000 --n-runs 4 --form means --out label_noise.nc``.
