@@ -327,7 +327,8 @@ def _open_zarr(path: Path) -> xr.Dataset:
 def open_sweep(store: str | Path) -> xr.Dataset:
     """Load a sweep store into memory (gridded, with ``status``, ``done`` and ``method`` per cell).
 
-    Stores of lesde 0.1 (without ``status``) get one derived from ``done``. A damaged chunk raises
+    Stores of lesde 0.1 (without ``status``) get one derived from ``done``; dims written with dots
+    (``alpha.exponent``, before 0.2) are renamed as the spec now names them (``alpha_exponent``). A damaged chunk raises
     :class:`StoreError` naming the store, the chunk file and its cells.
     """
     path = Path(store)
@@ -342,6 +343,9 @@ def open_sweep(store: str | Path) -> xr.Dataset:
         except Exception as e:  # noqa: BLE001 - codec errors of every kind
             raise _damage(path, name, e) from None
     ds = lazy.load()
+    dotted = {d: d.replace(".", "_") for d in ds.dims if "." in str(d)}
+    if dotted:  # stores written before the dims lost their dots (alpha.exponent -> alpha_exponent)
+        ds = ds.rename(dotted)
     if "status" not in ds:
         ds["status"] = xr.where(ds["done"] > 0, "ok", "pending").astype(_STATUS_DTYPE)
     first = [n for n in (*SEPARABILITY_VARS, *COUNT_VARS) if n in ds]
