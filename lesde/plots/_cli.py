@@ -69,7 +69,7 @@ def plot_file(kind: str, file: str | Path, out: str | Path, time: float | None =
         names = [n for n in ds.data_vars if n in nc.METRICS and "time" in ds[n].dims]
         if not names:
             raise MissingVariables(
-                f"an nc figure needs at least one of the variables {', '.join(nc.METRICS)} "
+                f"the nc figure needs at least one of the variables {', '.join(nc.METRICS)} "
                 f"over time; {file} has {', '.join(map(str, ds.data_vars))}"
             )
         fig = nc.plot_nc_metrics(ds, names=names)

@@ -89,7 +89,7 @@ def require(ds: Any, names: Iterable[str], kind: str, arg: str = "ds") -> xr.Dat
     missing = [n for n in names if n not in ds.variables]
     if missing:
         raise MissingVariables(
-            f"a {kind} figure needs the variables {', '.join(missing)}; this Dataset has "
+            f"the {kind} figure needs the variables {', '.join(missing)}; this Dataset has "
             f"{', '.join(map(str, ds.data_vars)) or 'no data variables'}"
         )
     return ds
@@ -125,13 +125,12 @@ def subplots(
         extra.set_visible(False)
     with_style = list(axes[:n])
     for a in with_style:
-        style(a)
+        a.grid(alpha=0.3, which="major", lw=0.5)
     return fig, with_style
 
 
 def style(ax) -> None:
     ax.tick_params(which="both", labelsize=FONT - 1)
-    ax.grid(alpha=0.3, which="major", lw=0.5)
     ax.xaxis.label.set_size(FONT)
     ax.yaxis.label.set_size(FONT)
     ax.title.set_size(FONT + 1)
@@ -181,11 +180,13 @@ def _schedule(spec: Any, name: str) -> str | None:
 def describe(ds: xr.Dataset, skip: Iterable[str] = ()) -> str:
     """'K = 3, n = 5, m = 4, alpha = 1, beta = 0.2, residual' from the attrs (what the title states)."""
     try:
-        spec = json.loads(ds.attrs.get("spec", "{}"))
+        spec = json.loads(ds.attrs.get("spec", ds.attrs.get("problem", "{}")))
     except (TypeError, ValueError):
         spec = {}
+    if not isinstance(spec, dict):
+        spec = {}
     spec = spec.get("model", spec) if isinstance(spec.get("model"), Mapping) else spec
-    parts = []
+    parts = [f"UFM ({spec.get('loss', '?')} loss)"] if spec.get("kind") == "ufm" else []
     K = spec.get("num_classes", ds.attrs.get("num_classes"))
     if K is not None:
         parts.append(f"$K={K}$")
@@ -206,6 +207,9 @@ def describe(ds: xr.Dataset, skip: Iterable[str] = ()) -> str:
         text = None if q in skip else _schedule(spec.get(q), sym)
         if text:
             parts.append(text)
+    for key, sym in (("weight_decay_W", r"\lambda_W"), ("weight_decay_H", r"\lambda_H")):
+        if isinstance(spec.get(key), (int, float)):
+            parts.append(f"${sym}={spec[key]:g}$")
     if spec.get("transform"):
         parts.append(f"T = {spec['transform']}")
     if spec.get("noise") is not None and isinstance(spec.get("noise"), (int, float)):
@@ -245,7 +249,11 @@ def save_figure(fig, path: str | Path, dpi: int = 150, close: bool = True) -> Pa
 
 
 def deprecated_out(fig, out: str | Path | None, fn: str) -> None:
-    """The old ``fn(ds, out)`` form: save with a DeprecationWarning (the figure is returned all the same)."""
+    """Last step of every figure: the house font sizes on every axes (titles and labels set after
+    :func:`subplots` take matplotlib's defaults); then the old ``fn(ds, out)`` form: save with a
+    DeprecationWarning (the figure is returned all the same)."""
+    for ax in fig.axes:
+        style(ax)
     if out is None:
         return
     import warnings

@@ -87,7 +87,7 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, path: str | Path | 
         from ..empirical.fitting import FitResult  # at call time: lesde.empirical imports this module
 
         fit_result = FitResult.from_json(est.attrs["fit"])
-    fig, axes = subplots(2, fig=fig, panel=(3.5, 2.9))
+    fig, axes = subplots(2, fig=fig, panel=(3.5, 3.6))
     t = np.asarray(est["time"].values, dtype=float)
     chosen = est.attrs.get("weighting", "n/a")
     conf = float(est.attrs.get("confidence", 0.95))
@@ -156,7 +156,7 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, path: str | Path | 
         ax.set_xlabel(time_label(est))
         ax.set_ylabel(f"${_SYMBOL[q]}_t$ ({'intra' if q == 'alpha' else 'inter'}-class)")
         ax.set_title(f"${_SYMBOL[q]}_t$, {'log-log' if loglog else 'linear'} axes")
-        legend(ax, fontsize=5.5, loc="best")
+        legend(ax, fontsize=5.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     fig.suptitle(
         f"Elasticity E(t) of {est.attrs.get('net', 'the network')} on {est.attrs.get('dataset', '?')} "
         f"($K={est.attrs.get('num_classes', '?')}$, lr = {est.attrs.get('lr', '?')}); form = {est.attrs.get('form', '?')}, "

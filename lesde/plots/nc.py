@@ -82,7 +82,7 @@ def _metric_names(ds: xr.Dataset, names: Iterable[str] | str | None) -> list[str
     if names is None:
         if not available:
             raise MissingVariables(
-                f"an nc figure needs a numeric variable with a time dim (nc1, etf_error, ...); this Dataset has "
+                f"the nc figure needs a numeric variable with a time dim (nc1, etf_error, ...); this Dataset has "
                 f"{', '.join(map(str, ds.data_vars)) or 'no data variables'}"
             )
         return available
@@ -146,7 +146,7 @@ def plot_nc_metrics(
     """
     require(metrics_ds, (), "nc", "metrics_ds")
     chosen = _metric_names(metrics_ds, names)
-    fig, axes = subplots(len(chosen), ax=ax, fig=fig, sharex=ax is None)
+    fig, axes = subplots(len(chosen), ax=ax, fig=fig)
     xlabel = time_label(metrics_ds)
     for a, name in zip(axes, chosen):
         _draw_metric(a, metrics_ds[name], name, xlabel)
@@ -165,7 +165,7 @@ def _class_means(sim_ds: xr.Dataset) -> xr.DataArray:
     if "features" in sim_ds and "label" in sim_ds.coords:
         return sim_ds["features"].groupby("label").mean("sample").rename(label="class")
     raise MissingVariables(
-        "a cosines figure needs the variables class_mean(path, time, class, feature) (save='means' or 'full') or "
+        "the cosines figure needs the variables class_mean(path, time, class, feature) (save='means' or 'full') or "
         f"features with a label(sample) coordinate; this Dataset has {', '.join(map(str, sim_ds.data_vars))}"
     )
 

@@ -50,7 +50,9 @@ def _grid_ticks(axis, values: np.ndarray) -> None:
     """Ticks at the grid values (plain numbers, also on a log axis) when there are few enough to read."""
     from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
-    if len(values) <= 10:
+    gaps = np.diff(np.log(values) if axis.get_scale() == "log" else values)
+    span = (np.log(values[-1] / values[0]) if axis.get_scale() == "log" else values[-1] - values[0]) or 1.0
+    if len(values) <= 10 and (len(values) < 2 or gaps.min() / span >= 0.09):  # every label has room
         axis.set_major_locator(FixedLocator(values))
         axis.set_major_formatter(FormatStrFormatter("%g"))
         axis.set_minor_locator(NullLocator())
@@ -178,7 +180,9 @@ def phase_plot(
 
     fig, (ax, ax2) = subplots(2, fig=fig, panel=(3.5, 3.2))
     mesh = ax.pcolormesh(xe, ye, heat.values, vmin=0, vmax=1, cmap="viridis", shading="flat")
-    fig.colorbar(mesh, ax=ax, label=r"$P(\mathrm{all\ pairs\ separable})$", shrink=0.9)
+    bar = fig.colorbar(mesh, ax=ax, shrink=0.9)
+    bar.set_label(r"$P(\mathrm{all\ pairs\ separable})$", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     widths = np.diff(np.log(xe) if xlog else xe)
     readable = widths.min() / widths.sum() >= 0.1  # numbers only where every cell is wide enough to hold one
     for (j, i), v in np.ndenumerate(heat.values):

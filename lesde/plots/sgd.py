@@ -7,7 +7,19 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ._style import BAND_ALPHA, PALETTE, TITLES, deprecated_out, describe, label, legend, require, subplots, time_label
+from ._style import (
+    BAND_ALPHA,
+    PALETTE,
+    TITLES,
+    deprecated_out,
+    describe,
+    label,
+    legend,
+    log_if_positive,
+    require,
+    subplots,
+    time_label,
+)
 
 __all__ = ["plot_compare"]
 
@@ -32,7 +44,7 @@ def plot_compare(ds: xr.Dataset, path: str | Path | None = None, metrics: tuple[
     """
     require(ds, ("loss", "accuracy", "process"), "sgd")
     names = ["loss", "accuracy"] + [m for m in metrics if m in ds]
-    fig, axes = subplots(len(names), fig=fig, panel=(3.5, 2.4), sharex=True)
+    fig, axes = subplots(len(names), fig=fig, panel=(3.5, 2.4))
     t = ds.time.values
     for ax, name in zip(axes, names):
         for i, proc in enumerate(ds.process.values):
@@ -45,8 +57,8 @@ def plot_compare(ds: xr.Dataset, path: str | Path | None = None, metrics: tuple[
         ax.set_title(TITLES.get(name, name))
         ax.set_ylabel(label(name, ds[name]))
         ax.set_xlabel(time_label(ds))
-        if name != "accuracy" and np.all(ds[name].values > 0):
-            ax.set_yscale("log")
+        if name != "accuracy":
+            log_if_positive(ax, ds[name].values)
     axes[0].fill_between([], [], [], color="0.5", alpha=0.4, lw=0, label=f"$\\pm 1$ s.d. over {ds.sizes['run']} runs")
     legend(axes[0], fontsize=5.5)
     what = describe(ds)
