@@ -27,8 +27,9 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._attrs import finalize
 from .._validate import check_int, check_positive_float
-from ._common import finish, n_runs_arg
+from ._common import n_runs_arg
 from .tracking import select_probes
 
 
@@ -191,7 +192,7 @@ def simulate_discrete(
             "time": ("step", rec_steps * lr),
         },
     )
-    return finish(
+    return finalize(
         ds,
         source="simulate_discrete",
         spec=model.to_spec(),

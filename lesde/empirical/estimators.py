@@ -79,9 +79,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._attrs import finalize
 from .._validate import check_choice, check_int
 from . import _pooling as pool
-from ._common import finish, onehot
+from ._common import onehot
 from ._means import means_form
 
 WEIGHTINGS = ("increment", "step")
@@ -406,7 +407,7 @@ def estimate(
         for k in ("source", "lr", "steps", "n_runs", "feature", "num_classes", "class_counts", "seed", "spec")
         if k in track_ds.attrs
     }
-    ds = finish(
+    ds = finalize(
         ds,
         **keep,
         form=form,

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._attrs import finalize
 from .._validate import check_int
-from ._common import finish
 from .fitting import FitResult
 
 PROCESSES = ("network", "le-sde")
@@ -245,7 +245,7 @@ def imitate(
         long_name="||class means (LE-SDE) - class means (network)||_F / ||network||_F", units="1"
     )
     ds["relative_error_median"].attrs.update(long_name="median over runs of relative_error", units="1")
-    return finish(
+    return finalize(
         ds,
         source="imitate",
         elasticity=kind,
@@ -356,7 +356,7 @@ def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, w
             "feature": np.arange(m),
         },
     )
-    return finish(
+    return finalize(
         ds,
         source="drift_check",
         transform=str(transform),

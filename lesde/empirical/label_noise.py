@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._attrs import finalize
 from .._validate import check_positive_float
-from ._common import finish
 from .data import load_dataset
 from .estimators import estimate
 from .tracking import track
@@ -164,7 +164,7 @@ def label_noise_experiment(
     }
     for k, v in longs.items():
         ds[k].attrs.update(long_name=v, units="1")
-    return finish(
+    return finalize(
         ds,
         source="label_noise_experiment",
         dataset=dataset,

@@ -62,6 +62,9 @@ TITLES: dict[str, str] = {
     "etf_error": "NC2: distance to simplex ETF",
     "self_duality": "NC3: self-duality",
     "ncc_mismatch": "NC4: nearest-centre mismatch",
+    "mean_cosine": "mean cosine of class means",
+    "mean_cosine_median": "mean cosine of class means",
+    "cdnv": "class-distance normalised variance",
 }
 
 #: axis labels of the sweep dims (the dotted spelling of stores written before 0.2 maps here too)
@@ -160,6 +163,8 @@ def time_label(ds: xr.Dataset) -> str:
         return r"training time $t$ = step $\times$ lr"
     if "SDE" in long:
         return r"SDE time $t$"
+    if "lr" in ds.attrs:  # a training Dataset whose time coordinate predates the table's description
+        return r"training time $t$ = step $\times$ lr"
     return f"time $t$ ({long})" if long != "time" else "time $t$"
 
 
@@ -186,7 +191,16 @@ def describe(ds: xr.Dataset, skip: Iterable[str] = ()) -> str:
     if not isinstance(spec, dict):
         spec = {}
     spec = spec.get("model", spec) if isinstance(spec.get("model"), Mapping) else spec
-    parts = [f"UFM ({spec.get('loss', '?')} loss)"] if spec.get("kind") == "ufm" else []
+    parts = []
+    if spec.get("kind") == "ufm":
+        parts.append(f"UFM ({spec.get('loss', '?')} loss)")
+    elif spec.get("kind") == "module":  # a torch network: its layer count and size
+        layers = str(spec.get("module", "")).count("Linear(") or "?"
+        parts.append(
+            f"network, {layers} linear layers, {spec.get('num_params', '?')} parameters, {spec.get('loss')} loss"
+        )
+        if spec.get("num_samples") is not None:
+            parts.append(f"{spec['num_samples']} samples")
     K = spec.get("num_classes", ds.attrs.get("num_classes"))
     if K is not None:
         parts.append(f"$K={K}$")
@@ -217,13 +231,33 @@ def describe(ds: xr.Dataset, skip: Iterable[str] = ()) -> str:
     return ", ".join(parts)
 
 
+def num_classes(ds: xr.Dataset) -> int | None:
+    """K from a one-value ``num_classes`` coordinate (a sweep over K, one K selected), the ``num_classes`` attr
+    or the spec in the attrs (None when none says)."""
+    if "num_classes" in ds.coords and ds["num_classes"].size == 1:
+        return int(ds["num_classes"].values)
+    try:
+        return int(ds.attrs["num_classes"])
+    except (KeyError, TypeError, ValueError):
+        pass
+    try:
+        spec = json.loads(ds.attrs.get("spec", ds.attrs.get("problem", "{}")))
+        spec = spec.get("model", spec) if isinstance(spec.get("model"), Mapping) else spec
+        return int(spec["num_classes"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
 def log_if_positive(ax, values: np.ndarray, axis: str = "y") -> bool:
-    """A log axis when every finite value is positive and they span more than a factor 10."""
+    """A log axis when every finite value is positive and they span more than a factor 30."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
-    ok = bool(v.size and (v > 0).all() and v.max() / v.min() > 10)
+    ok = bool(v.size and (v > 0).all() and v.max() / v.min() > 30)  # 1.5 decades: at least two labelled ticks
     if ok:
+        from matplotlib.ticker import NullFormatter
+
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        (ax.yaxis if axis == "y" else ax.xaxis).set_minor_formatter(NullFormatter())  # no 2x10^-1, 3x10^-1 clutter
     return ok
 
 

@@ -40,6 +40,7 @@ from ._style import (
     label,
     legend,
     log_if_positive,
+    num_classes,
     require,
     subplots,
     time_label,
@@ -93,7 +94,7 @@ def _metric_names(ds: xr.Dataset, names: Iterable[str] | str | None) -> list[str
     return names
 
 
-def _draw_metric(ax, var: xr.DataArray, name: str, xlabel: str) -> int:
+def _draw_metric(ax, var: xr.DataArray, name: str, xlabel: str, K: int | None = None) -> int:
     """Median and 10-90% band of one metric on ``ax``; returns the number of pooled paths."""
     times = np.asarray(var["time"].values, dtype=np.float64)
     n_paths = var.size // max(1, var.sizes["time"])
@@ -101,7 +102,9 @@ def _draw_metric(ax, var: xr.DataArray, name: str, xlabel: str) -> int:
     if n_paths > 1:
         ax.fill_between(times, lo, hi, color=PALETTE[0], alpha=BAND_ALPHA, lw=0, label=_BAND_LABEL)
     ax.plot(times, med, color=PALETTE[0], lw=1.5, label=f"median of {n_paths} paths" if n_paths > 1 else name)
-    log_if_positive(ax, np.concatenate([lo, med, hi]))
+    if not log_if_positive(ax, np.concatenate([lo, med, hi])) and name.startswith("mean_cosine") and K and K > 1:
+        ax.axhline(-1 / (K - 1), color=THEORY, ls="--", lw=1.2, label=f"simplex ETF: $-1/(K-1) = {-1 / (K - 1):.3g}$")
+        legend(ax)
     ax.set_title(TITLES.get(name, name))
     ax.set_ylabel(label(name, var))
     ax.set_xlabel(xlabel)
@@ -149,7 +152,7 @@ def plot_nc_metrics(
     fig, axes = subplots(len(chosen), ax=ax, fig=fig)
     xlabel = time_label(metrics_ds)
     for a, name in zip(axes, chosen):
-        _draw_metric(a, metrics_ds[name], name, xlabel)
+        _draw_metric(a, metrics_ds[name], name, xlabel, num_classes(metrics_ds))
     legend(axes[0])
     what = describe(metrics_ds)
     heading = title or f"Neural-collapse metrics{': ' + what if what else ''}"
@@ -220,7 +223,7 @@ def _draw_cosines(ax, cos: xr.DataArray, xlabel: str, title: str | None = None) 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"$\cos(\mu_k-\mu_G,\ \mu_l-\mu_G)$")
     ax.set_title(title or f"Cosines of centred class means, $K = {K}$")
-    legend(ax, fontsize=5.5, ncol=2, loc="best")
+    legend(ax, fontsize=5.5, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
 
 
 def plot_class_mean_cosines(
@@ -285,7 +288,7 @@ def plot_collapse(
     fig, axes = subplots(len(chosen) + 1, fig=fig)
     xlabel = time_label(metrics_ds)
     for a, name in zip(axes, chosen):
-        _draw_metric(a, metrics_ds[name], name, xlabel)
+        _draw_metric(a, metrics_ds[name], name, xlabel, num_classes(metrics_ds))
     legend(axes[0])
     _draw_cosines(axes[len(chosen)], cos, xlabel)
     what = describe(sim_ds) or describe(metrics_ds)

@@ -15,7 +15,6 @@ coordinates; swept dimensions other than the two plotted (and ``time``) are fixe
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._style import PALETTE, THEORY, deprecated_out, describe, dim_label, legend, require, subplots
+from ._style import PALETTE, THEORY, deprecated_out, describe, dim_label, legend, num_classes, require, subplots
 
 __all__ = ["phase_plot"]
 
@@ -56,15 +55,6 @@ def _grid_ticks(axis, values: np.ndarray) -> None:
         axis.set_major_locator(FixedLocator(values))
         axis.set_major_formatter(FormatStrFormatter("%g"))
         axis.set_minor_locator(NullLocator())
-
-
-def _num_classes(ds: xr.Dataset) -> int | None:
-    if "num_classes" in ds.coords and ds["num_classes"].size == 1:
-        return int(ds["num_classes"].values)
-    try:
-        return int(json.loads(ds.attrs["spec"])["model"]["num_classes"])
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def _dim(ds: xr.Dataset, name: str) -> str:
@@ -176,7 +166,7 @@ def phase_plot(
     xs, ys = np.asarray(heat[x].values, float), np.asarray(heat[y].values, float)
     xlog, ylog = _is_log(xs), _is_log(ys)
     xe, ye = _edges(xs, xlog), _edges(ys, ylog)
-    K = _num_classes(ds)
+    K = num_classes(ds)
 
     fig, (ax, ax2) = subplots(2, fig=fig, panel=(3.5, 3.2))
     mesh = ax.pcolormesh(xe, ye, heat.values, vmin=0, vmax=1, cmap="viridis", shading="flat")
