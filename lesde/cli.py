@@ -43,6 +43,10 @@ _OUTPUTS = {
 }
 
 
+#: ``lesde plot`` kinds (lesde.plots.KINDS, spelled here so that the parser imports no xarray; a test checks)
+PLOT_KINDS = ("phase", "nc", "cosines", "elasticity", "imitation", "sgd")
+
+
 class UsageError(ValueError):
     """A bad argument found after parsing (exit code 2)."""
 
@@ -246,13 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_sweep)
 
-    from .plots._cli import KINDS  # no heavy import: names and descriptions only
-
-    s = sub.add_parser(
-        "plot", help="figures of stored results", epilog="; ".join(f"{k}: {v}" for k, v in KINDS.items())
-    )
-    s.add_argument("kind", choices=list(KINDS), help="what to plot: " + ", ".join(KINDS))
-    s.add_argument("file", help="the stored results the kind reads (see below)")
+    s = sub.add_parser("plot", help="figures of stored results")
+    s.add_argument("kind", choices=PLOT_KINDS, help="what to plot: " + ", ".join(PLOT_KINDS))
+    s.add_argument("file", help="what the kind reads: a sweep store (phase) or a NetCDF file written by lesde")
     s.add_argument("--out", required=True, help="figure file to write (.png, .pdf, .svg)")
     s.add_argument("--time", type=float, default=None, help="phase only: time of the heatmap (nearest save time)")
     s.set_defaults(fn=_plot)

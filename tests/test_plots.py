@@ -186,8 +186,9 @@ def test_the_predicted_phase_is_hatched_over_its_cells():
 
 
 def test_dotted_dim_names_still_work_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="alpha_exponent"):
+    with pytest.warns(DeprecationWarning) as caught:
         fig = plots.phase_plot(_sweep(), x="alpha.exponent", y="alpha.scale")
+    assert sorted(str(w.message).split("'")[3] for w in caught) == ["alpha_exponent", "alpha_scale"]
     assert fig.axes[0].get_xlabel().startswith("exponent $p$")
     plt.close(fig)
 
@@ -252,6 +253,10 @@ def test_lesde_plot_phase_from_a_store(tmp_path, capsys):
     assert cli.main(["plot", "phase", str(OLD_STORE), "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"%PDF"
     capsys.readouterr()
+
+
+def test_the_parser_knows_every_kind():
+    assert cli.PLOT_KINDS == tuple(plots.KINDS)
 
 
 def test_lesde_plot_errors_are_one_line(tmp_path, capsys):

@@ -51,7 +51,12 @@ def _fit_curve(f: Any, tt: np.ndarray, draws: int = 400, seed: int = 0) -> tuple
             continue
     if len(rows) < draws // 2:
         return curve, None
-    return curve, np.nanquantile(np.stack(rows), [0.16, 0.84], axis=0)
+    rows = np.stack(rows)
+    rows = np.where(np.isfinite(rows), rows, np.nan)  # a draw may overflow (offset near 0): left out, not inf - inf
+    keep = np.isfinite(rows).sum(0) >= draws // 2
+    band = np.full((2, len(tt)), np.nan)
+    band[:, keep] = np.nanquantile(rows[:, keep], [0.16, 0.84], axis=0)
+    return curve, band
 
 
 def _fit_label(f: Any) -> str:
