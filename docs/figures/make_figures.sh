@@ -23,3 +23,18 @@ lesde plot nc demo/residual.nc --out "$HERE/plot_nc.png"
 lesde plot elasticity est.nc --out "$HERE/plot_elasticity.png"
 lesde plot imitation imit.nc --out "$HERE/plot_imitation.png"
 lesde plot sgd cmp.nc --out "$HERE/plot_sgd.png"
+# the predicted phase (issue 15's variable, computed here from the theory: p < 1 separable, p = 1 iff 2c/K > 1)
+python - "$HERE/plot_phase_predicted.png" <<'PY'
+import sys
+
+import xarray as xr
+
+from lesde.plots import phase_plot, save_figure
+from lesde.sweep import open_sweep
+
+ds = open_sweep("demo/phase.zarr")
+p, c = ds["alpha_exponent"], ds["alpha_scale"]
+pred = xr.where(p < 1, 1.0, 0.0) + 0 * c
+ds["predicted_phase"] = xr.where(p == 1, (2 * c / 2 > 1) * 1.0, pred).transpose("alpha_exponent", "alpha_scale")
+save_figure(phase_plot(ds), sys.argv[1])
+PY

@@ -202,6 +202,8 @@ def describe(ds: xr.Dataset, skip: Iterable[str] = ()) -> str:
         if spec.get("num_samples") is not None:
             parts.append(f"{spec['num_samples']} samples")
     K = spec.get("num_classes", ds.attrs.get("num_classes"))
+    if K is None and "class" in ds.dims:  # e.g. a network problem, whose spec does not name K
+        K = ds.sizes["class"]
     if K is not None:
         parts.append(f"$K={K}$")
     n = spec.get("samples_per_class", ds.attrs.get("samples_per_class"))

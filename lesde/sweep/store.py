@@ -161,6 +161,7 @@ def _layout(spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> tuple[xr.D
     ds = make_dataset(
         data_vars,
         coords,
+        time="sde",
         attrs=dict(
             spec=spec.to_json(),
             spec_hash=spec_hash(spec),
