@@ -263,6 +263,12 @@ def log_if_positive(ax, values: np.ndarray, axis: str = "y") -> bool:
     return ok
 
 
+def log_from_lines(ax) -> bool:
+    """:func:`log_if_positive` over the y data of every line already drawn on ``ax``."""
+    ys = [np.asarray(line.get_ydata(), dtype=float).ravel() for line in ax.lines]
+    return log_if_positive(ax, np.concatenate(ys)) if ys else False
+
+
 def save_figure(fig, path: str | Path, dpi: int = 150, close: bool = True) -> Path:
     """Write ``fig`` to ``path``; the format follows the extension (.png, .pdf, .svg, ...). Returns the path.
 

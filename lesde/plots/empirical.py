@@ -23,6 +23,7 @@ from ._style import (
     THEORY,
     deprecated_out,
     legend,
+    log_from_lines,
     log_if_positive,
     require,
     subplots,
@@ -261,7 +262,7 @@ def plot_imitation_diagnosis(
     for p, ls in (("network", "-"), ("le-sde", "--")):
         n = np.linalg.norm(M.sel(process=p).values.reshape(M.sizes["run"], len(t), -1), axis=-1)
         ax[0].plot(t, np.median(n, 0), ls, color="k", label=p)
-    ax[0].set_yscale("log")
+    log_from_lines(ax[0])
     ax[0].set_title("(a) class means, median over runs")
     ax[0].set_ylabel(r"$\|(\bar X_1, \ldots, \bar X_K)\|_F$")
     te = est["time"].values
@@ -274,7 +275,7 @@ def plot_imitation_diagnosis(
             color=PALETTE[i],
             label=f"$|{_SYMBOL[q]}_t|$ ({est.attrs.get('weighting')} weighting)",
         )
-    ax[1].set_yscale("log")
+    log_from_lines(ax[1])
     if (te > 0).all() and te.max() / te.min() > 100:
         ax[1].set_xscale("log")
     ax[1].set_title(f"(b) E(t) estimated for T = {est.attrs.get('transform')}")
@@ -295,7 +296,7 @@ def plot_imitation_diagnosis(
             label=f"drift, {name} (error {np.median(dc['drift_error'].values):.2g}, "
             f"cos {np.median(dc['drift_cosine'].values):.2g})",
         )
-    ax[2].set_yscale("log")
+    log_from_lines(ax[2])
     ax[2].set_title("(c) drift at the network's class means")
     ax[2].set_ylabel("Frobenius norm, median over runs")
     dc = next(iter(checks.values()))
@@ -307,7 +308,7 @@ def plot_imitation_diagnosis(
         color=THEORY,
         label=rf"LE-SDE noise, $\hat\sigma={dc.attrs.get('noise', np.nan):.3g}$",
     )
-    ax[3].set_yscale("log")
+    log_from_lines(ax[3])
     ax[3].set_title("(d) noise: within-class variance")
     ax[3].set_ylabel(r"$\mathrm{mean}_i\|X_i - \bar X_{y_i}\|^2$")
     for a in ax:
