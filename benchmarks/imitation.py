@@ -30,7 +30,7 @@ import torch
 import xarray as xr
 
 from lesde.empirical import drift_check, estimate, fit, imitate, load_dataset, mlp, track
-from lesde.empirical.plots import plot_elasticity, plot_imitation, plot_imitation_diagnosis
+from lesde.plots import plot_elasticity, plot_imitation, plot_imitation_diagnosis, save_figure
 from lesde.simulate import SimulationOverflowError
 
 TRANSFORMS = ("identity", "residual", "residual-projection", "softmax-residual")
@@ -66,7 +66,7 @@ def estimands(name, tracks) -> list[dict]:
             if form == "residual" and dtype == list(tracks)[-1]:  # both estimands in one figure (float64 if run)
                 (HERE / "figures").mkdir(exist_ok=True)
                 png = HERE / "figures" / f"estimands_{name}_residual.png"
-                print("figure:", plot_elasticity(est, quiet(fit, est), png))
+                print("figure:", save_figure(plot_elasticity(est, quiet(fit, est)), png))
             dropped = est.attrs["excluded_steps"] / (est.attrs["excluded_steps"] + float(est.n_steps.sum()))
             for w in WEIGHTINGS:
                 al = est.alpha_by_weighting.sel(weighting=w).values
@@ -160,9 +160,9 @@ def main() -> None:
         checks["kernel E r (no LE-SDE)"] = quiet(drift_check, tr, quiet(estimate, tr, form="residual", weighting=w))
         (HERE / "figures").mkdir(exist_ok=True)
         print(
-            "figure:", plot_imitation_diagnosis(im, checks, est, HERE / "figures" / f"imitation_diagnosis_{name}.png")
+            "figure:", save_figure(plot_imitation_diagnosis(im, checks, est), HERE / "figures" / f"imitation_diagnosis_{name}.png")
         )
-        print("figure:", plot_imitation(im, HERE / "figures" / f"imitation_{name}.png"))
+        print("figure:", save_figure(plot_imitation(im), HERE / "figures" / f"imitation_{name}.png"))
         for k, dc in checks.items():
             print(
                 f"# {name} drift check {k}: median drift error {np.median(dc.drift_error.values):.3g}, cosine "

@@ -3,7 +3,7 @@
 lesde demo [--out DIR]
 lesde simulate CONFIG.toml --out run.nc
 lesde sweep SWEEP.toml --store out.zarr [--workers N | --scheduler ADDRESS] [--device cuda] [--retry-failed]
-lesde plot phase out.zarr --out phase.png [--time T]
+lesde plot {phase,nc,cosines,elasticity,imitation,sgd} FILE --out fig.png [--time T]
 lesde compare-sgd CONFIG.toml --out cmp.nc
 lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --n-runs 8 --out est.nc
 lesde imitate est.nc --out imit.nc
@@ -20,7 +20,6 @@ refused) before any run starts.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import warnings
@@ -44,6 +43,10 @@ _OUTPUTS = {
     "imitate": ("out", "file"),
     "compare-theory": ("out", "file"),
 }
+
+
+#: ``lesde plot`` kinds (lesde.plots.KINDS, spelled here so that the parser imports no xarray; a test checks)
+PLOT_KINDS = ("phase", "nc", "cosines", "elasticity", "imitation", "sgd")
 
 
 class UsageError(ValueError):
@@ -109,25 +112,9 @@ def _sweep(args):
 
 
 def _plot(args):
-    from .plots import phase_plot
-    from .sweep import open_sweep
+    from .plots import plot_file
 
-    ds = open_sweep(args.store)
-    time, note = args.time, ""
-    if time is not None:
-        if not math.isfinite(time):
-            raise UsageError(f"--time {time} must be a finite time; the store has {_times(ds)}")
-        time = float(ds["time"].sel(time=time, method="nearest"))  # a stored time, exactly
-        if not math.isclose(time, args.time, rel_tol=1e-9):
-            note = f"; --time {args.time:g} is not a save time, used the nearest, t = {time:g} (store has {_times(ds)})"
-    path = phase_plot(ds, args.out, time=time)
-    n_failed = int((ds["status"] == "failed").sum())
-    marked = f"; {n_failed} failed cells marked" if n_failed else ""
-    print(f"wrote {path}{marked}{note}")
-
-
-def _times(ds) -> str:
-    return "t = " + ", ".join(f"{float(t):g}" for t in ds["time"].values)
+    print(plot_file(args.kind, args.file, args.out, time=args.time))
 
 
 def _compare_sgd(args):
@@ -265,13 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_sweep)
 
-    s = sub.add_parser("plot", help="plots of stored results")
-    s.add_argument("kind", choices=["phase"], help="what to plot")
-    s.add_argument("store", help="sweep zarr store")
-    s.add_argument("--out", required=True, help="PNG file to write")
-    s.add_argument(
-        "--time", type=float, default=None, help="time of the heatmap (nearest save time; default: the sweep's)"
-    )
+    s = sub.add_parser("plot", help="figures of stored results")
+    s.add_argument("kind", choices=PLOT_KINDS, help="what to plot: " + ", ".join(PLOT_KINDS))
+    s.add_argument("file", help="what the kind reads: a sweep store (phase) or a NetCDF file written by lesde")
+    s.add_argument("--out", required=True, help="figure file to write (.png, .pdf, .svg)")
+    s.add_argument("--time", type=float, default=None, help="phase only: time of the heatmap (nearest save time)")
     s.set_defaults(fn=_plot)
 
     s = sub.add_parser("compare-sgd", help="SGD vs its SDE vs gradient flow from one TOML config")

@@ -63,13 +63,13 @@ def phase_demo(outdir: str | Path = "lesde-demo", device: str = "cpu", progress:
     Writes ``outdir/phase.zarr`` and ``outdir/phase.png`` and prints P(all pairs separable) at t = 10^4 over
     p x c. Runs in well under 2 minutes on 2 CPU cores (exact sampling, 40 cells x 200 paths).
     """
-    from .plots import phase_plot
+    from .plots import phase_plot, save_figure
     from .sweep import describe_failures, format_table, run
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     ds = run(DEMO_SPEC, outdir / "phase.zarr", device=device, progress=progress)
-    phase_plot(ds, outdir / "phase.png")
+    save_figure(phase_plot(ds), outdir / "phase.png")
     print(format_table(ds))
     failures = describe_failures(ds)
     print(f"method: {ds.attrs['method']}; wrote {outdir / 'phase.zarr'} and {outdir / 'phase.png'}")
@@ -111,27 +111,15 @@ def residual_demo(out_dir: Path, progress: bool = True, device: str = "cpu") -> 
     nc_path = out_dir / "residual.nc"
     met.to_netcdf(nc_path, engine="h5netcdf")
     png = out_dir / "residual.png"
-    try:
-        from lesde.plots_nc import plot_nc_metrics
+    from .plots import plot_nc_metrics, save_figure
 
-        plot_nc_metrics(
-            met,
-            png,
-            names=["nc1", "etf_error", "maxangle_means", "equinorm_means"],
-            title=f"Residual-transform LE-SDE, K={K}: class means -> simplex ETF",
-        )
-    except ImportError:  # plots_nc not installed in this build: fall back to a single panel
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot(sim.time, np.median(cos.mean(-1), 0))
-        ax.axhline(-1 / (K - 1), ls="--", c="k")
-        ax.set(xlabel="t", ylabel="mean pairwise cosine")
-        fig.savefig(png, dpi=120)
-        plt.close(fig)
+    fig = plot_nc_metrics(
+        met,
+        names=["nc1", "etf_error", "maxangle_means", "equinorm_means"],
+        title=f"Residual-transform LE-SDE, $K={K}$, $m={DIM}$, $n={N_PER_CLASS}$, $\\alpha={ALPHA:g}$, "
+        f"$\\beta={BETA:g}$, $\\sigma={NOISE:g}$: class means $\\to$ simplex ETF",
+    )
+    save_figure(fig, png)
 
     print(
         f"\nResidual-transform LE-SDE (K={K}, m={DIM}, n={N_PER_CLASS}, alpha={ALPHA}, beta={BETA}, "

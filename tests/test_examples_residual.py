@@ -180,11 +180,16 @@ def test_plots_write_png_and_reject_bad_input(tmp_path, gen):
         },
         coords={"time": np.linspace(0, 1, T)},
     )
-    out = plots_nc.plot_nc_metrics(ds, tmp_path / "sub" / "m.png", title="t")
+    from lesde.plots import save_figure
+
+    out = save_figure(plots_nc.plot_nc_metrics(ds, title="t"), tmp_path / "sub" / "m.png")
     assert out == tmp_path / "sub" / "m.png" and out.read_bytes()[:8] == PNG_MAGIC
     M = torch.randn(2, T, 3, 4, generator=gen, dtype=torch.float64).numpy()
-    cos_png = plots_nc.plot_class_mean_cosines(_means_dataset(M), tmp_path / "c.png")
+    cos_png = save_figure(plots_nc.plot_class_mean_cosines(_means_dataset(M)), tmp_path / "c.png")
     assert cos_png.read_bytes()[:8] == PNG_MAGIC
+    with pytest.warns(DeprecationWarning, match="save_figure"):  # the old (ds, out) form still writes the file
+        plots_nc.plot_nc_metrics(ds, tmp_path / "old.png")
+    assert (tmp_path / "old.png").read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="accepted: \\['nc1', 'mean_cosine'\\]"):
         plots_nc.plot_nc_metrics(ds, tmp_path / "x.png", names=["label_only"])
     with pytest.raises(TypeError, match="metrics_ds"):

@@ -54,14 +54,14 @@ def test_phase_transition(phase):
     P = ds["p_all_separable"].sel(time=1e4)
     assert ds.attrs["method"] == "exact" and (ds["method"] == "exact").all()
     assert bool((ds["status"] == "ok").all()) and bool((ds["done"] == 1).all())
-    assert (P.sel({"alpha.exponent": 0.5}) >= 0.95).all(), P.values
-    assert (P.sel({"alpha.exponent": [1.5, 2.0]}) <= 0.05).all(), P.values
-    on_line = P.sel({"alpha.exponent": 1.0})
-    assert (on_line.sel({"alpha.scale": [0.5, 1.0]}) <= 0.1).all(), on_line.values
-    assert on_line.sel({"alpha.scale": 4.0}) >= 0.95, on_line.values
+    assert (P.sel({"alpha_exponent": 0.5}) >= 0.95).all(), P.values
+    assert (P.sel({"alpha_exponent": [1.5, 2.0]}) <= 0.05).all(), P.values
+    on_line = P.sel({"alpha_exponent": 1.0})
+    assert (on_line.sel({"alpha_scale": [0.5, 1.0]}) <= 0.1).all(), on_line.values
+    assert on_line.sel({"alpha_scale": 4.0}) >= 0.95, on_line.values
     # the largest mean separation: exp(A) with A = 4 * 2 (sqrt(10001) - 1) / 2 ~ 396 for the means, its square in
     # the metrics ~ e^792 > float64's 1.8e308; every stored number must be finite and separation certain
-    cell = ds.sel({"alpha.exponent": 0.5, "alpha.scale": 4.0, "time": 1e4})
+    cell = ds.sel({"alpha_exponent": 0.5, "alpha_scale": 4.0, "time": 1e4})
     assert float(cell["p_all_separable"]) == 1.0
     for name, var in cell.data_vars.items():
         if var.dtype.kind == "f":
@@ -78,7 +78,7 @@ def test_counts_are_integers_behind_the_fractions_and_wilson_matches_scipy(phase
     np.testing.assert_array_equal(ds["separable_pairs"].values, k_all)
     np.testing.assert_array_equal(ds["separable_fraction"].values, ds["separable_pairs"].values / n)
     for p, c, t in [(1.0, 2.0, 1e2), (1.0, 1.0, 1e2), (2.0, 4.0, 1e4), (0.5, 0.5, 1e4)]:
-        cell = ds.sel({"alpha.exponent": p, "alpha.scale": c, "time": t})
+        cell = ds.sel({"alpha_exponent": p, "alpha_scale": c, "time": t})
         ci = binomtest(int(cell["all_separable_paths"]), n).proportion_ci(confidence_level=0.95, method="wilson")
         assert float(cell["p_all_separable_lower"]) == pytest.approx(ci.low, abs=1e-10)
         assert float(cell["p_all_separable_upper"]) == pytest.approx(ci.high, abs=1e-10)
@@ -289,26 +289,29 @@ def test_old_stores_stay_readable_but_are_not_resumed(tmp_path):
     shutil.copytree(OLD_STORE, copy)
     with pytest.raises(sweep.StoreError, match="written by lesde 0.1.*cannot be resumed; rerun into a new store"):
         sweep.run(old_spec, copy, progress=False)
-    from lesde.plots import phase_plot
+    from lesde.plots import phase_plot, save_figure
 
-    assert phase_plot(OLD_STORE, tmp_path / "old.png").stat().st_size > 10_000
+    assert ds["p_all_separable"].dims[:2] == ("alpha_exponent", "alpha_scale")  # dotted dims renamed on reading
+    assert save_figure(phase_plot(ds), tmp_path / "old.png").stat().st_size > 10_000
 
 
 def test_phase_plot_and_table(phase, tmp_path):
     import matplotlib.image as mpimg
 
-    from lesde.plots import phase_plot
+    from lesde.plots import phase_plot, save_figure
 
     ds, store = phase
-    out = phase_plot(store, tmp_path / "phase.png", time=1e4)
+    out = save_figure(phase_plot(sweep.open_sweep(store), time=1e4), tmp_path / "phase.png")
     img = mpimg.imread(out)
     assert img.ndim == 3 and img.shape[0] > 300 and img.shape[1] > 600
     assert img[..., :3].std() > 0.05  # not a blank canvas
-    with pytest.raises(ValueError, match="alpha.exponent"):
-        phase_plot(ds, tmp_path / "x.png", x="noise")
+    with pytest.raises(ValueError, match="'noise' is not a swept dimension.*accepted: alpha_exponent, alpha_scale"):
+        phase_plot(ds, x="noise")
+    with pytest.raises(TypeError, match="open a sweep store with lesde.sweep.open_sweep"):
+        phase_plot(store)  # the plots never open files
     table = sweep.format_table(ds, time=1e4)
     rows = {line.split("|")[0].strip(): line.split("|")[1].split() for line in table.splitlines()[3:]}
-    assert rows["4"] == [f"{v:.2f}" for v in ds["p_all_separable"].sel({"alpha.scale": 4.0, "time": 1e4}).values]
+    assert rows["4"] == [f"{v:.2f}" for v in ds["p_all_separable"].sel({"alpha_scale": 4.0, "time": 1e4}).values]
 
 
 def test_example_spec_runs_tiny(tmp_path):
@@ -317,7 +320,7 @@ def test_example_spec_runs_tiny(tmp_path):
     spec.grid = {"model.alpha.exponent": [0.5, 2.0], "model.alpha.scale": [1.0]}
     spec.sweep["time"] = None
     ds = sweep.run(spec, tmp_path / "ex.zarr", progress=False)
-    assert ds["p_all_separable"].dims == ("alpha.exponent", "alpha.scale", "time")
+    assert ds["p_all_separable"].dims == ("alpha_exponent", "alpha_scale", "time")
     assert list(ds["time"].values) == [0.0, 10.0]
 
 

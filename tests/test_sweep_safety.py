@@ -207,7 +207,7 @@ def test_an_overflowing_cell_fails_alone_and_the_others_equal_a_sweep_without_it
     ds, _ = overflowed
     assert ds["status"].values.tolist() == [["ok", "failed"], ["ok", "ok"]]
     assert ds["done"].values.tolist() == [[1, 0], [1, 1]]
-    bad = ds.sel({"alpha.exponent": 0.5, "alpha.scale": 8.0})
+    bad = ds.sel({"alpha_exponent": 0.5, "alpha_scale": 8.0})
     assert np.isnan(bad["p_all_separable"]).all() and np.isnan(bad["nc1_quotient"]).all()
     assert (bad["separable_pairs"] == -1).all() and (bad["all_separable_paths"] == -1).all()
     failed = sweep.failed_cells(ds)
@@ -225,7 +225,7 @@ def test_an_overflowing_cell_fails_alone_and_the_others_equal_a_sweep_without_it
         progress=False,
     )  # fmt: skip
     for other in (left, right):
-        mine = ds.sel({d: other[d].values for d in ("alpha.exponent", "alpha.scale")})
+        mine = ds.sel({d: other[d].values for d in ("alpha_exponent", "alpha_scale")})
         for name in ("separable_pairs", "all_separable_paths", "p_all_separable", "p_all_separable_lower"):
             np.testing.assert_array_equal(mine[name].values, other[name].values, err_msg=name)
         for name in ("nc1_quotient", "etf_error", "cdnv"):  # metrics to rounding (batches of other sizes)
@@ -282,16 +282,21 @@ def test_a_numerical_error_in_one_cell_is_isolated_and_a_retry_repairs_it(tmp_pa
 def test_phase_plot_marks_failed_cells(overflowed, tmp_path):
     import matplotlib.image as mpimg
 
-    from lesde.plots import phase_plot
+    from lesde.plots import phase_plot, save_figure
+    from lesde.plots._style import THEORY
 
     ds, store = overflowed
-    img = mpimg.imread(phase_plot(store, tmp_path / "failed.png"))[..., :3]
-    red = (img[..., 0] > 0.85) & (img[..., 1] < 0.15) & (img[..., 2] < 0.15)
+    rgb = np.array([int(THEORY[i : i + 2], 16) / 255 for i in (1, 3, 5)])  # the crosses' vermillion
+
+    def marked(img):
+        return (np.abs(img[..., :3] - rgb) < 0.06).all(-1).sum()
+
+    img = mpimg.imread(save_figure(phase_plot(sweep.open_sweep(store)), tmp_path / "failed.png"))
     healthy = ds.copy()
     healthy["status"] = xr.full_like(ds["status"], "ok")
-    img2 = mpimg.imread(phase_plot(healthy, tmp_path / "healthy.png"))[..., :3]
-    red2 = (img2[..., 0] > 0.85) & (img2[..., 1] < 0.15) & (img2[..., 2] < 0.15)
-    assert red.sum() > red2.sum() + 50  # the cross and its legend entry
+    img2 = mpimg.imread(save_figure(phase_plot(healthy), tmp_path / "healthy.png"))
+    red, red2 = marked(img), marked(img2)
+    assert red > red2 + 50  # the cross and its legend entry
     assert sweep.format_table(ds).splitlines()[-1].split("|")[1].split() == ["fail", "1.00"]
 
 

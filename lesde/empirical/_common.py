@@ -5,23 +5,10 @@ from __future__ import annotations
 import contextlib
 import signal
 import warnings
-from typing import Any
 
 import numpy as np
-import xarray as xr
 
-from .._attrs import finalize
 from .._validate import free_host_bytes
-
-
-def finish(ds: xr.Dataset, **attrs: Any) -> xr.Dataset:
-    """``finalize`` plus a guard: every global attr becomes a str or a number (netCDF needs plain types;
-    e.g. ``torch.__version__`` is a str subclass that h5py cannot write)."""
-    ds = finalize(ds, **attrs)
-    for k, v in list(ds.attrs.items()):
-        if isinstance(v, str) and type(v) is not str:
-            ds.attrs[k] = str(v)
-    return ds
 
 
 def n_runs_arg(n_runs: int | None, runs: int | None, default: int, stacklevel: int = 3) -> int:

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._attrs import make_dataset
 from .._validate import check_int, check_positive_float
-from ._common import finish, n_runs_arg
+from ._common import n_runs_arg
 from .tracking import select_probes
 
 
@@ -178,9 +179,9 @@ def simulate_discrete(
     }
     if m == K:
         data["sampled_residual"] = (("run", "step", "class"), np_(s_res))
-    ds = xr.Dataset(
+    ds = make_dataset(
         data,
-        coords={
+        {
             "run": np.arange(runs),
             "step": rec_steps,
             "probe": np.arange(P),
@@ -190,23 +191,24 @@ def simulate_discrete(
             "sample_index": ("probe", np_(probe_idx)),
             "time": ("step", rec_steps * lr),
         },
+        time="training",
+        attrs=dict(
+            source="simulate_discrete",
+            spec=model.to_spec(),
+            lr=lr,
+            steps=steps,
+            n_runs=runs,
+            record_every=record_every,
+            feature="le-process",
+            seed=seed,
+            device=str(dev),
+            dtype=str(dtype).replace("torch.", ""),
+            num_classes=K,
+            num_samples=N,
+            class_counts=model.counts.tolist(),
+        ),
     )
-    return finish(
-        ds,
-        source="simulate_discrete",
-        spec=model.to_spec(),
-        lr=lr,
-        steps=steps,
-        n_runs=runs,
-        record_every=record_every,
-        feature="le-process",
-        seed=seed,
-        device=str(dev),
-        dtype=str(dtype).replace("torch.", ""),
-        num_classes=K,
-        num_samples=N,
-        class_counts=model.counts.tolist(),
-    )
+    return ds
 
 
 __all__ = ["simulate_discrete"]

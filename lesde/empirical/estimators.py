@@ -79,9 +79,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._attrs import make_dataset
 from .._validate import check_choice, check_int
 from . import _pooling as pool
-from ._common import finish, onehot
+from ._common import onehot
 from ._means import means_form
 
 WEIGHTINGS = ("increment", "step")
@@ -397,27 +398,30 @@ def estimate(
         data["n_excluded"] = ("step", r["n_excluded"])
         coords["weighting"] = list(WEIGHTINGS)
         extra = dict(rounding_tolerance=r["rounding_tolerance"], excluded_steps=int(np.sum(r["n_excluded"])))
-    ds = xr.Dataset(data, coords=coords)
-    for name, long in _LONG.items():
-        if name in ds:
-            ds[name].attrs.update(long_name=long, units="1")
     keep = {
         k: track_ds.attrs[k]
         for k in ("source", "lr", "steps", "n_runs", "feature", "num_classes", "class_counts", "seed", "spec")
         if k in track_ds.attrs
     }
-    ds = finish(
-        ds,
-        **keep,
-        form=form,
-        window=window,
-        confidence=confidence,
-        weighting=weighting if form != "means" else "n/a",
-        transform=str(transform if transform is not None else "identity") if form == "feature" else "n/a",
-        se_cluster=r["se_cluster"],
-        num_probes=track_ds.sizes["probe"],
-        **extra,
+    ds = make_dataset(
+        data,
+        coords,
+        time="training",
+        attrs=dict(
+            **keep,
+            form=form,
+            window=window,
+            confidence=confidence,
+            weighting=weighting if form != "means" else "n/a",
+            transform=str(transform if transform is not None else "identity") if form == "feature" else "n/a",
+            se_cluster=r["se_cluster"],
+            num_probes=track_ds.sizes["probe"],
+            **extra,
+        ),
     )
+    for name, long in _LONG.items():
+        if name in ds:
+            ds[name].attrs.update(long_name=long, units="1")
     _warn(ds, confidence)
     return ds
 

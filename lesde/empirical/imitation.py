@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._attrs import make_dataset
 from .._validate import check_int
-from ._common import finish
 from .fitting import FitResult
 
 PROCESSES = ("network", "le-sde")
@@ -230,9 +230,9 @@ def imitate(
     }
     for k in met_net:
         data[k] = (("process", "run", "time"), np.stack([met_net[k], met_sde[k]]))
-    ds = xr.Dataset(
+    ds = make_dataset(
         data,
-        coords={
+        {
             "process": list(PROCESSES),
             "run": np.arange(R),
             "time": times,
@@ -240,27 +240,28 @@ def imitate(
             "class": np.arange(K),
             "feature": np.arange(m),
         },
+        time="training",
+        attrs=dict(
+            source="imitate",
+            elasticity=kind,
+            fit=fit_result.to_json() if isinstance(fit_result, FitResult) else "",
+            **{f"estimate_{k}": str(v) for k, v in meta.items()},
+            **summary,
+            spec=model.to_spec(),
+            noise=sigma,
+            transform=str(transform),
+            paths_per_run=paths_per_run,
+            method=method,
+            seed=seed,
+            lr=lr,
+            samples_per_class=counts.tolist(),
+        ),
     )
     ds["relative_error"].attrs.update(
         long_name="||class means (LE-SDE) - class means (network)||_F / ||network||_F", units="1"
     )
     ds["relative_error_median"].attrs.update(long_name="median over runs of relative_error", units="1")
-    return finish(
-        ds,
-        source="imitate",
-        elasticity=kind,
-        fit=fit_result.to_json() if isinstance(fit_result, FitResult) else "",
-        **{f"estimate_{k}": str(v) for k, v in meta.items()},
-        **summary,
-        spec=model.to_spec(),
-        noise=sigma,
-        transform=str(transform),
-        paths_per_run=paths_per_run,
-        method=method,
-        seed=seed,
-        lr=lr,
-        samples_per_class=counts.tolist(),
-    )
+    return ds
 
 
 def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, windows: int = 10) -> xr.Dataset:
@@ -339,7 +340,7 @@ def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, w
     t_end = times[edges[1:]]
     n_eff = (1 - 1 / counts).mean()
     wv_model = V[:, 0].mean() + m * (0 if not np.isfinite(sigma) else sigma) ** 2 * n_eff * t_end
-    ds = xr.Dataset(
+    ds = make_dataset(
         {
             "velocity": (("run", "step", "class", "feature"), vel),
             "drift": (("run", "step", "class", "feature"), drift),
@@ -348,21 +349,22 @@ def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, w
             "within_var": (("run", "step"), wv_net),
             "within_var_model": ("step", wv_model),
         },
-        coords={
+        {
             "run": np.arange(R),
             "step": steps[edges[1:]],
             "time": ("step", t_w),
             "class": np.arange(K),
             "feature": np.arange(m),
         },
+        time="training",
+        attrs=dict(
+            source="drift_check",
+            transform=str(transform),
+            noise=sigma,
+            **{f"estimate_{k}": str(v) for k, v in meta.items()},
+        ),
     )
-    return finish(
-        ds,
-        source="drift_check",
-        transform=str(transform),
-        noise=sigma,
-        **{f"estimate_{k}": str(v) for k, v in meta.items()},
-    )
+    return ds
 
 
 __all__ = ["imitate", "drift_check", "elasticity_of"]

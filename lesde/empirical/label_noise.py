@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._attrs import make_dataset
 from .._validate import check_positive_float
-from ._common import finish
 from .data import load_dataset
 from .estimators import estimate
 from .tracking import track
@@ -142,14 +142,31 @@ def label_noise_experiment(
     }
     for q in ("alpha", "beta", "alpha_integrated", "beta_integrated"):
         data[q] = (("rate", "step"), np.stack([r["est"][q].values for r in rows]))
-    ds = xr.Dataset(
+    ds = make_dataset(
         data,
-        coords={
+        {
             "rate": rates,
             "run": np.arange(n_runs),
             "step": est0["step"].values,
             "time": ("step", est0["time"].values),
         },
+        time="training",
+        attrs=dict(
+            source="label_noise_experiment",
+            dataset=dataset,
+            num_classes=classes,
+            lr=lr,
+            steps=steps,
+            n_runs=n_runs,
+            probes=probes,
+            form=form,
+            weighting=str(est0.attrs.get("weighting")),
+            tail=tail,
+            seed=seed,
+            tiny=int(tiny),
+            net_desc=f"MLP {width}x{depth}, lr {lr}, batch size 1, {steps} steps, {n_runs} runs",
+            torch_threads=torch.get_num_threads(),
+        ),
     )
     longs = {
         "tail_alpha": "tail index r of the integrated alpha, per run",
@@ -164,23 +181,7 @@ def label_noise_experiment(
     }
     for k, v in longs.items():
         ds[k].attrs.update(long_name=v, units="1")
-    return finish(
-        ds,
-        source="label_noise_experiment",
-        dataset=dataset,
-        num_classes=classes,
-        lr=lr,
-        steps=steps,
-        n_runs=n_runs,
-        probes=probes,
-        form=form,
-        weighting=str(est0.attrs.get("weighting")),
-        tail=tail,
-        seed=seed,
-        tiny=int(tiny),
-        net_desc=f"MLP {width}x{depth}, lr {lr}, batch size 1, {steps} steps, {n_runs} runs",
-        torch_threads=torch.get_num_threads(),
-    )
+    return ds
 
 
 __all__ = ["label_noise_experiment", "tail_index", "RATES"]

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._attrs import finalize
 from .._validate import check_int, check_positive_float
 from ._buffer import TrackBuffer
-from ._common import finish
 from ._engine import FeatureHook, resolve_feature
 from .tracking import check_data, select_probes
 
@@ -170,7 +170,7 @@ class Tracker:
         j = self.s // self.record_every
         rec = np.arange(0, j + 1) * self.record_every
         ds = self._buf.dataset(j, rec, self.lr, self.probe_idx, self.labels)
-        return finish(
+        return finalize(
             ds,
             source="tracker",
             lr=self.lr,

@@ -44,10 +44,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._attrs import finalize
 from .._validate import check_choice, check_int, check_positive_float
 from . import _engine
 from ._buffer import TrackBuffer, fingerprint
-from ._common import finish, interrupt_flag, n_runs_arg
+from ._common import interrupt_flag, n_runs_arg
 
 INITS = ("reinit", "keep")
 
@@ -361,7 +362,7 @@ def track(
             + (f"; calling track again with checkpoint={store!r} resumes" if store else ""),
             stacklevel=2,
         )
-    return finish(
+    return finalize(
         ds,
         source="track",
         lr=lr,

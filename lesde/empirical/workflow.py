@@ -26,13 +26,13 @@ import numpy as np
 import xarray as xr
 
 from .._validate import check_choice
+from ..plots import plot_elasticity, plot_imitation, plot_label_noise, save_figure
 from ._common import n_runs_arg
 from .data import load_dataset
 from .estimators import estimate
 from .fitting import FitResult, fit
 from .imitation import imitate
 from .nets import NETS
-from .plots import plot_elasticity, plot_imitation
 from .tracking import track
 
 
@@ -126,7 +126,7 @@ def estimate_cli(
     out.parent.mkdir(parents=True, exist_ok=True)
     est.to_netcdf(out, engine="h5netcdf")
     tr.isel(step=keep).to_netcdf(out, mode="a", group="track", engine="h5netcdf")
-    png = plot_elasticity(est, fr, out.with_name(out.stem + "_elasticity.png"))
+    png = save_figure(plot_elasticity(est, fr), out.with_name(out.stem + "_elasticity.png"))
     print(_estimate_summary(est, fr, tr, png))
     return est
 
@@ -205,7 +205,7 @@ def imitate_cli(
         imit = imitate(tr.load(), src, transform=transform, paths_per_run=paths_per_run, seed=seed, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     imit.to_netcdf(out, engine="h5netcdf")
-    png = plot_imitation(imit, out.with_name(out.stem + "_trajectories.png"))
+    png = save_figure(plot_imitation(imit), out.with_name(out.stem + "_trajectories.png"))
     err = imit["relative_error_median"]
     T = imit.sizes["time"]
     rows = [
@@ -235,13 +235,12 @@ def imitate_cli(
 def label_noise_cli(out: str | Path, rates=None, **kwargs) -> xr.Dataset:
     """Run the label-corruption experiment, write ``out`` (NetCDF) and ``<out stem>.png``, print the table."""
     from .label_noise import RATES, label_noise_experiment
-    from .plots import plot_label_noise
 
     out = Path(out)
     ds = label_noise_experiment(rates=RATES if rates is None else rates, **kwargs)
     out.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(out, engine="h5netcdf")
-    png = plot_label_noise(ds, out.with_suffix(".png"))
+    png = save_figure(plot_label_noise(ds), out.with_suffix(".png"))
     lines = [
         f"label corruption on {ds.attrs['dataset']} ({ds.attrs['net_desc']}, form={ds.attrs['form']}):",
         "  rate   r(alpha)  r(beta)   validation acc   train acc (corrupted labels)",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 from lesde.empirical import label_noise_experiment
-from lesde.empirical.plots import plot_label_noise
+from lesde.plots import plot_label_noise, save_figure
 
 tiny = "--tiny" in sys.argv
 out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else "label_noise.nc"
@@ -32,7 +32,7 @@ ds = label_noise_experiment(
     progress=not tiny,
 )
 ds.to_netcdf(out, engine="h5netcdf")
-png = plot_label_noise(ds, out.rsplit(".", 1)[0] + ".png")
+png = save_figure(plot_label_noise(ds), out.rsplit(".", 1)[0] + ".png")
 
 print(f"{'rate':>6} {'r(alpha)':>9} {'r(beta)':>9} {'val acc':>8}")
 for p in ds.rate.values:

@@ -39,7 +39,7 @@ import xarray as xr
 
 import lesde
 from lesde import metrics
-from lesde.plots_nc import plot_collapse
+from lesde.plots import plot_collapse, save_figure
 
 # --- model ---
 K = 4  # classes
@@ -145,7 +145,7 @@ def run(out_dir: str | Path, tiny: bool = False, progress: bool = False) -> tupl
         f"residual LE-SDE: K={K}, m={M}, n={N_PER_CLASS}, alpha={ALPHA:g}, beta={BETA:g}, sigma={SIGMA:g}, "
         f"{ds.sizes['path']} paths"
     )
-    png = plot_collapse(ds, full, out / f"{STEM}.png", names=PLOT_METRICS, title=title)
+    png = save_figure(plot_collapse(ds, full, names=PLOT_METRICS, title=title), out / f"{STEM}.png")
     return ds, png
 
 

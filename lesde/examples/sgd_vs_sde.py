@@ -16,12 +16,10 @@ import os
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import xarray as xr
 
+from lesde.plots import plot_compare, save_figure
 from lesde.sgd import compare, digits_mlp
 from lesde.ufm import UFM
 
@@ -67,23 +65,10 @@ def main() -> xr.Dataset:
             metrics=METRICS,
         ),
     }
-    fig, axes = plt.subplots(len(runs), len(PLOT), figsize=(4 * len(PLOT), 3.2 * len(runs)), squeeze=False)
-    for row, (name, ds) in zip(axes, runs.items()):
-        for ax, var in zip(row, PLOT):
-            for proc in ds.process.values:
-                v = ds[var].sel(process=proc)
-                mean, std = v.mean("run"), v.std("run")
-                (line,) = ax.plot(ds.time, mean, label=str(proc))
-                ax.fill_between(ds.time, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-            ax.set_title(f"{name}: {var}")
-            ax.set_xlabel("time = step * lr")
-            if var not in ("accuracy",):
-                ax.set_yscale("log")
-        row[0].legend()
-    fig.tight_layout()
-    OUT.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT / "sgd_vs_sde.png", dpi=100)
-    plt.close(fig)
+    fig = plt.figure(figsize=(7.0, 10.4), layout="constrained")
+    for sub, ds in zip(fig.subfigures(len(runs), 1), runs.values()):
+        plot_compare(ds, metrics=tuple(PLOT[2:]), fig=sub)  # one 2x2 grid per problem
+    save_figure(fig, OUT / "sgd_vs_sde.png")
     # the two problems have different sample counts and times: keep per-problem variables, outer-join on time
     keep = ["loss", "accuracy"] + METRICS
     ds = xr.concat(

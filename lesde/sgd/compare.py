@@ -18,6 +18,8 @@ import xarray as xr
 
 from .._attrs import make_dataset
 from .._validate import check_int, check_positive_float
+from ..plots import save_figure
+from ..plots.sgd import plot_compare  # re-exported: lesde.sgd.plot_compare
 from ._record import progress_bar
 from .discrete import run_sgd
 from .flow import gradient_flow
@@ -124,45 +126,6 @@ def compare(
     )
 
 
-_PLOT_METRICS = ("nc1", "nc1_quotient", "etf_error", "self_duality", "equinorm_means", "ncc_mismatch")
-
-
-def plot_compare(ds: xr.Dataset, path: str | Path, metrics: tuple[str, ...] = _PLOT_METRICS) -> Path:
-    """Loss, accuracy and NC metrics against time, one line (run mean, band = +-1 std over runs) per process.
-
-    Writes a PNG at ``path`` (matplotlib Agg backend) and returns the path.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = ["loss", "accuracy"] + [m for m in metrics if m in ds]
-    ncol = min(4, len(names))
-    nrow = -(-len(names) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.2 * nrow), squeeze=False)
-    t = ds.time.values
-    for ax, name in zip(axes.flat, names):
-        for proc in ds.process.values:
-            v = ds[name].sel(process=proc)
-            mean, std = v.mean("run").values, v.std("run").values
-            (line,) = ax.plot(t, mean, label=str(proc))
-            ax.fill_between(t, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_title(name)
-        ax.set_xlabel("time (step * lr)")
-        if name != "accuracy" and np.all(ds[name].values > 0):
-            ax.set_yscale("log")
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
-    axes.flat[0].legend()
-    fig.suptitle(f"SGD vs SME vs gradient flow (lr={ds.attrs.get('lr')}, B={ds.attrs.get('batch_size')})")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def _ufm_problem(spec: dict[str, Any]):
     from .ufm import UFM
 
@@ -230,5 +193,5 @@ def compare_from_config(config: dict[str, Any], out: str | Path) -> xr.Dataset:
     ds.attrs["config"] = json.dumps(config, default=str)
     out = Path(out)
     ds.to_netcdf(out, engine="h5netcdf")
-    plot_compare(ds, out.with_suffix(".png"))
+    save_figure(plot_compare(ds), out.with_suffix(".png"))
     return ds

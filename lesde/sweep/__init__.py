@@ -35,7 +35,7 @@ class pair is separable) and ``separable_fraction`` (the mean over paths of the 
 with its Wilson interval (:func:`lesde.separability.wilson_interval`; the interval of ``separable_fraction`` pools
 the pair counts over paths), the integer counts behind them (``all_separable_paths``, ``separable_pairs``), and
 the mean over paths of every NC metric that ``simulate(save="metrics")`` returns. The Dataset has one dimension
-per grid key (named by the key without its ``model.`` prefix, e.g. ``alpha.exponent``) plus ``time``;
+per grid key (named by the key without its ``model.`` prefix, dots made underscores: ``alpha_exponent``) plus ``time``;
 ``status`` says which cells are ``ok``, ``failed`` or ``pending`` and ``method`` which integration method
 produced each cell.
 

@@ -147,9 +147,10 @@ def describe_failures(ds: xr.Dataset, limit: int = 4) -> str:
     return f"{len(failed)} of {ds['status'].size} cells failed: " + "; ".join(items[:limit]) + more
 
 
-def format_table(ds: xr.Dataset, time: float | None = None, x: str = "alpha.exponent", y: str = "alpha.scale") -> str:
+def format_table(ds: xr.Dataset, time: float | None = None, x: str = "alpha_exponent", y: str = "alpha_scale") -> str:
     """A compact text table of P(all pairs separable) at ``time``: rows ``y``, columns ``x``; failed cells
-    show ``fail``, missing ones stay blank."""
+    show ``fail``, missing ones stay blank. The dotted spellings of lesde 0.1 (``alpha.exponent``) still work."""
+    x, y = (d if d in ds.dims else d.replace(".", "_") for d in (x, y))
     time = float(ds.attrs.get("summary_time", ds.time[-1])) if time is None else float(time)
     p = ds["p_all_separable"].sel(time=time, method="nearest").transpose(y, x)
     failed = (ds["status"] == "failed").transpose(y, x).values if "status" in ds else np.zeros(p.shape, bool)

@@ -61,8 +61,9 @@ class SweepSpec:
 
     @property
     def dims(self) -> list[str]:
-        """Dimension name of each grid key: the key without a leading ``model.``."""
-        return [k.removeprefix("model.") for k in self.grid]
+        """Dimension name of each grid key: the key without a leading ``model.``, dots made underscores
+        (``model.alpha.exponent`` -> ``alpha_exponent``; stores of lesde 0.1 spelled it ``alpha.exponent``)."""
+        return [k.removeprefix("model.").replace(".", "_") for k in self.grid]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -244,10 +245,10 @@ def cell_values(spec: SweepSpec, cell: int) -> dict[str, Any]:
 
 
 def cell_label(spec: SweepSpec, cell: int) -> str:
-    """``alpha.exponent=0.5, alpha.scale=8`` for messages."""
+    """``alpha.exponent=0.5, alpha.scale=8`` for messages (the parameter paths of the grid keys)."""
     return ", ".join(
-        f"{d}={json.dumps(v) if not isinstance(v, (int, float, str)) else v}"
-        for d, v in zip(spec.dims, cell_values(spec, cell).values())
+        f"{key.removeprefix('model.')}={json.dumps(v) if not isinstance(v, (int, float, str)) else v}"
+        for key, v in cell_values(spec, cell).items()
     )
 
 

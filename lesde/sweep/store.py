@@ -141,7 +141,7 @@ def _layout(spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> tuple[xr.D
     """The empty store as a Dataset (float data lazily NaN) and its zarr encoding."""
     import dask.array as da
 
-    from .._attrs import VARIABLE_ATTRS, finalize
+    from .._attrs import VARIABLE_ATTRS, make_dataset
 
     dims = spec.dims
     coords = {d: _coord(v) for d, v in zip(dims, spec.grid.values())}
@@ -158,27 +158,30 @@ def _layout(spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> tuple[xr.D
     data_vars["status"] = (dims, np.full(spec.shape, "pending", dtype=_STATUS_DTYPE))
     data_vars["done"] = (dims, np.zeros(spec.shape, dtype=np.int8))
     data_vars["method"] = (dims, np.full(spec.shape, "", dtype=_METHOD_DTYPE))
-    ds = xr.Dataset(data_vars, coords=coords)
+    ds = make_dataset(
+        data_vars,
+        coords,
+        time="sde",
+        attrs=dict(
+            spec=spec.to_json(),
+            spec_hash=spec_hash(spec),
+            grid_keys=json.dumps(list(spec.grid)),
+            n_paths=spec.n_paths,
+            separability=spec.sweep["separability"],
+            margin=float(spec.sweep["margin"]),
+            confidence=float(spec.sweep["confidence"]),
+            summary_time=float(time[-1] if spec.sweep["time"] is None else spec.sweep["time"]),
+            store_version=STORE_VERSION,
+            seeding=SEEDING,
+            failed_cells="{}",
+        ),
+    )
     for name in metrics:
         base = VARIABLE_ATTRS.get(name, {}).get("long_name", name)
         ds[name].attrs["long_name"] = f"{base} (mean over paths)"
     ds["separable_pairs"].attrs["long_name"] = "separable class pairs, summed over the cell's paths (-1: none)"
     ds["all_separable_paths"].attrs["long_name"] = "paths on which every class pair is separable (-1: none)"
     ds["status"].attrs["long_name"] = "sweep cell status: pending, ok or failed (message in attrs failed_cells)"
-    ds = finalize(
-        ds,
-        spec=spec.to_json(),
-        spec_hash=spec_hash(spec),
-        grid_keys=json.dumps(list(spec.grid)),
-        n_paths=spec.n_paths,
-        separability=spec.sweep["separability"],
-        margin=float(spec.sweep["margin"]),
-        confidence=float(spec.sweep["confidence"]),
-        summary_time=float(time[-1] if spec.sweep["time"] is None else spec.sweep["time"]),
-        store_version=STORE_VERSION,
-        seeding=SEEDING,
-        failed_cells="{}",
-    )
     encoding = {name: {"chunks": chunks} for name in ds.data_vars if ds[name].ndim == len(shape)}
     encoding.update({name: {"chunks": cell_chunks} for name in ("status", "done", "method")})
     for name in COUNT_VARS:
@@ -327,7 +330,8 @@ def _open_zarr(path: Path) -> xr.Dataset:
 def open_sweep(store: str | Path) -> xr.Dataset:
     """Load a sweep store into memory (gridded, with ``status``, ``done`` and ``method`` per cell).
 
-    Stores of lesde 0.1 (without ``status``) get one derived from ``done``. A damaged chunk raises
+    Stores of lesde 0.1 (without ``status``) get one derived from ``done``; dims written with dots
+    (``alpha.exponent``, before 0.2) are renamed as the spec now names them (``alpha_exponent``). A damaged chunk raises
     :class:`StoreError` naming the store, the chunk file and its cells.
     """
     path = Path(store)
@@ -342,6 +346,9 @@ def open_sweep(store: str | Path) -> xr.Dataset:
         except Exception as e:  # noqa: BLE001 - codec errors of every kind
             raise _damage(path, name, e) from None
     ds = lazy.load()
+    dotted = {d: d.replace(".", "_") for d in ds.dims if "." in str(d)}
+    if dotted:  # stores written before the dims lost their dots (alpha.exponent -> alpha_exponent)
+        ds = ds.rename(dotted)
     if "status" not in ds:
         ds["status"] = xr.where(ds["done"] > 0, "ok", "pending").astype(_STATUS_DTYPE)
     first = [n for n in (*SEPARABILITY_VARS, *COUNT_VARS) if n in ds]

@@ -1,0 +1,45 @@
+"""lesde's presentation layer: figures from lesde Datasets, one module per kind.
+
+Every function takes Datasets (none opens a file), draws on the ``ax=`` or ``fig=`` it is given or on a new
+pyplot figure, and returns the Figure; none calls ``matplotlib.use``. :func:`save_figure` writes a figure (PNG,
+PDF, SVG, ... by the extension); ``lesde plot KIND FILE --out F`` opens, draws and saves
+(:mod:`lesde.plots._cli`).
+
+====================  =====================================================  ==================================
+kind                  function                                               Dataset
+====================  =====================================================  ==================================
+phase                 :func:`phase_plot`                                     :func:`lesde.sweep.run`
+nc                    :func:`plot_nc_metrics`                                :func:`lesde.metrics.to_dataset`
+cosines               :func:`plot_class_mean_cosines`, :func:`plot_collapse`  :func:`lesde.simulate`
+elasticity            :func:`plot_elasticity`                                :func:`lesde.empirical.estimate`
+imitation             :func:`plot_imitation`, :func:`plot_imitation_diagnosis`  :func:`lesde.empirical.imitate`
+sgd                   :func:`plot_compare`                                   :func:`lesde.sgd.compare`
+====================  =====================================================  ==================================
+"""
+
+from ._cli import KINDS, plot_file, plot_phase_cli
+from ._style import PALETTE, MissingVariables, save_figure
+from .empirical import plot_elasticity, plot_imitation, plot_imitation_diagnosis, plot_label_noise
+from .nc import class_mean_cosines, path_quantiles, plot_class_mean_cosines, plot_collapse, plot_nc_metrics
+from .phase import phase_plot
+from .sgd import plot_compare
+
+__all__ = [
+    "KINDS",
+    "PALETTE",
+    "MissingVariables",
+    "save_figure",
+    "plot_file",
+    "phase_plot",
+    "plot_phase_cli",
+    "plot_nc_metrics",
+    "plot_class_mean_cosines",
+    "plot_collapse",
+    "class_mean_cosines",
+    "path_quantiles",
+    "plot_elasticity",
+    "plot_imitation",
+    "plot_imitation_diagnosis",
+    "plot_label_noise",
+    "plot_compare",
+]

@@ -1,0 +1,361 @@
+"""Figures for the empirical workflow: E(t) under both estimands with the fit and its band, network vs LE-SDE
+class means, the imitation diagnosis (which term fails), and the label-corruption experiment.
+
+Decisions: a power-law fit is drawn on log-log axes when the estimate it fits is positive over the window
+(otherwise linear axes with the same curve); the fit's band is the 16-84% range of the curve over 400 draws of
+its parameters from independent normals with the fit's standard errors (the fit stores no covariance, so the
+band is labelled as such). The fit comes from ``fit_result`` or, lacking it, from the ``fit`` attr that
+``lesde estimate`` writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ._style import (
+    BAND_ALPHA,
+    PALETTE,
+    THEORY,
+    deprecated_out,
+    legend,
+    log_from_lines,
+    log_if_positive,
+    require,
+    subplots,
+    time_label,
+)
+
+__all__ = ["plot_elasticity", "plot_imitation", "plot_imitation_diagnosis", "plot_label_noise"]
+
+COLORS = PALETTE
+_SYMBOL = {"alpha": r"\alpha", "beta": r"\beta"}
+
+
+def _fit_curve(f: Any, tt: np.ndarray, draws: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """The fitted curve on ``tt`` and its 16-84% band over parameter draws (None without standard errors)."""
+    curve = np.asarray(f.schedule(tt).numpy(), dtype=float)
+    errs = {k: s for k, s in f.stderr.items() if np.isfinite(s) and s > 0}
+    if not errs:
+        return curve, None
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(draws):
+        params = {k: v + rng.normal(0.0, errs[k]) if k in errs else v for k, v in f.params.items()}
+        try:
+            rows.append(np.asarray(dataclasses.replace(f, params=params).schedule(tt).numpy(), dtype=float))
+        except ValueError:  # a draw outside the model's domain (e.g. a negative offset)
+            continue
+    if len(rows) < draws // 2:
+        return curve, None
+    rows = np.stack(rows)
+    rows = np.where(np.isfinite(rows), rows, np.nan)  # a draw may overflow (offset near 0): left out, not inf - inf
+    keep = np.isfinite(rows).sum(0) >= draws // 2
+    band = np.full((2, len(tt)), np.nan)
+    band[:, keep] = np.nanquantile(rows[:, keep], [0.16, 0.84], axis=0)
+    return curve, band
+
+
+def _fit_label(f: Any) -> str:
+    names = {"scale": "a", "exponent": "p", "offset": "t_0", "rate": "r", "value": "c"}
+    ps = ", ".join(
+        f"${names.get(k, k)}={v:.3g}" + (f"\\pm{f.stderr[k]:.2g}$" if k in f.stderr else "$ (fixed)")
+        for k, v in f.params.items()
+    )
+    form = {"power": r"$a\,(t_0+t)^{-p}$", "exp": r"$a\,e^{-rt}$", "const": "$c$"}.get(f.model, f.model)
+    return f"fit {form}: {ps}, $\\chi^2/\\nu={f.chi2_dof:.2g}$"
+
+
+def plot_elasticity(est: xr.Dataset, fit_result: Any = None, path: str | Path | None = None, *, fig=None):
+    r"""alpha(t) and beta(t): the selected estimand with its confidence band, the other estimand with error bars,
+    and the fitted schedule with its band, one panel each.
+
+    Parameters
+    ----------
+    est : Dataset of :func:`lesde.empirical.estimate` (or the file ``lesde estimate`` writes).
+    fit_result : :class:`~lesde.empirical.FitResult`, optional
+        Default: the ``fit`` attr of ``est`` when it has one, else no fit.
+    path : optional, deprecated: write the figure there too (use :func:`lesde.plots.save_figure`).
+    fig : matplotlib Figure, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from scipy.stats import t as student_t
+
+    require(est, ("alpha", "beta", "alpha_lower", "alpha_upper", "beta_lower", "beta_upper"), "elasticity", "est")
+    if fit_result is None and "fit" in est.attrs:
+        from ..empirical.fitting import FitResult  # at call time: lesde.empirical imports this module
+
+        fit_result = FitResult.from_json(est.attrs["fit"])
+    fig, axes = subplots(2, fig=fig, panel=(3.5, 3.6))
+    t = np.asarray(est["time"].values, dtype=float)
+    chosen = est.attrs.get("weighting", "n/a")
+    conf = float(est.attrs.get("confidence", 0.95))
+    for ax, q in zip(axes, ("alpha", "beta")):
+        y = est[q].values
+        ax.fill_between(
+            t,
+            est[f"{q}_lower"].values,
+            est[f"{q}_upper"].values,
+            alpha=BAND_ALPHA,
+            color=PALETTE[0],
+            lw=0,
+            label=f"{100 * conf:.0f}% CI ({chosen} weighting)",
+        )
+        ax.plot(
+            t,
+            y,
+            "o-",
+            ms=2.5,
+            lw=1,
+            color=PALETTE[0],
+            label=f"estimate, {chosen} weighting" if chosen != "n/a" else f"{est.attrs.get('form', '')} estimate",
+        )
+        if f"{q}_by_weighting" in est:
+            for w in est["weighting"].values:
+                if w == chosen:
+                    continue
+                yw = est[f"{q}_by_weighting"].sel(weighting=w).values
+                se = est[f"{q}_by_weighting_se"].sel(weighting=w).values
+                z = student_t.ppf(0.5 + conf / 2, np.maximum(est["dof"].values, 1))
+                ax.errorbar(
+                    t,
+                    yw,
+                    yerr=z * se,
+                    fmt="s",
+                    ms=2.5,
+                    lw=0.7,
+                    color=PALETTE[1],
+                    alpha=0.85,
+                    label=f"{w} weighting, {100 * conf:.0f}% CI bars",
+                )
+        positive = bool((t > 0).all() and np.isfinite(y).all() and (y > 0).all())
+        f = fit_result.fits.get(q) if fit_result is not None else None
+        loglog = positive and f is not None and f.model == "power"
+        tt = np.geomspace(t[t > 0].min(), t.max(), 300) if loglog else np.linspace(max(t.min(), 0), t.max(), 300)
+        if f is not None:
+            curve, band = _fit_curve(f, tt)
+            if band is not None:
+                ax.fill_between(
+                    tt,
+                    band[0],
+                    band[1],
+                    color="0.2",
+                    alpha=0.2,
+                    lw=0,
+                    label="fit: 16-84% over parameter draws (independent s.e.)",
+                )
+            ax.plot(tt, curve, "-", color="black", lw=1.2, label=_fit_label(f))
+        if loglog:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        else:
+            ax.axhline(0, color="0.5", lw=0.6)
+            if (t > 0).all() and t.max() / t.min() > 100:
+                ax.set_xscale("log")
+        ax.set_xlabel(time_label(est))
+        ax.set_ylabel(f"${_SYMBOL[q]}_t$ ({'intra' if q == 'alpha' else 'inter'}-class)")
+        ax.set_title(f"${_SYMBOL[q]}_t$, {'log-log' if loglog else 'linear'} axes")
+        legend(ax, fontsize=5.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    fig.suptitle(
+        f"Elasticity E(t) of {est.attrs.get('net', 'the network')} on {est.attrs.get('dataset', '?')} "
+        f"($K={est.attrs.get('num_classes', '?')}$, lr = {est.attrs.get('lr', '?')}); form = {est.attrs.get('form', '?')}, "
+        f"errors clustered by {est.attrs.get('se_cluster', '?')}",
+        fontsize=8,
+    )
+    deprecated_out(fig, path, "plot_elasticity")
+    return fig
+
+
+def plot_imitation(
+    imit: xr.Dataset, path: str | Path | None = None, run: int = 0, coords: int = 3, classes: int = 4, *, fig=None
+):
+    """Per class (the first ``classes``), the class mean of one run (network solid, LE-SDE dashed; one colour per
+    coordinate), the relative error over runs and the NC1 quotient, as a two-column grid; a symlog scale where the
+    LE-SDE leaves the network's range. Returns the Figure."""
+    from matplotlib.lines import Line2D
+
+    require(imit, ("class_mean", "relative_error"), "imitation", "imit")
+    K = min(imit.sizes["class"], classes)
+    n = K + 1 + ("nc1_quotient" in imit)
+    fig, axes = subplots(n, fig=fig, panel=(3.5, 2.5))
+    t = imit["time"].values
+    net = imit.class_mean.sel(process="network").isel(run=run).values  # (T, K, m)
+    sde = imit.class_mean.sel(process="le-sde").isel(run=run).values
+    J = min(imit.sizes["feature"], coords)
+    big = np.nanmax(np.abs(sde[..., :J])) > 10 * max(np.nanmax(np.abs(net[..., :J])), 1e-12)
+    xlabel = time_label(imit)
+    for k in range(K):
+        ax = axes[k]
+        for j in range(J):
+            ax.plot(t, net[:, k, j], "-", color=COLORS[j], lw=1.2)
+            ax.plot(t, sde[:, k, j], "--", color=COLORS[j], lw=1.2)
+        if big:  # linear inside the network's range (rounded up to a power of ten), logarithmic beyond
+            lin = 10.0 ** np.ceil(np.log10(max(np.nanmax(np.abs(net[..., :J])), 1e-6)))
+            ax.set_yscale("symlog", linthresh=lin, linscale=1.5)
+        ax.set_title(f"class {k} mean, run {run}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(r"coordinate of $\bar X_k$")
+        if k == 0:
+            handles = [
+                Line2D([], [], color="k", ls="-", label="network"),
+                Line2D([], [], color="k", ls="--", label="LE-SDE"),
+            ]
+            handles += [Line2D([], [], color=COLORS[j], label=f"coordinate {j}") for j in range(J)]
+            ax.legend(handles=handles, fontsize=5.5, ncol=2)
+    ax = axes[K]
+    err = imit["relative_error"].isel(time=slice(1, None))  # t = 0: both start at the network's means (error 0)
+    t1 = t[1:]
+    ax.plot(t1, err.median("run").values, color=PALETTE[0], label=f"median of {imit.sizes['run']} runs")
+    ax.fill_between(
+        t1,
+        err.min("run").values,
+        err.max("run").values,
+        alpha=BAND_ALPHA,
+        color=PALETTE[0],
+        lw=0,
+        label="min-max over runs",
+    )
+    ax.axhline(0.5, color=THEORY, ls=":", lw=1.2, label="warning level 0.5")
+    ax.axhline(0.3, color=PALETTE[2], ls=":", lw=1.2, label="aim 0.3")
+    log_if_positive(ax, err.values)
+    ax.set_title("relative error of the class means")
+    ax.set_ylabel(r"$\|\bar X^{\rm SDE} - \bar X^{\rm net}\|_F / \|\bar X^{\rm net}\|_F$")
+    ax.set_xlabel(xlabel)
+    legend(ax, fontsize=5.5)
+    if "nc1_quotient" in imit:
+        ax = axes[K + 1]
+        for i, p in enumerate(imit["process"].values):
+            ax.plot(t, imit["nc1_quotient"].sel(process=p).mean("run").values, color=PALETTE[i], label=str(p))
+        log_if_positive(ax, imit["nc1_quotient"].values)
+        ax.set_title("NC1 quotient, mean over runs")
+        ax.set_ylabel(r"$\mathrm{tr}\,\Sigma_W / \mathrm{tr}\,\Sigma_B$")
+        ax.set_xlabel(xlabel)
+        legend(ax)
+    fig.suptitle(
+        f"Imitation: T = {imit.attrs.get('transform')}, E(t) {imit.attrs.get('elasticity', '')} "
+        f"({imit.attrs.get('estimate_form', '?')}, {imit.attrs.get('estimate_weighting', '?')} weighting)\n"
+        f"median relative error, first half: {float(imit.attrs.get('median_relative_error_first_half', np.nan)):.3g}",
+        fontsize=8,
+    )
+    deprecated_out(fig, path, "plot_imitation")
+    return fig
+
+
+def plot_imitation_diagnosis(
+    imit: xr.Dataset, checks: dict[str, xr.Dataset], est: xr.Dataset, path: str | Path | None = None, *, fig=None
+):
+    """Which term of the LE-SDE fails: (a) class-mean norms, network vs LE-SDE; (b) the estimated E(t);
+    (c) the drift on the network's own states against the network's velocity (``drift_check``, one line per
+    check); (d) within-class variance, network vs what the LE-SDE's noise gives. Returns the Figure."""
+    require(imit, ("class_mean",), "imitation", "imit")
+    fig, ax = subplots(4, fig=fig, panel=(3.5, 2.7))
+    t = imit["time"].values
+    xlabel = time_label(imit)
+    M = imit["class_mean"]
+    for p, ls in (("network", "-"), ("le-sde", "--")):
+        n = np.linalg.norm(M.sel(process=p).values.reshape(M.sizes["run"], len(t), -1), axis=-1)
+        ax[0].plot(t, np.median(n, 0), ls, color="k", label=p)
+    log_from_lines(ax[0])
+    ax[0].set_title("(a) class means, median over runs")
+    ax[0].set_ylabel(r"$\|(\bar X_1, \ldots, \bar X_K)\|_F$")
+    te = est["time"].values
+    for i, q in enumerate(("alpha", "beta")):
+        ax[1].plot(
+            te,
+            np.abs(est[q].values),
+            "o-",
+            ms=2.5,
+            color=PALETTE[i],
+            label=f"$|{_SYMBOL[q]}_t|$ ({est.attrs.get('weighting')} weighting)",
+        )
+    log_from_lines(ax[1])
+    if (te > 0).all() and te.max() / te.min() > 100:
+        ax[1].set_xscale("log")
+    ax[1].set_title(f"(b) E(t) estimated for T = {est.attrs.get('transform')}")
+    ax[1].set_ylabel("elasticity")
+
+    def nrm(x):  # median over runs of the Frobenius norm per window
+        return np.median(np.linalg.norm(x.values.reshape(x.sizes["run"], x.sizes["step"], -1), axis=-1), 0)
+
+    for i, (name, dc) in enumerate(checks.items()):
+        td = dc["time"].values
+        if i == 0:
+            ax[2].plot(td, nrm(dc["velocity"]), "-", color="k", lw=2, label="network velocity")
+        ax[2].plot(
+            td,
+            nrm(dc["drift"]),
+            "--",
+            color=PALETTE[i % len(PALETTE)],
+            label=f"drift, {name} (error {np.median(dc['drift_error'].values):.2g}, "
+            f"cos {np.median(dc['drift_cosine'].values):.2g})",
+        )
+    log_from_lines(ax[2])
+    ax[2].set_title("(c) drift at the network's class means")
+    ax[2].set_ylabel("Frobenius norm, median over runs")
+    dc = next(iter(checks.values()))
+    ax[3].plot(dc["time"].values, dc["within_var"].median("run").values, "-", color="k", label="network")
+    ax[3].plot(
+        dc["time"].values,
+        dc["within_var_model"].values,
+        "--",
+        color=THEORY,
+        label=rf"LE-SDE noise, $\hat\sigma={dc.attrs.get('noise', np.nan):.3g}$",
+    )
+    log_from_lines(ax[3])
+    ax[3].set_title("(d) noise: within-class variance")
+    ax[3].set_ylabel(r"$\mathrm{mean}_i\|X_i - \bar X_{y_i}\|^2$")
+    for a in ax:
+        a.set_xlabel(xlabel)
+        legend(a, fontsize=5.5)
+    fig.suptitle(
+        "Why the LE-SDE does not imitate the network (median relative error, first half: "
+        f"{float(imit.attrs.get('median_relative_error_first_half', np.nan)):.3g})",
+        fontsize=8,
+    )
+    deprecated_out(fig, path, "plot_imitation_diagnosis")
+    return fig
+
+
+def plot_label_noise(ds: xr.Dataset, path: str | Path | None = None, *, fig=None):
+    """Tail index r of the integrated alpha and beta against the label-noise rate, with the accuracies.
+    Returns the Figure."""
+    require(ds, ("tail_alpha", "tail_beta", "validation_accuracy", "train_accuracy"), "label-noise", "ds")
+    fig, ax = subplots(2, fig=fig, panel=(3.5, 2.8))
+    p = ds["rate"].values
+    K = ds.attrs["num_classes"]
+    for i, q in enumerate(("alpha", "beta")):
+        r = ds[f"tail_{q}"]
+        y, lo, hi = r.mean("run").values, r.min("run").values, r.max("run").values
+        ax[0].errorbar(
+            p,
+            y,
+            yerr=[y - lo, hi - y],
+            fmt="o-",
+            color=PALETTE[i],
+            capsize=3,
+            ms=3,
+            label=rf"$r$ of $\int {_SYMBOL[q]}$: mean of {ds.sizes['run']} runs, bars min-max",
+        )
+    ax[0].axvline((K - 1) / K, color="0.4", ls=":", lw=1, label=r"$p=(K-1)/K$: labels carry no signal")
+    ax[0].set_xlabel("label-noise rate $p$")
+    ax[0].set_ylabel(r"tail index $r = 1 - \mathrm{mean}\,\log|A(t)| / \log s$")
+    ax[0].set_title(f"tail index, last {100 * ds.attrs['tail']:.0f}% of training")
+    for i, (v, ls) in enumerate((("validation_accuracy", "o-"), ("train_accuracy", "s--"))):
+        ax[1].plot(p, ds[v].mean("run").values, ls, color=PALETTE[i + 2], ms=3, label=v.replace("_", " ") + " (final)")
+    ax[1].axhline(1 / K, color="0.4", ls=":", lw=1, label=f"chance 1/K = {1 / K:.2g}")
+    ax[1].set_xlabel("label-noise rate $p$")
+    ax[1].set_ylabel("accuracy")
+    ax[1].set_ylim(0, 1.02)
+    ax[1].set_title("accuracy (validation labels clean)")
+    for a in ax:
+        legend(a, fontsize=5.5)
+    fig.suptitle(f"Label corruption on {ds.attrs.get('dataset')} ($K={K}$): {ds.attrs.get('net_desc', '')}", fontsize=8)
+    deprecated_out(fig, path, "plot_label_noise")
+    return fig
