@@ -229,13 +229,13 @@ def test_the_theory_figure_names_its_bands_lines_and_problem():
     fig = plots.plot_theory(ds)
     loss, dist, nc1 = [ax for ax in fig.axes if ax.get_visible()]  # a 2x2 grid, the fourth hidden
     texts = [t.get_text() for t in loss.get_legend().get_texts()]
-    assert texts == ["SGD", "SME", "gradient flow", r"$\pm$1 s.d. over 4 runs", "theory: 0.25"]
+    assert texts == ["SGD", "SME (first-order SDE)", "gradient flow", r"$\pm$1 s.d. over 4 runs", "theory: 0.25"]
     # the processes are named once; every other panel still explains its band and its theory line
     assert [t.get_text() for t in nc1.get_legend().get_texts()] == [r"$\pm$1 s.d. over 4 runs", "theory: 0"]
     assert dist.get_ylabel() == r"$\|WH - W^*H^*\|_F\, /\, \|Y\|_F$" and dist.get_yscale() == "log"
     assert dist.get_xlabel().startswith("training time")
     title = fig.get_suptitle()
-    assert "$K=4$" in title and "SGD / SME / gradient flow, lr = 0.1" in title
+    assert "$K=4$" in title and "SGD / SME (first-order SDE) / gradient flow, lr = 0.1" in title
     assert "theory: Tirer and Bruna 2022, Theorem 3.1 ($c = 0.3$)" in title
     plt.close(fig)
     one = plots.plot_theory(ds, names="tb_distance")

@@ -28,6 +28,7 @@ from ._style import (
     BAND_ALPHA,
     LABELS,
     PALETTE,
+    PROCESS_NAMES,
     THEORY,
     deprecated_out,
     describe,
@@ -112,8 +113,6 @@ PANELS = {
     )
 }
 
-_PROCESS = {"sgd": "SGD", "sme": "SME", "gradient_flow": "gradient flow"}
-
 
 def _added(ds: xr.Dataset) -> set[str]:
     try:
@@ -161,7 +160,7 @@ def _series(da: xr.DataArray) -> list[tuple[str, np.ndarray, np.ndarray]]:
         if others:  # e.g. snr over process and mode: average what is left
             m, s = m.mean(others), s.mean(others)
         key = mean[split].values[i] if split in mean.coords else i
-        name = {"class": f"class {key}", "snr_mode": f"$s_{i + 1}$"}.get(split, _PROCESS.get(str(key), str(key)))
+        name = {"class": f"class {key}", "snr_mode": f"$s_{i + 1}$"}.get(split, PROCESS_NAMES.get(str(key), str(key)))
         out.append((name, m.transpose("time").values, s.transpose("time").values))
     return out
 
@@ -170,8 +169,8 @@ def _series_labels(da: xr.DataArray) -> list[str]:
     return [name for name, _, _ in _series(da.isel(time=slice(0, 1)))]
 
 
-def _draw(ax, ds: xr.Dataset, p: Panel, series_legend: bool = True) -> tuple[str, ...]:
-    """One panel on ``ax``; returns the series labels (the caller names them in one legend per figure)."""
+def _draw(ax, ds: xr.Dataset, p: Panel, series_legend: bool = True) -> None:
+    """One panel on ``ax``; ``series_legend``: name the processes / classes too (once per figure)."""
     t = np.asarray(ds["time"].values, dtype=float)
     loglog = p.measured == "nc_margin_normalized"
     keep = t > np.e if loglog else np.ones(len(t), bool)
@@ -222,7 +221,6 @@ def _draw(ax, ds: xr.Dataset, p: Panel, series_legend: bool = True) -> tuple[str
     shown = (handles if series_legend and len(handles) > 1 else []) + theory
     if shown:
         legend(ax, handles=shown, loc="best")
-    return tuple(h.get_label() for h in handles)
 
 
 def plot_theory_panel(ds: xr.Dataset, name: str, *, ax=None, series_legend: bool = True):
@@ -252,7 +250,7 @@ def plot_theory_panel(ds: xr.Dataset, name: str, *, ax=None, series_legend: bool
 
 def _subtitle(ds: xr.Dataset) -> str:
     if "process" in ds.dims:
-        procs = " / ".join(_PROCESS.get(str(v), str(v)) for v in ds["process"].values)
+        procs = " / ".join(PROCESS_NAMES.get(str(v), str(v)) for v in ds["process"].values)
         lr, batch = ds.attrs.get("lr"), ds.attrs.get("batch_size")
         return (
             f"{procs}"
