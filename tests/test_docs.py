@@ -76,6 +76,8 @@ def test_tutorial_runs_tiny(script, tmp_path):
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert res.returncode == 0, res.stderr[-3000:]
+    # the tutorials teach the current API: no deprecated call (an output path given to a plot function, ...)
+    assert "DeprecationWarning" not in res.stderr, res.stderr[-3000:]
     assert re.search(PRINTS[script.stem], res.stdout), res.stdout[-2000:]
     for name in _embedded(script):
         png = tmp_path / name
