@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Rebuild every figure the docs embed: the demo, the examples and `lesde plot` of each kind (dpi 150 PNGs).
-#   bash docs/figures/make_figures.sh            (about 15 minutes on 2 CPU cores; label_noise is most of it)
+# Rebuild every figure the docs embed: the demo, the examples, `lesde plot` of each kind and the five tutorials at
+# full size (dpi 150 PNGs).
+#   bash docs/figures/make_figures.sh            (about 20 minutes on 2 CPU cores; label_noise is most of it)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="$(mktemp -d)"
@@ -23,7 +24,7 @@ lesde plot nc demo/residual.nc --out "$HERE/plot_nc.png"
 lesde plot elasticity est.nc --out "$HERE/plot_elasticity.png"
 lesde plot imitation imit.nc --out "$HERE/plot_imitation.png"
 lesde plot sgd cmp.nc --out "$HERE/plot_sgd.png"
-# the predicted phase (issue 15's variable, computed here from the theory: p < 1 separable, p = 1 iff 2c/K > 1)
+# the predicted phase (the variable lesde.theory.attach writes, computed here from the theory: p < 1 separable, p = 1 iff 2c/K > 1)
 python - "$HERE/plot_phase_predicted.png" <<'PY'
 import sys
 
@@ -38,3 +39,9 @@ pred = xr.where(p < 1, 1.0, 0.0) + 0 * c
 ds["predicted_phase"] = xr.where(p == 1, (2 * c / 2 > 1) * 1.0, pred).transpose("alpha_exponent", "alpha_scale")
 save_figure(phase_plot(ds), sys.argv[1])
 PY
+# the tutorials at full size (about 4 minutes), headless: each writes the figures its page embeds
+for t in phase_sweep elasticity sgd_vs_sde nc_metrics integrators; do
+  mkdir "tut_$t"
+  (cd "tut_$t" && MPLBACKEND=Agg python "$HERE/../tutorials/$t.py" > log.txt)
+  cp "tut_$t"/*.png "$HERE/"
+done
