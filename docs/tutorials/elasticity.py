@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import lesde.empirical as emp
-from lesde.empirical.plots import plot_elasticity, plot_imitation
+from lesde.plots import plot_elasticity, plot_imitation, save_figure
 
 TINY = os.environ.get("LESDE_TUTORIAL_TINY") == "1"
 OUT = Path(os.environ.get("LESDE_TUTORIAL_OUT", "."))
@@ -73,13 +73,14 @@ print(f"probe accuracy {float(acc.isel(step=0).mean()):.2f} -> {float(acc.isel(s
 
 # %%
 est = emp.estimate(track, form="feature", window=10 if TINY else None)
+est.attrs.update(dataset="digits", net="mlp")  # for the figure titles (lesde estimate records them itself)
 fit = emp.fit(est, model="power")
 print(fit.summary())
 for w in ("increment", "step"):
     a = est.alpha_by_weighting.sel(weighting=w)
     b = est.beta_by_weighting.sel(weighting=w)
     print(f"{w:>9}: median alpha {float(a.median()):+.4f}, median beta {float(b.median()):+.4f}")
-png = plot_elasticity(est, fit, OUT / "elasticity.png")
+save_figure(plot_elasticity(est, fit), OUT / "elasticity.png")
 
 # %% [markdown]
 # ![alpha(t) and beta(t) estimated from the digits MLP with 95% run-clustered intervals and the power-law fit](../figures/elasticity.png)
@@ -101,7 +102,7 @@ png = plot_elasticity(est, fit, OUT / "elasticity.png")
 imit = emp.imitate(track, est, paths_per_run=2, max_times=41 if TINY else 101, seed=0)
 err = imit["relative_error_median"]
 print(f"median relative error of the class means: first half {imit.attrs['median_relative_error_first_half']:.3g}")
-plot_imitation(imit, OUT / "imitation.png")
+save_figure(plot_imitation(imit), OUT / "imitation.png")
 
 # %% [markdown]
 # ![Class-mean trajectories of the network and of the LE-SDE driven by its estimated E(t)](../figures/imitation.png)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import lesde
-from lesde.plots import phase_plot
+from lesde.plots import phase_plot, save_figure
 
 TINY = os.environ.get("LESDE_TUTORIAL_TINY") == "1"
 OUT = Path(os.environ.get("LESDE_TUTORIAL_OUT", "."))
@@ -75,7 +75,8 @@ spec = {
 # ## Run, resume, tabulate
 #
 # `run` writes every finished batch of cells to the zarr store, so an interrupted sweep resumes where it
-# stopped when rerun with the same store; a finished one is simply read back.
+# stopped when rerun with the same store; a finished one is simply read back. The store's dims are the grid's
+# names without the stage and the dots: `alpha_exponent` and `alpha_scale`.
 
 # %%
 ds = lesde.sweep.run(spec, OUT / "phase_sweep.zarr", progress=not TINY)
@@ -85,7 +86,8 @@ print(lesde.sweep.format_table(ds))
 # With 400 paths per cell at $t = 10^4$ the full-size run prints (rows $c$, columns $p$):
 #
 # ```text
-#  alpha.scale |   0.5  0.75   0.9     1   1.1  1.25   1.5     2
+# P(all pairs separable) at t = 10000; rows alpha_scale, columns alpha_exponent
+#  alpha_scale |   0.5  0.75   0.9     1   1.1  1.25   1.5     2
 # --------------------------------------------------------------
 #         0.25 |  1.00  0.19  0.00  0.00  0.00  0.00  0.00  0.00
 #          0.5 |  1.00  1.00  0.00  0.00  0.00  0.00  0.00  0.00
@@ -103,13 +105,15 @@ print(lesde.sweep.format_table(ds))
 # %% [markdown]
 # ## The figure
 #
-# The heatmap shows $P(\text{all pairs separable})$ at the spec's `time`, with the theory lines: $p = 1$,
-# and on it the point $2c/K = 1$ above which separation wins. The right panel follows one scale through
-# time with 95% Wilson bands: the step sharpens as $t$ grows.
+# [`phase_plot`][lesde.plots.phase_plot] returns a matplotlib Figure (it never changes your backend);
+# [`save_figure`][lesde.plots.save_figure] writes it, PNG, PDF or SVG by the extension. The heatmap shows
+# $P(\text{all pairs separable})$ at the spec's `time`, with the theory lines: $p = 1$ (dashed), the stretch
+# of it where $2c/K > 1$ separates (solid) and the point $2c/K = 1$ between them. The right panel follows one
+# scale ($c = 2$) through the save times with 95% Wilson bands: the step sharpens at $p = 1$ as $t$ grows.
 
 # %%
-png = phase_plot(ds, OUT / "phase_sweep.png")
-print("wrote", png)
+fig = phase_plot(ds)  # a matplotlib Figure: fig.show() in a notebook, or write it
+print("wrote", save_figure(fig, OUT / "phase_sweep.png"))
 
 # %% [markdown]
 # ![Phase diagram: P(all pairs separable) over (p, c) at t = 10^4 with the theory lines](../figures/phase_sweep.png)
@@ -121,6 +125,6 @@ print("wrote", png)
 
 # %%
 p_all = ds["p_all_separable"].sel(time=spec["sweep"]["time"])
-low, high = p_all.sel({"alpha.exponent": 0.5}), p_all.sel({"alpha.exponent": 2.0})
+low, high = p_all.sel(alpha_exponent=0.5), p_all.sel(alpha_exponent=2.0)
 print(f"P at p = 0.5: {np.round(low.values, 2)}; at p = 2: {np.round(high.values, 2)}")
 assert (low.values >= (0.9 if TINY else 0.99)).all() and (high.values <= 0.1).all()

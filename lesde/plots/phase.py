@@ -1,4 +1,5 @@
-r"""Phase diagrams of a separability sweep (:mod:`lesde.sweep`) against the theory of DESIGN.md section 2.
+r"""Phase diagrams of a separability sweep (:mod:`lesde.sweep`) against the theory of the
+phase transition (see *Theory to code* in the documentation).
 
 With :math:`\alpha_t - \beta_t = c\,(1+t)^{-p}`, T = identity and balanced classes, the class means separate like
 :math:`e^{A(t)}` with :math:`A(t) = \int_0^t (\alpha_s-\beta_s)\,ds / K` while the within-class spread grows like
@@ -10,7 +11,8 @@ half-way on a log axis, used for a positive axis spanning a factor >= 8), so the
 coordinates; swept dimensions other than the two plotted (and ``time``) are fixed at their first value unless
 ``select`` says otherwise, and the choice is printed in the title; K for the 2c/K = 1 mark comes from the
 ``num_classes`` coordinate or the spec stored in the attrs. A ``predicted_phase`` variable (1 separable predicted,
-0 not, NaN no prediction; issue 15) is drawn as hatching over the predicted-separable cells with its boundary.
+0 not, NaN no prediction; :func:`lesde.theory.attach` writes it) is drawn as hatching over the predicted-separable
+cells with its boundary.
 """
 
 from __future__ import annotations
