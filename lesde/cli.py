@@ -3,7 +3,7 @@
 lesde demo [--out DIR]
 lesde simulate CONFIG.toml --out run.nc
 lesde sweep SWEEP.toml --store out.zarr [--workers N | --scheduler ADDRESS] [--device cuda] [--retry-failed]
-lesde plot {phase,nc,cosines,elasticity,imitation,sgd} FILE --out fig.png [--time T]
+lesde plot {phase,nc,cosines,elasticity,imitation,sgd,theory} FILE --out fig.png [--time T]
 lesde compare-sgd CONFIG.toml --out cmp.nc
 lesde estimate --dataset mnist1d --classes 3 --net mlp --steps 20000 --n-runs 8 --out est.nc
 lesde imitate est.nc --out imit.nc
@@ -46,7 +46,7 @@ _OUTPUTS = {
 
 
 #: ``lesde plot`` kinds (lesde.plots.KINDS, spelled here so that the parser imports no xarray; a test checks)
-PLOT_KINDS = ("phase", "nc", "cosines", "elasticity", "imitation", "sgd")
+PLOT_KINDS = ("phase", "nc", "cosines", "elasticity", "imitation", "sgd", "theory")
 
 
 class UsageError(ValueError):

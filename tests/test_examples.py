@@ -73,7 +73,7 @@ def test_sweep_runs_outside_the_repository(tmp_path, monkeypatch, capsys):
     spec.write_text(text)
     assert cli.main(["sweep", "phase_diagram.toml", "--store", "phase.zarr", "--quiet"]) == 0, capsys.readouterr().err
     ds = sweep.run("phase_diagram.toml", "phase.zarr", progress=False)  # resumes the finished store
-    assert ds["p_all_separable"].sizes == {"alpha.exponent": 2, "alpha.scale": 1, "time": 3}
+    assert ds["p_all_separable"].sizes == {"alpha_exponent": 2, "alpha_scale": 1, "time": 3}
     p = ds["p_all_separable"].sel(time=1e2).values[:, 0]
     assert p[0] > p[1]  # p = 0.5 separates, p = 2 does not
     assert (tmp_path / "phase.zarr").is_dir() and (ds["status"] == "ok").all()

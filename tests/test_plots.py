@@ -100,6 +100,25 @@ def _compare() -> xr.Dataset:
     )
 
 
+def _theory() -> xr.Dataset:
+    """An attached sgd.compare Dataset (what lesde.theory.attach returns for a regularised MSE UFM)."""
+    ds = _compare()
+    gap = ds["loss"] - 0.25
+    ds["loss_predicted"] = ((), 0.25, {"prediction": "Tirer and Bruna 2022, Theorem 3.1: minimizer; c = 0.3"})
+    ds["loss_gap"] = gap.assign_attrs(prediction=ds["loss_predicted"].attrs["prediction"])
+    ds["tb_distance"] = (("process", "run", "time"), np.exp(-2 * T) * (1 + 0.1 * RNG.random(gap.shape)))
+    ds["nc1_predicted"] = ((), 0.0)
+    ds.attrs["theory_predictions"] = json.dumps(["loss_predicted", "loss_gap", "nc1_predicted", "tb_distance"])
+    return ds
+
+
+def _theory_sweep() -> xr.Dataset:
+    ds = _sweep()
+    ds["predicted_phase"] = (("alpha_exponent", "alpha_scale"), (ds["alpha_exponent"].values[:, None] < 1) * np.ones(4))
+    ds.attrs["theory_predictions"] = json.dumps(["predicted_phase", "phase", "phase_agreement"])
+    return ds
+
+
 def _label_noise() -> xr.Dataset:
     rate = np.array([0.0, 0.4, 0.8])
     v = RNG.random((3, 2))
@@ -140,6 +159,9 @@ CASES = {
     "diagnosis": (plots.plot_imitation_diagnosis, lambda: (_imitation(), _checks(), _estimate()), "fig"),
     "label-noise": (plots.plot_label_noise, lambda: (_label_noise(),), "fig"),
     "sgd": (plots.plot_compare, lambda: (_compare(),), "fig"),
+    "theory": (plots.plot_theory, lambda: (_theory(),), "fig"),
+    "theory-panel": (plots.plot_theory_panel, lambda: (_theory(), "tb_distance"), "ax"),
+    "theory-sweep": (plots.plot_theory, lambda: (_theory_sweep(),), "fig"),
 }
 
 
@@ -201,6 +223,39 @@ def test_the_theory_line_is_visible_in_the_legend():
     plt.close(fig)
 
 
+def test_the_theory_figure_names_its_bands_lines_and_problem():
+    ds = _theory()
+    assert plots.theory_panels(ds) == ["loss", "tb_distance", "nc1"]
+    fig = plots.plot_theory(ds)
+    loss, dist, nc1 = [ax for ax in fig.axes if ax.get_visible()]  # a 2x2 grid, the fourth hidden
+    texts = [t.get_text() for t in loss.get_legend().get_texts()]
+    assert texts == ["SGD", "SME (first-order SDE)", "gradient flow", r"$\pm$1 s.d. over 4 runs", "theory: 0.25"]
+    # the processes are named once; every other panel still explains its band and its theory line
+    assert [t.get_text() for t in nc1.get_legend().get_texts()] == [r"$\pm$1 s.d. over 4 runs", "theory: 0"]
+    assert dist.get_ylabel() == r"$\|WH - W^*H^*\|_F\, /\, \|Y\|_F$" and dist.get_yscale() == "log"
+    assert dist.get_xlabel().startswith("training time")
+    title = fig.get_suptitle()
+    assert "$K=4$" in title and "SGD / SME (first-order SDE) / gradient flow, lr = 0.1" in title
+    assert "theory: Tirer and Bruna 2022, Theorem 3.1 ($c = 0.3$)" in title
+    plt.close(fig)
+    one = plots.plot_theory(ds, names="tb_distance")
+    assert len(one.axes) == 1
+    plt.close(one)
+    with pytest.raises(ValueError, match="not theory panels of this Dataset; accepted: loss, tb_distance, nc1"):
+        plots.plot_theory(ds, names=["snr"])
+    with pytest.raises(ValueError, match="call lesde.theory.attach"):
+        plots.plot_theory(_compare())
+
+
+def test_the_theory_figure_of_a_sweep_is_the_phase_plot_with_the_prediction_hatched():
+    from matplotlib.patches import Rectangle
+
+    fig = plots.plot_theory(_theory_sweep())
+    hatched = [p for p in fig.axes[0].patches if isinstance(p, Rectangle) and p.get_hatch()]
+    assert len(hatched) == 4 and fig.get_suptitle().startswith("Separability phase diagram")  # p = 0.5, 4 scales
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("ext, magic", [("png", PNG), ("pdf", b"%PDF"), ("svg", b"<?xml")])
 def test_save_figure_by_extension(tmp_path, ext, magic):
     out = plots.save_figure(plots.plot_nc_metrics(_metrics()), tmp_path / "sub" / f"f.{ext}")
@@ -233,6 +288,7 @@ FILES = {
     "elasticity": ("e.nc", _estimate),
     "imitation": ("i.nc", _imitation),
     "sgd": ("c.nc", _compare),
+    "theory": ("t.nc", _theory),
 }
 
 
@@ -279,4 +335,7 @@ def test_lesde_plot_errors_are_one_line(tmp_path, capsys):
     assert "the nc figure needs at least one of the variables nc1" in capsys.readouterr().err
     assert cli.main(["plot", "nc", str(src), "--out", str(tmp_path / "x.png"), "--time", "1"]) == 2
     assert "--time applies to the phase kind only" in capsys.readouterr().err
+    assert cli.main(["plot", "theory", str(src), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "the theory figure needs the predictions" in err and "lesde compare-theory" in err and err.count("\n") == 1
     assert not (tmp_path / "x.png").exists()

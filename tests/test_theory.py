@@ -119,12 +119,22 @@ def test_predicted_phase_agrees_with_measured_away_from_p_one(sweep):
     out = theory.attach(sweep)
     pred = out["predicted_phase"]
     assert pred.dims == tuple(d for d in sweep["p_all_separable"].dims if d != "time")
-    np.testing.assert_array_equal(pred.sel({"alpha.exponent": 0.5}).values, [1.0, 1.0])
-    np.testing.assert_array_equal(pred.sel({"alpha.exponent": 2.0}).values, [0.0, 0.0])
-    np.testing.assert_array_equal(pred.sel({"alpha.exponent": 1.0}).values, [0.0, 1.0])  # 2c/K = 0.25, 4
-    away = {"alpha.exponent": [0.5, 2.0]}
+    np.testing.assert_array_equal(pred.sel({"alpha_exponent": 0.5}).values, [1.0, 1.0])
+    np.testing.assert_array_equal(pred.sel({"alpha_exponent": 2.0}).values, [0.0, 0.0])
+    np.testing.assert_array_equal(pred.sel({"alpha_exponent": 1.0}).values, [0.0, 1.0])  # 2c/K = 0.25, 4
+    away = {"alpha_exponent": [0.5, 2.0]}
     np.testing.assert_array_equal(out["phase"].sel(away).values, pred.sel(away).values)
     assert float(out["phase_agreement"].sel(away).min()) == 1.0
+
+
+def test_lesde_plot_theory_of_an_attached_sweep_is_its_phase_plot(sweep, tmp_path, capsys):
+    from lesde import cli
+
+    src = tmp_path / "attached.nc"
+    theory.attach(sweep).to_netcdf(src, engine="h5netcdf")
+    png = tmp_path / "phase.png"
+    assert cli.main(["plot", "theory", str(src), "--out", str(png)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {png}" and png.stat().st_size > 10_000
 
 
 def test_phase_is_nan_where_no_prediction_applies():
@@ -196,6 +206,11 @@ def test_compare_theory_cli(tmp_path, capsys):
     back = xr.load_dataset(out, engine="h5netcdf")
     assert "Tirer and Bruna" in back["tb_distance"].attrs["prediction"] and png.stat().st_size > 10_000
     from lesde import cli
+
+    # the written file plots again by itself: lesde plot theory FILE --out F
+    pdf = tmp_path / "again.pdf"
+    assert cli.main(["plot", "theory", str(out), "--out", str(pdf)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {pdf}" and pdf.read_bytes()[:4] == b"%PDF"
 
     assert cli.main(["compare-theory", str(tmp_path / "missing.nc"), "--out", str(out)]) == 2
     err = capsys.readouterr().err

@@ -1,26 +1,25 @@
 """Measured vs predicted: SGD, its SME and gradient flow on a Tirer-Bruna UFM, and a residual-transform LE-SDE.
 
-Top row: the regularised MSE UFM of Tirer and Bruna (K = 4 classes, n = 3 samples each, d = 6, lambda_W =
+Top half: the regularised MSE UFM of Tirer and Bruna (K = 4 classes, n = 3 samples each, d = 6, lambda_W =
 lambda_H = 0.3, so c = 0.3 < 1) trained by SGD (batch 3), simulated by the SME and integrated as gradient flow
-from one initial point; ``lesde.theory.attach`` adds the minimizer and each process's distance to it. Bottom row:
+from one initial point; ``lesde.theory.attach`` adds the minimizer and each process's distance to it. Bottom half:
 an LE-SDE with the residual transform (alpha = 1, beta = 0.75); ``attach`` adds the closed-form variance of the
 class means (the exact integrator's transitions) beside the simulated one and the simplex-ETF angle.
 
     lesde example copy theory_comparison.py                    # into the current folder
-    python theory_comparison.py                                # theory_comparison.png, ~1 min
+    python theory_comparison.py                                # theory_comparison.png, ~20 s
     python theory_comparison.py --tiny --out f.png             # seconds (the tests run this)
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import lesde
 from lesde import theory
+from lesde.plots import plot_theory, save_figure
 from lesde.sgd import UFM, compare
-from lesde.theory.plot import _pyplot, draw_panel
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -42,8 +41,6 @@ def main(argv: list[str] | None = None) -> Path:
         progress=not tiny,
     )
     train = theory.attach(train)
-    tb = ufm.tirer_bruna_parameters()
-    c = math.sqrt(tb["lambda_W"] * tb["lambda_H"])
 
     model = lesde.LESDE(4, 8, 20, alpha=1.0, beta=0.75, transform="residual", noise=0.5)
     sim = lesde.simulate(
@@ -54,34 +51,16 @@ def main(argv: list[str] | None = None) -> Path:
     print(theory.summary(train))
     print(theory.summary(sim))
 
-    plt = _pyplot()
-    plt.rcParams.update({"font.size": 9})
-    fig, axes = plt.subplots(2, 3, figsize=(11, 6.6), constrained_layout=True)
-    rows = [
-        (train, [("loss", "loss_predicted", "training objective", True),
-                 ("tb_distance", None, "||WH - W*H*||$_F$ / ||Y||$_F$", True),
-                 ("tb_gram_distance", None, "||H'H - H*'H*||$_F$ / ||Y'Y||$_F$", True)]),
-        (sim, [("class_mean_var", "class_mean_var_predicted", "variance of class means over paths", True),
-               ("class_mean_var_zscore", None, "max |var - closed form| / s.e.", False),
-               ("mean_cosine_distance", None, "|mean cosine + 1/(K-1)|", True)]),
-    ]  # fmt: skip
-    for axrow, (ds, chosen) in zip(axes, rows):
-        for ax, panel in zip(axrow, chosen):
-            draw_panel(ax, ds, panel)
-    titles = ["objective vs Tirer-Bruna minimum", "distance to the minimizer", "feature Gram distance",
-              "class-mean variance vs closed form", "simulated vs closed form", "angle to the simplex ETF"]  # fmt: skip
-    for ax, title in zip(axes.flat, titles):
-        ax.set_title(title, fontsize=10)
-    fig.suptitle(
-        f"Theory vs measurement. Top: regularised MSE UFM (K=4, n=3, d=6, c={c:g}), SGD / SME "
-        f"(lr={train.attrs['lr']:g}, B=3) / gradient flow\nBottom: residual-transform LE-SDE (K=4, m=8, alpha=1, beta=0.75), "
-        f"{sim.sizes['path']} paths",
-        fontsize=10,
+    import matplotlib.pyplot as plt
+
+    # one figure, one row of panels per Dataset: plot_theory draws each on its own subfigure, titled by its problem
+    fig = plt.figure(figsize=(7.0, 10.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, hspace=0.03)
+    plot_theory(train, ["loss", "tb_distance", "tb_gram_distance", "nc1"], fig=top)
+    plot_theory(
+        sim, ["class_mean_var", "class_mean_var_zscore", "class_mean_zscore", "mean_cosine_distance"], fig=bottom
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
+    out = save_figure(fig, args.out)
     print(f"wrote {out}")
     return out
 

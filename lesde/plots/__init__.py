@@ -14,6 +14,7 @@ cosines               :func:`plot_class_mean_cosines`, :func:`plot_collapse`  :f
 elasticity            :func:`plot_elasticity`                                :func:`lesde.empirical.estimate`
 imitation             :func:`plot_imitation`, :func:`plot_imitation_diagnosis`  :func:`lesde.empirical.imitate`
 sgd                   :func:`plot_compare`                                   :func:`lesde.sgd.compare`
+theory                :func:`plot_theory`, :func:`plot_theory_panel`         :func:`lesde.theory.attach`
 ====================  =====================================================  ==================================
 """
 
@@ -23,6 +24,7 @@ from .empirical import plot_elasticity, plot_imitation, plot_imitation_diagnosis
 from .nc import class_mean_cosines, path_quantiles, plot_class_mean_cosines, plot_collapse, plot_nc_metrics
 from .phase import phase_plot
 from .sgd import plot_compare
+from .theory import plot_theory, plot_theory_panel, theory_panels
 
 __all__ = [
     "KINDS",
@@ -42,4 +44,7 @@ __all__ = [
     "plot_imitation_diagnosis",
     "plot_label_noise",
     "plot_compare",
+    "plot_theory",
+    "plot_theory_panel",
+    "theory_panels",
 ]

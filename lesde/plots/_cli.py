@@ -16,6 +16,7 @@ KINDS = {
     "elasticity": "an estimate file (lesde estimate)",
     "imitation": "an imitation file (lesde imitate)",
     "sgd": "a comparison file (lesde compare-sgd)",
+    "theory": "a file with the predictions attached (lesde compare-theory FILE --out F.nc)",
 }
 
 
@@ -48,6 +49,7 @@ def plot_file(kind: str, file: str | Path, out: str | Path, time: float | None =
     from .empirical import plot_elasticity, plot_imitation
     from .phase import phase_plot
     from .sgd import plot_compare
+    from .theory import plot_theory
 
     if kind not in KINDS:
         raise ValueError(f"unknown plot kind {kind!r}; accepted kinds: {', '.join(KINDS)}")
@@ -79,8 +81,15 @@ def plot_file(kind: str, file: str | Path, out: str | Path, time: float | None =
         fig = plot_elasticity(ds)
     elif kind == "imitation":
         fig = plot_imitation(ds)
-    else:
+    elif kind == "sgd":
         fig = plot_compare(ds)
+    else:
+        if "theory_predictions" not in ds.attrs:
+            raise MissingVariables(
+                f"the theory figure needs the predictions lesde.theory.attach adds; {file} has none: "
+                f"run lesde compare-theory {file} --out F.nc and plot F.nc"
+            )
+        fig = plot_theory(ds)
     return f"wrote {save_figure(fig, out)}{note}"
 
 

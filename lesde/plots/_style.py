@@ -22,6 +22,8 @@ __all__ = ["PALETTE", "COLUMN", "save_figure", "MissingVariables"]
 
 #: Okabe & Ito (2008): distinguishable under protanopia, deuteranopia and tritanopia, in this order of use
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+#: legend names of the processes of lesde.sgd.compare
+PROCESS_NAMES = {"sgd": "SGD", "sme": "SME (first-order SDE)", "gradient_flow": "gradient flow"}
 THEORY = "#D55E00"  # vermillion: theory lines and marks
 BAND_ALPHA = 0.25
 COLUMN = 3.5  # inches: one column of a two-column paper

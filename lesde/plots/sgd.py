@@ -10,6 +10,7 @@ import xarray as xr
 from ._style import (
     BAND_ALPHA,
     PALETTE,
+    PROCESS_NAMES,
     TITLES,
     deprecated_out,
     describe,
@@ -24,7 +25,6 @@ from ._style import (
 __all__ = ["plot_compare"]
 
 _PLOT_METRICS = ("nc1", "nc1_quotient", "etf_error", "self_duality", "equinorm_means", "ncc_mismatch")
-_NAMES = {"sgd": "SGD", "sme": "SME (first-order SDE)", "gradient_flow": "gradient flow"}
 
 
 def plot_compare(ds: xr.Dataset, path: str | Path | None = None, metrics: tuple[str, ...] = _PLOT_METRICS, *, fig=None):
@@ -51,7 +51,9 @@ def plot_compare(ds: xr.Dataset, path: str | Path | None = None, metrics: tuple[
             v = ds[name].sel(process=proc)
             mean, std = v.mean("run").values, v.std("run").values
             colour = PALETTE[i % len(PALETTE)]
-            ax.plot(t, mean, color=colour, lw=1.3, ls=("-", "--", ":")[i % 3], label=_NAMES.get(str(proc), str(proc)))
+            ax.plot(
+                t, mean, color=colour, lw=1.3, ls=("-", "--", ":")[i % 3], label=PROCESS_NAMES.get(str(proc), str(proc))
+            )
             if np.nanmax(std) > 0:
                 ax.fill_between(t, mean - std, mean + std, color=colour, alpha=BAND_ALPHA, lw=0)
         ax.set_title(TITLES.get(name, name))

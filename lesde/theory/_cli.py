@@ -10,7 +10,9 @@ def add_parser(sub) -> None:
     s = sub.add_parser("compare-theory", help="attach the UFM / LE-SDE prediction to a lesde Dataset")
     s.add_argument("file", help="a lesde NetCDF file (simulate, compare-sgd) or a sweep store (.zarr folder)")
     s.add_argument("--out", required=True, help="NetCDF file to write with the predictions attached")
-    s.add_argument("--plot", default=None, help="PNG of measured vs predicted (optional)")
+    s.add_argument(
+        "--plot", default=None, help="figure of measured vs predicted (optional; .png, .pdf, .svg by the extension)"
+    )
     s.set_defaults(fn=compare_theory_cli)
 
 
@@ -35,10 +37,10 @@ def compare_theory_cli(args) -> int:
 
     ds = attach(_open(args.file))
     if args.plot is not None:
-        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        from .plot import plot_theory
+        # the presentation layer, imported here: lesde.theory imports no plotting at module level
+        from ..plots import plot_theory, save_figure
 
-        plot_theory(ds, args.plot)
+        save_figure(plot_theory(ds), args.plot)
     ds.to_netcdf(args.out, engine="h5netcdf")
     print(summary(ds))
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))

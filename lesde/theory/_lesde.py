@@ -19,6 +19,7 @@ import xarray as xr
 
 from ..integrators._base import Grid
 from ..integrators.exact import _Spectral, _VanLoan, plan_for, unsupported_reason
+from ..metrics.kernels import means_metrics
 
 EXACT_MOMENTS = (
     "LE-SDE class-mean law (Kothapalli et al., Section 3.2): Gaussian with mean Phi m0 and covariance "
@@ -143,7 +144,7 @@ def lesde_predictions(ds: xr.Dataset) -> tuple[Out, list[str]]:
         )
     if model.transform.name in ("residual", "residual-projection"):
         K = model.num_classes
-        cos = _mean_cosine(ds, K)
+        cos = _mean_cosine(ds, model.counts.cpu())
         if cos is None:
             skipped.append("simplex-ETF angle: the Dataset has neither mean_cosine nor class_mean")
         else:
@@ -152,16 +153,15 @@ def lesde_predictions(ds: xr.Dataset) -> tuple[Out, list[str]]:
     return out, skipped
 
 
-def _mean_cosine(ds: xr.Dataset, K: int) -> np.ndarray | None:
+def _mean_cosine(ds: xr.Dataset, counts) -> np.ndarray | None:
+    """mean_cosine over (path, time): the stored metric, else the metrics kernel on the stored class means."""
     if "mean_cosine" in ds:
         return ds["mean_cosine"].transpose("path", "time").values
     if "class_mean" not in ds:
         return None
-    M = ds["class_mean"].transpose("path", "time", "class", "feature").values
-    C = M - M.mean(-2, keepdims=True)
-    U = C / np.maximum(np.linalg.norm(C, axis=-1, keepdims=True), 1e-300)
-    G = U @ np.swapaxes(U, -1, -2)
-    return (G.sum((-2, -1)) - np.trace(G, axis1=-2, axis2=-1)) / (K * (K - 1))
+    M = torch.from_numpy(np.ascontiguousarray(ds["class_mean"].transpose("path", "time", "class", "feature").values))
+    # the cosines use the class means alone: a zero within-class variance stands in for the one not needed
+    return means_metrics(M, M.new_zeros(M.shape[:-1]), counts, names=["mean_cosine"])["mean_cosine"].numpy()
 
 
 # ---------------------------------------------------------------------------------------------- sweeps
