@@ -10,14 +10,6 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-#: extra -> the distributions it installs (kept in step with pyproject.toml)
-EXTRAS = {
-    "dask": "dask[distributed]",
-    "data": "scikit-learn, mnist1d",
-    "bench": "jax, diffrax, lineax",
-    "docs": "mkdocs, mkdocs-material, mkdocstrings[python], pymdown-extensions, jupytext",
-}
-
 
 class MissingExtra(ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""

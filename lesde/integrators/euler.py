@@ -28,8 +28,6 @@ from . import _means
 from ._base import Integrator, Memory, is_lesde, structured
 from ._start import deviation_bytes, deviations_for, in_law_applies
 
-NOISE_BLOCK_BYTES = 32 * 2**20  # at most this much noise per draw on the full-state path
-
 
 class Euler(Integrator):
     name = "euler"

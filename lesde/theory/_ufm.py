@@ -18,6 +18,7 @@ import xarray as xr
 
 from ..metrics import nc_metrics
 from ..metrics._geometry import one_vs_rest_distance
+from ..metrics._stats import class_split
 from ..ufm import central_path_snr, mse_decomposition, softmax_code, tirer_bruna
 
 TIRER_BRUNA = "Tirer and Bruna 2022, Theorem 3.1: regularised MSE UFM minimizer"
@@ -114,9 +115,8 @@ def tirer_bruna_prediction(ds: xr.Dataset, problem) -> Out:
 
 def _snr(H: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
     """Nonzero singular values of Sigma_W^{-1/2} Mbar (Han, Papyan and Donoho), ``(..., K-1)``; Sigma_W^{-1/2} by pseudo-inverse."""
-    onehot = torch.nn.functional.one_hot(labels, K).double()  # (N, K)
-    means = torch.einsum("nk,...nd->...kd", onehot, H) / onehot.sum(0)[:, None]  # (..., K, d)
-    dev = H - means[..., labels, :]
+    onehot = torch.nn.functional.one_hot(labels, K).to(H.dtype)  # (N, K)
+    means, dev = class_split(H, labels, onehot, onehot.sum(0))  # the metrics' one class-mean computation
     sigma_w = dev.transpose(-1, -2) @ dev / H.shape[-2]
     ev, V = torch.linalg.eigh(sigma_w)
     tol = ev.amax(-1, keepdim=True) * 1e-10
