@@ -218,6 +218,16 @@ class LESDE(nn.Module):
     def to_spec(self) -> dict:
         return copy.deepcopy(self._spec)
 
+    @classmethod
+    def from_spec(cls, spec: dict) -> LESDE:
+        """The model a :meth:`to_spec` dict (e.g. a Dataset's ``spec`` attr) describes; a callable schedule,
+        stored only by its repr, cannot be rebuilt (ValueError)."""
+        kwargs = {k: v for k, v in spec.items() if k != "model"}
+        for key in ("alpha", "beta", "elasticity"):
+            if isinstance(kwargs.get(key), dict) and kwargs[key].get("kind") == "Callable":
+                raise ValueError(f"{key} is a Python callable ({kwargs[key].get('repr')}), which a spec cannot rebuild")
+        return cls(**kwargs)
+
     def extra_repr(self) -> str:
         return json.dumps(
             {

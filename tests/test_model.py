@@ -174,3 +174,15 @@ def test_every_transform_runs_in_both_precisions_through_torchsde_and_simulate(t
     assert ys.dtype == dtype and torch.isfinite(ys).all()
     ds = lesde.simulate(model, t_end=0.1, dt=0.05, n_paths=2, dtype=dtype, progress=False)
     assert str(ds.class_mean.dtype) == str(dtype).split(".")[-1]
+
+
+def test_from_spec_rebuilds_the_model_to_spec_describes():
+    from lesde.schedules import PowerLaw
+
+    LESDE = lesde.LESDE
+    model = LESDE(3, 4, [4, 5, 6], alpha=PowerLaw(2.0, 0.5), beta=0.3, transform="residual", noise=[1.0, 0.5, 2.0])
+    again = LESDE.from_spec(model.to_spec())
+    assert again.to_spec() == model.to_spec()
+    assert torch.equal(again.sigma_class, model.sigma_class) and again.transform.name == model.transform.name
+    with pytest.raises(ValueError, match="alpha is a Python callable"):
+        LESDE.from_spec(LESDE(2, 2, 3, alpha=lambda t: 1.0 + 0 * t).to_spec())

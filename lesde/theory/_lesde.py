@@ -20,6 +20,7 @@ import xarray as xr
 from ..integrators._base import Grid
 from ..integrators.exact import _Spectral, _VanLoan, plan_for, unsupported_reason
 from ..metrics.kernels import means_metrics
+from ..model import LESDE
 
 EXACT_MOMENTS = (
     "LE-SDE class-mean law (Kothapalli et al., Section 3.2): Gaussian with mean Phi m0 and covariance "
@@ -35,17 +36,6 @@ PHASE = (
 )
 
 Out = dict[str, tuple[tuple[str, ...], Any, dict[str, str]]]
-
-
-def model_from_spec(spec: dict[str, Any]):
-    """Rebuild the :class:`~lesde.LESDE` of a Dataset's ``spec`` attr (a callable schedule cannot be rebuilt)."""
-    from ..model import LESDE
-
-    kwargs = {k: v for k, v in spec.items() if k != "model"}
-    for key in ("alpha", "beta", "elasticity"):
-        if isinstance(kwargs.get(key), dict) and kwargs[key].get("kind") == "Callable":
-            raise ValueError(f"{key} is a Python callable ({kwargs[key].get('repr')}), which a file cannot rebuild")
-    return LESDE(**kwargs)
 
 
 def _transitions(model, times: np.ndarray, dt: float):
@@ -111,7 +101,7 @@ def class_mean_moments(ds: xr.Dataset, model) -> tuple[np.ndarray, np.ndarray, s
 def lesde_predictions(ds: xr.Dataset) -> tuple[Out, list[str]]:
     """Moments of the class means and, for residual transforms, the simplex-ETF angle."""
     spec = json.loads(ds.attrs["spec"])
-    model = model_from_spec(spec)
+    model = LESDE.from_spec(spec)
     out: Out = {}
     skipped: list[str] = []
     reason = unsupported_reason(model)
