@@ -5,16 +5,16 @@ What is compared and why: ``lesde.empirical.track`` trains ``n_runs`` networks a
 evaluates every probe for every run. The probe forward dominates (default problem: 8 runs x 300 probes x an MLP
 40-256-256-10, 2 x 8 x 300 x (40 x 256 + 256 x 256 + 256 x 10) = 0.376 GFLOP per tracked step; the batch-size-1
 SGD step itself is 4 MFLOP), so the yardstick is the machine's float32 GEMM rate, ``torch.matmul`` of two 2048 x
-2048 matrices, measured in the same run with the same thread count (sustained over about a second, as the
-tracker runs for seconds). The naive alternative, what the original
+2048 matrices, measured in the same run with the same thread count. The naive alternative, what the original
 research code did, loops: for each run, for each step, one autograd SGD step on one sample, then a forward of the
 probes. Targets (issue 11): tracked-step GFLOP rate >= 60% of the GEMM rate, and >= 1.5x the naive loop.
 
-Timings are the best of ``--repeats`` interleaved rounds (track, naive, GEMM in turn, so all see the same load).
-Two tracker rates are printed: the whole run's (``steps`` steps, setup and the final float64 loss pass included)
-and the tracked step's, the marginal cost of a step measured as (time of 2 x steps - time of steps) / steps, which
-is what the 60% target is about (fixed costs are amortised away in the long tracks the target stands for).
-``--profile`` prints where the tracker's time goes (torch.profiler, self CPU time).
+Measurement: the machine is shared and its speed drifts by tens of percent within seconds, so single best-of
+timings of different lengths are not comparable (a best 1 s GEMM against the best multi-second track flatters the
+GEMM). Each of ``--rounds`` rounds therefore times, back to back, one whole ``track`` of ``--steps`` steps (setup
+and the final float64 loss pass included, so the rate is if anything understated), the GEMM sustained for the
+same wall time, and the naive loop; the ratios are formed within each round and their median (and quartiles) is
+reported. ``--profile`` prints where the tracker's time goes (torch.profiler, self CPU time).
 
     python benchmarks/tracking.py --device cpu --threads 1
     python benchmarks/tracking.py --device cuda --steps 2000
@@ -26,6 +26,7 @@ import argparse
 import json
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -78,15 +79,20 @@ def probe_flops(in_dim: int, width: int, depth: int, classes: int, runs: int, pr
     return 2.0 * runs * probes * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
 
 
+def quartiles(v: list[float]) -> tuple[float, float, float]:
+    q = np.quantile(np.asarray(v), [0.25, 0.5, 0.75])
+    return float(q[0]), float(q[1]), float(q[2])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    ap.add_argument("--repeats", type=int, default=3, help="best of this many interleaved rounds")
+    ap.add_argument("--rounds", type=int, default=15, help="paired rounds (track, GEMM, naive) whose ratios are pooled")
     ap.add_argument("--profile", action="store_true", help="print the tracker's torch.profiler table")
     ap.add_argument("--out", default=None, help="optional JSON file for the numbers")
     a = ap.parse_args()
@@ -103,55 +109,59 @@ def main() -> None:
     kw = dict(lr=lr, n_runs=a.runs, probes=a.probes, device=device, progress=False)
     track(net, x, y, steps=5, **kw)  # warm-up both paths (allocator, kernels)
     naive(net, x, y, lr, 5, a.runs, probe_idx, 0, device)
-    t_track, t_double, t_naive, gemm, engine = float("inf"), float("inf"), float("inf"), 0.0, ""
-    for _ in range(a.repeats):  # interleaved, so all four see the same machine load
-        for n_steps in (a.steps, 2 * a.steps):
-            sync(device)
-            t0 = time.perf_counter()
-            ds = track(net, x, y, steps=n_steps, **kw)
-            sync(device)
-            if n_steps == a.steps:
-                t_track, engine = min(t_track, time.perf_counter() - t0), ds.attrs["engine"]
-            else:
-                t_double = min(t_double, time.perf_counter() - t0)
-        t_naive = min(t_naive, naive(net, x, y, lr, a.steps, a.runs, probe_idx, 0, device))
-        gemm = max(gemm, gemm_rate(device))
-    rate = a.steps / t_track
-    step_rate = a.steps / max(t_double - t_track, 1e-12)  # the marginal tracked step
+    sync(device)
+    t0 = time.perf_counter()
+    ds = track(net, x, y, steps=1, **kw)
+    sync(device)
+    fixed, engine = time.perf_counter() - t0, ds.attrs["engine"]
+    frac, speedup, rates, gemms, naives = [], [], [], [], []
+    for _ in range(a.rounds):
+        sync(device)
+        t0 = time.perf_counter()
+        track(net, x, y, steps=a.steps, **kw)
+        sync(device)
+        t_track = time.perf_counter() - t0
+        gemm = gemm_rate(device, seconds=t_track)
+        t_naive = naive(net, x, y, lr, a.steps, a.runs, probe_idx, 0, device)
+        rates.append(a.steps / t_track)
+        gemms.append(gemm)
+        naives.append(a.steps / t_naive)
+        frac.append(a.steps / t_track * flops / 1e9 / gemm)
+        speedup.append(t_naive / t_track)
+    f25, f50, f75 = quartiles(frac)
+    s25, s50, s75 = quartiles(speedup)
     res = {
         "device": str(device),
         "runs": a.runs,
         "probes": a.probes,
         "width": a.width,
         "steps": a.steps,
+        "rounds": a.rounds,
         "threads": torch.get_num_threads(),
         "engine": engine,
         "gflop_per_tracked_step": flops / 1e9,
-        "tracked_steps_per_s": rate,
-        "naive_steps_per_s": a.steps / t_naive,
-        "tracked_gflops": rate * flops / 1e9,
-        "marginal_steps_per_s": step_rate,
-        "marginal_gflops": step_rate * flops / 1e9,
-        "gemm_gflops": gemm,
-        "fraction_of_gemm_whole_run": rate * flops / 1e9 / gemm,
-        "fraction_of_gemm": step_rate * flops / 1e9 / gemm,
-        "speedup": t_naive / t_track,
+        "fixed_cost_s": fixed,
+        "tracked_steps_per_s": quartiles(rates),
+        "naive_steps_per_s": quartiles(naives),
+        "gemm_gflops": quartiles(gemms),
+        "fraction_of_gemm": (f25, f50, f75),
+        "speedup": (s25, s50, s75),
     }
     print(
         f"device={device} threads={res['threads']} runs={a.runs} probes={a.probes} width={a.width} "
-        f"steps={a.steps} engine={engine}; {flops / 1e9:.3f} GFLOP per tracked step (probe forward)"
+        f"steps={a.steps} rounds={a.rounds} engine={engine}; {flops / 1e9:.3f} GFLOP per tracked step (probe "
+        f"forward); fixed cost of a track {1e3 * fixed:.0f} ms (included below)"
     )
-    print(f"{'method':<10}{'steps/s':>12}{'GFLOP/s':>12}")
-    print(f"{'track':<10}{rate:>12.1f}{res['tracked_gflops']:>12.1f}   (whole run of {a.steps} steps)")
-    print(f"{'step':<10}{step_rate:>12.1f}{res['marginal_gflops']:>12.1f}   (the tracked step: runs of {a.steps} "
-          f"and {2 * a.steps} steps differenced)")  # fmt: skip
-    print(f"{'naive':<10}{res['naive_steps_per_s']:>12.1f}{res['naive_steps_per_s'] * flops / 1e9:>12.1f}")
-    print(f"{'GEMM':<10}{'':>12}{gemm:>12.1f}   (torch.matmul 2048^2, float32)")
+    print(f"{'median over rounds':<22}{'steps/s':>10}{'GFLOP/s':>10}")
+    r50 = quartiles(rates)[1]
+    n50 = quartiles(naives)[1]
+    print(f"{'track (whole run)':<22}{r50:>10.1f}{r50 * flops / 1e9:>10.1f}")
+    print(f"{'naive loop':<22}{n50:>10.1f}{n50 * flops / 1e9:>10.1f}")
+    print(f"{'GEMM 2048^2 float32':<22}{'':>10}{quartiles(gemms)[1]:>10.1f}")
     print(
-        f"tracked step / GEMM rate: {100 * res['fraction_of_gemm']:.0f}% (whole run "
-        f"{100 * res['fraction_of_gemm_whole_run']:.0f}%; target >= 60%: "
-        f"{'met' if res['fraction_of_gemm'] >= 0.6 else 'NOT met'}); speedup over naive: {res['speedup']:.2f}x "
-        f"(target >= 1.5x: {'met' if res['speedup'] >= 1.5 else 'NOT met'})"
+        f"track / GEMM rate, paired per round: median {100 * f50:.0f}% (quartiles {100 * f25:.0f}-{100 * f75:.0f}%; "
+        f"target >= 60%: {'met' if f50 >= 0.6 else 'NOT met'}); speedup over naive: median {s50:.2f}x (quartiles "
+        f"{s25:.2f}-{s75:.2f}x; target >= 1.5x: {'met' if s50 >= 1.5 else 'NOT met'})"
     )
     if a.profile:
         from torch.profiler import profile

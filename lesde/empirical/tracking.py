@@ -324,17 +324,21 @@ def track(
     interrupted = False
     with interrupt_flag() as stop:
         try:
+            x_next = None  # the next step's examples when the last probe forward carried them (engine notes)
             for s in bar:
                 j, r = divmod(s, record_every)
                 recorded = r == 0
+                i = order[:, s - 1]  # (R,)
+                x_i = X[i] if x_next is None else x_next
                 if recorded and record_every > 1:
-                    prev, _ = eng.forward(PX)
+                    prev, _ = eng.forward(PX, upcoming=x_i)
                 else:
                     prev = buf.arrays["features"][:, j - 1] if recorded else None
-                i = order[:, s - 1]  # (R,)
-                f_i, logit_i = eng.sgd_step(X[i], Y[i], lr)
+                f_i, logit_i = eng.sgd_step(x_i, Y[i], lr)
+                x_next = None
                 if recorded:
-                    feat, logits = eng.forward(PX)
+                    x_next = X[order[:, s]] if s < steps else None
+                    feat, logits = eng.forward(PX, upcoming=x_next)
                     buf.record(j, feat, logits, prev, f_i, logit_i, i)
                     j_done = j
                 if n_val < len(val_steps) and s == val_steps[n_val]:
