@@ -125,9 +125,8 @@ def _seq(kind: str) -> torch.nn.Module:
     + [("linear-linear", f) for f in ("logits", "0", "1", "2")],
 )
 def test_mlp_engine_every_feature_and_layout(data, kind, feature, monkeypatch):
-    """The MLP engine (reused buffers, the second layer's bias as a ones column, the next example carried in the
-    probe forward) records what the generic engine records, for every feature position, bias-free layers and
-    Linear-Linear chains, with a recording stride and validation forwards in between."""
+    """The fused MLP engine records what the generic engine records, for every feature position, bias-free layers
+    and Linear-Linear chains, with and without a recording stride, with validation forwards in between."""
     x, y = data
     net = _seq(kind)
     kw = dict(lr=0.2, steps=11, n_runs=3, probes=9, seed=2, dtype=torch.float64, progress=False, feature=feature,
@@ -140,33 +139,10 @@ def test_mlp_engine_every_feature_and_layout(data, kind, feature, monkeypatch):
     assert_same_track(a, b)
     np.testing.assert_allclose(a.validation_loss.values, b.validation_loss.values, atol=1e-12, rtol=0)
     assert np.abs(np.diff(b.loss.values, axis=1)).max() > 1e-4  # the network moved
-    b1 = track(net, x, y, **{**kw, "record_every": 1})  # every step carries the next example
+    b1 = track(net, x, y, **{**kw, "record_every": 1})
     monkeypatch.setattr(_engine, "FORCE", "functional")
     a1 = track(net, x, y, **{**kw, "record_every": 1})
     assert_same_track(a1, b1)
-
-
-def test_mlp_engine_carried_example_is_dropped_when_its_buffers_are_reused(data):
-    """A forward's carried example survives one more forward of the same size; after two it is dropped and the
-    step runs its own forward, with the same result."""
-    x, y = data
-    engines = [_engine.make_engine([m.double() for m in init_nets(mlp(8, 3, width=6), 2, 0)], "logits", (8,))
-               for _ in range(3)]  # fmt: skip
-    assert all(e.name == "mlp" for e in engines)
-    up, lab = x[[0, 1]], y[[0, 1]]
-    results = []
-    for extra in range(3):  # 0, 1 or 2 forwards of another 5-row set between the carrying forward and the step
-        eng = engines[extra]
-        eng.forward(x[:4], upcoming=up)
-        for _ in range(extra):
-            eng.forward(x[5:10])
-        assert (eng._pending is not None) == (extra < 2)
-        f, z = eng.sgd_step(up, lab, 0.3)
-        results.append((f, z, eng.forward(x)[1].clone()))
-    for f, z, after in results[1:]:
-        torch.testing.assert_close(f, results[0][0], atol=1e-13, rtol=0)
-        torch.testing.assert_close(z, results[0][1], atol=1e-13, rtol=0)
-        torch.testing.assert_close(after, results[0][2], atol=1e-13, rtol=0)
 
 
 def test_init_keep_and_validation(data):

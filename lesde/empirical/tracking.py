@@ -324,21 +324,17 @@ def track(
     interrupted = False
     with interrupt_flag() as stop:
         try:
-            x_next = None  # the next step's examples when the last probe forward carried them (engine notes)
             for s in bar:
                 j, r = divmod(s, record_every)
                 recorded = r == 0
-                i = order[:, s - 1]  # (R,)
-                x_i = X[i] if x_next is None else x_next
                 if recorded and record_every > 1:
-                    prev, _ = eng.forward(PX, upcoming=x_i)
+                    prev, _ = eng.forward(PX)
                 else:
                     prev = buf.arrays["features"][:, j - 1] if recorded else None
-                f_i, logit_i = eng.sgd_step(x_i, Y[i], lr)
-                x_next = None
+                i = order[:, s - 1]  # (R,)
+                f_i, logit_i = eng.sgd_step(X[i], Y[i], lr)
                 if recorded:
-                    x_next = X[order[:, s]] if s < steps else None
-                    feat, logits = eng.forward(PX, upcoming=x_next)
+                    feat, logits = eng.forward(PX)
                     buf.record(j, feat, logits, prev, f_i, logit_i, i)
                     j_done = j
                 if n_val < len(val_steps) and s == val_steps[n_val]:
