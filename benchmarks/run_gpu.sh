@@ -26,4 +26,4 @@ python3 benchmarks/integrators.py --device cuda --sizes S M L --json "$OUT/integ
 python3 benchmarks/phase_sweep.py --device cuda --method exact 2>&1 | tee "$OUT/phase_sweep.log" | tail -8
 python3 benchmarks/metrics.py --device cuda --json "$OUT/metrics.json" 2>&1 | tee "$OUT/metrics.log" | tail -8
 python3 benchmarks/sgd_sde.py --device cuda 2>&1 | tee "$OUT/sgd_sde.log" | tail -6
-python3 benchmarks/tracking.py --device cuda --steps 2000 --out "$OUT/tracking.json" 2>&1 | tee "$OUT/tracking.log" | tail -6
+python3 benchmarks/tracking.py --device cuda --steps 2000 --rounds 5 --out "$OUT/tracking.json" 2>&1 | tee "$OUT/tracking.log" | tail -6

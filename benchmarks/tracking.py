@@ -14,10 +14,12 @@ timings of different lengths are not comparable (a best 1 s GEMM against the bes
 GEMM). Each of ``--rounds`` rounds therefore times, back to back, one whole ``track`` of ``--steps`` steps (setup
 and the final float64 loss pass included, so the rate is if anything understated), the GEMM sustained for the
 same wall time, and the naive loop; the ratios are formed within each round and their median (and quartiles) is
-reported. ``--profile`` prints where the tracker's time goes (torch.profiler, self CPU time).
+reported. ``--ceiling`` adds a paired breakdown of the tracked step (the probe GEMMs alone, then with the ReLUs,
+the engine's forward, with its SGD step, the whole loop), which shows what bounds the ratio; ``--profile`` prints
+where the tracker's time goes (torch.profiler, self CPU time).
 
     python benchmarks/tracking.py --device cpu --threads 1
-    python benchmarks/tracking.py --device cuda --steps 2000
+    python benchmarks/tracking.py --device cuda --steps 2000 --rounds 5
 """
 
 from __future__ import annotations
@@ -79,6 +81,67 @@ def probe_flops(in_dim: int, width: int, depth: int, classes: int, runs: int, pr
     return 2.0 * runs * probes * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
 
 
+def ceiling(x, y, net, probe_idx, runs: int, lr: float, flops: float, device, rounds: int, steps: int) -> dict:
+    """Paired per round, as fractions of the GEMM rate: how far each layer of the tracked step gets. (a) the three
+    probe GEMMs alone (``baddbmm``/``bmm`` of the engine's shapes into preallocated outputs), (b) with the two
+    ReLUs, (c) the engine's probe forward, (d) the engine's probe forward plus its batch-size-1 SGD step, and (e)
+    the whole ``track`` loop (recording, setup and final pass included). Each is run back to back for at least
+    0.4 s, then the GEMM for 0.4 s."""
+    from lesde.empirical import _engine
+
+    nets = [m.to(device) for m in init_nets(net, runs, 0)]
+    eng = _engine.make_engine(nets, "logits", tuple(x.shape[1:]))
+    W = [eng.params[k] for k in eng.params if k.endswith("weight")]
+    b = [eng.params[k].unsqueeze(1) for k in eng.params if k.endswith("bias")]
+    px = x[probe_idx].reshape(len(probe_idx), -1)
+    xe = px.unsqueeze(0).expand(runs, -1, -1)
+    h1, h2 = (torch.empty(runs, len(px), w.shape[1], device=device) for w in W[:2])
+    out = torch.empty(runs, len(px), W[2].shape[1], device=device)
+    order = sample_order(len(y), runs, 10**6, 0).to(device)
+    state = {"s": 0}
+
+    def gemms(relu: bool):
+        def f():
+            g1 = torch.baddbmm(b[0], xe, W[0].mT, out=h1)
+            g2 = torch.baddbmm(b[1], g1.relu_() if relu else g1, W[1].mT, out=h2)
+            torch.baddbmm(b[2], g2.relu_() if relu else g2, W[2].mT, out=out)
+
+        return f
+
+    def step():
+        i = order[:, state["s"]]
+        state["s"] += 1
+        eng.sgd_step(x[i], y[i], lr)
+        eng.forward(x[probe_idx])
+
+    def timed(f, seconds=0.4) -> float:
+        f()
+        sync(device)
+        t0, k = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:
+            f()
+            k += 1
+        sync(device)
+        return (time.perf_counter() - t0) / k
+
+    def whole():
+        track(net, x, y, steps=steps, lr=lr, n_runs=runs, probes=len(probe_idx), device=device, progress=False)
+
+    cases = {
+        "(a) 3 probe GEMMs": (gemms(False), 1),
+        "(b) + 2 ReLU": (gemms(True), 1),
+        "(c) engine forward": (lambda: eng.forward(x[probe_idx]), 1),
+        "(d) + SGD step": (step, 1),
+        "(e) whole track": (whole, steps),
+    }
+    res = {k: [] for k in cases}
+    for _ in range(rounds):
+        for k, (f, per) in cases.items():
+            t = timed(f) / per
+            res[k].append(flops / t / 1e9 / gemm_rate(device, seconds=0.4))
+    return {k: quartiles(v) for k, v in res.items()}
+
+
 def quartiles(v: list[float]) -> tuple[float, float, float]:
     q = np.quantile(np.asarray(v), [0.25, 0.5, 0.75])
     return float(q[0]), float(q[1]), float(q[2])
@@ -94,6 +157,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--rounds", type=int, default=15, help="paired rounds (track, GEMM, naive) whose ratios are pooled")
     ap.add_argument("--profile", action="store_true", help="print the tracker's torch.profiler table")
+    ap.add_argument("--ceiling", action="store_true", help="also the paired breakdown: GEMMs alone, + ReLU, ...")
     ap.add_argument("--out", default=None, help="optional JSON file for the numbers")
     a = ap.parse_args()
     if a.threads:
@@ -163,6 +227,11 @@ def main() -> None:
         f"target >= 60%: {'met' if f50 >= 0.6 else 'NOT met'}); speedup over naive: median {s50:.2f}x (quartiles "
         f"{s25:.2f}-{s75:.2f}x; target >= 1.5x: {'met' if s50 >= 1.5 else 'NOT met'})"
     )
+    if a.ceiling:
+        res["ceiling"] = ceiling(x, y, net, probe_idx, a.runs, lr, flops, device, a.rounds, a.steps)
+        print("paired breakdown, fraction of the GEMM rate (median, quartiles):")
+        for k, (q25, q50, q75) in res["ceiling"].items():
+            print(f"  {k:<22}{100 * q50:>5.0f}%   ({100 * q25:.0f}-{100 * q75:.0f}%)")
     if a.profile:
         from torch.profiler import profile
 
