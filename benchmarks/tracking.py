@@ -62,18 +62,24 @@ def naive(net, x, y, lr, steps, runs, probe_idx, seed, device) -> float:
     return time.perf_counter() - t0
 
 
+def sustained(f, device: torch.device, seconds: float) -> float:
+    """Seconds per call of ``f`` run back to back for about ``seconds`` (after one warm-up call); the device is
+    synchronised at the ends only, so queued GPU work is counted without a host sync per call."""
+    f()
+    sync(device)
+    t0, k = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        f()
+        k += 1
+    sync(device)
+    return (time.perf_counter() - t0) / k
+
+
 def gemm_rate(device: torch.device, n: int = 2048, seconds: float = 1.0) -> float:
     """Sustained float32 GFLOP/s of torch.matmul(n x n, n x n): back-to-back products for about ``seconds``
     (a single product's best time overstates what a multi-second run gets on a shared machine)."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
-    sync(device)
-    t0, k = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        sync(device)
-        k += 1
-    return 2 * n**3 * k / (time.perf_counter() - t0) / 1e9
+    return 2 * n**3 / sustained(lambda: a @ b, device, seconds) / 1e9
 
 
 def probe_flops(in_dim: int, width: int, depth: int, classes: int, runs: int, probes: int) -> float:
@@ -114,16 +120,6 @@ def ceiling(x, y, net, probe_idx, runs: int, lr: float, flops: float, device, ro
         eng.sgd_step(x[i], y[i], lr)
         eng.forward(x[probe_idx])
 
-    def timed(f, seconds=0.4) -> float:
-        f()
-        sync(device)
-        t0, k = time.perf_counter(), 0
-        while time.perf_counter() - t0 < seconds:
-            f()
-            k += 1
-        sync(device)
-        return (time.perf_counter() - t0) / k
-
     def whole():
         track(net, x, y, steps=steps, lr=lr, n_runs=runs, probes=len(probe_idx), device=device, progress=False)
 
@@ -137,7 +133,7 @@ def ceiling(x, y, net, probe_idx, runs: int, lr: float, flops: float, device, ro
     res = {k: [] for k in cases}
     for _ in range(rounds):
         for k, (f, per) in cases.items():
-            t = timed(f) / per
+            t = sustained(f, device, 0.4) / per
             res[k].append(flops / t / 1e9 / gemm_rate(device, seconds=0.4))
     return {k: quartiles(v) for k, v in res.items()}
 
