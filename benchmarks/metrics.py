@@ -302,7 +302,7 @@ def _record_cost(model, paths: int, device: torch.device, repeats: int = 20) -> 
     from lesde._recorder import Recorder
     from lesde.integrators import Grid
 
-    model_dev = model.on(device, torch.float32)
+    model_dev = model.on(device)
     grid = Grid.make(torch.tensor([0.0, 1.0], dtype=torch.float64), 1.0)
     gen = torch.Generator(device=device).manual_seed(0)
     X = torch.randn(paths, model.num_samples, model.dim, generator=gen, device=device)  # (B, N, m)

@@ -43,8 +43,7 @@ import time
 
 import torch
 
-from lesde.sgd import SGDSDE
-from lesde.ufm import UFM
+from lesde.sgd import SGDSDE, UFM
 
 K, N_PER_CLASS, D, RUNS = 10, 100, 64, 64
 LR, BATCH, DT = 0.05, 32, 0.05

@@ -21,7 +21,6 @@ _SUBMODULES = {
     "integrators",
     "metrics",
     "separability",
-    "ufm",
     "sgd",
     "empirical",
     "sweep",
@@ -31,15 +30,12 @@ _SUBMODULES = {
     "examples",
     "theory",
 }
-_NAMES: dict[str, str] = {}
 
 
 def __getattr__(name: str):
     # lazy imports keep `import lesde` fast and let each stage import only what it needs
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
-    if name in _NAMES:
-        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'lesde' has no attribute {name!r}")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .integrators._base import is_lesde
+from .integrators.protocol import is_lesde
 
 
 class SimulationOverflowError(OverflowError):

@@ -56,7 +56,7 @@ __all__ = [
     "build_model",
     "model_from_config",
     "simulate_kwargs",
-    "simulate_from_config",
+    "check_tables",
 ]
 
 #: keys of [model] and [simulate] whose numbers are integers; every other number is a real (stored as float)
@@ -159,6 +159,11 @@ def table(config: Any, name: str, source: str, required: bool = True) -> dict[st
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: '{name}' must be a table ([{name}] section), got {_kind(value)} {value!r}")
     return dict(value)
+
+
+def check_tables(config: dict[str, Any], accepted: list[str], source: str) -> None:
+    """Refuse top-level tables other than ``accepted`` (a misspelt ``[simulte]`` is an error, not ignored)."""
+    _unknown(f"{source}:", config, accepted)
 
 
 def _unknown(where: str, given: dict, accepted: list[str]) -> None:
@@ -303,14 +308,3 @@ def simulate_kwargs(section: dict[str, Any], source: str = "config") -> dict[str
     if "x0" in kw:
         kw["x0"] = torch.as_tensor(kw["x0"])
     return kw
-
-
-def simulate_from_config(config: dict[str, Any], source: str = "config", **overrides: Any):
-    """Build the model and run ``simulate`` from a parsed config dict; ``overrides`` win over the file.
-
-    ``source`` (the file's name) starts every error message.
-    """
-    _unknown(f"{source}:", config, ["model", "simulate"])
-    model = model_from_config(table(config, "model", source), source)
-    kw = simulate_kwargs(table(config, "simulate", source), source)
-    return simulate(model, **(kw | {k: v for k, v in overrides.items() if v is not None}))

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validate import as_tensor, check_choice, check_int, free_host_bytes, gib
 from .schedules import Schedule, as_schedule
 from .transforms import Transform, make_transform
+from .validation import as_tensor, check_choice, check_int, free_host_bytes, gib
 
 CLASS_SAMPLING = ("uniform-sample", "uniform-class")
 NOISE_KINDS = ("scalar", "per-class", "covariance", "sampling")
@@ -246,9 +246,9 @@ class LESDE(nn.Module):
         self._cache = {}
         return out
 
-    def on(self, device: torch.device | str, dtype: torch.dtype | None = None) -> LESDE:
+    def on(self, device: torch.device | str) -> LESDE:
         """A copy of the model on ``device`` (the original is unchanged). Parameters keep their dtype (float64):
-        the drift casts them to the state's dtype. ``dtype`` is accepted for backward compatibility."""
+        the drift casts them to the state's dtype, so one model serves float32 and float64 states."""
         new = copy.deepcopy(self)
         return new.to(device=torch.device(device))
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validate import as_tensor
+from .validation import as_tensor
 
 Tensorish = float | torch.Tensor
 

@@ -49,9 +49,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validate import check_choice, check_positive_float
-from .metrics._common import amax_scale, check_features, check_labels, upper_pairs
+from .metrics.inputs import amax_scale, check_features, check_labels, upper_pairs
 from .metrics.kernels import ncm_from_parts  # the ncm test from class means and projections (save="metrics")
+from .validation import check_choice, check_positive_float
 
 __all__ = ["separable", "separable_from_dataset", "pair_stats", "ncm_from_parts", "summary", "wilson_interval"]
 
@@ -225,7 +225,7 @@ def separable_from_dataset(sim_ds: Any, method: str = "ncm", margin: float = 0.0
         margin=margin,
     )
     K = sep.shape[-1]
-    from ._attrs import VARIABLE_ATTRS
+    from .schema import VARIABLE_ATTRS
 
     return xr.DataArray(
         sep.cpu().numpy(),
@@ -318,7 +318,7 @@ def summary(sep: Any, confidence: float = 0.95) -> Any:
         return _summary_tensor(sep, confidence)
     import xarray as xr
 
-    from ._attrs import make_dataset
+    from .schema import make_dataset
 
     if not isinstance(sep, xr.DataArray) or not {"path", "class", "class_other"} <= set(sep.dims):
         raise TypeError("sep must be a bool tensor (path, ..., K, K) or a DataArray with dims path, class, class_other")

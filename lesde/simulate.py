@@ -7,7 +7,7 @@ into the recorder) and :func:`_dataset`.
 
 Reproducibility: the same seed gives identical output whatever the free memory, the thread count and
 ``chunk_size``: paths draw their noise per fixed block of paths seeded from (seed, block index)
-(:mod:`lesde.integrators._rng`), and chunks only group whole blocks. ``seed`` may be a list of seeds, one per
+(:mod:`lesde.integrators.seeding`), and chunks only group whole blocks. ``seed`` may be a list of seeds, one per
 equal group of paths, each group then equal to a run of its own.
 """
 
@@ -26,19 +26,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ._recorder import Recorder, SimulationOverflowError
-from ._validate import (
-    as_tensor,
-    check_choice,
-    check_device,
-    check_int,
-    check_positive_float,
-    free_host_bytes,
-    gib,
-)
 from .integrators import MAX_STEPS, Grid, Integrator, get, known_methods
-from .integrators._base import is_lesde
-from .integrators._rng import PathRNG, chunk_blocks, path_blocks, seed_groups
-from .integrators._start import Start
+from .integrators.protocol import is_lesde
+from .integrators.seeding import PathRNG, chunk_blocks, path_blocks, seed_groups
+from .integrators.start import Start
+from .validation import as_tensor, check_choice, check_device, check_int, check_positive_float, free_host_bytes, gib
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -405,7 +397,7 @@ def simulate(
 
 def _dataset(req: _Request, plan: _Plan, out: dict, grid: Grid, interrupted: str) -> xr.Dataset:
     """The recorded arrays as a Dataset over (path, time, ...) with the run's specification in attrs."""
-    from ._attrs import make_dataset  # xarray is imported here, not by `import lesde`
+    from .schema import make_dataset  # xarray is imported here, not by `import lesde`
 
     model = req.model
     n_paths = next(iter(out.values())).shape[0]

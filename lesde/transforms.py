@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._validate import as_tensor
+from .validation import as_tensor
 
 
 class Transform(nn.Module):

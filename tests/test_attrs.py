@@ -1,4 +1,4 @@
-"""The Dataset builder (lesde._attrs.make_dataset): dims from VARIABLE_DIMS, table attrs, time kinds, provenance
+"""The Dataset builder (lesde.schema.make_dataset): dims from VARIABLE_DIMS, table attrs, time kinds, provenance
 written once and round-tripping through netCDF and zarr."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 import xarray as xr
 
 import lesde
-from lesde._attrs import TIME_ATTRS, VARIABLE_ATTRS, VARIABLE_DIMS, finalize, make_dataset
+from lesde.schema import TIME_ATTRS, VARIABLE_ATTRS, VARIABLE_DIMS, finalize, make_dataset
 
 
 def _example(**kw):

@@ -134,7 +134,7 @@ def test_a_floating_point_error_is_a_failed_run(tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise FloatingPointError("invalid value encountered in the drift")
 
-    monkeypatch.setattr(lesde.config, "simulate", broken)
+    monkeypatch.setattr(sys.modules["lesde.simulate"], "simulate", broken)
     line = fails(capsys, 1, "simulate", config(tmp_path), "--out", tmp_path / "o.nc")
     assert line == "lesde simulate: error: invalid value encountered in the drift"
 
@@ -151,7 +151,7 @@ def test_a_floating_point_error_is_a_failed_run(tmp_path, capsys, monkeypatch):
     ids=["unwritable", "a-folder"],
 )
 def test_bad_out_paths_are_refused_before_the_run(tmp_path, capsys, monkeypatch, out, match):
-    monkeypatch.setattr(lesde.config, "simulate", lambda *a, **k: pytest.fail("the run started"))
+    monkeypatch.setattr(sys.modules["lesde.simulate"], "simulate", lambda *a, **k: pytest.fail("the run started"))
     line = fails(capsys, 2, "simulate", config(tmp_path), "--out", out.format(tmp=tmp_path))
     assert re.search(match, line), line
 
@@ -165,7 +165,7 @@ def test_missing_out_folders_are_created_before_the_run(tmp_path, capsys, monkey
         seen.append(out.parent.is_dir())  # the folder is there before the simulation starts
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lesde.config, "simulate", check)
+    monkeypatch.setattr(sys.modules["lesde.simulate"], "simulate", check)
     code, stdout, err = run_main(capsys, "simulate", config(tmp_path), "--out", out, "--quiet")
     assert code == 0, err
     assert seen == [True] and out.is_file() and stdout.startswith(f"wrote {out}")
@@ -339,14 +339,14 @@ def test_interrupts_and_unexpected_errors(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lesde.config, "simulate", interrupted)
+    monkeypatch.setattr(sys.modules["lesde.simulate"], "simulate", interrupted)
     line = fails(capsys, 130, "simulate", config(tmp_path), "--out", tmp_path / "o.nc")
     assert line == "lesde simulate: interrupted"
 
     def bug(*args, **kwargs):
         raise RuntimeError("something nobody expected\nover two lines")
 
-    monkeypatch.setattr(lesde.config, "simulate", bug)
+    monkeypatch.setattr(sys.modules["lesde.simulate"], "simulate", bug)
     line = fails(capsys, 1, "simulate", config(tmp_path), "--out", tmp_path / "o.nc")
     assert line == (
         "lesde simulate: error: RuntimeError: something nobody expected over two lines "

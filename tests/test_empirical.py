@@ -11,15 +11,15 @@ import torch.nn.functional as F
 import xarray as xr
 
 import lesde
+from lesde.cli.cmd_estimate import estimate_cli
+from lesde.cli.cmd_imitate import imitate_cli
 from lesde.empirical import (
     FitResult,
     ParamFit,
     cnn,
     estimate,
-    estimate_cli,
     fit,
     imitate,
-    imitate_cli,
     init_nets,
     load_dataset,
     mlp,
@@ -401,8 +401,9 @@ def test_imitate_matches_its_own_discrete_process(tmp_path):
 def test_cli_jobs_end_to_end(tmp_path, capsys):
     out = tmp_path / "est.nc"
     est = estimate_cli(
-        "gaussian-mixture", 3, "mlp", 60, 2, out, lr=0.05, probes=30, width=16, progress=False, window=10
-    )
+        out=out, dataset="gaussian-mixture", classes=3, net="mlp", steps=60, n_runs=2, lr=0.05, probes=30, width=16,
+        progress=False, window=10,
+    )  # fmt: skip
     assert (tmp_path / "est_elasticity.png").stat().st_size > 1000
     with xr.open_dataset(out, engine="h5netcdf") as back:
         assert FitResult.from_json(back.attrs["fit"]).fits["alpha"].model == "power"

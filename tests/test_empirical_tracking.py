@@ -242,6 +242,7 @@ def test_bad_inputs_are_refused(data):
         track(net, x, y, lr=0.1, steps=10**9, n_runs=64, progress=False)
     with pytest.raises(TypeError, match="BatchNorm1d"):
         track(torch.nn.Sequential(torch.nn.Linear(8, 3), torch.nn.BatchNorm1d(3)), x, y, **kw)
-    with pytest.warns(DeprecationWarning, match="'runs' is deprecated"):
-        ds = track(net, x, y, lr=0.1, steps=2, runs=2, progress=False)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'runs'"):  # the 0.1 spelling of n_runs
+        track(net, x, y, lr=0.1, steps=2, runs=2, progress=False)
+    ds = track(net, x, y, lr=0.1, steps=2, n_runs=2, progress=False)
     assert ds.sizes["run"] == 2 and ds.attrs["n_runs"] == 2

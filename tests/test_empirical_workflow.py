@@ -142,28 +142,10 @@ def test_cli_estimate_options_and_imitate(tmp_path, capsys):
     assert "median relative error of the class means" in capsys.readouterr().out
     with xr.open_dataset(tmp_path / "im.nc", engine="h5netcdf") as im:
         assert im.attrs["elasticity"] == "tabulated" and im.attrs["transform"] == "identity"
-    # the deprecated --runs still works
-    with pytest.warns(DeprecationWarning, match="--runs is deprecated"):
-        main(
-            [
-                "estimate",
-                "--dataset",
-                "gaussian-mixture",
-                "--steps",
-                "60",
-                "--runs",
-                "2",
-                "--probes",
-                "30",
-                "--width",
-                "8",
-                "--quiet",
-                "--out",
-                str(tmp_path / "e2.nc"),
-            ]
-        )
-    with xr.open_dataset(tmp_path / "e2.nc", engine="h5netcdf", group="track") as tr:
-        assert tr.sizes["run"] == 2
+    # --runs, the 0.1 spelling of --n-runs, is gone: a usage error
+    with pytest.raises(SystemExit) as exc:
+        main(["estimate", "--dataset", "gaussian-mixture", "--runs", "2", "--out", str(tmp_path / "e2.nc")])
+    assert exc.value.code == 2 and not (tmp_path / "e2.nc").exists()
     # several --label-noise rates run the label-corruption experiment
     argv = [
         "estimate",

@@ -230,7 +230,7 @@ def test_bad_simulate_input_is_refused_up_front(kwargs, err, match):
 
 
 def test_mps_float64_is_refused():
-    from lesde._validate import check_device
+    from lesde.validation import check_device
 
     with pytest.raises(ValueError, match="mps"):
         check_device("mps", torch.float64)

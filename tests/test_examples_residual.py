@@ -1,4 +1,4 @@
-"""The residual-collapse example at its tiny size, and the NC plot helpers it uses (lesde.plots_nc).
+"""The residual-collapse example at its tiny size, and the NC plot helpers it uses (lesde.plots.nc).
 
 The example's expected behaviour comes from the residual transform's mean dynamics (see its docstring): at late
 times the centred class means grow like the common mode, by (1 + h (alpha + (K-1) beta) / K) per Euler step,
@@ -17,7 +17,7 @@ import torch
 import xarray as xr
 from scipy.spatial.distance import cdist
 
-from lesde import plots_nc
+from lesde.plots import nc as plots_nc
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "lesde" / "examples" / "residual_collapse.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -112,7 +112,7 @@ def test_metrics_roundtrip_netcdf(example_run, metrics_ds, tmp_path):
     assert ds.attrs["metrics_classifier"] == "least_squares" and ds.attrs["save"] == "full"
 
 
-# ------------------------------------------------------------------------------------------ lesde.plots_nc
+# ------------------------------------------------------------------------------------------ lesde.plots.nc
 
 
 def test_path_quantiles_match_numpy(gen):
@@ -187,13 +187,12 @@ def test_plots_write_png_and_reject_bad_input(tmp_path, gen):
     M = torch.randn(2, T, 3, 4, generator=gen, dtype=torch.float64).numpy()
     cos_png = save_figure(plots_nc.plot_class_mean_cosines(_means_dataset(M)), tmp_path / "c.png")
     assert cos_png.read_bytes()[:8] == PNG_MAGIC
-    with pytest.warns(DeprecationWarning, match="save_figure"):  # the old (ds, out) form still writes the file
+    with pytest.raises(TypeError, match="positional argument"):  # the figures write no files: no (ds, out) form
         plots_nc.plot_nc_metrics(ds, tmp_path / "old.png")
-    assert (tmp_path / "old.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "old.png").exists()
     with pytest.raises(ValueError, match="accepted: \\['nc1', 'mean_cosine'\\]"):
-        plots_nc.plot_nc_metrics(ds, tmp_path / "x.png", names=["label_only"])
+        plots_nc.plot_nc_metrics(ds, names=["label_only"])
     with pytest.raises(TypeError, match="metrics_ds"):
-        plots_nc.plot_nc_metrics(ds.nc1, tmp_path / "x.png")
+        plots_nc.plot_nc_metrics(ds.nc1)
     with pytest.raises(ValueError, match="class_mean"):
-        plots_nc.plot_class_mean_cosines(ds, tmp_path / "x.png")
-    assert not (tmp_path / "x.png").exists()
+        plots_nc.plot_class_mean_cosines(ds)

@@ -643,8 +643,8 @@ def test_metrics_and_separability_share_the_label_check_and_the_scale(gen):
 
 
 def test_one_vs_rest_distance_batched_against_the_enumeration_reference(gen):
-    """gnc2 and lesde.ufm.one_vs_rest_distance are one solver: batched, certified, equal to the exact enumeration."""
-    from lesde.ufm import one_vs_rest_distance
+    """gnc2 and lesde.theory.closed_forms.one_vs_rest_distance are one solver: batched, certified, equal to the exact enumeration."""
+    from lesde.theory.closed_forms import one_vs_rest_distance
 
     codes = torch.randn(4, 5, 6, 3, generator=gen, dtype=torch.float64)  # (4, 5) batch of K=6 codes in R^3
     got = one_vs_rest_distance(codes, per_point=True)  # (4, 5, 6)
@@ -677,7 +677,8 @@ def test_classifier_batch_broadcasts_against_one_feature_set(gen):
 def test_nc1_fast_and_eigen_paths_agree(gen, monkeypatch):
     """nc1 takes one small inverse where the means' Gram is well conditioned and the eigen path elsewhere; in one
     batch mixing both (random, two coincident means, rank m < K-1) every item equals the eigen path and numpy."""
-    from lesde.metrics import _stats, kernels
+    from lesde.metrics import kernels
+    from lesde.metrics import statistics as _stats
 
     K, n, m = 4, 5, 6
     y = torch.arange(K).repeat_interleave(n)

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 import lesde
-from lesde import _extras, cli
+from lesde import cli
+from lesde import extras as _extras
 
 
 def test_import_lesde_loads_only_the_core():

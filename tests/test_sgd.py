@@ -1,4 +1,4 @@
-"""SGD as an SDE (lesde.sgd, lesde.ufm.UFM): gradients, noise covariance, weak order, limits, Datasets."""
+"""SGD as an SDE (lesde.sgd, lesde.sgd.UFM): gradients, noise covariance, weak order, limits, Datasets."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from torch import nn
 from torch.func import grad, vmap
 
 import lesde
-from lesde.sgd import SGDSDE, ModuleProblem, compare, compare_from_config, gradient_flow, run_sgd, run_sme
-from lesde.sgd.discrete import batch_weights
-from lesde.ufm import UFM, tirer_bruna
+from lesde.cli.cmd_compare_sgd import compare_from_config
+from lesde.sgd import SGDSDE, UFM, ModuleProblem, compare, gradient_flow, run_sgd, run_sme
+from lesde.sgd.minibatch import batch_weights
+from lesde.theory.closed_forms import tirer_bruna
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,11 +143,8 @@ def test_ufm_objective_equals_tirer_bruna(gen):
 def test_tirer_bruna_takes_the_ufm_argument_names():
     new = tirer_bruna(num_classes=3, samples_per_class=4, dim=5, lambda_W=0.3, lambda_H=0.7)
     assert torch.equal(new["W"], tirer_bruna(3, 4, 5, 0.3, 0.7)["W"])
-    with pytest.warns(DeprecationWarning, match=r"tirer_bruna\(K=..., n=..., d=...\) is deprecated; use num_classes="):
-        old = tirer_bruna(K=3, n=4, d=5, lambda_W=0.3, lambda_H=0.7)
-    assert torch.equal(old["H"], new["H"]) and old["rho"] == new["rho"]
-    with pytest.raises(TypeError, match="pass only num_classes="):
-        tirer_bruna(K=3, num_classes=3, samples_per_class=4, dim=5, lambda_W=0.3, lambda_H=0.7)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'K'"):  # the 0.1 spellings K, n, d are gone
+        tirer_bruna(K=3, n=4, d=5, lambda_W=0.3, lambda_H=0.7)
     # the same five arguments build the training problem with this objective
     ufm = UFM.from_tirer_bruna(num_classes=3, samples_per_class=4, dim=5, lambda_W=0.3, lambda_H=0.7)
     assert ufm.tirer_bruna_parameters() == pytest.approx({"lambda_W": 0.3, "lambda_H": 0.7})

@@ -11,6 +11,7 @@ from scipy.integrate import quad_vec, solve_ivp
 from scipy.linalg import expm
 
 import lesde
+from lesde.integrators import Integrator, Memory
 from lesde.schedules import PowerLaw
 
 
@@ -411,3 +412,68 @@ def test_moments_on_device(device, method):
     assert ds.attrs["device"].startswith(device.type)
     mean_ref, cov_ref = closed_form_constant(model, M0, 1.0)
     check_moments(ds, mean_ref, cov_ref, 6000)
+
+
+# ------------------------------------------------------------------------------------------ the integrator protocol
+
+
+class ToyEuler(Integrator):
+    """Full-state Euler-Maruyama written to the documented protocol (lesde.integrators.protocol), nothing else."""
+
+    name, strong_order, weak_order = "toy-euler", 1.0, 1.0
+
+    def memory(self, model, save, itemsize, *, n_state=None, bm=None, grid=None, **options):
+        return Memory(0, 4 * (n_state or 1) * itemsize)
+
+    def integrate(self, model, start, grid, rng, record, save, *, bm=None, rows=None, **options):
+        X = start.full(rows, rng, start.dtype, rng.device)  # (B, N, m)
+        record(0, state=X)
+        for i, t0, _t1, n, h in grid.intervals():
+            Z = rng.normal(X.shape[1:], X.dtype, steps=n)  # (B, n, N, m)
+            for j in range(n):
+                flat = X.reshape(len(X), -1)
+                t = torch.tensor(t0 + j * h, dtype=torch.float64)
+                dW = h**0.5 * Z[:, j].reshape(len(X), -1)
+                X = X + (model.f(t, flat) * h + model.g_prod(t, flat, dW)).view_as(X)
+            record(i + 1, state=X)
+
+
+@pytest.fixture
+def toy_euler():
+    from lesde.integrators import REGISTRY, register
+
+    yield register(ToyEuler())
+    REGISTRY.pop("toy-euler")
+
+
+def test_an_integrator_written_to_the_protocol_runs(toy_euler, gen):
+    """A method registered from outside the package runs through simulate: deterministically it is the native Euler
+    recursion, with noise its moments are those of the native Euler (same model, same grid)."""
+    model = lesde.LESDE(3, 3, 4, alpha=1.0, beta=0.25, transform="residual", noise=0.0)
+    x0 = torch.randn(12, 3, generator=gen, dtype=torch.float64)
+    kw = dict(t_end=1.0, dt=0.05, n_paths=2, n_save=5, x0=x0, dtype=torch.float64, progress=False, save="means")
+    toy, native = lesde.simulate(model, method="toy-euler", **kw), lesde.simulate(model, method="euler", **kw)
+    assert toy.attrs["method"] == "toy-euler" and toy.attrs["strong_order"] == 1.0
+    np.testing.assert_allclose(toy.class_mean.values, native.class_mean.values, rtol=1e-12, atol=1e-12)
+    noisy = lesde.LESDE(2, 2, 3, alpha=0.5, noise=1.0)
+    kw = dict(t_end=1.0, dt=0.1, n_paths=4000, n_save=2, dtype=torch.float64, progress=False, seed=3)
+    a, b = lesde.simulate(noisy, method="toy-euler", **kw), lesde.simulate(noisy, method="euler", **kw)
+    va, vb = a.class_mean.isel(time=-1).var("path"), b.class_mean.isel(time=-1).var("path")
+    np.testing.assert_allclose(va.values, vb.values, rtol=0.12)  # 4000 paths: the variance's s.e. is ~2.2%
+
+
+def test_an_integrator_not_meeting_the_protocol_is_refused():
+    from lesde.integrators import register
+
+    class OldSignature(ToyEuler):
+        name = "old-signature"
+
+        def memory(self, model, save, itemsize):  # the call passes n_state=, bm=, grid=
+            return Memory(0, 0)
+
+    with pytest.raises(TypeError, match=r"OldSignature.memory.*does not accept the call lesde.simulate makes.*n_state"):
+        register(OldSignature())
+    with pytest.raises(ValueError, match="registered already"):
+        register(lesde.integrators.get("euler"))
+    with pytest.raises(TypeError, match="must be an instance of lesde.integrators.Integrator"):
+        register(object())

@@ -6,7 +6,7 @@ sigma = 1, at t = 10^4, 100 paths per cell. Thresholds: P(all pairs separable) >
 with c <= 1 (2c/K <= 1: the borderline c = 1 converges slowly, hence the looser bound).
 
 Interrupts, failed cells, the store's safety and Dask are in tests/test_sweep_safety.py; the command line in
-tests/test_cli.py. Every spec here derives from lesde.demo.DEMO_SPEC.
+tests/test_cli.py. Every spec here derives from lesde.cli.cmd_demo.DEMO_SPEC.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from sweep_helpers import small
 
 import lesde
 from lesde import sweep
+from lesde.cli.cmd_demo import DEMO_SPEC, demo_spec
 from lesde.config import ConfigError
-from lesde.demo import DEMO_SPEC, demo_spec
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_STORE = REPO / "tests" / "data" / "sweep_v0_1.zarr"
@@ -331,29 +331,21 @@ def test_netcdf_round_trip(phase, tmp_path):
         xr.testing.assert_identical(back.load(), ds)
 
 
-def test_moved_names_resolve_with_a_deprecation_warning():
-    import lesde.cli
-    import lesde.demo
+def test_the_command_line_names_live_in_the_application_layer_only():
+    """sweep_cli and the demo are applications: lesde.cli holds them, lesde.sweep has no alias of them."""
+    from lesde.cli import cmd_demo, cmd_sweep
 
-    for name, where, new in [
-        ("demo", lesde.demo, "phase_demo"),
-        ("DEMO_SPEC", lesde.demo, "DEMO_SPEC"),
-        ("sweep_cli", lesde.cli, "sweep_cli"),
-        ("main_cli", lesde.cli, "main_cli"),
-    ]:
-        with pytest.warns(DeprecationWarning, match=f"lesde.sweep.{name} moved to {where.__name__}.{new}"):
-            assert getattr(sweep, name) is getattr(where, new)
-    with pytest.raises(AttributeError):
-        sweep.no_such_name  # noqa: B018
+    assert callable(cmd_sweep.sweep_cli) and callable(cmd_demo.phase_demo) and cmd_demo.DEMO_SPEC["grid"]
+    for name in ("demo", "DEMO_SPEC", "sweep_cli", "main_cli"):
+        with pytest.raises(AttributeError):
+            getattr(sweep, name)
 
 
 def test_the_sweep_package_imports_neither_plots_nor_cli_nor_demo():
-    code = "import sys, lesde.sweep; print([m for m in ('lesde.plots', 'lesde.cli', 'lesde.demo') if m in sys.modules])"
+    code = "import sys, lesde.sweep; print([m for m in ('lesde.plots', 'lesde.cli') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]", out.stdout
     for path in (REPO / "lesde" / "sweep").glob("*.py"):
-        if path.name == "__main__.py":  # python -m lesde.sweep: the command line's entry point
-            continue
         text = path.read_text()
-        for other in ("plots", "cli", "demo"):
+        for other in ("plots", "cli"):
             assert f"from ..{other}" not in text and f"import lesde.{other}" not in text, (path.name, other)

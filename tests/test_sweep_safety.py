@@ -146,7 +146,7 @@ def test_sigint_held_during_a_write_is_raised_after_it():
 
 def _start_cli(spec_path: Path, store: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "lesde.sweep", str(spec_path), "--store", str(store), "--quiet", *extra],
+        [sys.executable, "-m", "lesde.cli", "sweep", str(spec_path), "--store", str(store), "--quiet", *extra],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -14,7 +14,7 @@ import xarray as xr
 import lesde
 from lesde import theory
 from lesde.sgd import UFM, compare, run_sgd
-from lesde.ufm import tirer_bruna
+from lesde.theory.closed_forms import tirer_bruna
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def test_residual_transform_gets_simplex_etf_angle():
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    from lesde.demo import demo_spec
+    from lesde.cli.cmd_demo import demo_spec
     from lesde.sweep import run
 
     spec = demo_spec(exponents=[0.5, 1.0, 2.0], scales=[0.25, 4.0], simulate={"n_paths": 100})
@@ -138,7 +138,7 @@ def test_lesde_plot_theory_of_an_attached_sweep_is_its_phase_plot(sweep, tmp_pat
 
 
 def test_phase_is_nan_where_no_prediction_applies():
-    from lesde.theory._lesde import _cell_phase
+    from lesde.theory.lesde_predictions import _cell_phase
 
     base = {"num_classes": 2, "samples_per_class": 20, "beta": 0.0}
     assert np.isnan(_cell_phase({**base, "alpha": {"kind": "PowerLaw", "scale": 1.0, "exponent": 1.0}}))  # 2c/K = 1
@@ -152,7 +152,7 @@ def test_no_applicable_prediction_is_a_clear_error():
     ds = xr.Dataset({"x": ("time", [1.0, 2.0])}, coords={"time": [0.0, 1.0]})
     with pytest.raises(theory.NoPredictionError, match="did not produce.*predictions exist for"):
         theory.attach(ds)
-    # a regularised CE UFM: no closed form in lesde.ufm describes it
+    # a regularised CE UFM: no closed form in lesde.theory.closed_forms describes it
     ufm = UFM(3, 2, 4, loss="ce", weight_decay_W=1e-2, weight_decay_H=1e-2)
     run = run_sgd(ufm, 0.05, 2, 5, n_runs=2, progress=False)
     with pytest.raises(theory.NoPredictionError, match="training run of problem"):

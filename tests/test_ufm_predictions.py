@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-import lesde.ufm as ufm
-from lesde.ufm import (
+import lesde.theory.closed_forms as ufm
+from lesde.theory.closed_forms import (
     central_path_snr,
     mse_decomposition,
     one_vs_rest_distance,
@@ -196,10 +196,12 @@ def test_mse_decomposition_spectral_form(gen):
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.2])
-def test_least_squares_classifier_reexport(gen, lam):
+def test_least_squares_classifier(gen, lam):
+    from lesde.metrics import least_squares_classifier
+
     labels = torch.arange(3).repeat_interleave(7)
     H = torch.randn(21, 4, generator=gen, dtype=torch.float64)
-    W, b = ufm.least_squares_classifier(H, labels, weight_decay=lam)
+    W, b = least_squares_classifier(H, labels, weight_decay=lam)
     w_ls, b_ls = _numpy_ridge(H.numpy(), labels.numpy(), lam)
     np.testing.assert_allclose(W.numpy(), w_ls, atol=1e-9)
     np.testing.assert_allclose(b.numpy(), b_ls, atol=1e-9)
@@ -293,12 +295,15 @@ def test_softmax_code_cross_polytope_regime():
     assert res["one_vs_rest_distance"] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_ufm_class_is_a_plain_reexport():
-    """lesde.ufm.UFM is the training problem of lesde.sgd, by a plain import (no module __getattr__)."""
-    import lesde.sgd
-    import lesde.sgd.ufm
+def test_theory_holds_the_closed_forms_and_no_training_problem():
+    """The closed forms live in lesde.theory (one home); the UFM training problem stays in lesde.sgd, and
+    lesde.ufm (which re-exported it) is gone."""
+    import importlib
 
-    assert ufm.UFM is lesde.sgd.UFM is lesde.sgd.ufm.UFM
-    assert "UFM" in vars(ufm) and not hasattr(ufm, "__getattr__")
-    with pytest.raises(AttributeError):
-        ufm.not_a_thing  # noqa: B018
+    import lesde.sgd
+    import lesde.theory
+
+    assert lesde.theory.tirer_bruna is tirer_bruna and lesde.theory.softmax_code is softmax_code
+    assert not hasattr(ufm, "UFM") and not hasattr(lesde.theory, "UFM") and lesde.sgd.UFM.__module__ == "lesde.sgd.ufm_problem"
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("lesde.ufm")

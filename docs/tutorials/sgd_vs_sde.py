@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lesde.plots import plot_compare, save_figure
-from lesde.sgd import compare, digits_mlp
-from lesde.ufm import UFM
+from lesde.sgd import UFM, compare, digits_mlp
 
 TINY = os.environ.get("LESDE_TUTORIAL_TINY") == "1"
 OUT = Path(os.environ.get("LESDE_TUTORIAL_OUT", "."))

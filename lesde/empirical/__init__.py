@@ -4,9 +4,8 @@ The stages follow the data:
 
 ``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> ``tracking.track`` (or ``tracker.Tracker`` in your own
 training loop, or ``discrete.simulate_discrete``, the ground truth) -> ``estimators.estimate`` -> ``fitting.fit``
--> ``imitation.imitate`` (and ``imitation.drift_check``) -> ``plots``; ``label_noise`` is the paper's
-label-corruption experiment; ``workflow`` holds the CLI jobs (``estimate_cli``, ``imitate_cli``,
-``label_noise_cli``).
+-> ``imitation.imitate`` (and ``imitation.drift_check``); ``label_noise`` is the paper's label-corruption
+experiment. The command-line jobs (``lesde estimate``, ``lesde imitate``) are in :mod:`lesde.cli`.
 """
 
 from __future__ import annotations
@@ -19,8 +18,7 @@ from .imitation import drift_check, imitate
 from .label_noise import label_noise_experiment, tail_index
 from .nets import Classifier, cnn, mlp
 from .tracker import Tracker
-from .tracking import init_nets, track
-from .workflow import estimate_cli, imitate_cli, label_noise_cli
+from .tracking import DEFAULT_RUNS, init_nets, track
 
 __all__ = [
     "load_dataset",
@@ -39,7 +37,5 @@ __all__ = [
     "drift_check",
     "label_noise_experiment",
     "tail_index",
-    "estimate_cli",
-    "imitate_cli",
-    "label_noise_cli",
+    "DEFAULT_RUNS",
 ]

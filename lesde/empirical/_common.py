@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import warnings
 
 import numpy as np
 
-from .._validate import free_host_bytes
-
-
-def n_runs_arg(n_runs: int | None, runs: int | None, default: int, stacklevel: int = 3) -> int:
-    """Resolve the ``n_runs`` keyword and its deprecated spelling ``runs`` (one name everywhere)."""
-    if runs is not None:
-        warnings.warn("'runs' is deprecated; use 'n_runs'", DeprecationWarning, stacklevel=stacklevel)
-        if n_runs is not None and n_runs != runs:
-            raise ValueError(f"n_runs={n_runs} and its deprecated alias runs={runs} disagree; pass only n_runs")
-        n_runs = runs
-    return default if n_runs is None else n_runs
+from ..validation import free_host_bytes
 
 
 def check_memory(need: int, what: str, advice: str) -> None:

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._extras import require
-from .._validate import check_choice, check_int, check_positive_float
+from ..extras import require
+from ..validation import check_choice, check_int, check_positive_float
 
 
 class Data(tuple):

@@ -27,10 +27,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .._attrs import make_dataset
-from .._validate import check_int, check_positive_float
-from ._common import n_runs_arg
-from .tracking import select_probes
+from ..schema import make_dataset
+from ..validation import check_int, check_positive_float
+from .tracking import DEFAULT_RUNS, select_probes
 
 
 def simulate_discrete(
@@ -45,7 +44,6 @@ def simulate_discrete(
     x0_scale: float = 1.0,
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
-    runs: int | None = None,
 ) -> xr.Dataset:
     r"""Run the discrete LE process of ``model`` for ``n_runs`` independent runs and record it like a track.
 
@@ -57,8 +55,8 @@ def simulate_discrete(
     lr : float
         :math:`\eta`; time :math:`t = s\eta`.
     steps, n_runs : int
-        Steps per run, independent runs (batched, no loop over runs; default 8). ``runs`` is the deprecated
-        spelling of ``n_runs``.
+        Steps per run, independent runs (batched, no loop over runs; default
+        :data:`~lesde.empirical.DEFAULT_RUNS`, 8).
     probes : None, int or indices
         Samples recorded (all by default; see :func:`lesde.empirical.tracking.select_probes`).
     record_every : int
@@ -84,13 +82,13 @@ def simulate_discrete(
     {'run': 2, 'step': 11, 'probe': 12, 'feature': 3}
     """
     lr = check_positive_float("lr", lr)
-    runs = check_int("n_runs", n_runs_arg(n_runs, runs, 8))
+    runs = check_int("n_runs", DEFAULT_RUNS if n_runs is None else n_runs)
     steps, record_every = check_int("steps", steps), check_int("record_every", record_every)
     if record_every > steps:
         raise ValueError(f"record_every={record_every} exceeds steps={steps}: nothing but step 0 would be recorded")
     dev = torch.device(device)
     K, m, N = model.num_classes, model.dim, model.num_samples
-    md = model.on(dev, dtype)
+    md = model.on(dev)
     labels = model.labels.to(dev)  # (N,)
     counts = model.counts.to(dev)
     offsets = torch.cumsum(counts, 0) - counts  # first index of each class

@@ -79,8 +79,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .._attrs import make_dataset
-from .._validate import check_choice, check_int
+from ..schema import make_dataset
+from ..validation import check_choice, check_int
 from . import _pooling as pool
 from ._common import onehot
 from ._means import means_form

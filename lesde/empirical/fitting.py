@@ -29,14 +29,15 @@ import json
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 import xarray as xr
 from scipy.optimize import curve_fit
 
-from .._validate import check_choice
 from ..schedules import Constant, Exponential, PowerLaw, Schedule
+from ..validation import check_choice
 
 CHI2_DOF_WARN = 3.0
 
@@ -100,6 +101,36 @@ class FitResult:
         d = json.loads(text)
         return cls({k: ParamFit(**f) for k, f in d["fits"].items()}, d.get("noise", float("nan")), d.get("extra", {}))
 
+    def curves(self, est, points: int = 300, draws: int = 400, seed: int = 0):
+        """``est`` with the fitted curves beside the estimate, what a figure of the fit draws.
+
+        Adds, for each fitted quantity ``q``, ``q_fit(fit_time)`` and its 16-84% band ``q_fit_lower``,
+        ``q_fit_upper`` over ``draws`` draws of the parameters from independent normals with the fit's standard
+        errors (the fit stores no covariance; NaN where fewer than half the draws are finite), and the fit as
+        JSON in attr ``fit``. ``fit_time`` spans the estimate's times, geometrically when they are all positive.
+        """
+        t = np.asarray(est["time"].values, dtype=float)
+        t = t[np.isfinite(t)]
+        if t.size == 0:
+            raise ValueError("the estimate has no finite time to draw the fit over")
+        tt = np.geomspace(t.min(), t.max(), points) if (t > 0).all() and t.max() > t.min() else np.linspace(
+            max(t.min(), 0.0), t.max(), points
+        )
+        out = est.assign_coords(fit_time=("fit_time", tt))
+        out["fit_time"].attrs.update(long_name="time of the fitted curve", units=est["time"].attrs.get("units", "1"))
+        for q, f in self.fits.items():
+            curve, band = _curve_and_band(f, tt, draws, seed)
+            out[f"{q}_fit"] = ("fit_time", curve, {"long_name": f"fitted {q}: {f.model} model", "units": "1"})
+            for i, side in enumerate(("lower", "upper")):
+                out[f"{q}_fit_{side}"] = (
+                    "fit_time",
+                    band[i],
+                    {"long_name": f"{'16' if i == 0 else '84'}% point of the fitted {q} over parameter draws",
+                     "units": "1"},
+                )  # fmt: skip
+        out.attrs["fit"] = self.to_json()
+        return out
+
     def summary(self) -> str:
         lines = []
         for q, f in self.fits.items():
@@ -109,6 +140,30 @@ class FitResult:
             scaled = f" (errors x{f.error_scale:.2g})" if f.error_scale > 1 else ""
             lines.append(f"{q}: {f.model}({ps}), AIC={f.aic:.4g}, chi2/dof={f.chi2_dof:.3g}{scaled}")
         return "\n".join(lines)
+
+
+def _curve_and_band(f: ParamFit, tt: np.ndarray, draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted curve on ``tt`` and its 16-84% band over parameter draws (NaN without standard errors)."""
+    curve = np.asarray(f.schedule(torch.as_tensor(tt)).numpy(), dtype=float)
+    band = np.full((2, len(tt)), np.nan)
+    errs = {k: s for k, s in f.stderr.items() if np.isfinite(s) and s > 0}
+    if not errs:
+        return curve, band
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(draws):
+        params = {k: v + rng.normal(0.0, errs[k]) if k in errs else v for k, v in f.params.items()}
+        try:
+            rows.append(np.asarray(replace(f, params=params).schedule(torch.as_tensor(tt)).numpy(), dtype=float))
+        except ValueError:  # a draw outside the model's domain (e.g. a negative offset)
+            continue
+    if len(rows) < draws // 2:
+        return curve, band
+    rows = np.stack(rows)
+    rows = np.where(np.isfinite(rows), rows, np.nan)  # a draw may overflow (offset near 0): left out, not inf - inf
+    keep = np.isfinite(rows).sum(0) >= draws // 2
+    band[:, keep] = np.nanquantile(rows[:, keep], [0.16, 0.84], axis=0)
+    return curve, band
 
 
 def _power(offset: float | None):

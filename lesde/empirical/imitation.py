@@ -15,7 +15,7 @@ noise realisations per run are averaged. The comparison, per run and time, is th
 with :math:`M` the (K, m) matrix of class means, and the NC metrics computable from class means and within-class
 variances (:func:`lesde.metrics.means_metrics`) for both processes side by side along a ``process`` dim.
 The summary, in attrs and in the CLI: ``median_relative_error_first_half`` (the median over runs and the compared
-times in the first half of training, the issue's yardstick) and ``median_relative_error`` (all times); a
+times in the first half of training, where a network's features still move) and ``median_relative_error`` (all times); a
 :class:`UserWarning` when the median over runs exceeds ``warn_above`` (0.5) at any time.
 Decision: :math:`\pi_l` follows the probe counts (``class_sampling="uniform-sample"``), which match the training
 set's class shares when probes are all samples or a stratified subset (the defaults).
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .._attrs import make_dataset
-from .._validate import check_int
+from ..schema import make_dataset
+from ..validation import check_int
 from .fitting import FitResult
 
 PROCESSES = ("network", "le-sde")

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .._attrs import make_dataset
-from .._validate import check_positive_float
+from ..schema import make_dataset
+from ..validation import check_positive_float
 from .data import load_dataset
 from .estimators import estimate
 from .tracking import track

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._validate import check_int
+from ..validation import check_int
 
 
 class Classifier(nn.Module):

@@ -44,13 +44,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._attrs import finalize
-from .._validate import check_choice, check_int, check_positive_float
+from ..schema import finalize
+from ..validation import check_choice, check_int, check_positive_float
 from . import _engine
 from ._buffer import TrackBuffer, fingerprint
-from ._common import interrupt_flag, n_runs_arg
+from ._common import interrupt_flag
 
 INITS = ("reinit", "keep")
+#: independent runs a track (and lesde estimate) trains when n_runs is not given
+DEFAULT_RUNS = 8
 
 
 def run_seeds(runs: int, seed: int) -> tuple[list[int], torch.Generator]:
@@ -185,7 +187,6 @@ def track(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
-    runs: int | None = None,
 ):
     r"""Train ``n_runs`` copies of ``net`` by batch-size-1 SGD and record every probe's feature.
 
@@ -202,7 +203,7 @@ def track(
         Training set: finite inputs, integer labels ``0..K-1`` with every class present.
     lr, steps : learning rate :math:`\eta` and SGD steps.
     n_runs : int
-        Independent runs (default 8); ``runs`` is its deprecated spelling.
+        Independent runs (default :data:`DEFAULT_RUNS`, 8).
     probes : None, int or indices
         Samples whose features are recorded: all (default), a stratified random subset of that size, or indices.
     record_every : int
@@ -237,7 +238,7 @@ def track(
     {'run': 2, 'step': 5, 'probe': 30, 'feature': 3}
     """
     lr = check_positive_float("lr", lr)
-    runs = check_int("n_runs", n_runs_arg(n_runs, runs, 8))
+    runs = check_int("n_runs", DEFAULT_RUNS if n_runs is None else n_runs)
     steps, record_every = check_int("steps", steps), check_int("record_every", record_every)
     if record_every > steps:
         raise ValueError(f"record_every={record_every} exceeds steps={steps}: nothing but step 0 would be recorded")
@@ -383,4 +384,4 @@ def track(
     )
 
 
-__all__ = ["track", "init_nets", "sample_order", "select_probes", "run_seeds", "check_data", "INITS"]
+__all__ = ["track", "DEFAULT_RUNS", "init_nets", "sample_order", "select_probes", "run_seeds", "check_data", "INITS"]

@@ -20,8 +20,7 @@ import matplotlib.pyplot as plt
 import xarray as xr
 
 from lesde.plots import plot_compare, save_figure
-from lesde.sgd import compare, digits_mlp
-from lesde.ufm import UFM
+from lesde.sgd import UFM, compare, digits_mlp
 
 TINY = "--tiny" in sys.argv or os.environ.get("LESDE_TINY") == "1"
 OUT = Path(os.environ.get("LESDE_OUT", "."))

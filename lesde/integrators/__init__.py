@@ -1,6 +1,6 @@
 """Integrators: one small module per method, one registry line each (no if/elif chains over method names).
 
-Every method implements the protocol of :class:`lesde.integrators._base.Integrator` (name, orders, ``check``,
+Every method implements the protocol of :class:`lesde.integrators.protocol.Integrator` (name, orders, ``check``,
 ``memory``, ``plan``, ``integrate``). :func:`lesde.simulate` looks a method up with :func:`get`, calls its
 ``check`` before any work and never branches on the name. Adding a method means one module, one line in
 :data:`REGISTRY` and one row in ``tests/test_correctness.py``.
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import difflib
 
-from ._base import MAX_STEPS, Grid, Integrator, Memory
-from ._rng import PATH_BLOCK
 from .euler import Euler
 from .exact import Exact
+from .protocol import MAX_STEPS, Grid, Integrator, Memory, check_contract
+from .seeding import PATH_BLOCK
 from .torchsde_method import TorchsdeMethod, torchsde_methods
 
 REGISTRY: dict[str, Integrator] = {
@@ -25,6 +25,19 @@ REGISTRY: dict[str, Integrator] = {
     "exact": Exact(),
     **{f"torchsde:{name}": TorchsdeMethod(name) for name in torchsde_methods()},
 }
+for _method in REGISTRY.values():
+    check_contract(_method)
+
+
+def register(integrator: Integrator, replace: bool = False) -> Integrator:
+    """Add ``integrator`` to :data:`REGISTRY` under its ``name``, after :func:`~lesde.integrators.protocol.
+    check_contract`; ``lesde.simulate(..., method=integrator.name)`` then runs it. A name already registered is
+    refused unless ``replace``. Returns the integrator."""
+    check_contract(integrator)
+    if integrator.name in REGISTRY and not replace:
+        raise ValueError(f"an integrator named {integrator.name!r} is registered already; pass replace=True")
+    REGISTRY[integrator.name] = integrator
+    return integrator
 
 
 def known_methods() -> list[str]:
@@ -55,25 +68,17 @@ def check(method: str, model, **options) -> str | None:
     return get(method).check(model, **options)
 
 
-def resolve(method: str):
-    """Backward-compatible alias of :func:`get` returning ``(integrator, {})``."""
-    return get(method), {}
-
-
-#: the native methods (kept for backward compatibility)
-NATIVE = {name: REGISTRY[name] for name in ("euler", "exact")}
-
 __all__ = [
     "Grid",
     "Integrator",
     "Memory",
     "REGISTRY",
-    "NATIVE",
     "MAX_STEPS",
     "PATH_BLOCK",
     "get",
+    "register",
+    "check_contract",
     "check",
-    "resolve",
     "known_methods",
     "torchsde_methods",
 ]

@@ -1,15 +1,15 @@
 r"""Native Euler-Maruyama: strong order 1 for the LE-SDE's state-independent noise, 1/2 for ``noise="sampling"``.
 
-Which path runs (``Euler.plan``, recorded in ``attrs["integrator_path"]``):
+Which path runs (``Euler.plan``, recorded in ``attrs["integrator_plan"]``):
 
 ``means``
     Sample-independent noise and the class's own drift (the default). The drift sees only the K class means, so
     Euler steps the (B, K, m) class means (their noise is :math:`\sigma_k/\sqrt{n_k}`) and the within-class
-    deviations take their exact increment once per save interval (:mod:`lesde.integrators._start`: every sample,
+    deviations take their exact increment once per save interval (:mod:`lesde.integrators.start`: every sample,
     or with ``save="means"`` and scalar/per-class noise only the within-class sums of squares, drawn in law).
     The joint law at the save times is that of full-state Euler-Maruyama, at n_k times less work per step (and
     no per-sample state at all in the in-law case). Each step is one GEMM in the layout that makes it one
-    (:mod:`lesde.integrators._means`).
+    (:mod:`lesde.integrators._mean_steps`).
 ``full``
     The whole (B, N, m) state: for ``noise="sampling"`` (the noise depends on individual samples) and for a
     supplied Brownian motion (``bm=``, used to couple paths across methods).
@@ -24,9 +24,9 @@ import math
 
 import torch
 
-from . import _means
-from ._base import Integrator, Memory, is_lesde, structured
-from ._start import deviation_bytes, deviations_for, in_law_applies
+from . import _mean_steps as _means
+from .protocol import Integrator, Memory, is_lesde, structured
+from .start import deviation_bytes, deviations_for, in_law_applies
 
 
 class Euler(Integrator):

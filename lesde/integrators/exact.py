@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from ..schedules import Constant
-from ._base import Integrator, Memory, is_lesde
-from ._start import deviation_bytes, deviations_for, in_law_applies
+from .protocol import Integrator, Memory, is_lesde
+from .start import deviation_bytes, deviations_for, in_law_applies
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
 

@@ -3,7 +3,7 @@
 Each save interval is integrated with its own equal steps (at most ``dt``), all intervals sharing one
 ``BrownianInterval`` per path block, so save times that are not multiples of dt are hit exactly instead of
 being interpolated between steps. The Brownian interval is built with the step size, so its tree stays shallow
-for any number of steps. Paths run block by block (:mod:`lesde.integrators._rng`), each block with its own
+for any number of steps. Paths run block by block (:mod:`lesde.integrators.seeding`), each block with its own
 Brownian motion seeded from the block's stream, so the output does not depend on the chunking either.
 
 For the LE-SDE with sample-independent noise the Ito and Stratonovich forms coincide (the diffusion does not
@@ -17,7 +17,7 @@ import torch
 import torchsde
 from torchsde._core import methods as _ts_methods
 
-from ._base import Integrator, Memory, is_lesde
+from .protocol import Integrator, Memory, is_lesde
 
 STRATONOVICH = {"midpoint", "heun", "euler_heun", "reversible_heun", "log_ode"}
 #: (strong order for additive noise, strong order for general state-dependent noise or None, weak order), as

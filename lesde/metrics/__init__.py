@@ -73,7 +73,7 @@ Decisions where the sources are silent (what a researcher comparing with publish
   ``nc_margin`` and ``ncc_mismatch`` include the bias in the logits (the layer-peeled model has none; with b = 0 they agree).
 * **gnc2** solves the K small simplex-constrained QPs min_lambda ||w_k - sum_j lambda_j w_j||^2 by accelerated
   projected gradient, polished by the exact KKT solve on the detected support and stopped once a duality gap
-  certifies every QP of the batch (:func:`lesde.ufm.one_vs_rest_distance` is the same solver); accurate to ~1e-10 in float64 on the
+  certifies every QP of the batch (:func:`lesde.theory.closed_forms.one_vs_rest_distance` is the same solver); accurate to ~1e-10 in float64 on the
   configurations tested. It is the one metric with an iterative solver: pass ``names=`` without it where speed
   matters.
 
@@ -91,12 +91,12 @@ torch.Size([5])
 
 from __future__ import annotations
 
-from ._common import amax_scale as _amax_scale  # noqa: F401  (lesde.simulate's recorder imports it from here)
-from ._common import degenerate_ratio
-from ._stats import ALIASES, MEANS_METRICS, METRIC_NAMES, ONLINE_METRICS
-from ._stats import class_split as _class_split  # noqa: F401  (likewise)
 from .dataset import to_dataset
+from .inputs import amax_scale as _amax_scale  # noqa: F401  (lesde.simulate's recorder imports it from here)
+from .inputs import degenerate_ratio
 from .kernels import least_squares_classifier, means_metrics, nc_metrics, ncm_from_parts, online_metrics
+from .statistics import ALIASES, MEANS_METRICS, METRIC_NAMES, ONLINE_METRICS
+from .statistics import class_split as _class_split  # noqa: F401  (likewise)
 
 __all__ = [
     "ALIASES",

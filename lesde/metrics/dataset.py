@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .._attrs import make_dataset
-from ._common import check_labels
-from ._stats import MEANS_METRICS, REGISTRY, select
+from ..schema import make_dataset
+from .inputs import check_labels
 from .kernels import means_metrics, nc_metrics
+from .statistics import MEANS_METRICS, REGISTRY, select
 
 
 def _tensor(x: np.ndarray) -> torch.Tensor:

@@ -11,18 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validate import check_positive_float
-from ._common import amax_scale, check_features, check_finite, check_labels, upper_pairs
-from ._stats import (
-    MEANS_METRICS,
-    ONLINE_METRICS,
-    REGISTRY,
-    FullStats,
-    MeansStats,
-    SampleStats,
-    class_var,
-    select,
-)
+from ..validation import check_positive_float
+from .inputs import amax_scale, check_features, check_finite, check_labels, upper_pairs
+from .statistics import MEANS_METRICS, ONLINE_METRICS, REGISTRY, FullStats, MeansStats, SampleStats, class_var, select
 
 
 def _floor(N: float, m: int, dtype: torch.dtype) -> float:

@@ -3,7 +3,7 @@
 Every function takes Datasets (none opens a file), draws on the ``ax=`` or ``fig=`` it is given or on a new
 pyplot figure, and returns the Figure; none calls ``matplotlib.use``. :func:`save_figure` writes a figure (PNG,
 PDF, SVG, ... by the extension); ``lesde plot KIND FILE --out F`` opens, draws and saves
-(:mod:`lesde.plots._cli`).
+(:mod:`lesde.cli.cmd_plot`). The package reads Datasets only: it imports none of the packages that make them.
 
 ====================  =====================================================  ==================================
 kind                  function                                               Dataset
@@ -18,7 +18,6 @@ theory                :func:`plot_theory`, :func:`plot_theory_panel`         :fu
 ====================  =====================================================  ==================================
 """
 
-from ._cli import KINDS, plot_file, plot_phase_cli
 from ._style import PALETTE, MissingVariables, save_figure
 from .empirical import plot_elasticity, plot_imitation, plot_imitation_diagnosis, plot_label_noise
 from .nc import class_mean_cosines, path_quantiles, plot_class_mean_cosines, plot_collapse, plot_nc_metrics
@@ -26,14 +25,23 @@ from .phase import phase_plot
 from .sgd import plot_compare
 from .theory import plot_theory, plot_theory_panel, theory_panels
 
+#: ``lesde plot`` kinds and the file each reads
+KINDS = {
+    "phase": "a sweep store (lesde sweep)",
+    "nc": "a metrics or simulation Dataset (lesde simulate with save='metrics', metrics.to_dataset)",
+    "cosines": "a simulation Dataset with class_mean or features (lesde simulate with save='means' or 'full')",
+    "elasticity": "an estimate file (lesde estimate)",
+    "imitation": "an imitation file (lesde imitate)",
+    "sgd": "a comparison file (lesde compare-sgd)",
+    "theory": "a file with the predictions attached (lesde compare-theory FILE --out F.nc)",
+}
+
 __all__ = [
     "KINDS",
     "PALETTE",
     "MissingVariables",
     "save_figure",
-    "plot_file",
     "phase_plot",
-    "plot_phase_cli",
     "plot_nc_metrics",
     "plot_class_mean_cosines",
     "plot_collapse",

@@ -69,7 +69,7 @@ TITLES: dict[str, str] = {
     "cdnv": "class-distance normalised variance",
 }
 
-#: axis labels of the sweep dims (the dotted spelling of stores written before 0.2 maps here too)
+#: axis labels of the sweep dims
 DIM_LABELS: dict[str, str] = {
     "alpha_exponent": r"exponent $p$ of $\alpha_t = c\,(1+t)^{-p}$",
     "alpha_scale": r"scale $c$ of $\alpha_t$",
@@ -155,7 +155,7 @@ def label(name: str, var: xr.DataArray | None = None) -> str:
 
 
 def dim_label(dim: str) -> str:
-    return DIM_LABELS.get(dim.replace(".", "_"), dim.replace("_", " "))
+    return DIM_LABELS.get(dim, dim.replace("_", " "))
 
 
 def time_label(ds: xr.Dataset) -> str:
@@ -292,19 +292,8 @@ def save_figure(fig, path: str | Path, dpi: int = 150, close: bool = True) -> Pa
     return path
 
 
-def deprecated_out(fig, out: str | Path | None, fn: str) -> None:
+def finish(fig) -> None:
     """Last step of every figure: the house font sizes on every axes (titles and labels set after
-    :func:`subplots` take matplotlib's defaults); then the old ``fn(ds, out)`` form: save with a
-    DeprecationWarning (the figure is returned all the same)."""
+    :func:`subplots` take matplotlib's defaults)."""
     for ax in fig.axes:
         style(ax)
-    if out is None:
-        return
-    import warnings
-
-    warnings.warn(
-        f"{fn}(..., out) is deprecated: it returns the Figure now; write it with lesde.plots.save_figure(fig, out)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    save_figure(fig, out, close=False)

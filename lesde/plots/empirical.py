@@ -4,14 +4,13 @@ class means, the imitation diagnosis (which term fails), and the label-corruptio
 Decisions: a power-law fit is drawn on log-log axes when the estimate it fits is positive over the window
 (otherwise linear axes with the same curve); the fit's band is the 16-84% range of the curve over 400 draws of
 its parameters from independent normals with the fit's standard errors (the fit stores no covariance, so the
-band is labelled as such). The fit comes from ``fit_result`` or, lacking it, from the ``fit`` attr that
-``lesde estimate`` writes.
+band is labelled as such). The fit is drawn from the curves :meth:`lesde.empirical.FitResult.curves` puts in the
+estimate Dataset (``lesde estimate`` writes them), so this module needs nothing from the package that fitted it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+import json
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from ._style import (
     BAND_ALPHA,
     PALETTE,
     THEORY,
-    deprecated_out,
+    finish,
     legend,
     log_from_lines,
     log_if_positive,
@@ -36,50 +35,28 @@ COLORS = PALETTE
 _SYMBOL = {"alpha": r"\alpha", "beta": r"\beta"}
 
 
-def _fit_curve(f: Any, tt: np.ndarray, draws: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """The fitted curve on ``tt`` and its 16-84% band over parameter draws (None without standard errors)."""
-    curve = np.asarray(f.schedule(tt).numpy(), dtype=float)
-    errs = {k: s for k, s in f.stderr.items() if np.isfinite(s) and s > 0}
-    if not errs:
-        return curve, None
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _ in range(draws):
-        params = {k: v + rng.normal(0.0, errs[k]) if k in errs else v for k, v in f.params.items()}
-        try:
-            rows.append(np.asarray(dataclasses.replace(f, params=params).schedule(tt).numpy(), dtype=float))
-        except ValueError:  # a draw outside the model's domain (e.g. a negative offset)
-            continue
-    if len(rows) < draws // 2:
-        return curve, None
-    rows = np.stack(rows)
-    rows = np.where(np.isfinite(rows), rows, np.nan)  # a draw may overflow (offset near 0): left out, not inf - inf
-    keep = np.isfinite(rows).sum(0) >= draws // 2
-    band = np.full((2, len(tt)), np.nan)
-    band[:, keep] = np.nanquantile(rows[:, keep], [0.16, 0.84], axis=0)
-    return curve, band
-
-
-def _fit_label(f: Any) -> str:
+def _fit_label(f: dict) -> str:
+    """Legend text of one fit, from its entry in the estimate's ``fit`` attr (JSON)."""
     names = {"scale": "a", "exponent": "p", "offset": "t_0", "rate": "r", "value": "c"}
     ps = ", ".join(
-        f"${names.get(k, k)}={v:.3g}" + (f"\\pm{f.stderr[k]:.2g}$" if k in f.stderr else "$ (fixed)")
-        for k, v in f.params.items()
+        f"${names.get(k, k)}={v:.3g}" + (f"\\pm{f['stderr'][k]:.2g}$" if k in f["stderr"] else "$ (fixed)")
+        for k, v in f["params"].items()
     )
-    form = {"power": r"$a\,(t_0+t)^{-p}$", "exp": r"$a\,e^{-rt}$", "const": "$c$"}.get(f.model, f.model)
-    return f"fit {form}: {ps}, $\\chi^2/\\nu={f.chi2_dof:.2g}$"
+    form = {"power": r"$a\,(t_0+t)^{-p}$", "exp": r"$a\,e^{-rt}$", "const": "$c$"}.get(f["model"], f["model"])
+    return f"fit {form}: {ps}, $\\chi^2/\\nu={f['chi2_dof']:.2g}$"
 
 
-def plot_elasticity(est: xr.Dataset, fit_result: Any = None, path: str | Path | None = None, *, fig=None):
+def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
     r"""alpha(t) and beta(t): the selected estimand with its confidence band, the other estimand with error bars,
     and the fitted schedule with its band, one panel each.
 
     Parameters
     ----------
     est : Dataset of :func:`lesde.empirical.estimate` (or the file ``lesde estimate`` writes).
+        The fit is drawn from its variables ``alpha_fit``, ``alpha_fit_lower``, ``alpha_fit_upper`` (and beta's)
+        over ``fit_time`` and its ``fit`` attr, which :meth:`lesde.empirical.FitResult.curves` adds.
     fit_result : :class:`~lesde.empirical.FitResult`, optional
-        Default: the ``fit`` attr of ``est`` when it has one, else no fit.
-    path : optional, deprecated: write the figure there too (use :func:`lesde.plots.save_figure`).
+        A fit to draw: ``fit_result.curves(est)`` is drawn instead of ``est``.
     fig : matplotlib Figure, optional
 
     Returns
@@ -89,10 +66,9 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, path: str | Path | 
     from scipy.stats import t as student_t
 
     require(est, ("alpha", "beta", "alpha_lower", "alpha_upper", "beta_lower", "beta_upper"), "elasticity", "est")
-    if fit_result is None and "fit" in est.attrs:
-        from ..empirical.fitting import FitResult  # at call time: lesde.empirical imports this module
-
-        fit_result = FitResult.from_json(est.attrs["fit"])
+    if fit_result is not None:
+        est = fit_result.curves(est)
+    fits = json.loads(est.attrs["fit"])["fits"] if "fit" in est.attrs and "fit_time" in est.coords else {}
     fig, axes = subplots(2, fig=fig, panel=(3.5, 3.6))
     t = np.asarray(est["time"].values, dtype=float)
     chosen = est.attrs.get("weighting", "n/a")
@@ -136,22 +112,17 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, path: str | Path | 
                     label=f"{w} weighting, {100 * conf:.0f}% CI bars",
                 )
         positive = bool((t > 0).all() and np.isfinite(y).all() and (y > 0).all())
-        f = fit_result.fits.get(q) if fit_result is not None else None
-        loglog = positive and f is not None and f.model == "power"
-        tt = np.geomspace(t[t > 0].min(), t.max(), 300) if loglog else np.linspace(max(t.min(), 0), t.max(), 300)
+        f = fits.get(q) if f"{q}_fit" in est else None
+        loglog = positive and f is not None and f["model"] == "power"
         if f is not None:
-            curve, band = _fit_curve(f, tt)
-            if band is not None:
+            tt = est["fit_time"].values
+            lower, upper = est[f"{q}_fit_lower"].values, est[f"{q}_fit_upper"].values
+            if np.isfinite(lower).any():
                 ax.fill_between(
-                    tt,
-                    band[0],
-                    band[1],
-                    color="0.2",
-                    alpha=0.2,
-                    lw=0,
+                    tt, lower, upper, color="0.2", alpha=0.2, lw=0,
                     label="fit: 16-84% over parameter draws (independent s.e.)",
-                )
-            ax.plot(tt, curve, "-", color="black", lw=1.2, label=_fit_label(f))
+                )  # fmt: skip
+            ax.plot(tt, est[f"{q}_fit"].values, "-", color="black", lw=1.2, label=_fit_label(f))
         if loglog:
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -169,12 +140,12 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, path: str | Path | 
         f"errors clustered by {est.attrs.get('se_cluster', '?')}",
         fontsize=8,
     )
-    deprecated_out(fig, path, "plot_elasticity")
+    finish(fig)
     return fig
 
 
 def plot_imitation(
-    imit: xr.Dataset, path: str | Path | None = None, run: int = 0, coords: int = 3, classes: int = 4, *, fig=None
+    imit: xr.Dataset, *, run: int = 0, coords: int = 3, classes: int = 4, fig=None
 ):
     """Per class (the first ``classes``), the class mean of one run (network solid, LE-SDE dashed; one colour per
     coordinate), the relative error over runs and the NC1 quotient, as a two-column grid; a symlog scale where the
@@ -244,12 +215,12 @@ def plot_imitation(
         f"median relative error, first half: {float(imit.attrs.get('median_relative_error_first_half', np.nan)):.3g}",
         fontsize=8,
     )
-    deprecated_out(fig, path, "plot_imitation")
+    finish(fig)
     return fig
 
 
 def plot_imitation_diagnosis(
-    imit: xr.Dataset, checks: dict[str, xr.Dataset], est: xr.Dataset, path: str | Path | None = None, *, fig=None
+    imit: xr.Dataset, checks: dict[str, xr.Dataset], est: xr.Dataset, *, fig=None
 ):
     """Which term of the LE-SDE fails: (a) class-mean norms, network vs LE-SDE; (b) the estimated E(t);
     (c) the drift on the network's own states against the network's velocity (``drift_check``, one line per
@@ -319,11 +290,11 @@ def plot_imitation_diagnosis(
         f"{float(imit.attrs.get('median_relative_error_first_half', np.nan)):.3g})",
         fontsize=8,
     )
-    deprecated_out(fig, path, "plot_imitation_diagnosis")
+    finish(fig)
     return fig
 
 
-def plot_label_noise(ds: xr.Dataset, path: str | Path | None = None, *, fig=None):
+def plot_label_noise(ds: xr.Dataset, *, fig=None):
     """Tail index r of the integrated alpha and beta against the label-noise rate, with the accuracies.
     Returns the Figure."""
     require(ds, ("tail_alpha", "tail_beta", "validation_accuracy", "train_accuracy"), "label-noise", "ds")
@@ -357,5 +328,5 @@ def plot_label_noise(ds: xr.Dataset, path: str | Path | None = None, *, fig=None
     for a in ax:
         legend(a, fontsize=5.5)
     fig.suptitle(f"Label corruption on {ds.attrs.get('dataset')} ($K={K}$): {ds.attrs.get('net_desc', '')}", fontsize=8)
-    deprecated_out(fig, path, "plot_label_noise")
+    finish(fig)
     return fig

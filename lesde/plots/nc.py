@@ -23,7 +23,6 @@ range pooled over paths *and* pairs, which stays readable for K = 10 (45 pairs).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -35,8 +34,8 @@ from ._style import (
     THEORY,
     TITLES,
     MissingVariables,
-    deprecated_out,
     describe,
+    finish,
     label,
     legend,
     log_if_positive,
@@ -113,10 +112,9 @@ def _draw_metric(ax, var: xr.DataArray, name: str, xlabel: str, K: int | None = 
 
 def plot_nc_metrics(
     metrics_ds: xr.Dataset,
-    out_png: str | Path | None = None,
+    *,
     names: Iterable[str] | str | None = None,
     title: str | None = None,
-    *,
     ax=None,
     fig=None,
 ):
@@ -127,8 +125,6 @@ def plot_nc_metrics(
     metrics_ds : xarray.Dataset
         Metrics over ``(path, time)`` (any extra dims are pooled with ``path``), e.g. from
         :func:`lesde.metrics.to_dataset` or ``lesde.simulate(..., save="metrics")``.
-    out_png : str or Path, optional
-        Deprecated: write the figure there too (use :func:`lesde.plots.save_figure`).
     names : iterable of str, optional
         Metrics to draw, in this order (default: every numeric variable with a ``time`` dim).
     title : str, optional
@@ -157,7 +153,7 @@ def plot_nc_metrics(
     what = describe(metrics_ds)
     heading = title or f"Neural-collapse metrics{': ' + what if what else ''}"
     (axes[0].set_title if ax is not None and title else fig.suptitle)(heading, fontsize=9)
-    deprecated_out(fig, out_png, "plot_nc_metrics")
+    finish(fig)
     return fig
 
 
@@ -227,7 +223,7 @@ def _draw_cosines(ax, cos: xr.DataArray, xlabel: str, title: str | None = None) 
 
 
 def plot_class_mean_cosines(
-    sim_ds: xr.Dataset, out_png: str | Path | None = None, title: str | None = None, *, ax=None
+    sim_ds: xr.Dataset, *, title: str | None = None, ax=None
 ):
     r"""Pairwise cosines of the centred class means against time, with the simplex-ETF value -1/(K-1).
 
@@ -236,8 +232,6 @@ def plot_class_mean_cosines(
     sim_ds : xarray.Dataset
         A simulation Dataset with ``class_mean(path, time, class, feature)`` (``save="means"`` or ``"full"``), or
         ``features`` with a ``label(sample)`` coordinate.
-    out_png : str or Path, optional
-        Deprecated: write the figure there too (use :func:`lesde.plots.save_figure`).
     title : str, optional
         Axes title (default: K, n, m and the schedules from the attrs).
     ax : matplotlib Axes, optional
@@ -251,17 +245,16 @@ def plot_class_mean_cosines(
     cos = class_mean_cosines(sim_ds)
     fig, (a,) = subplots(1, ax=ax, panel=(3.5, 3.0))
     _draw_cosines(a, cos, time_label(sim_ds), title or ("Centred class-mean cosines\n" + describe(sim_ds)))
-    deprecated_out(fig, out_png, "plot_class_mean_cosines")
+    finish(fig)
     return fig
 
 
 def plot_collapse(
     metrics_ds: xr.Dataset,
     sim_ds: xr.Dataset,
-    out_png: str | Path | None = None,
+    *,
     names: Iterable[str] | str | None = None,
     title: str | None = None,
-    *,
     fig=None,
 ):
     """One figure: the panels of :func:`plot_nc_metrics` followed by the panel of :func:`plot_class_mean_cosines`.
@@ -272,7 +265,7 @@ def plot_collapse(
         Metrics over ``(path, time)``.
     sim_ds : xarray.Dataset
         The simulation Dataset the cosines come from (``class_mean`` or ``features``).
-    out_png, names, title
+    names, title
         As for :func:`plot_nc_metrics`.
     fig : matplotlib Figure, optional
         Lay the panels out on this figure (cleared first); default a new figure, two panels a row.
@@ -293,5 +286,5 @@ def plot_collapse(
     _draw_cosines(axes[len(chosen)], cos, xlabel)
     what = describe(sim_ds) or describe(metrics_ds)
     fig.suptitle(title or f"Neural collapse{': ' + what if what else ''}", fontsize=9)
-    deprecated_out(fig, out_png, "plot_collapse")
+    finish(fig)
     return fig

@@ -17,14 +17,12 @@ cells with its boundary.
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ._style import PALETTE, THEORY, deprecated_out, describe, dim_label, legend, num_classes, require, subplots
+from ._style import PALETTE, THEORY, describe, dim_label, finish, legend, num_classes, require, subplots
 
 __all__ = ["phase_plot"]
 
@@ -60,18 +58,9 @@ def _grid_ticks(axis, values: np.ndarray) -> None:
 
 
 def _dim(ds: xr.Dataset, name: str) -> str:
-    """The swept dim ``name`` names; the dotted spelling of lesde 0.1 (``alpha.exponent``) still works."""
+    """The swept dim ``name`` (a ValueError listing the swept dims when it is not one)."""
     if name in ds.dims:
         return name
-    for other in (name.replace(".", "_"), name.replace("_", ".")):
-        if other in ds.dims:
-            if "." in name:
-                warnings.warn(
-                    f"the dotted dim name {name!r} is deprecated; sweep dims are spelled {other!r} now",
-                    DeprecationWarning,
-                    stacklevel=3,
-                )
-            return other
     swept = [d for d in ds["p_all_separable"].dims if d != "time"]
     raise ValueError(f"{name!r} is not a swept dimension of this Dataset; accepted: {', '.join(swept)}")
 
@@ -116,14 +105,13 @@ def _hatch_predicted(ax, pred: xr.DataArray, x: str, y: str, xe: np.ndarray, ye:
 
 def phase_plot(
     ds: xr.Dataset,
-    out: str | Path | None = None,
+    *,
     time: float | None = None,
     x: str = "alpha_exponent",
     y: str = "alpha_scale",
     curve_times: int = 4,
     curve_at: float | None = None,
     select: dict[str, Any] | None = None,
-    *,
     fig=None,
 ):
     r"""Heatmap of P(all pairs separable) over (x, y) at ``time``, and P against x for several times.
@@ -131,8 +119,6 @@ def phase_plot(
     Parameters
     ----------
     ds : Dataset from :func:`lesde.sweep.run` or :func:`lesde.sweep.open_sweep` (this function opens no store).
-    out : path, optional
-        Deprecated: write the figure there too (use :func:`lesde.plots.save_figure`).
     time : float, optional
         Time of the heatmap (nearest save time); default the sweep's ``summary_time`` attr, else the last time.
     x, y : str
@@ -280,5 +266,5 @@ def phase_plot(
         f"{ds.attrs.get('n_paths', '?')} paths per cell, {ds.attrs.get('separability', 'ncm')} separability",
         fontsize=9,
     )
-    deprecated_out(fig, out, "phase_plot")
+    finish(fig)
     return fig

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import xarray as xr
 
@@ -12,8 +10,8 @@ from ._style import (
     PALETTE,
     PROCESS_NAMES,
     TITLES,
-    deprecated_out,
     describe,
+    finish,
     label,
     legend,
     log_if_positive,
@@ -27,14 +25,13 @@ __all__ = ["plot_compare"]
 _PLOT_METRICS = ("nc1", "nc1_quotient", "etf_error", "self_duality", "equinorm_means", "ncc_mismatch")
 
 
-def plot_compare(ds: xr.Dataset, path: str | Path | None = None, metrics: tuple[str, ...] = _PLOT_METRICS, *, fig=None):
+def plot_compare(ds: xr.Dataset, *, metrics: tuple[str, ...] = _PLOT_METRICS, fig=None):
     """Loss, accuracy and NC metrics against time, one line per process (mean over runs, band +-1 standard
     deviation over runs), as a two-column grid.
 
     Parameters
     ----------
     ds : Dataset of :func:`lesde.sgd.compare` (dims ``process, run, time``).
-    path : optional, deprecated: write the figure there too (use :func:`lesde.plots.save_figure`).
     metrics : NC metrics to add after loss and accuracy (those the Dataset has).
     fig : matplotlib Figure, optional
 
@@ -69,5 +66,5 @@ def plot_compare(ds: xr.Dataset, path: str | Path | None = None, metrics: tuple[
         f"{ds.attrs.get('batch_size')}, {ds.attrs.get('sampling', '')} sampling",
         fontsize=8,
     )
-    deprecated_out(fig, path, "plot_compare")
+    finish(fig)
     return fig

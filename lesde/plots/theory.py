@@ -30,8 +30,8 @@ from ._style import (
     PALETTE,
     PROCESS_NAMES,
     THEORY,
-    deprecated_out,
     describe,
+    finish,
     legend,
     log_from_lines,
     require,
@@ -244,7 +244,7 @@ def plot_theory_panel(ds: xr.Dataset, name: str, *, ax=None, series_legend: bool
         raise ValueError(f"name={name!r} is not a theory panel of this Dataset; accepted: {', '.join(names)}")
     fig, (ax,) = subplots(1, ax=ax)
     _draw(ax, ds, PANELS[name], series_legend)
-    deprecated_out(fig, None, "plot_theory_panel")
+    finish(fig)
     return fig
 
 
@@ -322,5 +322,5 @@ def plot_theory(ds: xr.Dataset, names=None, title: str | None = None, *, fig=Non
         lines = [f"Measured vs predicted{': ' + what if what else ''}", _subtitle(ds), _sources(ds, chosen)]
         title = "\n".join(line for line in lines if line)
     fig.suptitle(title, fontsize=8)
-    deprecated_out(fig, None, "plot_theory")
+    finish(fig)
     return fig

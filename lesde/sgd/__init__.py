@@ -4,16 +4,17 @@ The stage follows the data: a *problem* (:class:`ModuleProblem`, or the unconstr
 defines the loss over a flat parameter batch ``theta (runs, P)``; :func:`run_sgd`, :func:`run_sme` (with
 :class:`SGDSDE`) and
 :func:`gradient_flow` move ``theta`` in time ``t = step * lr`` and record loss, accuracy and NC metrics into
-``(run, time)`` Datasets; :func:`compare` stacks the three along ``process`` and :func:`plot_compare` draws them.
+``(run, time)`` Datasets; :func:`compare` stacks the three along ``process`` (:func:`lesde.plots.plot_compare`
+draws them).
 """
 
 from ._record import DEFAULT_METRICS
-from .compare import compare, compare_from_config, plot_compare
-from .discrete import SAMPLERS, run_sgd
+from .compare import compare
 from .flow import FLOW_METHODS, gradient_flow
+from .minibatch import SAMPLERS, run_sgd
 from .problems import LOSSES, ModuleProblem, Problem, digits_mlp
 from .sme import SGDSDE, run_sme
-from .ufm import UFM
+from .ufm_problem import UFM
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -25,10 +26,8 @@ __all__ = [
     "ModuleProblem",
     "Problem",
     "compare",
-    "compare_from_config",
     "digits_mlp",
     "gradient_flow",
-    "plot_compare",
     "run_sgd",
     "run_sme",
 ]

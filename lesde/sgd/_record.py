@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._attrs import make_dataset
-from .._validate import check_choice
 from ..metrics import METRIC_NAMES, nc_metrics
-from ..metrics._stats import select
+from ..metrics.statistics import select
+from ..schema import make_dataset
+from ..validation import check_choice
 
 SAVE_MODES = ("metrics", "full")
 #: default budget of the snapshots waiting for one batched metrics call (bytes, on the problem's device)

@@ -8,21 +8,15 @@ integrated once and repeated along ``run`` so the three processes share one layo
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import torch
 import xarray as xr
 
-from .._attrs import make_dataset
-from .._validate import check_int, check_positive_float
-from ..plots import save_figure
-from ..plots.sgd import plot_compare  # re-exported: lesde.sgd.plot_compare
+from ..schema import make_dataset
+from ..validation import check_int, check_positive_float
 from ._record import progress_bar
-from .discrete import run_sgd
 from .flow import gradient_flow
+from .minibatch import run_sgd
 from .sme import SGDSDE, run_sme
 
 PROCESSES = ("sgd", "sme", "gradient_flow")
@@ -124,74 +118,3 @@ def compare(
             "seed": seed,
         },
     )
-
-
-def _ufm_problem(spec: dict[str, Any]):
-    from .ufm import UFM
-
-    return UFM(**spec)
-
-
-def _digits_problem(spec: dict[str, Any]):
-    from .problems import digits_mlp
-
-    return digits_mlp(**spec)
-
-
-#: ``[problem] kind`` -> builder taking the remaining keys
-PROBLEM_KINDS = {"ufm": _ufm_problem, "digits-mlp": _digits_problem}
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def compare_from_config(config: dict[str, Any], out: str | Path) -> xr.Dataset:
-    """Run :func:`compare` from a parsed TOML config; write ``out`` (.nc) and a ``.png`` next to it.
-
-    TOML layout::
-
-        [problem]
-        kind = "ufm"              # or "digits-mlp"
-        # ufm: the arguments of lesde.sgd.UFM (also lesde.ufm.UFM)
-        num_classes = 4
-        samples_per_class = 8
-        dim = 8
-        loss = "mse"              # "ce" | "mse"
-        weight_decay_W = 1e-2
-        weight_decay_H = 1e-2
-        # digits-mlp: num_classes, samples_per_class, hidden, loss, weight_decay, seed
-
-        [run]
-        lr = 0.05
-        batch_size = 4
-        t_end = 10.0
-        n_runs = 32
-        seed = 0                  # optional, as are the keys below
-        sampling = "with-replacement"   # or "shuffle"
-        n_save = 51
-        substeps = 1
-        flow_method = "rk4"
-        metrics = true            # the default set; "all" adds gnc2; or a list of names
-        device = "cpu"
-        dtype = "float64"         # or "float32"
-
-    Returns the Dataset (also written to ``out``; the plot goes to ``out`` with suffix ``.png``).
-    """
-    if "problem" not in config or "run" not in config:
-        raise ValueError("config needs a [problem] table and a [run] table (see compare_from_config's docstring)")
-    spec = dict(config["problem"])
-    kind = spec.pop("kind", "ufm")
-    if kind not in PROBLEM_KINDS:
-        raise ValueError(f"[problem] kind={kind!r} is not supported; accepted values: {list(PROBLEM_KINDS)}")
-    problem = PROBLEM_KINDS[kind](spec)
-    run = dict(config["run"])
-    missing = [k for k in ("lr", "batch_size", "t_end") if k not in run]
-    if missing:
-        raise ValueError(f"[run] is missing {missing}")
-    dtype = run.pop("dtype", "float64")
-    if dtype not in _DTYPES:
-        raise ValueError(f"[run] dtype={dtype!r} is not supported; accepted values: {list(_DTYPES)}")
-    ds = compare(problem, dtype=_DTYPES[dtype], **run)
-    ds.attrs["config"] = json.dumps(config, default=str)
-    out = Path(out)
-    ds.to_netcdf(out, engine="h5netcdf")
-    save_figure(plot_compare(ds), out.with_suffix(".png"))
-    return ds

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .._validate import check_choice, check_int, check_positive_float
+from ..validation import check_choice, check_int, check_positive_float
 from ._record import Recorder, progress_bar, record_steps
-from .discrete import prepare
+from .minibatch import prepare
 
 
 def _euler(problem, theta: torch.Tensor, dt: float) -> torch.Tensor:

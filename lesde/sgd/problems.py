@@ -44,8 +44,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
 
-from .._extras import require
-from .._validate import check_choice, check_positive_float
+from ..extras import require
+from ..validation import check_choice, check_positive_float
 
 __all__ = ["LOSSES", "Problem", "ModuleProblem"]
 
@@ -360,7 +360,7 @@ def digits_mlp(
     """
     load_digits = require("sklearn.datasets", "data", "the digits data set (scikit-learn)").load_digits
 
-    from .._validate import check_int
+    from ..validation import check_int
 
     K = check_int("num_classes", num_classes, minimum=2)
     n = check_int("samples_per_class", samples_per_class)

@@ -44,9 +44,9 @@ import torch
 import xarray as xr
 from torch import nn
 
-from .._validate import check_choice, check_int, check_positive_float
+from ..validation import check_choice, check_int, check_positive_float
 from ._record import Recorder, progress_bar, record_steps
-from .discrete import SAMPLERS, prepare
+from .minibatch import SAMPLERS, prepare
 
 
 class SGDSDE(nn.Module):
@@ -68,7 +68,7 @@ class SGDSDE(nn.Module):
     Examples
     --------
     >>> import torchsde
-    >>> from lesde.ufm import UFM
+    >>> from lesde.sgd import UFM
     >>> sme = SGDSDE(UFM(3, 2, 4, loss="mse", weight_decay_W=0.01, weight_decay_H=0.01), lr=0.05, batch_size=2)
     >>> y0 = sme.init(8, torch.Generator().manual_seed(0))
     >>> torchsde.sdeint(sme, y0, torch.tensor([0.0, 0.5], dtype=torch.float64), dt=0.05).shape

@@ -55,11 +55,10 @@ Semantics a long sweep relies on:
 - **The store** is created before any work, atomically, and written by one sweep at a time
   (:class:`StoreBusy` for a second one); damage is reported with the store, chunk file and cells.
 
-The command line (``lesde sweep``, ``python -m lesde.sweep``) and ``lesde demo`` live outside this package,
-in :mod:`lesde.cli` and :mod:`lesde.demo`; the names ``sweep_cli``, ``main_cli``, ``demo`` and ``DEMO_SPEC``
-still resolve here, with a DeprecationWarning.
+The command line (``lesde sweep``) and ``lesde demo`` live in the application layer above this package
+(:mod:`lesde.cli`); the library never imports it.
 
-Decisions (the issue leaves these open): grid keys under ``simulate`` may not change the time axis or the paths
+Decisions: grid keys under ``simulate`` may not change the time axis or the paths
 (``t_end``, ``save_times``, ``n_save``, ``n_paths``, ``seed``, ``x0``) so that all cells share one ``time``
 coordinate; grid values that are not scalars (e.g. per-class noise lists) become JSON-string coordinates;
 ``simulate.dtype`` defaults to ``"float64"`` because phase diagrams reach exp(A(t)) far beyond float32; NC metrics
@@ -67,9 +66,6 @@ are averaged with ``nanmean`` (a metric undefined on some paths, e.g. 0/0 at t =
 """
 
 from __future__ import annotations
-
-import importlib
-import warnings
 
 from .batch import BatchResult, run_batch
 from .executors import SchedulerUnreachable, WorkersGone
@@ -99,17 +95,3 @@ __all__ = [
     "SchedulerUnreachable",
     "WorkersGone",
 ]
-
-#: names that moved out of the sweep package (the CLI glue and the demo), and where they live now
-_MOVED = {"sweep_cli": "lesde.cli", "main_cli": "lesde.cli", "demo": "lesde.demo", "DEMO_SPEC": "lesde.demo"}
-
-
-def __getattr__(name: str):
-    # Deprecated spellings: resolved lazily, by name, only when used, so that the package itself never imports
-    # the CLI or the demo (they import it).
-    if name in _MOVED:
-        target = _MOVED[name]
-        new = "phase_demo" if name == "demo" else name
-        warnings.warn(f"lesde.sweep.{name} moved to {target}.{new}", DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(target), new)
-    raise AttributeError(f"module 'lesde.sweep' has no attribute {name!r}")

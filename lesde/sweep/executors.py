@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from .._extras import require
+from ..extras import require
 from .batch import BatchResult, run_batch
 from .plan import Batch
 

@@ -11,8 +11,8 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from .._validate import check_choice, check_device, check_int, check_positive_float
 from ..metrics import ONLINE_METRICS
+from ..validation import check_choice, check_device, check_int, check_positive_float
 from .executors import EXECUTORS, require_dask
 from .plan import plan
 from .spec import SweepSpec, load_spec, time_axis
@@ -149,8 +149,11 @@ def describe_failures(ds: xr.Dataset, limit: int = 4) -> str:
 
 def format_table(ds: xr.Dataset, time: float | None = None, x: str = "alpha_exponent", y: str = "alpha_scale") -> str:
     """A compact text table of P(all pairs separable) at ``time``: rows ``y``, columns ``x``; failed cells
-    show ``fail``, missing ones stay blank. The dotted spellings of lesde 0.1 (``alpha.exponent``) still work."""
-    x, y = (d if d in ds.dims else d.replace(".", "_") for d in (x, y))
+    show ``fail``, missing ones stay blank."""
+    for name, d in (("x", x), ("y", y)):
+        if d not in ds["p_all_separable"].dims or d == "time":
+            swept = [s for s in ds["p_all_separable"].dims if s != "time"]
+            raise ValueError(f"{name}={d!r} is not a swept dimension of this sweep; accepted: {', '.join(swept)}")
     time = float(ds.attrs.get("summary_time", ds.time[-1])) if time is None else float(time)
     p = ds["p_all_separable"].sel(time=time, method="nearest").transpose(y, x)
     failed = (ds["status"] == "failed").transpose(y, x).values if "status" in ds else np.zeros(p.shape, bool)

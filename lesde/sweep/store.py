@@ -141,7 +141,7 @@ def _layout(spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> tuple[xr.D
     """The empty store as a Dataset (float data lazily NaN) and its zarr encoding."""
     import dask.array as da
 
-    from .._attrs import VARIABLE_ATTRS, make_dataset
+    from ..schema import VARIABLE_ATTRS, make_dataset
 
     dims = spec.dims
     coords = {d: _coord(v) for d, v in zip(dims, spec.grid.values())}
@@ -331,7 +331,7 @@ def open_sweep(store: str | Path) -> xr.Dataset:
     """Load a sweep store into memory (gridded, with ``status``, ``done`` and ``method`` per cell).
 
     Stores of lesde 0.1 (without ``status``) get one derived from ``done``; dims written with dots
-    (``alpha.exponent``, before 0.2) are renamed as the spec now names them (``alpha_exponent``). A damaged chunk raises
+    (``alpha.exponent``, as lesde 0.1 wrote them) are renamed as the spec names them (``alpha_exponent``). A damaged chunk raises
     :class:`StoreError` naming the store, the chunk file and its cells.
     """
     path = Path(store)

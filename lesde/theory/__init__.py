@@ -1,4 +1,8 @@
-"""Theory beside measurement: attach the UFM / LE-SDE prediction that applies to a lesde Dataset.
+"""Theory beside measurement: the UFM closed forms, and the prediction that applies to a lesde Dataset.
+
+The closed forms (:mod:`lesde.theory.closed_forms`: :func:`simplex_etf`, :func:`tirer_bruna`,
+:func:`ufm_mse_loss`, :func:`optimal_classifier`, :func:`mse_decomposition`, :func:`central_path_snr`,
+:func:`one_vs_rest_distance`, :func:`softmax_code`) are importable from here.
 
 :func:`attach` reads what kind of Dataset it is given (from its attrs: the ``problem`` of an SGD run, the
 ``spec`` of a simulation, the ``spec_hash`` of a sweep store) and adds the predictions that apply as variables
@@ -25,7 +29,31 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # xarray is imported when attach runs, not by `lesde --help`
     import xarray as xr
 
-__all__ = ["attach", "NoPredictionError", "dataset_kind", "summary"]
+from .closed_forms import (
+    central_path_snr,
+    mse_decomposition,
+    one_vs_rest_distance,
+    optimal_classifier,
+    simplex_etf,
+    softmax_code,
+    tirer_bruna,
+    ufm_mse_loss,
+)
+
+__all__ = [
+    "attach",
+    "NoPredictionError",
+    "dataset_kind",
+    "summary",
+    "simplex_etf",
+    "tirer_bruna",
+    "ufm_mse_loss",
+    "optimal_classifier",
+    "mse_decomposition",
+    "central_path_snr",
+    "one_vs_rest_distance",
+    "softmax_code",
+]
 
 
 class NoPredictionError(ValueError):
@@ -89,7 +117,7 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
         ``predicted_phase``, ...) and the distances (``loss_gap``, ``tb_distance``, ``tb_gram_distance``,
         ``snr_distance``, ``nc_margin_gap``, ``gnc2_gap``, ``class_mean_zscore``, ``class_mean_var_zscore``,
         ``mean_cosine_distance``, ``phase_agreement``), each with a ``prediction`` attr naming the paper, theorem
-        or equation, and long_name / units from :data:`lesde._attrs.VARIABLE_ATTRS`. The global attrs
+        or equation, and long_name / units from :data:`lesde.schema.VARIABLE_ATTRS`. The global attrs
         ``theory_predictions`` (JSON list of the variables added) and ``theory_skipped`` (JSON list of
         predictions that did not apply, with the reason) say what was done.
 
@@ -119,7 +147,7 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
     """
     import xarray as xr
 
-    from .._attrs import finalize
+    from ..schema import finalize
 
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"attach needs an xarray.Dataset, got {type(ds).__name__}")
@@ -127,13 +155,13 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
     if kind == "training":
         out, skipped = _training(ds)
     elif kind == "simulation":
-        from ._lesde import lesde_predictions
+        from .lesde_predictions import lesde_predictions
 
         if json.loads(ds.attrs["spec"]).get("model") != "LESDE":
             raise NoPredictionError(f"{_describe(ds, kind)}: a simulation of a model other than the LE-SDE")
         out, skipped = lesde_predictions(ds)
     elif kind == "sweep":
-        from ._lesde import phase_predictions
+        from .lesde_predictions import phase_predictions
 
         out, skipped = phase_predictions(ds)
     else:
@@ -148,8 +176,8 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _training(ds: xr.Dataset):
-    from ..sgd.ufm import UFM
-    from ._ufm import ufm_predictions
+    from ..sgd.ufm_problem import UFM
+    from .ufm_predictions import ufm_predictions
 
     problem = json.loads(ds.attrs["problem"])
     if problem.get("kind") != "ufm":

@@ -1,7 +1,7 @@
 """The unconstrained-features model (UFM) as a training problem with closed-form per-sample gradients.
 
 One of the problems of :mod:`lesde.sgd` (beside :class:`~lesde.sgd.ModuleProblem`), also importable as
-:class:`lesde.ufm.UFM`, next to the closed-form predictions it is compared with. Parameters: classifier
+:class:`lesde.sgd.UFM`, next to the closed-form predictions it is compared with. Parameters: classifier
 :math:`W\\in\\mathbb R^{K\\times d}`, features :math:`H = [h_1,\\dots,h_N]\\in\\mathbb R^{d\\times N}` (one free
 column per sample, samples ordered by class) and bias :math:`b\\in\\mathbb R^K`. The objective (the normalisation of
 Zhu et al. 2021, which is also what ``torch.optim.SGD(weight_decay=...)`` on ``W``, ``H``, ``b`` with a mean-reduced
@@ -18,7 +18,7 @@ with :math:`\\ell` = cross-entropy of :math:`z_i/\\tau` (``loss="ce"``, temperat
 
 Mapping to Tirer and Bruna
 --------------------------
-Their regularised MSE UFM (Tirer and Bruna; ``lesde.ufm.tirer_bruna``) is, with N = K n and no bias,
+Their regularised MSE UFM (Tirer and Bruna; ``lesde.theory.closed_forms.tirer_bruna``) is, with N = K n and no bias,
 
 .. math::
 
@@ -58,7 +58,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .._validate import check_choice, check_int, check_positive_float
+from ..validation import check_choice, check_int, check_positive_float
 from .problems import LOSSES, Problem
 
 __all__ = ["UFM"]

@@ -1,4 +1,4 @@
-"""``lesde demo``: the main job in two minutes on a laptop CPU.
+"""``lesde demo [--out DIR]``: the main job in two minutes on a laptop CPU.
 
 1. A separability phase diagram over (p, c) for alpha_t = c (1+t)^-p, beta_t = 0 (:func:`phase_demo`, on the
    sweep spec :data:`DEMO_SPEC`): writes ``phase.zarr`` and ``phase.png`` and prints P(all pairs separable).
@@ -63,8 +63,8 @@ def phase_demo(outdir: str | Path = "lesde-demo", device: str = "cpu", progress:
     Writes ``outdir/phase.zarr`` and ``outdir/phase.png`` and prints P(all pairs separable) at t = 10^4 over
     p x c. Runs in well under 2 minutes on 2 CPU cores (exact sampling, 40 cells x 200 paths).
     """
-    from .plots import phase_plot, save_figure
-    from .sweep import describe_failures, format_table, run
+    from ..plots import phase_plot, save_figure
+    from ..sweep import describe_failures, format_table, run
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def residual_demo(out_dir: Path, progress: bool = True, device: str = "cpu") -> 
     nc_path = out_dir / "residual.nc"
     met.to_netcdf(nc_path, engine="h5netcdf")
     png = out_dir / "residual.png"
-    from .plots import plot_nc_metrics, save_figure
+    from ..plots import plot_nc_metrics, save_figure
 
     fig = plot_nc_metrics(
         met,
@@ -136,7 +136,20 @@ def residual_demo(out_dir: Path, progress: bool = True, device: str = "cpu") -> 
     return {"nc": nc_path, "png": png, "final_worst_cosine_gap": float(worst[-1])}
 
 
-def run(out_dir: str | Path = "lesde-demo", progress: bool = True, device: str = "cpu") -> dict:
+def add_parser(sub) -> None:
+    s = sub.add_parser("demo", help="small phase diagram + residual-transform collapse (CPU, < 2 min)")
+    s.add_argument("--out", default="lesde-demo", help="folder for the demo's files")
+    s.add_argument("--device", default="cpu", help="torch device")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(fn=run, output=("out", "folder"))
+
+
+def run(args) -> None:
+    demo(args.out, progress=not args.quiet, device=args.device)
+
+
+def demo(out_dir: str | Path = "lesde-demo", progress: bool = True, device: str = "cpu") -> dict:
+    """Both parts of the demo into ``out_dir``; returns the phase Dataset and the residual part's files."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -146,3 +159,6 @@ def run(out_dir: str | Path = "lesde-demo", progress: bool = True, device: str =
     for p in sorted(out.iterdir()):
         print(f"  {p.name}")
     return {"phase": phase, "residual": residual}
+
+
+__all__ = ["add_parser", "run", "demo", "phase_demo", "residual_demo", "demo_spec", "DEMO_SPEC"]

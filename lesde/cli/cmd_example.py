@@ -1,8 +1,6 @@
-"""``lesde example list`` and ``lesde example copy NAME [DIR] [--force]`` (the handler :func:`example`)."""
+"""``lesde example list`` and ``lesde example copy NAME [DIR] [--force]``: the shipped examples."""
 
 from __future__ import annotations
-
-from . import copy, describe, names
 
 
 def add_parser(sub) -> None:
@@ -14,10 +12,12 @@ def add_parser(sub) -> None:
     c.add_argument("name", help="an example's name from `lesde example list` (the suffix may be left off)")
     c.add_argument("dir", nargs="?", default=".", help="folder (or file path) to copy it to")
     c.add_argument("--force", action="store_true", help="overwrite an existing file")
-    s.set_defaults(fn=example)
+    s.set_defaults(fn=run)
 
 
-def example(args) -> int:
+def run(args) -> int:
+    from ..examples import copy, describe, names
+
     if args.action == "list":
         width = max(map(len, names()))
         for name in names():
@@ -25,3 +25,6 @@ def example(args) -> int:
         return 0
     print(f"wrote {copy(args.name, args.dir, force=args.force)}")
     return 0
+
+
+__all__ = ["add_parser", "run"]

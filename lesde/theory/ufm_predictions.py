@@ -17,9 +17,9 @@ import torch
 import xarray as xr
 
 from ..metrics import nc_metrics
-from ..metrics._geometry import one_vs_rest_distance
-from ..metrics._stats import class_split
-from ..ufm import central_path_snr, mse_decomposition, softmax_code, tirer_bruna
+from ..metrics.geometry import one_vs_rest_distance
+from ..metrics.statistics import class_split
+from .closed_forms import central_path_snr, mse_decomposition, softmax_code, tirer_bruna
 
 TIRER_BRUNA = "Tirer and Bruna 2022, Theorem 3.1: regularised MSE UFM minimizer"
 CENTRAL_PATH = (
@@ -58,7 +58,7 @@ def _theta(problem, W: torch.Tensor, H_rows: torch.Tensor) -> torch.Tensor:
 
 def _metric_predictions(ds: xr.Dataset, problem, feats: torch.Tensor, W: torch.Tensor, note: str) -> Out:
     """``<metric>_predicted`` at a predicted point, for the NC metrics the Dataset measured (finite ones only)."""
-    from .._attrs import VARIABLE_ATTRS
+    from ..schema import VARIABLE_ATTRS
 
     names = [n for n in ds.data_vars if f"{n}_predicted" in VARIABLE_ATTRS and n in nc_metric_names()]
     if not names:
@@ -191,7 +191,7 @@ def softmax_code_prediction(ds: xr.Dataset, problem) -> Out:
     """K > d + 1 on the sphere: the softmax-code one-vs-rest distance as the GNC2 target."""
     K, d = problem.num_classes, problem.dim
     code = softmax_code(K, d)
-    note = f"{SOFTMAX_CODE}; K = {K} > d + 1 = {d + 1}, code optimised numerically (lesde.ufm.softmax_code)"
+    note = f"{SOFTMAX_CODE}; K = {K} > d + 1 = {d + 1}, code optimised numerically (lesde.theory.closed_forms.softmax_code)"
     lead = _lead(ds)
     out: Out = {"gnc2_predicted": ((), code["one_vs_rest_distance"], {"prediction": note})}
     if "gnc2" in ds:

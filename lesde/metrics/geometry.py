@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._common import pair_index
+from .inputs import pair_index
 
 # one-vs-rest distance: accelerated projected gradient in blocks of these many iterations (300 in all), each block
 # followed by the exact KKT solve on the detected support and a duality-gap certificate; certified QPs leave the batch

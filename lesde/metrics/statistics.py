@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from . import _geometry as geo
-from ._common import amax_scale, degenerate_ratio, pair_index
+from . import geometry as geo
+from .inputs import amax_scale, degenerate_ratio, pair_index
 
 
 class MeansStats:

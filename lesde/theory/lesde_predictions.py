@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..integrators._base import Grid
 from ..integrators.exact import _Spectral, _VanLoan, plan_for, unsupported_reason
+from ..integrators.protocol import Grid
 from ..metrics.kernels import means_metrics
 from ..model import LESDE
 

@@ -19,7 +19,7 @@ The class-mean SDE is :math:`d\bar X = B(t)\,\bar X\,dt + \mathrm{diag}(\sigma_k
     own low-rank ``apply`` each step.
 
 The noise is drawn per step and per path block into a contiguous (B, K, m) buffer, each block's (b, K, m)
-slab from its own generator (:mod:`lesde.integrators._rng`), whatever the layout, so every layout of the same
+slab from its own generator (:mod:`lesde.integrators.seeding`), whatever the layout, so every layout of the same
 model sees the same numbers.
 """
 
@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from ._rng import step_groups
+from .seeding import step_groups
 
 #: largest K m for the dense layout of fixed non-identity transforms
 DENSE_MAX = 128

@@ -6,8 +6,8 @@
 - :func:`mse_decomposition`: Han, Papyan and Donoho's L = L_NC1 + L_NC2/3 + L_perp (Theorems 1-2).
 - :func:`central_path_snr`: the SNR singular values along the continually renormalized flow (Han, Papyan and Donoho 2022, Prop. 2).
 - :func:`softmax_code`: the arrangement maximizing the minimal one-vs-rest distance (the GNC paper, Definition 2.1).
-- Re-exported here: :class:`UFM`, the training problem these predictions describe (it lives with the other
-  problems in :mod:`lesde.sgd`), and :func:`least_squares_classifier` (:mod:`lesde.metrics`).
+- The training problem these predictions describe is :class:`lesde.sgd.UFM` (training lives above theory's
+  closed forms, so it is not imported here); the least-squares classifier is :func:`lesde.metrics.least_squares_classifier`.
 
 Decisions (written down because the sources leave them open):
 
@@ -38,20 +38,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._deprecate import renamed_kwargs
-from ._validate import as_tensor, check_int, check_positive_float
-from .metrics import least_squares_classifier
-from .metrics._common import check_features, check_labels
-from .metrics._geometry import one_vs_rest_distance as _one_vs_rest_distance
-from .sgd.ufm import UFM  # the training problem, beside the other problems in lesde.sgd
+from ..metrics.geometry import one_vs_rest_distance as _one_vs_rest_distance
+from ..metrics.inputs import check_features, check_labels
+from ..validation import as_tensor, check_int, check_positive_float
 
 __all__ = [
-    "UFM",
     "simplex_etf",
     "tirer_bruna",
     "ufm_mse_loss",
     "optimal_classifier",
-    "least_squares_classifier",
     "mse_decomposition",
     "central_path_snr",
     "one_vs_rest_distance",
@@ -91,7 +86,6 @@ def simplex_etf(K: int, m: int, dtype: torch.dtype = torch.float64) -> torch.Ten
     return V * math.sqrt(K / (K - 1))
 
 
-@renamed_kwargs(K="num_classes", n="samples_per_class", d="dim")
 def tirer_bruna(num_classes: int, samples_per_class: int, dim: int, lambda_W: float, lambda_H: float) -> dict[str, Any]:
     """Global minimizer of the regularized MSE unconstrained-features model (Tirer and Bruna 2022, Thm 3.1).
 
@@ -107,9 +101,8 @@ def tirer_bruna(num_classes: int, samples_per_class: int, dim: int, lambda_W: fl
     Parameters
     ----------
     num_classes, samples_per_class, dim : int
-        K, n and the feature dimension d >= K: the names of :class:`UFM` (the old spellings ``K``, ``n``, ``d``
-        still work, with a DeprecationWarning). ``UFM.from_tirer_bruna`` with the same five arguments builds the
-        training problem whose objective is this one.
+        K, n and the feature dimension d >= K: the names of :class:`lesde.sgd.UFM`. ``UFM.from_tirer_bruna``
+        with the same five arguments builds the training problem whose objective is this one.
     lambda_W, lambda_H : float
         The regularisation strengths of the objective above.
 
@@ -320,7 +313,7 @@ def one_vs_rest_distance(code: Any, per_point: bool = False) -> Any:
 
     .. math:: \\rho(W) = \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k})
 
-    The batched QP solver of the ``gnc2`` metric (:func:`lesde.metrics._geometry.one_vs_rest_distance`), in float64.
+    The batched QP solver of the ``gnc2`` metric (:func:`lesde.metrics.geometry.one_vs_rest_distance`), in float64.
 
     Parameters
     ----------

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .._validate import check_choice, check_int, check_positive_float
+from ..validation import check_choice, check_int, check_positive_float
 from ._record import Recorder, progress_bar, record_steps
 
 
@@ -124,7 +124,7 @@ def run_sgd(
 
     Examples
     --------
-    >>> from lesde.ufm import UFM
+    >>> from lesde.sgd import UFM
     >>> ds = run_sgd(UFM(3, 4, 5, loss="mse"), lr=0.1, batch_size=2, steps=20, n_runs=4, metrics=False)
     >>> ds.loss.dims
     ('run', 'time')

@@ -114,11 +114,6 @@ def check_device(device: Any, dtype: torch.dtype | None = None, name: str = "dev
     return dev
 
 
-def check_seed(name: str, value: Any) -> int:
-    """An int in [0, 2^63) (what numpy's SeedSequence and torch generators both take)."""
-    return check_int(name, value, minimum=0, maximum=2**63 - 1)
-
-
 def free_host_bytes() -> int:
     """Host memory available to a new allocation: Linux's MemAvailable (free pages plus the page cache the kernel
     can reclaim), else the POSIX count of free pages, else 8 GiB."""

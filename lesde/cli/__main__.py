@@ -1,0 +1,7 @@
+"""``python -m lesde.cli ARGS``: the same as ``lesde ARGS``."""
+
+import sys
+
+from lesde.cli import main
+
+sys.exit(main())

@@ -1,0 +1,263 @@
+"""``lesde estimate``: train with batch size 1, track every probe, estimate and fit E(t); with several
+``--label-noise`` rates, the label-corruption experiment.
+
+:func:`estimate_cli` runs one :class:`EstimateJob` (every setting of the job, with its default, in one dataclass)
+and writes ``out``:
+
+- the root group: the estimate Dataset (alpha, beta, E over windows, both estimands), with the fit as JSON in
+  attr ``fit`` and its curves (``alpha_fit`` ... over ``fit_time``), the job's settings and the data's
+  standardisation in attrs;
+- group ``track``: the track thinned to at most ``keep_steps`` recorded steps (what ``lesde imitate`` needs: the
+  probe features over time), so the file stays small;
+- ``<out stem>_elasticity.png`` next to it: alpha(t), beta(t) with CIs and the fit.
+
+:func:`label_noise_cli` (``lesde estimate --label-noise P1 P2 ...``) runs
+:func:`lesde.empirical.label_noise_experiment` and writes its Dataset and figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+TRANSFORMS = ["identity", "residual", "residual-projection", "softmax-residual"]
+
+
+@dataclasses.dataclass
+class EstimateJob:
+    """What ``lesde estimate`` does, in the order the data flows: data -> network -> track -> estimate -> fit."""
+
+    # the data (lesde.empirical.load_dataset)
+    dataset: str = "mnist1d"
+    classes: int | Sequence[int] | None = 3
+    per_class: int | Sequence[int] | None = None
+    label_noise: float = 0.0
+    standardize: bool | None = None
+    # the network (lesde.empirical.mlp / cnn)
+    net: str = "mlp"
+    width: int = 256
+    depth: int = 2
+    # the track (lesde.empirical.track); n_runs None: lesde.empirical.DEFAULT_RUNS
+    steps: int = 20000
+    n_runs: int | None = None
+    lr: float = 0.01
+    probes: int | None = 300
+    record_every: int = 1
+    feature: str = "logits"
+    init: str = "reinit"
+    seed: int = 0
+    device: str = "cpu"
+    # the estimate (lesde.empirical.estimate) and the fit (lesde.empirical.fit)
+    form: str = "feature"
+    weighting: str | None = None
+    transform: str | None = None
+    window: int | None = None
+    fit_model: str = "power"
+
+
+def add_parser(sub) -> None:
+    d = EstimateJob()
+    s = sub.add_parser("estimate", help="train with batch size 1, estimate and fit E(t)")
+    s.add_argument("--dataset", default=d.dataset, help="mnist1d, geomnist, digits, gaussian-mixture or npz:PATH")
+    s.add_argument("--classes", type=int, default=d.classes, help="number of classes kept (the first ones)")
+    s.add_argument("--net", default=d.net, choices=["mlp", "cnn"], help="network")
+    s.add_argument("--width", type=int, default=d.width, help="hidden width (mlp) or the last layer's (cnn)")
+    s.add_argument("--depth", type=int, default=d.depth, help="hidden layers of the mlp")
+    s.add_argument("--steps", type=int, default=d.steps, help="SGD steps per run")
+    s.add_argument("--n-runs", type=int, default=None, help="independent runs (default 8)")
+    s.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01; 0.005 with --label-noise)")
+    s.add_argument("--probes", type=int, default=None, help="number of tracked probe samples (default 300)")
+    s.add_argument("--record-every", type=int, default=1, help="record every r-th step (increments stay one-step)")
+    s.add_argument("--init", default=d.init, choices=["reinit", "keep"], help="re-initialise each run, or not")
+    s.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="standardise inputs by the training mean/std (default: on for mnist1d)",
+    )
+    s.add_argument("--form", default=None, choices=["feature", "residual", "means"], help="estimator (default feature)")
+    s.add_argument(
+        "--weighting",
+        default=None,
+        choices=["increment", "step"],
+        help="estimand reported as alpha/beta (default increment; both are printed)",
+    )
+    s.add_argument(
+        "--transform",
+        default=None,
+        choices=TRANSFORMS,
+        help="form=feature: regress on lr T f(x_I) for this LE-SDE transform (default identity)",
+    )
+    s.add_argument("--window", type=int, default=None, help="recorded steps per estimate window (default: 40 windows)")
+    s.add_argument(
+        "--label-noise",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="P",
+        help="corrupt a fraction P of the training labels; several rates run the label-corruption experiment "
+        "(one track per rate: tail index of the integrated alpha/beta and validation accuracy, NetCDF + PNG)",
+    )
+    s.add_argument("--fit", default=None, choices=["power", "exp", "const", "auto"], help="E(t) model (default power)")
+    s.add_argument("--feature", default=d.feature, help="logits, penultimate or a module name")
+    s.add_argument("--device", default=d.device, help="torch device")
+    s.add_argument("--seed", type=int, default=d.seed, help="seeds the data subset, the runs and the probes")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--out", required=True, help="NetCDF file to write (and a PNG next to it)")
+    s.set_defaults(fn=run, output=("out", "file"))
+
+
+def run(args) -> None:
+    from ..empirical import DEFAULT_RUNS
+
+    rates = args.label_noise or [0.0]
+    common = dict(dataset=args.dataset, classes=args.classes, steps=args.steps, width=args.width, depth=args.depth,
+                  seed=args.seed, device=args.device, n_runs=DEFAULT_RUNS if args.n_runs is None else args.n_runs)
+    given = dict(lr=args.lr, probes=args.probes, form=args.form, window=args.window,
+                 weighting=args.weighting)  # fmt: skip
+    given = {k: v for k, v in given.items() if v is not None}
+    if len(rates) > 1:  # the label-corruption experiment: one track per rate, the tail index of each
+        label_noise_cli(args.out, rates=rates, progress=not args.quiet, **common, **given)
+        return
+    job = EstimateJob(**common, **given, net=args.net, feature=args.feature, record_every=args.record_every,
+                      standardize=args.standardize, init=args.init, label_noise=rates[0])  # fmt: skip
+    if args.fit is not None:
+        job.fit_model = args.fit
+    if args.transform is not None:
+        job.transform = args.transform
+    estimate_cli(job, out=args.out, progress=not args.quiet)
+
+
+def _build_net(job: EstimateJob, inputs, num_classes: int):
+    from ..empirical import cnn, mlp
+    from ..validation import check_choice
+
+    check_choice("net", job.net, ("mlp", "cnn"))
+    shape = tuple(inputs.shape[1:])
+    if job.net == "mlp":
+        return mlp(shape, num_classes, width=job.width, depth=job.depth)
+    if len(shape) == 1:  # flat vectors become one-channel sequences for Conv1d
+        shape = (1, shape[0])
+    return cnn(shape, num_classes, width=job.width)
+
+
+def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", keep_steps: int = 400,
+                 progress: bool = True, **settings):  # fmt: skip
+    """Run ``job`` (an :class:`EstimateJob`; ``settings`` override its fields by name), write ``out`` and a PNG,
+    print a summary with both estimands side by side. Returns the estimate Dataset (as written)."""
+    import numpy as np
+
+    from ..empirical import DEFAULT_RUNS, estimate, fit, load_dataset, track
+    from ..plots import plot_elasticity, save_figure
+
+    job = dataclasses.replace(job or EstimateJob(), **settings)
+    out = Path(out)
+    data = load_dataset(job.dataset, classes=job.classes, per_class=job.per_class, label_noise=job.label_noise,
+                        seed=job.seed, standardize=job.standardize)  # fmt: skip
+    x, y = data
+    if x.ndim == 2 and job.net == "cnn":
+        x = x[:, None]
+    model = _build_net(job, x, int(y.max()) + 1)
+    tr = track(model, x, y, lr=job.lr, steps=job.steps, n_runs=job.n_runs or DEFAULT_RUNS, probes=job.probes,
+               record_every=job.record_every, feature=job.feature, seed=job.seed, init=job.init, device=job.device,
+               progress=progress)  # fmt: skip
+    est = estimate(tr, form=job.form, window=job.window, weighting=job.weighting, transform=job.transform)
+    fr = fit(est, model=job.fit_model)
+    est = fr.curves(est)
+    est.attrs.update(
+        dataset=job.dataset, classes=str(job.classes), net=job.net, width=job.width, depth=job.depth, init=job.init,
+        final_accuracy=float(tr["accuracy"].isel(step=-1).mean()), final_loss=float(tr["loss"].isel(step=-1).mean()),
+        **{f"data_{k}": v for k, v in data.info.items() if k != "dataset"},
+    )  # fmt: skip
+    S = tr.sizes["step"]
+    keep = np.unique(np.linspace(0, S - 1, min(S, keep_steps)).round().astype(int))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    est.to_netcdf(out, engine="h5netcdf")
+    tr.isel(step=keep).to_netcdf(out, mode="a", group="track", engine="h5netcdf")
+    png = save_figure(plot_elasticity(est), out.with_name(out.stem + "_elasticity.png"))
+    print(_estimate_summary(est, fr, tr, png))
+    return est
+
+
+def _estimate_rows(est) -> list[str]:
+    import numpy as np
+
+    both = "alpha_by_weighting" in est
+    head = "  window time     " + (
+        "alpha (increment)     alpha (step)          beta (increment)      beta (step)"
+        if both
+        else "alpha                 beta"
+    )
+    rows = [head]
+    for i in np.unique(np.linspace(0, est.sizes["step"] - 1, 6).round().astype(int)):
+        w = est.isel(step=i)
+        if both:
+            cells = [
+                f"{float(w[f'{q}_by_weighting'].sel(weighting=k)):+10.4g} +- "
+                f"{float(w[f'{q}_by_weighting_se'].sel(weighting=k)):<7.2g}"
+                for q in ("alpha", "beta")
+                for k in ("increment", "step")
+            ]
+        else:
+            cells = [f"{float(w[q]):+10.4g} +- {float(w[f'{q}_se']):<7.2g}" for q in ("alpha", "beta")]
+        rows.append(f"  t={float(w.time):10.4g}  " + "  ".join(cells))
+    if both:
+        ratio = {
+            k: float(np.nanmedian(est.alpha_by_weighting.sel(weighting=k) / est.beta_by_weighting.sel(weighting=k)))
+            for k in ("increment", "step")
+        }
+        rows.append(
+            f"  median alpha/beta over windows: increment {ratio['increment']:.3g}, step {ratio['step']:.3g} "
+            f"(reported as alpha, beta: {est.attrs['weighting']}; errors clustered by {est.attrs['se_cluster']}, "
+            f"{est.attrs.get('excluded_steps', 0)} steps at rounding level dropped)"
+        )
+    return rows
+
+
+def _estimate_summary(est, fr, tr, png: Path) -> str:
+    acc = tr["accuracy"]
+    return "\n".join(
+        [
+            f"tracked {tr.sizes['run']} runs x {tr.attrs['steps']} steps x {tr.sizes['probe']} probes "
+            f"(lr={tr.attrs['lr']}, feature={tr.attrs['feature']}, engine={tr.attrs.get('engine')}); probe accuracy "
+            f"{float(acc.isel(step=0).mean()):.3f} -> {float(acc.isel(step=-1).mean()):.3f}",
+            f"estimate (form={est.attrs['form']}, transform={est.attrs.get('transform')}, window={est.attrs['window']} "
+            "steps):",
+            *_estimate_rows(est),
+            "fit: " + fr.summary().replace("\n", "\n     "),
+            f"residual diffusion sigma_hat = {fr.noise:.4g}",
+            f"plot: {png}",
+        ]
+    )
+
+
+def label_noise_cli(out: str | Path, rates=None, **kwargs):
+    """Run the label-corruption experiment (keywords of :func:`lesde.empirical.label_noise_experiment`), write
+    ``out`` (NetCDF) and ``<out stem>.png``, print the table."""
+    from ..empirical import label_noise_experiment
+    from ..empirical.label_noise import RATES
+    from ..plots import plot_label_noise, save_figure
+
+    out = Path(out)
+    ds = label_noise_experiment(rates=RATES if rates is None else rates, **kwargs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(out, engine="h5netcdf")
+    png = save_figure(plot_label_noise(ds), out.with_suffix(".png"))
+    lines = [
+        f"label corruption on {ds.attrs['dataset']} ({ds.attrs['net_desc']}, form={ds.attrs['form']}):",
+        "  rate   r(alpha)  r(beta)   validation acc   train acc (corrupted labels)",
+    ]
+    for p in ds.rate.values:
+        d = ds.sel(rate=p)
+        lines.append(
+            f"  {p:5.3f}  {float(d.tail_alpha_pooled):8.3f}  {float(d.tail_beta_pooled):8.3f}   "
+            f"{float(d.validation_accuracy.mean()):14.3f}   {float(d.train_accuracy.mean()):.3f}"
+        )
+    lines += [f"wrote {out}", f"plot: {png}"]
+    print("\n".join(lines))
+    return ds
+
+
+__all__ = ["add_parser", "run", "EstimateJob", "estimate_cli", "label_noise_cli"]

@@ -1,0 +1,98 @@
+"""``lesde imitate EST.nc --out imit.nc``: drive an LE-SDE with the E(t) of a ``lesde estimate`` file from the
+network's class means (:func:`lesde.empirical.imitate`), write its Dataset and ``<out stem>_trajectories.png``,
+and print how far the LE-SDE's class means are from the network's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ELASTICITY = ("estimate", "fit")
+TRANSFORMS = ["identity", "residual", "residual-projection", "softmax-residual"]
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("imitate", help="drive an LE-SDE with the estimated E(t) from the network's class means")
+    s.add_argument("estimate", help="a file written by lesde estimate (the estimate and its thinned track)")
+    s.add_argument("--out", required=True, help="NetCDF file to write (and a PNG of the trajectories next to it)")
+    s.add_argument(
+        "--transform",
+        default=None,
+        choices=TRANSFORMS,
+        help="LE-SDE transform (default: the one the estimate was made for)",
+    )
+    s.add_argument(
+        "--elasticity",
+        default="estimate",
+        choices=list(ELASTICITY),
+        help="drive with the tabulated estimate (default) or the fitted schedules",
+    )
+    s.add_argument("--paths-per-run", type=int, default=4, help="LE-SDE paths started from each run's features")
+    s.add_argument("--seed", type=int, default=0, help="seeds the LE-SDE's noise")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=run, output=("out", "file"))
+
+
+def imitate_cli(est_path: str | Path, out: str | Path, transform: str | None = None, elasticity: str = "estimate",
+                paths_per_run: int = 4, seed: int = 0, progress: bool = True):  # fmt: skip
+    """Read an ``estimate_cli`` file, imitate its network with the LE-SDE, write ``out`` and a PNG.
+
+    ``elasticity="estimate"`` (default) drives the LE-SDE with the tabulated estimate, ``"fit"`` with the fitted
+    schedules; ``transform`` defaults to the one the estimate was made for.
+    """
+    import xarray as xr
+
+    from ..empirical import FitResult, imitate
+    from ..plots import plot_imitation, save_figure
+    from ..validation import check_choice
+
+    check_choice("elasticity", elasticity, ELASTICITY)
+    est_path, out = Path(est_path), Path(out)
+    with (
+        xr.open_dataset(est_path, engine="h5netcdf") as est,
+        xr.open_dataset(est_path, group="track", engine="h5netcdf") as tr,
+    ):
+        if "fit" not in est.attrs:
+            raise ValueError(f"{est_path} has no 'fit' attr: it must be written by lesde estimate")
+        src = FitResult.from_json(est.attrs["fit"]) if elasticity == "fit" else est.load()
+        imit = imitate(tr.load(), src, transform=transform, paths_per_run=paths_per_run, seed=seed, progress=progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    imit.to_netcdf(out, engine="h5netcdf")
+    png = save_figure(plot_imitation(imit), out.with_name(out.stem + "_trajectories.png"))
+    print(_summary(imit, est_path, paths_per_run, png))
+    return imit
+
+
+def _summary(imit, est_path: Path, paths_per_run: int, png: Path) -> str:
+    import numpy as np
+
+    err = imit["relative_error_median"]
+    T = imit.sizes["time"]
+    rows = [
+        f"  t={float(imit.time[i]):8.3f}  relative error (median over runs) {float(err[i]):.4g}"
+        for i in np.unique(np.linspace(0, T - 1, 5).round().astype(int))
+    ]
+    first = imit.attrs["median_relative_error_first_half"]
+    lines = [
+        f"imitation of {est_path} (transform={imit.attrs['transform']}, E(t) {imit.attrs['elasticity']}, "
+        f"sigma={imit.attrs['noise']:.4g}, {paths_per_run} paths per run):",
+        *rows,
+        f"median relative error of the class means: first half of training {first:.4g}, whole track "
+        f"{imit.attrs['median_relative_error']:.4g}"
+        + ("  (> 0.5: the LE-SDE does not imitate this network)" if first > 0.5 else ""),
+    ]
+    if "nc1_quotient" in imit:
+        nc = imit["nc1_quotient"].isel(time=-1).mean("run")
+        lines.append(f"  final nc1_quotient: network {float(nc[0]):.4g}, LE-SDE {float(nc[1]):.4g}")
+    lines.append(f"plot: {png}")
+    return "\n".join(lines)
+
+
+def run(args) -> None:
+    from .files import check_netcdf
+
+    check_netcdf(args.estimate)
+    imitate_cli(args.estimate, args.out, transform=args.transform, elasticity=args.elasticity,
+                paths_per_run=args.paths_per_run, seed=args.seed, progress=not args.quiet)  # fmt: skip
+
+
+__all__ = ["add_parser", "run", "imitate_cli"]
