@@ -103,6 +103,103 @@ def _hatch_predicted(ax, pred: xr.DataArray, x: str, y: str, xe: np.ndarray, ye:
     return drawn
 
 
+def _selection(ds: xr.Dataset, x: str, y: str, select: dict[str, Any] | None):
+    """P(all separable) and its Wilson bounds over (x, y, time) at the chosen values of the other swept dims."""
+    done = ds["done"] > 0
+    P, lower, upper = (ds[n].where(done) for n in ("p_all_separable", "p_all_separable_lower", "p_all_separable_upper"))
+    chosen = dict(select or {})
+    for d in P.dims:
+        if d not in (x, y, "time") and d not in chosen:
+            chosen[d] = P[d].values[0]
+    if chosen:
+        P, lower, upper = (a.sel(chosen, method="nearest") for a in (P, lower, upper))
+    return P, lower, upper, chosen
+
+
+def _heatmap(fig, ax, heat: xr.DataArray, xs, ys, xe, ye, xlog: bool) -> None:
+    """The cells coloured by P, with the value written in each when every cell is wide enough to hold it."""
+    mesh = ax.pcolormesh(xe, ye, heat.values, vmin=0, vmax=1, cmap="viridis", shading="flat")
+    bar = fig.colorbar(mesh, ax=ax, shrink=0.9)
+    bar.set_label(r"$P(\mathrm{all\ pairs\ separable})$", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    widths = np.diff(np.log(xe) if xlog else xe)
+    readable = widths.min() / widths.sum() >= 0.1
+    for (j, i), v in np.ndenumerate(heat.values):
+        if readable and np.isfinite(v):
+            ax.text(
+                xs[i], ys[j], f"{v:.2f}", ha="center", va="center", fontsize=6, color="black" if v > 0.5 else "white"
+            )
+
+
+def _cell_marks(ax, ds: xr.Dataset, chosen: dict, time: float, x: str, y: str, xs, ys, xe, ye) -> list:
+    """Hatching where theory predicts separation and crosses on failed cells; their legend handles."""
+    from matplotlib.patches import Patch
+
+    handles = []
+    if "predicted_phase" in ds:
+        pred = ds["predicted_phase"]
+        pred = pred.sel({k: v for k, v in chosen.items() if k in pred.dims}, method="nearest")
+        if "time" in pred.dims:
+            pred = pred.sel(time=time, method="nearest")
+        if _hatch_predicted(ax, pred, x, y, xe, ye):
+            handles.append(Patch(facecolor="0.45", edgecolor="white", hatch="///", label="predicted separable (theory)"))
+    if "status" in ds:  # failed sweep cells (NaN results): a cross, so that they do not read as missing
+        failed = ds["status"] == "failed"
+        failed = failed.sel(chosen, method="nearest") if chosen else failed
+        jj, ii = np.nonzero(failed.transpose(y, x).values)
+        if len(ii):
+            handles.append(
+                ax.plot(xs[ii], ys[jj], "x", color=THEORY, ms=8, mew=2, ls="none", label=f"failed cell ({len(ii)})")[0]
+            )
+    return handles
+
+
+def _theory_lines(ax, x: str, y: str, xs, ye, K: int | None) -> list:
+    """The p = 1 boundary (and, on the matching scale axis, the 2c/K = 1 point and the separable part)."""
+    if not (x.endswith("exponent") and xs.min() <= 1 <= xs.max()):
+        return []
+    import matplotlib.patheffects as pe
+
+    halo = [pe.Stroke(linewidth=3, foreground="white"), pe.Normal()]
+    handles = [ax.axvline(1.0, color="black", ls="--", lw=1.2, path_effects=halo, label="theory: $p = 1$")]
+    if K is not None and y == x.removesuffix("exponent") + "scale":
+        c_star = K / 2  # 2c/K = 1
+        if c_star < ye[-1]:
+            handles += ax.plot([1, 1], [max(c_star, ye[0]), ye[-1]], color=THEORY, lw=3, path_effects=halo,
+                               label="theory: $p=1$, $2c/K>1$ separable")  # fmt: skip
+        handles += ax.plot([1], [c_star], "o", color=THEORY, ms=6, mec="white",
+                           label=f"theory: $2c/K = 1$ ($c = {c_star:g}$)")  # fmt: skip
+    return handles
+
+
+def _curves(ax2, ds, P, lower, upper, x: str, y: str, xs, ys, xlog: bool, K, curve_times: int, curve_at) -> None:
+    """P against x at one y for log-spaced save times: the step sharpens around p = 1 as t grows."""
+    times = np.asarray(P["time"].values, float)
+    positive = np.flatnonzero(times > 0)
+    picks = np.unique(np.round(np.geomspace(1, len(positive), min(curve_times, len(positive)))).astype(int) - 1)
+    if curve_at is None:
+        above = ys[ys > (K / 2 if K else np.median(ys))]
+        curve_at = float(above.min()) if len(above) else float(ys[-1])
+    line = P.sel({y: curve_at}, method="nearest")
+    band_lo, band_hi = (a.sel({y: curve_at}, method="nearest") for a in (lower, upper))
+    level = float(ds.attrs.get("confidence", 0.95))
+    for n, k in enumerate(positive[picks]):
+        colour = PALETTE[n % len(PALETTE)]
+        t = times[k]
+        ax2.plot(xs, line.sel(time=t).transpose(x).values, "o-", color=colour, ms=3, lw=1.2, label=f"$t = {t:g}$")
+        ax2.fill_between(xs, band_lo.sel(time=t).transpose(x).values, band_hi.sel(time=t).transpose(x).values,
+                         color=colour, alpha=0.18, lw=0)  # fmt: skip
+    ax2.fill_between([], [], [], color="0.5", alpha=0.3, lw=0, label=f"{100 * level:.0f}% Wilson interval")
+    if x.endswith("exponent"):
+        ax2.axvline(1.0, color="black", ls="--", lw=1, label="theory: $p = 1$")
+    ax2.set_xscale("log" if xlog else "linear")
+    ax2.set_ylim(-0.03, 1.03)
+    ax2.set_xlabel(dim_label(x))
+    ax2.set_ylabel(r"$P(\mathrm{all\ pairs\ separable})$")
+    ax2.set_title(f"{dim_label(y).split(' of ')[0]} = {float(line[y]):g}")
+    legend(ax2, loc="best")
+
+
 def phase_plot(
     ds: xr.Dataset,
     *,
@@ -140,14 +237,7 @@ def phase_plot(
     """
     require(ds, NEEDS, "phase")
     x, y = _dim(ds, x), _dim(ds, y)
-    P = ds["p_all_separable"].where(ds["done"] > 0)
-    lower, upper = ds["p_all_separable_lower"].where(ds["done"] > 0), ds["p_all_separable_upper"].where(ds["done"] > 0)
-    chosen = dict(select or {})
-    for d in P.dims:
-        if d not in (x, y, "time") and d not in chosen:
-            chosen[d] = P[d].values[0]
-    if chosen:
-        P, lower, upper = (a.sel(chosen, method="nearest") for a in (P, lower, upper))
+    P, lower, upper, chosen = _selection(ds, x, y, select)
     if time is None:
         time = float(ds.attrs.get("summary_time", ds["time"].values[-1]))
     heat = P.sel(time=time, method="nearest").transpose(y, x)
@@ -157,37 +247,8 @@ def phase_plot(
     K = num_classes(ds)
 
     fig, (ax, ax2) = subplots(2, fig=fig, panel=(3.5, 3.2))
-    mesh = ax.pcolormesh(xe, ye, heat.values, vmin=0, vmax=1, cmap="viridis", shading="flat")
-    bar = fig.colorbar(mesh, ax=ax, shrink=0.9)
-    bar.set_label(r"$P(\mathrm{all\ pairs\ separable})$", fontsize=8)
-    bar.ax.tick_params(labelsize=7)
-    widths = np.diff(np.log(xe) if xlog else xe)
-    readable = widths.min() / widths.sum() >= 0.1  # numbers only where every cell is wide enough to hold one
-    for (j, i), v in np.ndenumerate(heat.values):
-        if readable and np.isfinite(v):
-            ax.text(
-                xs[i], ys[j], f"{v:.2f}", ha="center", va="center", fontsize=6, color="black" if v > 0.5 else "white"
-            )
-    from matplotlib.patches import Patch
-
-    handles = []
-    if "predicted_phase" in ds:
-        pred = ds["predicted_phase"]
-        pred = pred.sel({k: v for k, v in chosen.items() if k in pred.dims}, method="nearest")
-        if "time" in pred.dims:
-            pred = pred.sel(time=time, method="nearest")
-        if _hatch_predicted(ax, pred, x, y, xe, ye):
-            handles.append(
-                Patch(facecolor="0.45", edgecolor="white", hatch="///", label="predicted separable (theory)")
-            )
-    if "status" in ds:  # failed sweep cells (NaN results): a cross, so that they do not read as missing
-        failed = ds["status"] == "failed"
-        failed = failed.sel(chosen, method="nearest") if chosen else failed
-        jj, ii = np.nonzero(failed.transpose(y, x).values)
-        if len(ii):
-            handles.append(
-                ax.plot(xs[ii], ys[jj], "x", color=THEORY, ms=8, mew=2, ls="none", label=f"failed cell ({len(ii)})")[0]
-            )
+    _heatmap(fig, ax, heat, xs, ys, xe, ye, xlog)
+    handles = _cell_marks(ax, ds, chosen, time, x, y, xs, ys, xe, ye)
     ax.set_xscale("log" if xlog else "linear")
     ax.set_yscale("log" if ylog else "linear")
     ax.set_xlim(xe[0], xe[-1])
@@ -197,69 +258,14 @@ def phase_plot(
     ax.grid(False)
     ax.set_xlabel(dim_label(x))
     ax.set_ylabel(dim_label(y))
-    on_exponent = x.endswith("exponent")
-    if on_exponent and xs.min() <= 1 <= xs.max():
-        import matplotlib.patheffects as pe
-
-        halo = [pe.Stroke(linewidth=3, foreground="white"), pe.Normal()]
-        handles.append(ax.axvline(1.0, color="black", ls="--", lw=1.2, path_effects=halo, label="theory: $p = 1$"))
-        prefix = x.removesuffix("exponent")
-        if K is not None and y == prefix + "scale":
-            c_star = K / 2  # 2c/K = 1
-            if c_star < ye[-1]:
-                handles.append(
-                    ax.plot(
-                        [1, 1],
-                        [max(c_star, ye[0]), ye[-1]],
-                        color=THEORY,
-                        lw=3,
-                        path_effects=halo,
-                        label="theory: $p=1$, $2c/K>1$ separable",
-                    )[0]
-                )
-            handles.append(
-                ax.plot(
-                    [1], [c_star], "o", color=THEORY, ms=6, mec="white", label=f"theory: $2c/K = 1$ ($c = {c_star:g}$)"
-                )[0]
-            )
+    handles += _theory_lines(ax, x, y, xs, ye, K)
     if handles:
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, fontsize=6.5, frameon=False)
     title = f"$t = {float(heat.time):g}$"
     if chosen:
         title += ", " + ", ".join(f"{dim_label(k)} = {v}" for k, v in chosen.items())
     ax.set_title(title)
-
-    # second panel: P against x at one y, for log-spaced save times: the step sharpens around p = 1 as t grows
-    times = np.asarray(P["time"].values, float)
-    positive = np.flatnonzero(times > 0)
-    picks = np.unique(np.round(np.geomspace(1, len(positive), min(curve_times, len(positive)))).astype(int) - 1)
-    if curve_at is None:
-        above = ys[ys > (K / 2 if K else np.median(ys))]
-        curve_at = float(above.min()) if len(above) else float(ys[-1])
-    line = P.sel({y: curve_at}, method="nearest")
-    band_lo, band_hi = (a.sel({y: curve_at}, method="nearest") for a in (lower, upper))
-    level = float(ds.attrs.get("confidence", 0.95))
-    for n, k in enumerate(positive[picks]):
-        colour = PALETTE[n % len(PALETTE)]
-        t = times[k]
-        ax2.plot(xs, line.sel(time=t).transpose(x).values, "o-", color=colour, ms=3, lw=1.2, label=f"$t = {t:g}$")
-        ax2.fill_between(
-            xs,
-            band_lo.sel(time=t).transpose(x).values,
-            band_hi.sel(time=t).transpose(x).values,
-            color=colour,
-            alpha=0.18,
-            lw=0,
-        )
-    ax2.fill_between([], [], [], color="0.5", alpha=0.3, lw=0, label=f"{100 * level:.0f}% Wilson interval")
-    if on_exponent:
-        ax2.axvline(1.0, color="black", ls="--", lw=1, label="theory: $p = 1$")
-    ax2.set_xscale("log" if xlog else "linear")
-    ax2.set_ylim(-0.03, 1.03)
-    ax2.set_xlabel(dim_label(x))
-    ax2.set_ylabel(r"$P(\mathrm{all\ pairs\ separable})$")
-    ax2.set_title(f"{dim_label(y).split(' of ')[0]} = {float(line[y]):g}")
-    legend(ax2, loc="best")
+    _curves(ax2, ds, P, lower, upper, x, y, xs, ys, xlog, K, curve_times, curve_at)
     what = describe(ds, skip=[d.split("_")[0] for d in (x, y)])
     fig.suptitle(
         f"Separability phase diagram{': ' + what if what else ''}\n{ds.attrs.get('method', '?')} integrator, "

@@ -4,7 +4,7 @@ The stage follows the data: a *problem* (:class:`ModuleProblem`, or the unconstr
 defines the loss over a flat parameter batch ``theta (runs, P)``; :func:`run_sgd`, :func:`run_sme` (with
 :class:`SGDSDE`) and
 :func:`gradient_flow` move ``theta`` in time ``t = step * lr`` and record loss, accuracy and NC metrics into
-``(run, time)`` Datasets; :func:`compare` stacks the three along ``process`` (:func:`lesde.plots.plot_compare`
+``(run, time)`` Datasets (their shared keywords checked once by :class:`RunOptions`); :func:`compare` stacks the three along ``process`` (:func:`lesde.plots.plot_compare`
 draws them).
 """
 
@@ -12,6 +12,7 @@ from ._record import DEFAULT_METRICS
 from .compare import compare
 from .flow import FLOW_METHODS, gradient_flow
 from .minibatch import SAMPLERS, run_sgd
+from .options import RunOptions
 from .problems import LOSSES, ModuleProblem, Problem, digits_mlp
 from .sme import SGDSDE, run_sme
 from .ufm_problem import UFM
@@ -22,6 +23,7 @@ __all__ = [
     "LOSSES",
     "SAMPLERS",
     "SGDSDE",
+    "RunOptions",
     "UFM",
     "ModuleProblem",
     "Problem",

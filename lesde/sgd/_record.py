@@ -40,7 +40,7 @@ def progress_bar(progress: Any, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="step", disable=not progress)
 
 
-class Recorder:
+class RunRecorder:
     """Collects observations at increasing times; ``dataset()`` stacks them to (run, time, ...).
 
     ``metrics``: True (:data:`DEFAULT_METRICS`), ``"all"`` (every metric of :func:`~lesde.metrics.nc_metrics`),

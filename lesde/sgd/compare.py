@@ -14,9 +14,9 @@ import xarray as xr
 
 from ..schema import make_dataset
 from ..validation import check_int, check_positive_float
-from ._record import progress_bar
 from .flow import gradient_flow
 from .minibatch import run_sgd
+from .options import RunOptions
 from .sme import SGDSDE, run_sme
 
 PROCESSES = ("sgd", "sme", "gradient_flow")
@@ -67,16 +67,16 @@ def compare(
     steps = max(1, round(t_end / lr))
     every = max(1, steps // max(1, check_int("n_save", n_save, minimum=2) - 1))
     fine = steps * substeps  # SME and gradient-flow steps
-    with progress_bar(progress, steps + 2 * fine, "compare") as bar:
-        common = dict(seed=seed, theta0=theta0, save=save, metrics=metrics, device=device, dtype=dtype, progress=bar)
+    opts = RunOptions(n_runs, seed, theta0, save, metrics, device, dtype, progress)
+    with opts.bar(steps + 2 * fine, "compare") as bar:
+        common = opts.keywords(progress=bar)
         bar.set_postfix_str("sgd")
-        sgd = run_sgd(problem, lr, batch_size, steps, n_runs=n_runs, record_every=every, sampling=sampling, **common)
+        sgd = run_sgd(problem, lr, batch_size, steps, record_every=every, sampling=sampling, **common)
         bar.set_postfix_str("sme")
         sme = run_sme(
             SGDSDE(problem, lr, batch_size, sampling),
             steps * lr,
             dt=lr / substeps,
-            n_runs=n_runs,
             record_every=every * substeps,
             **common,
         )
@@ -85,11 +85,10 @@ def compare(
             problem,
             steps * lr,
             dt=lr / substeps,
-            n_runs=1,
             record_every=every * substeps,
             n_save=len(sgd.time),
             method=flow_method,
-            **common,
+            **common | {"n_runs": 1},
         )
     # stacked along process by numpy (xr.concat's alignment machinery cost more than the metrics here); gradient flow
     # is deterministic, integrated once and repeated along run; the times agree up to rounding: SGD's are kept
@@ -114,7 +113,7 @@ def compare(
             "substeps": substeps,
             "flow_method": flow_method,
             "sme_dt": lr / substeps,
-            "n_runs": int(n_runs),
-            "seed": seed,
+            "n_runs": opts.n_runs,
+            "seed": opts.seed,
         },
     )

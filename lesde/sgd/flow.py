@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..validation import check_choice, check_int, check_positive_float
-from ._record import Recorder, progress_bar, record_steps
-from .minibatch import prepare
+from ..validation import check_choice, check_positive_float
+from ._record import RunRecorder, record_steps
+from .options import RunOptions
 
 
 def _euler(problem, theta: torch.Tensor, dt: float) -> torch.Tensor:
@@ -69,12 +69,12 @@ def gradient_flow(
     t_end = check_positive_float("t_end", t_end)
     dt = check_positive_float("dt", dt)
     check_choice("method", method, FLOW_METHODS)
-    n_runs = check_int("n_runs", n_runs)
+    opts = RunOptions(n_runs, seed, theta0, save, metrics, device, dtype, progress)
     steps = max(1, round(t_end / dt))
-    problem, theta = prepare(problem, theta0, n_runs, seed, device, dtype)
-    rec = Recorder(problem, save, metrics)
+    problem, theta = opts.start(problem)
+    rec = opts.recorder(problem)
     wanted = record_steps(steps, record_every, n_save)
-    with progress_bar(progress, steps, f"gradient flow [{method}]") as bar:
+    with opts.bar(steps, f"gradient flow [{method}]") as bar:
         if method == "scipy":
             _scipy_flow(problem, theta, [s * dt for s in wanted], rec)
             bar.update(steps)
@@ -89,12 +89,10 @@ def gradient_flow(
                 with torch.no_grad():
                     theta = step(problem, theta, dt)
                 bar.update(1)
-    return rec.dataset(
-        process="gradient_flow", dt=dt, method=method, seed=seed, device=str(problem.device), dtype=str(dtype)
-    )
+    return rec.dataset(process="gradient_flow", dt=dt, method=method, **opts.attrs(problem))
 
 
-def _scipy_flow(problem, theta: torch.Tensor, times: list[float], rec: Recorder) -> None:
+def _scipy_flow(problem, theta: torch.Tensor, times: list[float], rec: RunRecorder) -> None:
     from scipy.integrate import solve_ivp
 
     shape = theta.shape

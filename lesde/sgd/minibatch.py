@@ -27,7 +27,8 @@ import torch
 import xarray as xr
 
 from ..validation import check_choice, check_int, check_positive_float
-from ._record import Recorder, progress_bar, record_steps
+from ._record import record_steps
+from .options import RunOptions
 
 
 class _WithReplacement:
@@ -61,23 +62,6 @@ def batch_weights(idx: torch.Tensor, N: int, dtype: torch.dtype) -> torch.Tensor
     """Minibatch indices ``(R, B)`` -> weights ``(R, N)``: multiplicity / B."""
     w = torch.zeros(idx.shape[0], N, dtype=dtype, device=idx.device)
     return w.scatter_add_(1, idx, torch.full(idx.shape, 1.0 / idx.shape[1], dtype=dtype, device=idx.device))
-
-
-def prepare(problem, theta0, n_runs: int, seed: int, device, dtype):
-    """Move the problem, and draw (or check) the shared initial point ``(R, P)``; returns (problem, theta)."""
-    problem = problem.to(device=device, dtype=dtype) if device is not None else problem.to(dtype=dtype)
-    if theta0 is None:
-        theta = problem.init(n_runs, torch.Generator().manual_seed(seed))
-    else:
-        theta = torch.as_tensor(theta0)
-        if theta.ndim == 1:
-            theta = theta.unsqueeze(0).repeat(n_runs, 1)
-        if theta.shape != (n_runs, problem.num_params):
-            raise ValueError(
-                f"theta0 must have shape ({problem.num_params},) or ({n_runs}, {problem.num_params}), "
-                f"got {tuple(theta.shape)}"
-            )
-    return problem, theta.to(device=problem.device, dtype=dtype).clone()
 
 
 def run_sgd(
@@ -132,19 +116,19 @@ def run_sgd(
     lr = check_positive_float("lr", lr)
     B = check_int("batch_size", batch_size)
     steps = check_int("steps", steps, minimum=0)
-    n_runs = check_int("n_runs", n_runs)
+    opts = RunOptions(n_runs, seed, theta0, save, metrics, device, dtype, progress)
     sampler_cls = SAMPLERS[check_choice("sampling", sampling, SAMPLERS)]
-    problem, theta = prepare(problem, theta0, n_runs, seed, device, dtype)
+    problem, theta = opts.start(problem)
     N = problem.num_samples
     if sampling == "shuffle" and B > N:
         raise ValueError(f"batch_size={B} must be <= the number of samples ({N}) with sampling='shuffle'")
     gen = torch.Generator(device=problem.device).manual_seed(seed + 1)
-    sampler = sampler_cls(n_runs, N, B, gen, problem.device)
-    rec = Recorder(problem, save, metrics)
+    sampler = sampler_cls(opts.n_runs, N, B, gen, problem.device)
+    rec = opts.recorder(problem)
     wanted = set(record_steps(steps, record_every))
     counts = []
     spare = torch.empty_like(theta)
-    with progress_bar(progress, steps, "sgd") as bar:
+    with opts.bar(steps, "sgd") as bar:
         for s in range(steps + 1):  # time is sequential; all runs advance together
             if s in wanted:
                 rec(s * lr, theta)
@@ -169,8 +153,6 @@ def run_sgd(
         lr=lr,
         batch_size=B,
         steps=steps,
-        seed=seed,
         sampling=sampling,
-        device=str(problem.device),
-        dtype=str(dtype),
+        **opts.attrs(problem),
     )

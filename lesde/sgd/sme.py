@@ -45,8 +45,9 @@ import xarray as xr
 from torch import nn
 
 from ..validation import check_choice, check_int, check_positive_float
-from ._record import Recorder, progress_bar, record_steps
-from .minibatch import SAMPLERS, prepare
+from ._record import record_steps
+from .minibatch import SAMPLERS
+from .options import RunOptions
 
 
 class SGDSDE(nn.Module):
@@ -158,22 +159,22 @@ def run_sme(
     """
     t_end = check_positive_float("t_end", t_end)
     dt = sme.lr if dt is None else check_positive_float("dt", dt)
-    n_runs = check_int("n_runs", n_runs)
+    opts = RunOptions(n_runs, seed, theta0, save, metrics, device, dtype, progress)
     steps = max(1, round(t_end / dt))
-    problem, theta = prepare(sme.problem, theta0, n_runs, seed, device, dtype)
+    problem, theta = opts.start(sme.problem)
     sme = sme.to(device=problem.device, dtype=dtype)
     gen = torch.Generator(device=problem.device).manual_seed(seed + 2)
-    rec = Recorder(problem, save, metrics)
+    rec = opts.recorder(problem)
     wanted = set(record_steps(steps, record_every))
     sqrt_dt = math.sqrt(dt)
     spare = torch.empty_like(theta)
-    with progress_bar(progress, steps, "sme") as bar:
+    with opts.bar(steps, "sme") as bar:
         for s in range(steps + 1):
             if s in wanted:
                 rec(s * dt, theta)
             if s == steps:
                 break
-            dW = sqrt_dt * torch.randn(n_runs, sme.brownian_size, generator=gen, device=problem.device, dtype=dtype)
+            dW = sqrt_dt * torch.randn(opts.n_runs, sme.brownian_size, generator=gen, device=problem.device, dtype=dtype)
             with torch.no_grad():  # two state buffers, swapped: no fresh (runs, P) allocation per step
                 theta, spare = sme.euler_step(theta, dW, dt, out=spare), theta
             bar.update(1)
@@ -182,9 +183,7 @@ def run_sme(
         lr=sme.lr,
         batch_size=sme.batch_size,
         dt=dt,
-        seed=seed,
         sampling=sme.sampling,
         method="euler",
-        device=str(problem.device),
-        dtype=str(dtype),
+        **opts.attrs(problem),
     )

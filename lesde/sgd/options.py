@@ -1,0 +1,80 @@
+"""The options every runner of :mod:`lesde.sgd` shares, in one small dataclass.
+
+:func:`~lesde.sgd.run_sgd`, :func:`~lesde.sgd.run_sme`, :func:`~lesde.sgd.gradient_flow` and
+:func:`~lesde.sgd.compare` take the same tail of keywords (``n_runs``, ``seed``, ``theta0``, ``save``,
+``metrics``, ``device``, ``dtype``, ``progress``); each builds one :class:`RunOptions` from them, which checks
+them once, draws the shared initial point, makes the recorder and the progress bar, and gives the attrs every
+Dataset records. :func:`~lesde.sgd.compare` hands its one ``RunOptions`` to the three processes, so they start
+from the same point by construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from ..validation import check_choice, check_int
+from ._record import SAVE_MODES, RunRecorder, progress_bar
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """The runners' shared keywords (defaults as :func:`~lesde.sgd.run_sgd` has them)."""
+
+    n_runs: int = 1
+    seed: int = 0
+    theta0: torch.Tensor | None = None
+    save: str = "metrics"
+    metrics: bool | str | list[str] = True
+    device: str | torch.device | None = None
+    dtype: torch.dtype = torch.float64
+    progress: Any = True  # a bool, or a tqdm bar the caller shares
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n_runs", check_int("n_runs", self.n_runs))
+        check_choice("save", self.save, SAVE_MODES)
+        if self.dtype not in DTYPES.values():
+            raise ValueError(f"dtype={self.dtype} is not supported; accepted: torch.float32, torch.float64")
+        object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))
+
+    def keywords(self, **changes: Any) -> dict[str, Any]:
+        """The options as the runners' keywords (``changes`` replace some), e.g. to hand them to another runner."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | changes
+
+    def start(self, problem) -> tuple[Any, torch.Tensor]:
+        """The problem on the options' device and dtype, and the initial point ``(n_runs, P)``: ``theta0`` (shared
+        ``(P,)`` or per run) or ``problem.init`` drawn from a CPU generator seeded with ``seed``."""
+        problem = problem.to(device=self.device, dtype=self.dtype) if self.device is not None else problem.to(
+            dtype=self.dtype
+        )
+        if self.theta0 is None:
+            theta = problem.init(self.n_runs, torch.Generator().manual_seed(self.seed))
+        else:
+            theta = torch.as_tensor(self.theta0)
+            if theta.ndim == 1:
+                theta = theta.unsqueeze(0).repeat(self.n_runs, 1)
+            if theta.shape != (self.n_runs, problem.num_params):
+                raise ValueError(
+                    f"theta0 must have shape ({problem.num_params},) or ({self.n_runs}, {problem.num_params}), "
+                    f"got {tuple(theta.shape)}"
+                )
+        return problem, theta.to(device=problem.device, dtype=self.dtype).clone()
+
+    def recorder(self, problem) -> RunRecorder:
+        """The recorder of loss, accuracy, NC metrics (and what ``save`` adds)."""
+        return RunRecorder(problem, self.save, self.metrics)
+
+    def bar(self, total: int, desc: str):
+        """A tqdm bar over ``total`` steps, none, or the caller's shared bar."""
+        return progress_bar(self.progress, total, desc)
+
+    def attrs(self, problem) -> dict[str, Any]:
+        """The global attrs every runner's Dataset records."""
+        return {"seed": self.seed, "device": str(problem.device), "dtype": str(self.dtype)}
+
+
+__all__ = ["RunOptions"]
