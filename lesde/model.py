@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .noise import parse_noise, sampling_diffusion, sampling_noise
 from .schedules import Schedule, as_schedule
 from .transforms import Transform, make_transform
 from .validation import as_tensor, check_choice, check_int, free_host_bytes, gib
 
 CLASS_SAMPLING = ("uniform-sample", "uniform-class")
-NOISE_KINDS = ("scalar", "per-class", "covariance", "sampling")
 
 
 class LESDE(nn.Module):
@@ -146,50 +146,10 @@ class LESDE(nn.Module):
         return E
 
     def _init_noise(self, noise):
-        K, m = self.num_classes, self.dim
-        chol = None
-        if isinstance(noise, str):
-            check_choice("noise", noise, ["sampling"])
-            if self.lr is None:
-                raise ValueError("noise='sampling' needs the learning rate: pass lr=... (eta > 0)")
-            self.noise_kind = "sampling"
-            sigma = torch.zeros(K, dtype=torch.float64)
-            self.noise_type, self.brownian_size = "general", self.num_samples
-        else:
-            sig = as_tensor("noise", noise)
-            if sig.ndim == 0:
-                if sig < 0:
-                    raise ValueError(f"noise (sigma) must be >= 0, got {float(sig)}")
-                self.noise_kind, sigma = "scalar", sig.expand(K).clone()
-            elif sig.ndim == 1:
-                if sig.shape != (K,) or (sig < 0).any():
-                    raise ValueError(
-                        f"per-class noise must be {K} non-negative sigmas (num_classes={K}), got {sig.tolist()}"
-                    )
-                self.noise_kind, sigma = "per-class", sig
-            elif sig.ndim == 2:
-                if sig.shape != (m, m):
-                    raise ValueError(
-                        f"noise covariance must have shape (dim, dim) = ({m}, {m}), got {tuple(sig.shape)}"
-                    )
-                if not torch.allclose(sig, sig.T):
-                    raise ValueError("noise covariance must be symmetric positive semi-definite")
-                ev, vec = torch.linalg.eigh(sig)
-                if ev.min() < -1e-10 * max(1.0, float(ev.abs().max())):
-                    raise ValueError(
-                        f"noise covariance is not positive semi-definite (min eigenvalue {float(ev.min()):.3g})"
-                    )
-                self.noise_kind, sigma = "covariance", torch.ones(K, dtype=torch.float64)
-                chol = vec * ev.clamp_min(0).sqrt()  # L with L L^T = Sigma (works when singular)
-            else:
-                raise ValueError(
-                    f"noise must be a sigma, per-class sigmas (K,), a covariance (m, m) or 'sampling'; "
-                    f"got shape {tuple(sig.shape)}"
-                )
-            self.noise_type = "additive" if self.noise_kind == "covariance" else "diagonal"
-            self.brownian_size = self.num_samples * m
-        self.register_buffer("sigma_class", sigma)
-        self.register_buffer("noise_chol", chol)
+        spec = parse_noise(noise, self.num_classes, self.dim, self.num_samples, self.lr)
+        self.noise_kind, self.noise_type, self.brownian_size = spec.kind, spec.noise_type, spec.brownian_size
+        self.register_buffer("sigma_class", spec.sigma)
+        self.register_buffer("noise_chol", spec.chol)
 
     def _make_spec(self, samples_per_class, alpha, beta, elasticity, transform, noise) -> dict:
         def plain(x, sched=None):
@@ -393,22 +353,7 @@ class LESDE(nn.Module):
             L = self.noise_chol.to(y)
             G = torch.block_diag(*([L] * N))  # (N*m, N*m): fine for the small problems torchsde is used on
             return G.expand(B, N * m, N * m)
-        # sampling: column j is sqrt(eta w_j) (v^{(j)} - vbar), v^{(j)}_i = E(y_i, l_j) T(y_i, l_j) X_j
-        X = y.view(B, N, m)
-        M = self.class_means(y)
-        W = self.weights_at(t, y)
-        E = (W / self.class_probs.to(W)).expand(B, -1, -1) if W.ndim == 2 else W / self.class_probs.to(W)
-        labels = self.labels
-        V = torch.zeros(B * N, self.num_classes, m, dtype=y.dtype, device=y.device)
-        V[torch.arange(B * N, device=y.device), labels.repeat(B)] = X.reshape(B * N, m)
-        Ej = E.repeat_interleave(N, 0)  # (B*N, K, K)
-        Mj = M.repeat_interleave(N, 0)
-        v = self.transform_apply(Ej, V, Mj).view(B, N, self.num_classes, m)  # (B, j, K, m)
-        vbar = self.transform_apply(W, M, M)  # (B, K, m)
-        D = (v - vbar.unsqueeze(1)).reshape(B * N, self.num_classes, m)
-        cols = self.expand_to_samples(D).view(B, N, N, m)  # (B, j, N, m)
-        cols = cols * (self.lr**0.5 * self._sampling_weights(y))[None, :, None, None]
-        return cols.reshape(B, N, N * m).transpose(1, 2)  # (B, N*m, N)
+        return sampling_diffusion(self, t, y)
 
     def _sampling_weights(self, like):
         """(N,) sqrt(w_j) = sqrt(pi_{y_j} / n_{y_j}): the probability that step samples j, square-rooted."""
@@ -426,17 +371,8 @@ class LESDE(nn.Module):
         return self.sampling_noise(t, y, v)
 
     def sampling_noise(self, t, y, z: torch.Tensor) -> torch.Tensor:
-        r"""sqrt(eta) sum_j sqrt(w_j) (v^{(j)} - vbar) z_j, computed per class:
-        S_l = sum_{j in l} sqrt(w_j) z_j X_j, noise_k = sqrt(eta) [op(E, S)_k - vbar_k sum_j sqrt(w_j) z_j]."""
-        B, N, m = y.shape[0], self.num_samples, self.dim
-        X = y.view(B, N, m)
-        zw = z * self._sampling_weights(y)  # (B, N)
-        S = self.class_sums(zw.unsqueeze(-1) * X)  # (B, K, m)
-        M = self.class_means(y)
-        W = self.weights_at(t, y)
-        E = W / self.class_probs.to(W)
-        noise = self.transform_apply(E, S, M) - self.transform_apply(W, M, M) * zw.sum(1)[:, None, None]
-        return (self.lr**0.5) * self.expand_to_samples(noise).reshape(B, N * m)
+        r"""The SGD-sampling diffusion times ``z`` (B, N) without forming it (:func:`lesde.noise.sampling_noise`)."""
+        return sampling_noise(self, t, y, z)
 
 
 class _Stratonovich(nn.Module):

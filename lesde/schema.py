@@ -122,6 +122,9 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     # --- sweeps ---
     "done": {"long_name": "sweep cell finished and written (1) or missing (0)", "units": "1"},
     "method": {"long_name": "integration method that produced the sweep cell", "units": "1"},
+    "status": {"long_name": "sweep cell status: pending, ok or failed (message in attrs failed_cells)", "units": "1"},
+    "separable_pairs": {"long_name": "separable class pairs, summed over the cell's paths (-1: none)", "units": "1"},
+    "all_separable_paths": {"long_name": "paths on which every class pair is separable (-1: none)", "units": "1"},
     # --- theory (lesde.theory.attach adds these; each carries a `prediction` attr naming the result) ---
     **{
         f"{name}_predicted": {"long_name": f"predicted {_METRIC_LONG[name]}", "units": "1"}

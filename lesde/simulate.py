@@ -1,9 +1,9 @@
 r"""``simulate``: integrate a model over many paths and return an xarray Dataset.
 
 Four stages, each a short function: :func:`_validate` (every argument checked before any work, errors naming
-the parameter and the accepted values), :func:`_plan` (the memory the run needs, refused up front with the
-numbers when it does not fit, and the chunks of paths), :func:`_run` (the method integrates chunk by chunk
-into the recorder) and :func:`_dataset`.
+the parameter and the accepted values), ``plan_run`` in ``lesde/_run_plan.py`` (the memory the run needs,
+refused up front with the numbers when it does not fit, and the chunks of paths), :func:`_run` (the method
+integrates chunk by chunk into the recorder) and :func:`_dataset`.
 
 Reproducibility: the same seed gives identical output whatever the free memory, the thread count and
 ``chunk_size``: paths draw their noise per fixed block of paths seeded from (seed, block index)
@@ -13,7 +13,6 @@ equal group of paths, each group then equal to a run of its own.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import warnings
@@ -26,11 +25,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ._recorder import Recorder, SimulationOverflowError
+from ._run_plan import RunPlan, intra_op_threads, plan_run
 from .integrators import MAX_STEPS, Grid, Integrator, get, known_methods
 from .integrators.protocol import is_lesde
-from .integrators.seeding import PathRNG, chunk_blocks, path_blocks, seed_groups
+from .integrators.seeding import PathRNG, seed_groups
 from .integrators.start import Start
-from .validation import as_tensor, check_choice, check_device, check_int, check_positive_float, free_host_bytes, gib
+from .validation import as_tensor, check_choice, check_device, check_int, check_positive_float
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -39,8 +39,6 @@ SAVE_MODES = ("full", "means", "metrics")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: the most save times one run may record
 MAX_SAVES = 10**6
-#: metric variables save="metrics" records per path and time (an upper bound, for the memory check)
-_METRIC_VARS = 16
 
 
 def save_times_for(t_end: float, dt: float, save_times=None, n_save=None) -> torch.Tensor:
@@ -165,87 +163,6 @@ def _validate(model, t_end, dt, n_paths, save_times, n_save, method, save, devic
                     noise_dtype)  # fmt: skip
 
 
-@dataclass
-class _Plan:
-    chunks: list  # lists of Blocks
-    chunk_paths: int
-    work_bytes: int
-
-
-def _free_device_bytes(dev: torch.device) -> int:
-    if dev.type == "cuda":
-        return int(torch.cuda.mem_get_info(dev)[0])
-    return free_host_bytes()
-
-
-def _output_bytes(req: _Request) -> int:
-    """Host bytes per path of the recorded arrays."""
-    T, item = len(req.grid.times), torch.empty((), dtype=req.dtype).element_size()
-    if not req.lesde:
-        return T * math.prod(req.start.shape) * item
-    K, m, N = req.model.num_classes, req.model.dim, req.model.num_samples
-    return T * item * {"full": N * m + K * m + K, "means": K * m + K, "metrics": _METRIC_VARS}[req.save]
-
-
-def _plan(req: _Request) -> _Plan:
-    """Memory checked before any work; paths cut into chunks of whole blocks."""
-    item = torch.empty((), dtype=req.dtype).element_size()
-    mem = req.method.memory(req.model, req.save, item, n_state=math.prod(req.start.shape), bm=req.bm, grid=req.grid)
-    out = req.n_paths * _output_bytes(req)
-    host = free_host_bytes()
-    if out > 0.8 * host:
-        raise MemoryError(
-            f"the output ({req.n_paths} paths x {_output_bytes(req) / 2**20:.3g} MiB each = {gib(out)}) does not fit "
-            f"in free host memory ({gib(host)}): use save='means' or 'metrics', fewer save times (n_save) or fewer "
-            "paths"
-        )
-    free = _free_device_bytes(req.device)
-    budget = 0.5 * (free if req.device.type == "cuda" else free - out)
-    if mem.fixed > budget:
-        raise MemoryError(
-            f"method {req.method_name!r} needs {gib(mem.fixed)} of working memory for this model whatever the number "
-            f"of paths (its operators grow with the number of classes and features), more than the {gib(budget)} "
-            f"available on {req.device}: use fewer classes or features"
-        )
-    blocks = path_blocks(req.n_paths, req.seeds)
-    if req.bm is not None:
-        chunk = req.n_paths  # a user Brownian motion covers the whole run: one chunk
-    elif req.chunk_size is not None:
-        chunk = req.chunk_size
-    else:
-        chunk = int((budget - mem.fixed) // max(1, mem.per_path))
-    chunk = min(req.n_paths, max(chunk, max(b.size for b in blocks)))  # at least one whole block
-    explicit = req.chunk_size is not None or req.bm is not None  # the user's chunking: allow up to 90% of free
-    limit = 0.9 * budget / 0.5 if explicit else budget
-    need = mem.total(chunk)
-    if need > limit:
-        raise MemoryError(
-            f"{chunk} paths at once (one chunk) need {gib(need)} of working memory on {req.device}, but only "
-            f"{gib(limit)} is available: use save='means' (no per-sample state), fewer samples or features, or a "
-            "smaller chunk_size"
-        )
-    chunks = chunk_blocks(blocks, chunk)
-    return _Plan(chunks, max(sum(b.size for b in c) for c in chunks), need)
-
-
-@contextlib.contextmanager
-def _intra_op_threads(dev: torch.device, elements_per_step: int):
-    """One intra-op thread for small CPU steps: a second thread only adds synchronisation there (measured here:
-    a 10-sample, 64-path run took 2.3 s with 2 threads on a loaded 2-core machine and 0.15 s with 1)."""
-    if dev.type != "cpu" or elements_per_step >= SMALL_STEP_ELEMENTS or torch.get_num_threads() == 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-SMALL_STEP_ELEMENTS = 2**17
-
-
 def _overflow_hint(req: _Request) -> str:
     hint = ""
     if req.dtype != torch.float64:
@@ -255,7 +172,7 @@ def _overflow_hint(req: _Request) -> str:
     return hint + " Or shorten t_end, or reduce the elasticity or the noise."
 
 
-def _run(req: _Request, plan: _Plan):
+def _run(req: _Request, plan: RunPlan):
     """Integrate chunk by chunk; on Ctrl-C keep what is complete. Returns (outputs, grid, interrupted)."""
     model = req.model.on(req.device) if req.lesde else _module_on(req.model, req.device, req.dtype)
     grid = req.grid
@@ -282,7 +199,7 @@ def _run(req: _Request, plan: _Plan):
 
             B = rows.stop - rows.start
             per_step = B * (model.num_classes * model.dim if req.lesde else math.prod(req.start.shape))
-            with _intra_op_threads(req.device, per_step):
+            with intra_op_threads(req.device, per_step):
                 rng = PathRNG(blocks, req.device, draw_dtype=req.noise_dtype)
                 req.method.integrate(m_c, req.start, grid, rng, record_and_tick, req.save, bm=req.bm, rows=rows)
             done_paths = rows.stop
@@ -390,12 +307,12 @@ def simulate(
     """
     req = _validate(model, t_end, dt, n_paths, save_times, n_save, method, save, device, dtype, seed, x0,
                     progress, chunk_size, x0_scale, bm, noise_dtype)  # fmt: skip
-    plan = _plan(req)
+    plan = plan_run(req)
     out, grid, interrupted = _run(req, plan)
     return _dataset(req, plan, out, grid, interrupted)
 
 
-def _dataset(req: _Request, plan: _Plan, out: dict, grid: Grid, interrupted: str) -> xr.Dataset:
+def _dataset(req: _Request, plan: RunPlan, out: dict, grid: Grid, interrupted: str) -> xr.Dataset:
     """The recorded arrays as a Dataset over (path, time, ...) with the run's specification in attrs."""
     from .schema import make_dataset  # xarray is imported here, not by `import lesde`
 

@@ -14,7 +14,8 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import gc, json, sys, torch, lesde
-    from lesde.simulate import _output_bytes, _plan, _validate
+    from lesde._run_plan import _output_bytes, plan_run
+    from lesde.simulate import _validate
     torch.set_num_threads(1)
     method, save, P = sys.argv[1], sys.argv[2], int(sys.argv[3])
     model = lesde.LESDE(10, 64, 100)
@@ -25,7 +26,7 @@ SCRIPT = textwrap.dedent(
     with open("/proc/self/statm") as fh:
         rss = int(fh.read().split()[1]) * page
     req = _validate(model, 0.02, 0.01, P, None, 2, method, save, "cpu", torch.float32, 0, None, False, None, 1.0, None)
-    plan = _plan(req)
+    plan = plan_run(req)
     estimate = plan.work_bytes + P * _output_bytes(req)
     lesde.simulate(model, **kw)
     with open("/proc/self/status") as fh:  # VmHWM: this process's peak (ru_maxrss can carry the parent's)

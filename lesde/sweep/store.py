@@ -30,12 +30,9 @@ from ``done``) but are not resumed: their cells were seeded per batch.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import shutil
-import signal
-import threading
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -46,6 +43,7 @@ import numpy as np
 import xarray as xr
 
 from .batch import COUNT_VARS, SEPARABILITY_VARS, BatchResult
+from .locking import PARTIAL, StoreBusy, StoreError, hold_sigint, lock, remove_stale_partials
 from .spec import SweepSpec, cell_label, load_spec, spec_hash
 
 __all__ = ["StoreError", "StoreBusy", "SweepStore", "open_store", "open_sweep", "hold_sigint", "STORE_VERSION"]
@@ -55,78 +53,6 @@ SEEDING = "per cell: numpy SeedSequence([simulate.seed, *uint32 words of sha256(
 STATUS = ("pending", "ok", "failed")
 _STATUS_DTYPE = "<U7"
 _METHOD_DTYPE = "<U32"
-_PARTIAL = ".partial-"
-
-
-class StoreError(ValueError):
-    """A store that cannot be used: not a lesde sweep store, another spec's, too old to resume, or damaged."""
-
-
-class StoreBusy(StoreError):
-    """Another process holds the store's lock."""
-
-
-@contextmanager
-def hold_sigint() -> Iterator[None]:
-    """Defer Ctrl-C until the block (a store write) finishes, then raise it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# locking and creation
-
-
-def _lock(folder: Path) -> int:
-    """An exclusive flock on ``folder`` (held by the returned descriptor), or StoreBusy."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreBusy(
-            f"store {folder} is in use by another lesde sweep (it holds the store's lock); wait for it to finish "
-            "(then rerun to see its result) or use another store path"
-        ) from None
-    return fd
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_partials(path: Path) -> None:
-    """Remove ``.NAME.partial-PID-*`` folders whose creating process is gone (killed during creation)."""
-    for partial in path.parent.glob(f".{path.name}{_PARTIAL}*"):
-        try:
-            pid = int(partial.name[len(f".{path.name}{_PARTIAL}") :].split("-")[0])
-        except ValueError:
-            continue
-        if _pid_alive(pid):
-            continue
-        try:
-            fd = _lock(partial)
-        except (StoreBusy, OSError):
-            continue
-        try:
-            shutil.rmtree(partial, ignore_errors=True)
-        finally:
-            os.close(fd)
 
 
 def _coord(values: list) -> np.ndarray:
@@ -179,9 +105,6 @@ def _layout(spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> tuple[xr.D
     for name in metrics:
         base = VARIABLE_ATTRS.get(name, {}).get("long_name", name)
         ds[name].attrs["long_name"] = f"{base} (mean over paths)"
-    ds["separable_pairs"].attrs["long_name"] = "separable class pairs, summed over the cell's paths (-1: none)"
-    ds["all_separable_paths"].attrs["long_name"] = "paths on which every class pair is separable (-1: none)"
-    ds["status"].attrs["long_name"] = "sweep cell status: pending, ok or failed (message in attrs failed_cells)"
     encoding = {name: {"chunks": chunks} for name in ds.data_vars if ds[name].ndim == len(shape)}
     encoding.update({name: {"chunks": cell_chunks} for name in ("status", "done", "method")})
     for name in COUNT_VARS:
@@ -191,11 +114,11 @@ def _layout(spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> tuple[xr.D
 
 def _create(path: Path, spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> int | None:
     """Create the store via a locked hidden sibling; the lock descriptor, or None if another process won."""
-    tmp = path.parent / f".{path.name}{_PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = path.parent / f".{path.name}{PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     fd = None
     try:
-        fd = _lock(tmp)
+        fd = lock(tmp)
         ds, encoding = _layout(spec, time, metrics)
         ds.to_zarr(str(tmp), mode="a", compute=False, zarr_format=2, consolidated=False, encoding=encoding)
         if path.is_dir() and not any(path.iterdir()):
@@ -252,7 +175,7 @@ def open_store(path: str | Path, spec: SweepSpec, time: np.ndarray, metrics: lis
         raise StoreError(f"cannot create the folder of store {path}: {e.strerror or e}") from None
     if not os.access(path.parent, os.W_OK):
         raise StoreError(f"cannot write store {path}: its folder {path.parent} is not writable")
-    _remove_stale_partials(path)
+    remove_stale_partials(path)
     fd = None
     try:
         if not path.exists() or (path.is_dir() and not any(path.iterdir())):
@@ -263,7 +186,7 @@ def open_store(path: str | Path, spec: SweepSpec, time: np.ndarray, metrics: lis
                     raise StoreError(f"cannot create store {path}: {e.strerror or e}") from None
         if fd is None:
             _check_existing(path, spec)
-            fd = _lock(path)
+            fd = lock(path)
     except BaseException:
         if fd is not None:
             os.close(fd)
