@@ -35,6 +35,8 @@ _GL_X, _GL_W = (_GL_X + 1) / 2, _GL_W / 2
 
 
 def _t(t: Tensorish, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(t, np.ndarray) and not t.flags.writeable:  # e.g. an xarray coordinate: torch warns on those
+        t = t.copy()
     return torch.as_tensor(t, dtype=like.dtype, device=like.device)
 
 
