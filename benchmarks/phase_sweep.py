@@ -8,7 +8,7 @@ K = 2, n = 20, m = 2, sigma = 1), 1,000 paths per cell and 10,000 Euler steps to
 - **cell by cell**: ``cells_per_batch = 1``, one ``simulate`` launch per cell, as a plain loop over the grid would.
 
 Both include everything a sweep does (building models, simulating, NC metrics and separability at 11 save times,
-reductions, zarr writes). The spec is :data:`lesde.cli.cmd_demo.DEMO_SPEC` with this grid, paths and steps.
+reductions, zarr writes). The spec is :data:`lesde.sweep.DEMO_SPEC` with this grid, paths and steps.
 
 Agreement: every cell has its own seed, so the two runs draw the same paths and P(all pairs separable) should
 agree exactly; the script reports the largest |dP| over the cells run both ways with its binomial standard error
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from lesde import sweep
-from lesde.cli.cmd_demo import demo_spec
+from lesde.sweep import demo_spec
 
 GRID_SIDE = 20
 PATHS = 1000

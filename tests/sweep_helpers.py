@@ -1,10 +1,10 @@
-"""Specs and checks shared by the sweep and CLI tests (all derived from lesde.cli.cmd_demo.DEMO_SPEC)."""
+"""Specs and checks shared by the sweep and CLI tests (all derived from lesde.sweep.DEMO_SPEC)."""
 
 from __future__ import annotations
 
 import xarray as xr
 
-from lesde.cli.cmd_demo import demo_spec
+from lesde.sweep import demo_spec
 
 
 def small(**sweep_opts) -> dict:

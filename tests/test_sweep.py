@@ -6,7 +6,7 @@ sigma = 1, at t = 10^4, 100 paths per cell. Thresholds: P(all pairs separable) >
 with c <= 1 (2c/K <= 1: the borderline c = 1 converges slowly, hence the looser bound).
 
 Interrupts, failed cells, the store's safety and Dask are in tests/test_sweep_safety.py; the command line in
-tests/test_cli.py. Every spec here derives from lesde.cli.cmd_demo.DEMO_SPEC.
+tests/test_cli.py. Every spec here derives from lesde.sweep.DEMO_SPEC.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from sweep_helpers import small
 
 import lesde
 from lesde import sweep
-from lesde.cli.cmd_demo import DEMO_SPEC, demo_spec
 from lesde.config import ConfigError
+from lesde.sweep import DEMO_SPEC, demo_spec
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_STORE = REPO / "tests" / "data" / "sweep_v0_1.zarr"
@@ -332,11 +332,12 @@ def test_netcdf_round_trip(phase, tmp_path):
 
 
 def test_the_command_line_names_live_in_the_application_layer_only():
-    """sweep_cli and the demo are applications: lesde.cli holds them, lesde.sweep has no alias of them."""
+    """sweep_cli and the demo are applications: lesde.cli holds them, lesde.sweep has no alias of them (the demo's
+    spec is the library's example phase diagram, lesde.sweep.DEMO_SPEC)."""
     from lesde.cli import cmd_demo, cmd_sweep
 
-    assert callable(cmd_sweep.sweep_cli) and callable(cmd_demo.phase_demo) and cmd_demo.DEMO_SPEC["grid"]
-    for name in ("demo", "DEMO_SPEC", "sweep_cli", "main_cli"):
+    assert callable(cmd_sweep.sweep_cli) and callable(cmd_demo.phase_demo) and sweep.DEMO_SPEC["grid"]
+    for name in ("demo", "phase_demo", "sweep_cli", "main_cli"):
         with pytest.raises(AttributeError):
             getattr(sweep, name)
 

@@ -108,8 +108,7 @@ def test_residual_transform_gets_simplex_etf_angle():
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    from lesde.cli.cmd_demo import demo_spec
-    from lesde.sweep import run
+    from lesde.sweep import demo_spec, run
 
     spec = demo_spec(exponents=[0.5, 1.0, 2.0], scales=[0.25, 4.0], simulate={"n_paths": 100})
     return run(spec, tmp_path_factory.mktemp("sweep") / "phase.zarr", progress=False)

@@ -1,60 +1,19 @@
 """``lesde demo [--out DIR]``: the main job in two minutes on a laptop CPU.
 
 1. A separability phase diagram over (p, c) for alpha_t = c (1+t)^-p, beta_t = 0 (:func:`phase_demo`, on the
-   sweep spec :data:`DEMO_SPEC`): writes ``phase.zarr`` and ``phase.png`` and prints P(all pairs separable).
+   sweep spec :data:`lesde.sweep.DEMO_SPEC`): writes ``phase.zarr`` and ``phase.png`` and prints P(all pairs separable).
 2. A residual-transform LE-SDE whose class means align with a simplex ETF: writes ``residual.nc`` (NC
    metrics over path and time) and ``residual.png`` and prints pairwise cosines and NC metrics falling.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
-
-#: the demo's sweep: exponents on both sides of p = 1, scales on both sides of c = K/2 = 1. The one phase-diagram
-#: spec of the project: the tests and benchmarks/phase_sweep.py derive theirs from it with :func:`demo_spec`.
-DEMO_SPEC: dict[str, Any] = {
-    "model": {
-        "num_classes": 2,
-        "dim": 2,
-        "samples_per_class": 20,
-        "alpha": {"kind": "PowerLaw", "scale": 1.0, "exponent": 1.0},
-        "beta": 0.0,
-        "noise": 1.0,
-    },
-    "simulate": {"t_end": 1e4, "dt": 1.0, "n_paths": 200, "save_times": [1e1, 1e2, 1e3, 1e4], "seed": 0},
-    "grid": {
-        "model.alpha.exponent": [0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0],
-        "model.alpha.scale": [0.25, 0.5, 1.0, 2.0, 4.0],
-    },
-    "sweep": {"time": 1e4},
-}
-
-
-def demo_spec(
-    exponents: list[float] | None = None,
-    scales: list[float] | None = None,
-    simulate: dict[str, Any] | None = None,
-    sweep: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A copy of :data:`DEMO_SPEC` with another (p, c) grid and ``[simulate]``/``[sweep]`` entries replaced
-    (a new ``t_end`` without a ``time`` summarises at the last save time)."""
-    spec = copy.deepcopy(DEMO_SPEC)
-    if exponents is not None:
-        spec["grid"]["model.alpha.exponent"] = list(exponents)
-    if scales is not None:
-        spec["grid"]["model.alpha.scale"] = list(scales)
-    spec["simulate"].update(simulate or {})
-    spec["sweep"].update(sweep or {})
-    if "t_end" in (simulate or {}) and "time" not in (sweep or {}):
-        spec["sweep"]["time"] = None  # a run to another t_end summarises at its last time
-    return spec
 
 
 def phase_demo(outdir: str | Path = "lesde-demo", device: str = "cpu", progress: bool = True) -> xr.Dataset:
@@ -64,7 +23,7 @@ def phase_demo(outdir: str | Path = "lesde-demo", device: str = "cpu", progress:
     p x c. Runs in well under 2 minutes on 2 CPU cores (exact sampling, 40 cells x 200 paths).
     """
     from ..plots import phase_plot, save_figure
-    from ..sweep import describe_failures, format_table, run
+    from ..sweep import DEMO_SPEC, describe_failures, format_table, run
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -161,4 +120,4 @@ def demo(out_dir: str | Path = "lesde-demo", progress: bool = True, device: str 
     return {"phase": phase, "residual": residual}
 
 
-__all__ = ["add_parser", "run", "demo", "phase_demo", "residual_demo", "demo_spec", "DEMO_SPEC"]
+__all__ = ["add_parser", "run", "demo", "phase_demo", "residual_demo"]

@@ -56,7 +56,8 @@ Semantics a long sweep relies on:
   (:class:`StoreBusy` for a second one); damage is reported with the store, chunk file and cells.
 
 The command line (``lesde sweep``) and ``lesde demo`` live in the application layer above this package
-(:mod:`lesde.cli`); the library never imports it.
+(:mod:`lesde.cli`); the library never imports it. :data:`DEMO_SPEC` is the demo's small (p, c) phase diagram, the
+spec tests and benchmarks derive theirs from (:func:`demo_spec`).
 
 Decisions: grid keys under ``simulate`` may not change the time axis or the paths
 (``t_end``, ``save_times``, ``n_save``, ``n_paths``, ``seed``, ``x0``) so that all cells share one ``time``
@@ -71,7 +72,7 @@ from .batch import BatchResult, run_batch
 from .executors import SchedulerUnreachable, WorkersGone
 from .plan import Batch, cell_seed, plan
 from .runner import SweepInterrupted, describe_failures, failed_cells, format_table, run
-from .spec import SweepSpec, load_spec, spec_hash
+from .spec import DEMO_SPEC, SweepSpec, demo_spec, load_spec, spec_hash
 from .store import StoreBusy, StoreError, hold_sigint, open_sweep
 
 __all__ = [
@@ -87,6 +88,8 @@ __all__ = [
     "cell_seed",
     "hold_sigint",
     "SweepSpec",
+    "DEMO_SPEC",
+    "demo_spec",
     "Batch",
     "BatchResult",
     "SweepInterrupted",

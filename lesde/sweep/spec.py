@@ -27,7 +27,8 @@ from .. import config as cfg
 from ..integrators import check as method_reason
 from ..simulate import save_times_for
 
-__all__ = ["SweepSpec", "load_spec", "spec_hash", "cell_config", "cell_label", "time_axis", "SCHEDULE_FIELDS"]
+__all__ = ["SweepSpec", "load_spec", "spec_hash", "cell_config", "cell_label", "time_axis", "SCHEDULE_FIELDS", "DEMO_SPEC",
+           "demo_spec"]  # fmt: skip
 
 SECTIONS = ("model", "simulate", "grid", "sweep")
 #: simulate options a grid may not sweep (they change the time axis or the paths every cell shares)
@@ -284,3 +285,44 @@ def _check_cells(spec: SweepSpec) -> None:
             reason = method_reason(method, model)
             if reason:
                 raise cfg.ConfigError(f"{where} [simulate] method = {method!r} cannot run this cell: {reason}")
+
+
+#: The phase-diagram spec of ``lesde demo``: exponents on both sides of p = 1, scales on both sides of c = K/2 = 1.
+#: The one phase-diagram spec of the project: the tests and benchmarks/phase_sweep.py derive theirs from it with
+#: :func:`demo_spec`.
+DEMO_SPEC: dict[str, Any] = {
+    "model": {
+        "num_classes": 2,
+        "dim": 2,
+        "samples_per_class": 20,
+        "alpha": {"kind": "PowerLaw", "scale": 1.0, "exponent": 1.0},
+        "beta": 0.0,
+        "noise": 1.0,
+    },
+    "simulate": {"t_end": 1e4, "dt": 1.0, "n_paths": 200, "save_times": [1e1, 1e2, 1e3, 1e4], "seed": 0},
+    "grid": {
+        "model.alpha.exponent": [0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0],
+        "model.alpha.scale": [0.25, 0.5, 1.0, 2.0, 4.0],
+    },
+    "sweep": {"time": 1e4},
+}
+
+
+def demo_spec(
+    exponents: list[float] | None = None,
+    scales: list[float] | None = None,
+    simulate: dict[str, Any] | None = None,
+    sweep: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A copy of :data:`DEMO_SPEC` with another (p, c) grid and ``[simulate]``/``[sweep]`` entries replaced
+    (a new ``t_end`` without a ``time`` summarises at the last save time)."""
+    spec = copy.deepcopy(DEMO_SPEC)
+    if exponents is not None:
+        spec["grid"]["model.alpha.exponent"] = list(exponents)
+    if scales is not None:
+        spec["grid"]["model.alpha.scale"] = list(scales)
+    spec["simulate"].update(simulate or {})
+    spec["sweep"].update(sweep or {})
+    if "t_end" in (simulate or {}) and "time" not in (sweep or {}):
+        spec["sweep"]["time"] = None  # a run to another t_end summarises at its last time
+    return spec
