@@ -46,6 +46,7 @@ from . import schedules
 from .integrators import known_methods
 from .model import LESDE
 from .simulate import DTYPES, save_times_for, simulate
+from .validation import SEED_LIMIT
 
 __all__ = [
     "ConfigError",
@@ -266,6 +267,8 @@ def check_simulate(section: dict[str, Any], where: str = "[simulate]", sweep: bo
             out[key] = integer(at, value, 2)
         elif key == "seed":
             out[key] = integer(at, value, 0)
+            if out[key] >= SEED_LIMIT:
+                raise ConfigError(f"{at} = {value!r} must be an integer in [0, 2**32)")
         elif key == "save_times":
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{at} must be an array of numbers, got {_kind(value)}")

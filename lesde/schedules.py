@@ -34,6 +34,22 @@ _GL_X, _GL_W = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(16)
 _GL_X, _GL_W = (_GL_X + 1) / 2, _GL_W / 2
 
 
+def _params(kind: str, **values: Tensorish) -> dict[str, torch.Tensor]:
+    """A schedule's parameters as float64 tensors: each a scalar or one value per path (1-D), and the 1-D ones of
+    one length (they broadcast against each other and against a batch of times)."""
+    params = {k: as_tensor(k, v) for k, v in values.items()}
+    for k, v in params.items():
+        if v.ndim > 1:
+            raise ValueError(f"{kind}: {k} must be a number or a 1-D sequence (one value per path), got shape "
+                             f"{tuple(v.shape)}")  # fmt: skip
+    lengths = {k: v.shape[0] for k, v in params.items() if v.ndim == 1 and v.shape[0] != 1}
+    if len(set(lengths.values())) > 1:
+        given = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise ValueError(f"{kind}: per-path parameters must have one length ({given} values); give scalars or "
+                         "sequences of the same length")  # fmt: skip
+    return params
+
+
 def _t(t: Tensorish, like: torch.Tensor) -> torch.Tensor:
     if isinstance(t, np.ndarray) and not t.flags.writeable:  # e.g. an xarray coordinate: torch warns on those
         t = t.copy()
@@ -113,7 +129,7 @@ class Constant(Schedule):
     """:math:`a(t) = \\text{value}`."""
 
     def __init__(self, value: Tensorish):
-        self.params = {"value": as_tensor("value", value)}
+        self.params = _params("Constant", value=value)
 
     def __call__(self, t):
         v = self.params["value"]
@@ -127,11 +143,7 @@ class PowerLaw(Schedule):
     """:math:`a(t) = \\text{scale}\\,(\\text{offset} + t)^{-\\text{exponent}}`."""
 
     def __init__(self, scale: Tensorish, exponent: Tensorish, offset: Tensorish = 1.0):
-        self.params = {
-            "scale": as_tensor("scale", scale),
-            "exponent": as_tensor("exponent", exponent),
-            "offset": as_tensor("offset", offset),
-        }
+        self.params = _params("PowerLaw", scale=scale, exponent=exponent, offset=offset)
         if (self.params["offset"] <= 0).any():
             raise ValueError(f"offset must be > 0 so that (offset + t)^-exponent is finite at t >= 0, got {offset}")
 
@@ -155,7 +167,7 @@ class Exponential(Schedule):
     """:math:`a(t) = \\text{scale}\\,e^{-\\text{rate}\\,t}` (decay for rate > 0)."""
 
     def __init__(self, scale: Tensorish, rate: Tensorish):
-        self.params = {"scale": as_tensor("scale", scale), "rate": as_tensor("rate", rate)}
+        self.params = _params("Exponential", scale=scale, rate=rate)
 
     def __call__(self, t):
         p = self.params

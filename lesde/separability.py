@@ -61,7 +61,13 @@ __all__ = ["separable", "separable_from_dataset", "pair_stats", "ncm_from_parts"
 
 
 def _normalized(features: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Rescale, centre and rescale each batch item; return (X (..., N, m), means (..., K, m), onehot (N, K), K)."""
+    """Rescale, centre and rescale each batch item; return (X (..., N, m), means (..., K, m), onehot (N, K), K).
+
+    Half-precision features are tested in float32: a separability test only compares distances, which float32
+    resolves for every value float16 or bfloat16 can hold (their own rounding would decide near-ties).
+    """
+    if torch.is_tensor(features) and features.dtype in (torch.float16, torch.bfloat16):
+        features = features.float()
     x = check_features("features", features)
     labels, K, counts = check_labels(labels, x.shape[-2], x.device)
     onehot = torch.nn.functional.one_hot(labels, K).to(x.dtype)  # (N, K)
@@ -243,7 +249,8 @@ def wilson_interval(successes: Any, trials: Any, confidence: float = 0.95) -> tu
         \\frac{\\hat p + z^2/2n \\pm z \\sqrt{\\hat p (1-\\hat p)/n + z^2/4n^2}}{1 + z^2/n},
         \\quad \\hat p = s/n,\\ z = \\Phi^{-1}(1 - (1-\\text{confidence})/2).
 
-    Entries with ``trials == 0`` get the uninformative interval (0, 1).
+    Entries with ``trials == 0`` get the uninformative interval (0, 1). Successes and trials must be finite,
+    ``0 <= successes <= trials`` (a ValueError names the first entry that is not).
 
     Returns
     -------
@@ -256,6 +263,10 @@ def wilson_interval(successes: Any, trials: Any, confidence: float = 0.95) -> tu
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     s = torch.as_tensor(successes, dtype=torch.float64)
     n = torch.as_tensor(trials, dtype=torch.float64, device=s.device)
+    for name, v in (("successes", s), ("trials", n)):
+        bad = ~torch.isfinite(v)
+        if bool(bad.any()):
+            raise ValueError(f"{name} must be finite counts; got {float(v[bad].flatten()[0])} (NaN or inf)")
     if bool((s < 0).any()) or bool((s > n).any()):
         raise ValueError("successes must lie in [0, trials]")
     z = float(norm.ppf(1.0 - (1.0 - conf) / 2.0))

@@ -57,7 +57,10 @@ def save_times_for(t_end: float, dt: float, save_times=None, n_save=None) -> tor
     if save_times is None:
         n = check_int("n_save", n_save if n_save is not None else 101, minimum=2, maximum=MAX_SAVES)
         return torch.linspace(0.0, t_end, n, dtype=torch.float64)
-    ts = as_tensor("save_times", save_times).flatten()
+    ts = as_tensor("save_times", save_times)
+    if ts.ndim > 1:
+        raise ValueError(f"save_times must be a 1-D sequence of times, got shape {tuple(ts.shape)}")
+    ts = ts.flatten()
     if ts.numel() < 1:
         raise ValueError("save_times must be a non-empty sequence of finite times")
     if ts.numel() > MAX_SAVES:
@@ -119,6 +122,30 @@ def _check_x0(x0, model, n_paths: int, dtype) -> tuple[torch.Tensor | None, tupl
     )
 
 
+def _bm_span(bm) -> tuple[float, float] | None:
+    """The time span of a torchsde Brownian motion (BrownianInterval, or BrownianPath / BrownianTree wrapping one)."""
+    for obj in (bm, getattr(bm, "_interval", None)):
+        if obj is not None and hasattr(obj, "_start") and hasattr(obj, "_end"):
+            return float(obj._start), float(obj._end)
+    return None
+
+
+def _check_bm(bm, model, n_paths: int, grid: Grid) -> None:
+    """A user's Brownian motion must have one channel per path and Brownian dimension, and cover [0, t_end]
+    (torchsde only warns when asked for increments outside its span, and returns wrong ones)."""
+    size = tuple(getattr(bm, "shape", ()))
+    want = (n_paths, int(getattr(model, "brownian_size", 0) or 0))
+    if size and size != want:
+        raise ValueError(f"bm has shape {size}; it must be (n_paths, brownian_size) = {want}")
+    span = _bm_span(bm)
+    t0, t1 = grid.times[0], grid.times[-1]
+    if span is not None and (span[0] > t0 or span[1] < t1 * (1 - 1e-12)):
+        raise ValueError(
+            f"bm covers times [{span[0]:g}, {span[1]:g}] but the run needs [{t0:g}, {t1:g}]: make it with "
+            f"t0 <= {t0:g} and t1 >= {t1:g} (e.g. torchsde.BrownianInterval(t0=0.0, t1=t_end, ...))"
+        )
+
+
 def _validate(model, t_end, dt, n_paths, save_times, n_save, method, save, device, dtype, seed, x0, progress,
               chunk_size, x0_scale, bm, noise_dtype=None) -> _Request:  # fmt: skip
     n_paths = check_int("n_paths", n_paths, 1)
@@ -150,10 +177,7 @@ def _validate(model, t_end, dt, n_paths, save_times, n_save, method, save, devic
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, 1)
     if bm is not None:
-        size = tuple(getattr(bm, "shape", ()))
-        want = (n_paths, int(getattr(model, "brownian_size", 0) or 0))
-        if size and size != want:
-            raise ValueError(f"bm has shape {size}; it must be (n_paths, brownian_size) = {want}")
+        _check_bm(bm, model, n_paths, grid)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {progress!r}")
     if noise_dtype is not None and noise_dtype not in DTYPES.values():

@@ -81,6 +81,21 @@ def as_tensor(name: str, value: Any, dtype: torch.dtype = torch.float64) -> torc
     return t
 
 
+#: seeds are unsigned 32-bit integers everywhere: the range every generator lesde seeds accepts, whose values every
+#: file format and coordinate (float64 included) stores exactly
+SEED_LIMIT = 2**32
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed: an integer in [0, 2**32) (Python, numpy or 0-d tensor; never bool or float)."""
+    v = _scalar(value)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an integer in [0, 2**32), got {value!r} of type {type(value).__name__}")
+    if not 0 <= int(v) < SEED_LIMIT:
+        raise ValueError(f"{name} must be an integer in [0, 2**32) = [0, {SEED_LIMIT}), got {int(v)}")
+    return int(v)
+
+
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 

@@ -612,8 +612,8 @@ def test_nan_inf_and_float16_give_clear_errors(gen):
     for low in (torch.float16, torch.bfloat16):
         with pytest.raises(TypeError, match=f"features has dtype {low}; accepted dtypes: float32, float64"):
             M.nc_metrics(H.to(low), y)
-        with pytest.raises(TypeError, match=f"features has dtype {low}"):
-            separability.separable(H.to(low), y)
+        # a separability test only compares distances: half-precision features are tested in float32
+        assert torch.equal(separability.separable(H.to(low), y), separability.separable(H.to(low).float(), y))
     with pytest.raises(TypeError, match="classifier has dtype torch.float16"):
         M.nc_metrics(H, y, W.half())
     # integer features are exact in float64 and accepted by both

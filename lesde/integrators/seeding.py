@@ -20,11 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..validation import check_seed
+
 #: paths per noise block; a chunk holds whole blocks
 PATH_BLOCK = 64
 #: numbers one full block draws per call at most (a block's draws of many steps are grouped up to this size)
 BLOCK_DRAW_NUMBERS = 2**18
-SEED_LIMIT = 2**63
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,7 @@ def seed_groups(seed, n_paths: int) -> list[int]:
     seeds = list(np.asarray(seed).reshape(-1)) if _is_sequence(seed) else [seed]
     if not seeds:
         raise ValueError("seed must be an int or a non-empty sequence of ints")
-    out = []
-    for s in seeds:
-        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
-            raise TypeError(f"seed must be an int in [0, 2^63) or a sequence of such ints, got {s!r}")
-        if not 0 <= int(s) < SEED_LIMIT:
-            raise ValueError(f"seed must be an int in [0, 2^63), got {int(s)}")
-        out.append(int(s))
+    out = [check_seed("seed" if len(seeds) == 1 else f"seed[{i}]", s) for i, s in enumerate(seeds)]
     if n_paths % len(out):
         raise ValueError(f"seed has {len(out)} entries, which must divide n_paths={n_paths} into equal groups of paths")
     return out

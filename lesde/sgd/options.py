@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..validation import check_choice, check_int
+from ..validation import check_choice, check_int, check_seed
 from ._record import SAVE_MODES, RunRecorder, progress_bar
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -39,7 +39,7 @@ class RunOptions:
         check_choice("save", self.save, SAVE_MODES)
         if self.dtype not in DTYPES.values():
             raise ValueError(f"dtype={self.dtype} is not supported; accepted: torch.float32, torch.float64")
-        object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))
+        object.__setattr__(self, "seed", check_seed("seed", self.seed))
 
     def keywords(self, **changes: Any) -> dict[str, Any]:
         """The options as the runners' keywords (``changes`` replace some), e.g. to hand them to another runner."""
