@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from lesde.empirical import Tracker, _engine, cnn, init_nets, load_dataset, mlp, track
-from lesde.empirical.tracking import sample_order
+from lesde.empirical import Tracker, cnn, init_nets, load_dataset, mlp, track
+from lesde.empirical.tracks import _engine
+from lesde.empirical.tracks.tracking import sample_order
 
 RECORDED = (
     "features",

@@ -11,14 +11,12 @@ experiment. The command-line jobs (``lesde estimate``, ``lesde imitate``) are in
 from __future__ import annotations
 
 from .data import load_dataset
-from .discrete import simulate_discrete
-from .estimators import estimate
+from .estimation import estimate
 from .fitting import FitResult, ParamFit, fit
 from .imitation import drift_check, imitate
-from .label_noise import label_noise_experiment, tail_index
+from .label_corruption import RATES, label_noise_experiment, tail_index
 from .nets import Classifier, cnn, mlp
-from .tracker import Tracker
-from .tracking import DEFAULT_RUNS, init_nets, track
+from .tracks import DEFAULT_RUNS, Tracker, init_nets, simulate_discrete, track
 
 __all__ = [
     "load_dataset",
@@ -38,4 +36,5 @@ __all__ = [
     "label_noise_experiment",
     "tail_index",
     "DEFAULT_RUNS",
+    "RATES",
 ]

@@ -79,11 +79,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..schema import make_dataset
-from ..validation import check_choice, check_int
+from ...schema import make_dataset
+from ...validation import check_choice, check_int
 from . import _pooling as pool
-from ._common import onehot
-from ._means import means_form
+from ._pooling import onehot
+from .means_form import means_form
 
 WEIGHTINGS = ("increment", "step")
 ROUNDING_FACTOR = 256.0
@@ -208,7 +208,7 @@ def _regression(ds: xr.Dataset, v: np.ndarray, window: int, confidence: float) -
 def _transformed(ds: xr.Dataset, transform) -> np.ndarray:
     """The regressors v_k = lr T(k, L_s) f_{s-1}(x_{I_s}) of the LE-SDE with ``transform``: (R, S, m) for the
     identity, (R, S, K, m) otherwise (state-dependent transforms see the probes' class means before the step)."""
-    from ..transforms import make_transform
+    from ...transforms import make_transform
 
     lr = float(ds.attrs["lr"])
     XI = ds["sampled_feature"].values.astype(np.float64)  # (R, S, m)

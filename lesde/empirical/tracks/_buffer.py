@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from ._common import check_memory
+from ...validation import check_memory
 
 
 class TrackBuffer:

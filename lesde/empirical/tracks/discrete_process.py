@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..schema import make_dataset
-from ..validation import check_int, check_positive_float
+from ...schema import make_dataset
+from ...validation import check_int, check_positive_float
 from .tracking import DEFAULT_RUNS, select_probes
 
 

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..schema import finalize
-from ..validation import check_int, check_positive_float
+from ...schema import finalize
+from ...validation import check_int, check_positive_float
 from ._buffer import TrackBuffer
 from ._engine import FeatureHook, resolve_feature
 from .tracking import check_data, select_probes

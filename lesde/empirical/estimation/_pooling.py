@@ -23,6 +23,11 @@ import numpy as np
 from scipy.stats import t as student_t
 
 
+def onehot(x: np.ndarray, K: int) -> np.ndarray:
+    """float64 one-hot of integer labels (..., ) -> (..., K); negative labels (none) give zero rows."""
+    return (np.asarray(x)[..., None] == np.arange(K)).astype(np.float64)
+
+
 def window_starts(n: int, window: int) -> np.ndarray:
     """Window starts over n points; a trailing remainder shorter than half a window joins the previous one."""
     starts = np.arange(0, n, window)
@@ -94,4 +99,4 @@ def t_quantile(confidence: float, dof: np.ndarray) -> np.ndarray:
     return q
 
 
-__all__ = ["window_starts", "window_ids", "Clusters", "ratio", "difference", "t_quantile"]
+__all__ = ["onehot", "window_starts", "window_ids", "Clusters", "ratio", "difference", "t_quantile"]

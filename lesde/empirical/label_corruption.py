@@ -34,8 +34,8 @@ import xarray as xr
 from ..schema import make_dataset
 from ..validation import check_positive_float
 from .data import load_dataset
-from .estimators import estimate
-from .tracking import track
+from .estimation import estimate
+from .tracks import track
 
 RATES = (0.0, 0.2, 0.4, 0.6, 2 / 3, 0.8)
 TINY = dict(per_class=24, steps=120, n_runs=2, probes=36, width=16, options={"n_train": 24, "n_test": 12, "size": 16})

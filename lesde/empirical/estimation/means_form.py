@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 
 from . import _pooling as pool
-from ._common import onehot
+from ._pooling import onehot
 
 
 def means_form(ds: xr.Dataset, window: int, confidence: float) -> dict:

@@ -36,7 +36,9 @@ same Dataset as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,15 +46,39 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..schema import finalize
-from ..validation import check_choice, check_int, check_positive_float
+from ...schema import finalize
+from ...validation import check_choice, check_int, check_positive_float
 from . import _engine
 from ._buffer import TrackBuffer, fingerprint
-from ._common import interrupt_flag
 
 INITS = ("reinit", "keep")
 #: independent runs a track (and lesde estimate) trains when n_runs is not given
 DEFAULT_RUNS = 8
+
+
+@contextlib.contextmanager
+def interrupt_flag():
+    """Within the block, Ctrl-C (SIGINT) sets a flag instead of raising, so a loop can stop between two steps.
+
+    Yields a callable returning whether Ctrl-C was pressed; a second Ctrl-C raises KeyboardInterrupt as usual.
+    Outside the main thread (no handler can be installed there) the flag stays False.
+    """
+    hit = []
+
+    def handler(signum, frame):
+        if hit:
+            raise KeyboardInterrupt
+        hit.append(signum)
+
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        yield lambda: bool(hit)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
 
 
 def run_seeds(runs: int, seed: int) -> tuple[list[int], torch.Generator]:
