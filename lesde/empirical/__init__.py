@@ -16,7 +16,7 @@ from .fitting import FitResult, ParamFit, fit
 from .imitation import drift_check, imitate
 from .label_corruption import RATES, label_noise_experiment, tail_index
 from .nets import Classifier, cnn, mlp
-from .tracks import DEFAULT_RUNS, Tracker, init_nets, simulate_discrete, track
+from .tracks import DEFAULT_RUNS, Checkpoint, Tracker, Validation, init_nets, simulate_discrete, track
 
 __all__ = [
     "load_dataset",
@@ -24,6 +24,8 @@ __all__ = [
     "cnn",
     "Classifier",
     "track",
+    "Checkpoint",
+    "Validation",
     "Tracker",
     "init_nets",
     "simulate_discrete",

@@ -14,22 +14,135 @@ for all classes at once: slot :math:`L` of ``V`` holds :math:`X_I`, and ``W`` ke
 
 Decisions: with ``noise="sampling"`` the model's diffusion *is* the fluctuation of the sampled drift, which the
 discrete process already carries, so :math:`\phi = 0`. ``x0`` defaults to i.i.d. :math:`N(0, \text{x0\_scale}^2)`
-features. The returned Dataset has the layout of :func:`lesde.empirical.track` (features, increment,
-sampled_feature, sampled_index, sampled_label; sampled_residual when ``m == K``, treating features as logits);
-there is no loss or accuracy.
+features. The randomness (class, sample, noise) and :math:`E(t)` are drawn in chunks of steps: per-step calls
+into the schedules dominate otherwise. The returned Dataset is built by
+:func:`~lesde.empirical.tracks.track_layout.track_dataset`, the builder of every track (features, increment,
+sampled_feature, sampled_index, sampled_label; sampled_residual when ``m == K``, the features playing the role of
+logits); there is no loss or accuracy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import xarray as xr
 
-from ...schema import make_dataset
 from ...validation import check_int, check_positive_float
-from .tracking import DEFAULT_RUNS, select_probes
+from .track_inputs import DEFAULT_RUNS, select_probes
+from .track_layout import TrackRecords, track_dataset
+
+
+class _Process:
+    """One model's discrete LE process for ``runs`` runs on a device: the constants of a step, drawn once."""
+
+    def __init__(self, model, runs: int, lr: float, dtype: torch.dtype, dev: torch.device):
+        self.md = model.on(dev)
+        self.K, self.m, self.N = model.num_classes, model.dim, model.num_samples
+        self.runs, self.lr, self.dtype, self.dev = runs, lr, dtype, dev
+        self.labels = model.labels.to(dev)  # (N,)
+        self.counts = model.counts.to(dev)
+        self.offsets = torch.cumsum(self.counts, 0) - self.counts  # first index of each class
+        self.pi = self.md.class_probs.to(device=dev, dtype=torch.float64)
+        self.ar = torch.arange(runs, device=dev)
+        self.sampling_noise = getattr(self.md, "noise_kind", None) == "sampling"
+        self.brownian = int(getattr(self.md, "brownian_size", self.N * self.m))
+        self.needs_means = getattr(getattr(self.md, "transform", None), "state_dependent", True)
+
+    def draws(self, s: int, n: int, gen: torch.Generator) -> dict:
+        """E(t_{s-1}), ..., E(t_{s+n-2}) (n, K, K) or (n, R, K, K), and the classes, uniforms and noise of n steps."""
+        ts = (s - 1 + torch.arange(n, dtype=torch.float64, device=self.dev)) * self.lr
+        out = {
+            "E": self.md.elasticity_matrix(ts).to(device=self.dev, dtype=self.dtype),
+            "L": torch.multinomial(self.pi, n * self.runs, replacement=True, generator=gen).view(n, self.runs),
+            "u": torch.rand((n, self.runs), generator=gen, dtype=torch.float64, device=self.dev),
+        }
+        if not self.sampling_noise:
+            out["z"] = torch.randn((n, self.runs, self.brownian), generator=gen, dtype=self.dtype, device=self.dev)
+        return out
+
+    def step(self, X: torch.Tensor, s: int, d: dict, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step s from X (R, N, m) with the c-th of the chunk's draws ``d``: the move (R, N, m), I (R,), X_I (R, m)."""
+        runs, K, m, N = self.runs, self.K, self.m, self.N
+        L = d["L"][c]  # (R,)
+        I = self.offsets[L] + (d["u"][c] * self.counts[L]).long().clamp(max=self.counts[L] - 1)  # uniform in class L
+        XI = X[self.ar, I]  # (R, m)
+        V = torch.zeros((runs, K, m), dtype=self.dtype, device=self.dev)
+        V[self.ar, L] = XI
+        onehot = torch.nn.functional.one_hot(L, K).to(self.dtype)  # (R, K)
+        W = d["E"][c] * onehot[:, None, :]  # (R, K, K): column L only
+        means = self.md.class_means(X) if self.needs_means else None  # (R, K, m), for state-dependent transforms
+        drift = self.md.transform_apply(W, V, means)  # (R, K, m): row k = E_kL T_kL X_I
+        move = self.lr * drift[:, self.labels]  # (R, N, m)
+        if not self.sampling_noise:
+            t = (s - 1) * self.lr
+            z = d["z"][c]
+            move = move + self.lr**0.5 * self.md.g_prod(t, X.reshape(runs, N * m), z).reshape(runs, N, m)
+        return move, I, XI
+
+
+@dataclass
+class _Records:
+    """The recorded steps of a run of the process, on its device."""
+
+    features: torch.Tensor  # (R, S, P, m)
+    increment: torch.Tensor  # (R, S, P, m)
+    sampled_feature: torch.Tensor  # (R, S, m)
+    sampled_index: torch.Tensor  # (R, S)
+
+    @classmethod
+    def empty(cls, runs: int, S: int, P: int, m: int, dtype, dev) -> _Records:
+        nan = float("nan")
+        return cls(
+            torch.empty((runs, S, P, m), dtype=dtype, device=dev),
+            torch.full((runs, S, P, m), nan, dtype=dtype, device=dev),
+            torch.full((runs, S, m), nan, dtype=dtype, device=dev),
+            torch.full((runs, S), -1, dtype=torch.long, device=dev),
+        )
+
+    def as_numpy(self, sampled_logits: bool) -> TrackRecords:
+        f, inc, sf, si = (
+            x.cpu().numpy() for x in (self.features, self.increment, self.sampled_feature, self.sampled_index)
+        )
+        return TrackRecords(f, inc, sf, si, sampled_logits=sf if sampled_logits else None)
+
+
+def _initial_state(proc: _Process, x0, x0_scale: float, gen: torch.Generator) -> torch.Tensor:
+    """X(0) of every run (R, N, m): ``x0`` (shared or per run), or i.i.d. N(0, x0_scale^2)."""
+    shape = (proc.runs, proc.N, proc.m)
+    if x0 is None:
+        return x0_scale * torch.randn(shape, generator=gen, dtype=proc.dtype, device=proc.dev)
+    X = torch.as_tensor(x0, dtype=proc.dtype, device=proc.dev)
+    if X.shape[-2:] != shape[1:] or X.ndim not in (2, 3) or (X.ndim == 3 and X.shape[0] != proc.runs):
+        raise ValueError(f"x0 must have shape (N, m) = ({proc.N}, {proc.m}) or (n_runs, N, m), got {tuple(X.shape)}")
+    return X.expand(*shape).clone()
+
+
+def _run(proc: _Process, X: torch.Tensor, probe_idx, steps: int, record_every: int, gen) -> _Records:
+    """Steps 1..steps from X, recorded at steps 0, r, 2r, ..."""
+    rec = _Records.empty(proc.runs, steps // record_every + 1, len(probe_idx), proc.m, proc.dtype, proc.dev)
+    rec.features[:, 0] = X[:, probe_idx]
+    chunk = max(1, min(1024, 2**22 // (proc.runs * proc.brownian)))
+    for s in range(1, steps + 1):
+        c = (s - 1) % chunk
+        if c == 0:
+            d = proc.draws(s, min(chunk, steps - s + 1), gen)
+        move, I, XI = proc.step(X, s, d, c)
+        X = X + move
+        j, r = divmod(s, record_every)
+        if r == 0:
+            rec.features[:, j] = X[:, probe_idx]
+            rec.increment[:, j] = move[:, probe_idx]
+            rec.sampled_feature[:, j] = XI
+            rec.sampled_index[:, j] = I
+        if s % 100 == 0 and not torch.isfinite(X).all():  # checked in strides: each check syncs
+            raise FloatingPointError(
+                f"the discrete process overflowed at step {s} (t={s * proc.lr:.4g}); use a smaller "
+                "elasticity, fewer steps or float64"
+            )
+    return rec
 
 
 def simulate_discrete(
@@ -58,7 +171,7 @@ def simulate_discrete(
         Steps per run, independent runs (batched, no loop over runs; default
         :data:`~lesde.empirical.DEFAULT_RUNS`, 8).
     probes : None, int or indices
-        Samples recorded (all by default; see :func:`lesde.empirical.tracking.select_probes`).
+        Samples recorded (all by default; see :func:`lesde.empirical.tracks.track_inputs.select_probes`).
     record_every : int
         Record at steps ``0, r, 2r, ...``; increments are always the one-step change.
     seed : int
@@ -87,108 +200,18 @@ def simulate_discrete(
     if record_every > steps:
         raise ValueError(f"record_every={record_every} exceeds steps={steps}: nothing but step 0 would be recorded")
     dev = torch.device(device)
-    K, m, N = model.num_classes, model.dim, model.num_samples
-    md = model.on(dev)
-    labels = model.labels.to(dev)  # (N,)
-    counts = model.counts.to(dev)
-    offsets = torch.cumsum(counts, 0) - counts  # first index of each class
+    proc = _Process(model, runs, lr, dtype, dev)
     probe_idx = select_probes(model.labels, probes, seed).to(dev)
-    P = len(probe_idx)
     gen = torch.Generator(device=dev).manual_seed(int(seed))
-
-    if x0 is None:
-        X = x0_scale * torch.randn((runs, N, m), generator=gen, dtype=dtype, device=dev)
-    else:
-        X = torch.as_tensor(x0, dtype=dtype, device=dev)
-        if X.shape[-2:] != (N, m) or X.ndim not in (2, 3) or (X.ndim == 3 and X.shape[0] != runs):
-            raise ValueError(f"x0 must have shape (N, m) = ({N}, {m}) or (n_runs, N, m), got {tuple(X.shape)}")
-        X = X.expand(runs, N, m).clone()
-    sampling_noise = getattr(md, "noise_kind", None) == "sampling"
-    brownian = int(getattr(md, "brownian_size", N * m))
-
-    rec_steps = np.arange(0, steps + 1, record_every)
-    S = len(rec_steps)
-    nan = float("nan")
-    features = torch.empty((runs, S, P, m), dtype=dtype, device=dev)
-    increment = torch.full((runs, S, P, m), nan, dtype=dtype, device=dev)
-    s_feat = torch.full((runs, S, m), nan, dtype=dtype, device=dev)
-    s_res = torch.full((runs, S, K), nan, dtype=dtype, device=dev)
-    s_idx = torch.full((runs, S), -1, dtype=torch.long, device=dev)
-    features[:, 0] = X[:, probe_idx]
-    pi = md.class_probs.to(device=dev, dtype=torch.float64)
-    ar = torch.arange(runs, device=dev)
-    sqrt_lr = lr**0.5
-    needs_means = getattr(getattr(md, "transform", None), "state_dependent", True)
-
-    # randomness and E(t) are drawn in chunks of steps: per-step calls into the schedules dominate otherwise
-    chunk = max(1, min(1024, 2**22 // (runs * brownian)))
-    for s in range(1, steps + 1):
-        c = (s - 1) % chunk
-        if c == 0:
-            n = min(chunk, steps - s + 1)
-            ts = (s - 1 + torch.arange(n, dtype=torch.float64, device=dev)) * lr
-            E_all = md.elasticity_matrix(ts).to(device=dev, dtype=dtype)  # (n, K, K) or (n, R, K, K)
-            L_all = torch.multinomial(pi, n * runs, replacement=True, generator=gen).view(n, runs)
-            u_all = torch.rand((n, runs), generator=gen, dtype=torch.float64, device=dev)
-            if not sampling_noise:
-                z_all = torch.randn((n, runs, brownian), generator=gen, dtype=dtype, device=dev)
-        t = (s - 1) * lr
-        L = L_all[c]  # (R,)
-        I = offsets[L] + (u_all[c] * counts[L]).long().clamp(max=counts[L] - 1)  # (R,) uniform inside class L
-        XI = X[ar, I]  # (R, m)
-        V = torch.zeros((runs, K, m), dtype=dtype, device=dev)
-        V[ar, L] = XI
-        onehot = torch.nn.functional.one_hot(L, K).to(dtype)  # (R, K)
-        W = E_all[c] * onehot[:, None, :]  # (R, K, K): column L only
-        means = md.class_means(X) if needs_means else None  # (R, K, m), for state-dependent transforms
-        drift = md.transform_apply(W, V, means)  # (R, K, m): row k = E_kL T_kL X_I
-        step = lr * drift[:, labels]  # (R, N, m)
-        if not sampling_noise:
-            step = step + sqrt_lr * md.g_prod(t, X.reshape(runs, N * m), z_all[c]).reshape(runs, N, m)
-        X = X + step
-        j, r = divmod(s, record_every)
-        if r == 0:
-            features[:, j] = X[:, probe_idx]
-            increment[:, j] = step[:, probe_idx]
-            s_feat[:, j] = XI
-            s_idx[:, j] = I
-            if m == K:
-                e = torch.exp(
-                    XI - XI.amax(-1, keepdim=True)
-                )  # softmax by hand: torch.softmax is slow on tiny CPU tensors
-                s_res[:, j] = onehot - e / e.sum(-1, keepdim=True)
-        if s % 100 == 0 and not torch.isfinite(X).all():  # checked in strides: each check syncs
-            raise FloatingPointError(
-                f"the discrete process overflowed at step {s} (t={s * lr:.4g}); use a smaller "
-                "elasticity, fewer steps or float64"
-            )
-
-    s_lab = torch.where(s_idx >= 0, labels[s_idx.clamp(min=0)], -1)
-
-    def np_(x):
-        return x.cpu().numpy()
-
-    data = {
-        "features": (("run", "step", "probe", "feature"), np_(features)),
-        "increment": (("run", "step", "probe", "feature"), np_(increment)),
-        "sampled_feature": (("run", "step", "feature"), np_(s_feat)),
-        "sampled_index": (("run", "step"), np_(s_idx)),
-        "sampled_label": (("run", "step"), np_(s_lab)),
-    }
-    if m == K:
-        data["sampled_residual"] = (("run", "step", "class"), np_(s_res))
-    ds = make_dataset(
-        data,
-        {
-            "run": np.arange(runs),
-            "step": rec_steps,
-            "probe": np.arange(P),
-            "feature": np.arange(m),
-            "class": np.arange(K),
-            "label": ("probe", np_(labels[probe_idx])),
-            "sample_index": ("probe", np_(probe_idx)),
-            "time": ("step", rec_steps * lr),
-        },
+    X = _initial_state(proc, x0, x0_scale, gen)
+    rec = _run(proc, X, probe_idx, steps, record_every, gen)
+    return track_dataset(
+        rec.as_numpy(sampled_logits=proc.m == proc.K),
+        steps=np.arange(0, steps + 1, record_every),
+        lr=lr,
+        probe_index=probe_idx,
+        labels=model.labels,
+        num_classes=proc.K,
         time="training",
         attrs=dict(
             source="simulate_discrete",
@@ -201,12 +224,11 @@ def simulate_discrete(
             seed=seed,
             device=str(dev),
             dtype=str(dtype).replace("torch.", ""),
-            num_classes=K,
-            num_samples=N,
+            num_classes=proc.K,
+            num_samples=proc.N,
             class_counts=model.counts.tolist(),
         ),
     )
-    return ds
 
 
 __all__ = ["simulate_discrete"]

@@ -1,59 +1,145 @@
 r"""Batch-size-1 SGD with every probe tracked at every recorded step, for many runs at once.
 
 ``n_runs`` independent copies of a network (different initialisations and sample orders, or the same weights
-with ``init="keep"``) are stacked and trained together (:mod:`lesde.empirical._engine`): one call per step
+with ``init="keep"``) are stacked and trained together (:mod:`lesde.empirical.tracks._engine`): one call per step
 applies every run's :math:`\theta \leftarrow \theta - \eta \nabla_\theta \ell(\theta; x_{I_s}, y_{I_s})` on its
 own sampled example, and after each recorded step one forward evaluates every probe for every run. For a network
 in your own training loop (any model, any optimizer), use :class:`~lesde.empirical.Tracker`, which records the
-same Dataset.
+same Dataset (layout in :mod:`lesde.empirical.tracks.track_layout`).
 
-Layout of the returned Dataset (what the estimators in :mod:`lesde.empirical.estimators` read)
-------------------------------------------------------------------------------------------
-- ``features(run, step, probe, feature)``: :math:`f_s(x_i)` at recorded steps ``0, r, 2r, ...`` (``r =
-  record_every``); ``feature`` the logits, the penultimate layer (the input of the last ``nn.Linear``) or the
-  output of a named submodule.
-- ``increment(run, step, probe, feature)``: :math:`f_s(x_i) - f_{s-1}(x_i)`, the change made by the *single* SGD
-  step ``s`` (when ``record_every > 1`` an extra probe forward runs just before each recorded step, so the
-  estimators always see one-step increments, whatever the recording stride).
-- ``sampled_feature(run, step, feature)``: :math:`f_{s-1}(x_{I_s})`, the trained example's feature *before* the
-  step, and ``sampled_residual(run, step, class)``: :math:`e_{L_s} - \mathrm{softmax}(\text{logits}_{s-1}(x_{I_s}))`,
-  computed in float64 from the logits (in float32, :math:`1 - p` rounds to 0 for well-fitted samples).
-- ``sampled_index``, ``sampled_label``, ``sampled_loss`` over ``(run, step)``; ``loss`` and ``accuracy`` over
-  ``(run, step)`` are the mean cross-entropy and the accuracy on the probes after the step.
-- with ``validation=(x, y)``: ``validation_accuracy`` and ``validation_loss`` over ``(run, validation_step)``.
-- coordinates ``label(probe)``, ``sample_index(probe)`` (index into the training set) and ``time(step) = step *
-  lr``. Step 0 holds the initial features; its sampled_* entries are NaN / -1.
+:func:`track` reads as four stages, each taking the previous one's output: :func:`track_request` checks every
+argument (:mod:`~lesde.empirical.tracks.track_options`) -> :func:`plan_track` builds the engine, the buffer, the
+probes, the sample order and the checkpoint store -> :func:`run_track` runs the step loop with its checkpoints and
+Ctrl-C -> :func:`~lesde.empirical.tracks.track_layout.track_dataset` builds the Dataset.
 
-Decisions: with ``init="reinit"`` (default) each run's network is a deep copy of ``net`` re-initialised
-(``reset_parameters`` of every submodule) under its own seed, drawn with the sample order from
-``torch.Generator().manual_seed(seed)``; :func:`init_nets` reproduces them for reference loops. ``init="keep"``
-starts every run from ``net``'s weights (the runs then differ only by their sample order). Samples are drawn
-uniformly with replacement. Probes given as an int are a class-stratified random subset of that size. Ctrl-C
-finishes the current step and returns what was recorded (``attrs["interrupted"]``), after writing the checkpoint
-when there is one; calling ``track`` again with the same ``checkpoint`` resumes where it stopped and gives the
-same Dataset as an uninterrupted run.
+Decisions: initialisations, sample order and probes are those of :mod:`lesde.empirical.tracks.track_inputs`.
+Ctrl-C finishes the current step and returns what was recorded (``attrs["interrupted"]``), after writing the
+checkpoint when there is one; calling ``track`` again with the same checkpoint resumes where it stopped and gives
+the same Dataset as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import signal
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ...schema import finalize
-from ...validation import check_choice, check_int, check_positive_float
 from . import _engine
-from ._buffer import TrackBuffer, fingerprint
+from ._buffer import TrackBuffer
+from ._zarr_checkpoint import CheckpointStore, fingerprint
+from .track_inputs import init_nets, sample_order, select_probes
+from .track_layout import track_dataset
+from .track_options import Checkpoint, TrackRequest, Validation, track_request
 
-INITS = ("reinit", "keep")
-#: independent runs a track (and lesde estimate) trains when n_runs is not given
-DEFAULT_RUNS = 8
+
+@dataclass
+class TrackPlan:
+    """What the step loop needs, built from a :class:`~lesde.empirical.tracks.track_options.TrackRequest`."""
+
+    engine: _engine.FunctionalEngine | _engine.MLPEngine
+    X: torch.Tensor  # (N, ...) training inputs on the device
+    Y: torch.Tensor  # (N,)
+    probes: torch.Tensor  # (P, ...) the probes' inputs on the device
+    probe_index: torch.Tensor  # (P,) into the training set, sorted by (label, index)
+    num_classes: int
+    validation: tuple[torch.Tensor, torch.Tensor] | None  # (B, ...), (B,) on the device
+    validation_steps: np.ndarray  # (V,) steps after which the validation set is evaluated
+    recorded_steps: np.ndarray  # (S,) 0, r, 2r, ...
+    buffer: TrackBuffer
+    order: torch.Tensor  # (R, steps) the sampled index of every step of every run
+    store: CheckpointStore | None
+
+
+@dataclass
+class TrackProgress:
+    """How far the step loop got."""
+
+    done: int = 0  # completed SGD steps
+    recorded: int = 0  # index of the last recorded step
+    validations: int = 0  # validation points recorded
+    saved: int = -1  # index of the last recorded step in the checkpoint
+    interrupted: bool = False
+    resumable: bool = True  # False when the loop stopped inside a step (a half-done step is not saved)
+
+
+def plan_track(req: TrackRequest) -> TrackPlan:
+    """Probes, stacked networks and engine, the initial forward (recorded as step 0), the buffer, the sample
+    order and the checkpoint store."""
+    probe_idx = select_probes(req.labels, req.probes, req.seed)
+    nets = [m.to(device=req.device, dtype=req.dtype) for m in init_nets(req.net, req.runs, req.seed, req.init)]
+    eng = _engine.make_engine(nets, req.feature, tuple(req.inputs.shape[1:]))
+    X = req.inputs.to(device=req.device, dtype=req.dtype)
+    PX = X[probe_idx.to(req.device)]
+    feat0, logits0 = eng.forward(PX)  # (R, P, m), (R, P, K)
+    K = logits0.shape[-1]
+    if req.labels.max() >= K:
+        raise ValueError(f"labels go up to {int(req.labels.max())} but the network returns {K} logits")
+    val, val_steps = _validation_plan(req.validation, req.steps, K, req.device, req.dtype)
+    S = req.steps // req.record_every + 1
+    buf = TrackBuffer(
+        req.runs, S, len(probe_idx), feat0.shape[-1], K, req.dtype, req.device, req.feature != "logits", val_steps
+    )
+    buf.record(0, feat0, logits0)
+    plan = TrackPlan(
+        engine=eng,
+        X=X,
+        Y=req.labels.to(req.device),
+        probes=PX,
+        probe_index=probe_idx,
+        num_classes=K,
+        validation=val,
+        validation_steps=val_steps,
+        recorded_steps=np.arange(0, req.steps + 1, req.record_every),  # after the memory check: steps may be huge
+        buffer=buf,
+        order=sample_order(len(req.labels), req.runs, req.steps, req.seed).to(req.device),  # (R, steps)
+        store=None,
+    )
+    if req.checkpoint is not None:
+        plan.store = CheckpointStore(req.checkpoint.path, _fingerprint(req, plan))
+    return plan
+
+
+def _validation_plan(validation: Validation | None, steps: int, K: int, device, dtype):
+    """The validation set on the device and the steps it is evaluated at (0, every, 2 every, ..., steps)."""
+    if validation is None:
+        return None, np.zeros(0, int)
+    if validation.labels.max() >= K:
+        raise ValueError(
+            f"validation labels go up to {int(validation.labels.max())} but the network returns {K} logits"
+        )
+    every = max(1, steps // 50) if validation.every is None else validation.every
+    val = (validation.inputs.to(device=device, dtype=dtype), validation.labels.to(device))
+    return val, np.unique(np.append(np.arange(0, steps + 1, every), steps))
+
+
+def _fingerprint(req: TrackRequest, plan: TrackPlan) -> str:
+    """What a checkpoint must have been written by to be resumed: everything that changes the track."""
+    val = plan.validation
+    return fingerprint(
+        net=repr(req.net),
+        lr=req.lr,
+        steps=req.steps,
+        runs=req.runs,
+        probes=plan.probe_index,
+        record_every=req.record_every,
+        feature=req.feature,
+        seed=req.seed,
+        init=req.init,
+        dtype=str(req.dtype),
+        inputs=req.inputs,
+        labels=req.labels,
+        init_state=req.net.state_dict() if req.init == "keep" else "",
+        validation_steps=plan.validation_steps.tolist(),
+        validation_inputs=val[0] if val else "",
+        validation_labels=val[1] if val else "",
+    )
 
 
 @contextlib.contextmanager
@@ -81,116 +167,120 @@ def interrupt_flag():
             signal.signal(signal.SIGINT, old)
 
 
-def run_seeds(runs: int, seed: int) -> tuple[list[int], torch.Generator]:
-    """Per-run initialisation seeds, and the generator (advanced past them) that then draws the sample order."""
-    g = torch.Generator().manual_seed(int(seed))
-    return torch.randint(0, 2**62, (runs,), generator=g).tolist(), g
+def run_track(req: TrackRequest, plan: TrackPlan) -> TrackProgress:
+    """The step loop: resume from the checkpoint or evaluate step 0, then train, record, validate and save until
+    the last step or Ctrl-C."""
+    prog = _start(plan)
+    every = req.checkpoint.every if req.checkpoint else 0
+    with interrupt_flag() as stop:
+        try:
+            for s in _steps(req, plan, prog.done):
+                _step(req, plan, prog, s)
+                if plan.store and (s % every == 0 or s == req.steps):
+                    _save(plan, prog)
+                if stop():
+                    prog.interrupted = True
+                    break
+        except KeyboardInterrupt:  # outside the main thread no handler is installed: the step may be half done
+            prog.interrupted, prog.resumable = True, False
+    if prog.interrupted and prog.resumable and plan.store and prog.done % every and prog.done != req.steps:
+        _save(plan, prog)
+    return prog
 
 
-def init_nets(net: nn.Module, runs: int, seed: int = 0, init: str = "reinit") -> list[nn.Module]:
-    """``runs`` deep copies of ``net``; with ``init="reinit"`` copy ``r`` is re-initialised under
-    ``run_seeds(runs, seed)[0][r]``, with ``"keep"`` every copy keeps ``net``'s weights.
-
-    The global RNG state is restored afterwards (``torch.random.fork_rng``), so tracking has no side effects.
-    """
-    init = check_choice("init", init, INITS)
-    seeds, _ = run_seeds(runs, seed)
-    nets = []
-    for s in seeds:
-        copy_ = copy.deepcopy(net)
-        if init == "reinit":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
-                for m in copy_.modules():
-                    if hasattr(m, "reset_parameters"):
-                        m.reset_parameters()
-        nets.append(copy_)
-    return nets
+def _start(plan: TrackPlan) -> TrackProgress:
+    """Progress restored from the checkpoint, or a fresh start with step 0's validation recorded."""
+    resumed = plan.store.load(plan.buffer, plan.engine.params) if plan.store else None
+    if resumed:
+        done, j, n_val = resumed
+        return TrackProgress(done=done, recorded=j, validations=n_val, saved=j)
+    prog = TrackProgress()
+    if plan.validation is not None:
+        _validate(plan, 0)
+        prog.validations = 1
+    return prog
 
 
-def sample_order(num_samples: int, runs: int, steps: int, seed: int = 0) -> torch.Tensor:
-    """(runs, steps) indices drawn uniformly with replacement: ``I_s`` of each run."""
-    _, g = run_seeds(runs, seed)
-    return torch.randint(0, num_samples, (runs, steps), generator=g)
+def _steps(req: TrackRequest, plan: TrackPlan, done: int):
+    """The steps still to run, behind a tqdm bar when ``progress``."""
+    steps = range(done + 1, req.steps + 1)
+    if not req.progress or done >= req.steps:
+        return steps
+    from tqdm.auto import tqdm
+
+    desc = f"track {req.runs} runs x {len(plan.probe_index)} probes"
+    return tqdm(steps, desc=desc, unit="step", mininterval=1.0, initial=done, total=req.steps)
 
 
-def check_data(inputs, labels, name: str = "inputs") -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs as a finite float tensor (N, ...) and labels as int64 (N,) in 0..K-1 with no empty class."""
-    x = torch.as_tensor(inputs)
-    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
-        raise TypeError(f"{name} must be a real-valued tensor or array, got dtype {x.dtype}")
-    if x.ndim < 2:
-        raise ValueError(f"{name} must be (N, ...) with one row per sample, got shape {tuple(x.shape)}")
-    if x.is_floating_point():
-        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
-        if bad.any():
-            raise ValueError(
-                f"{name} contain NaN or inf in {int(bad.sum())} samples (first: sample {int(bad.nonzero()[0])}); "
-                "every input must be finite"
-            )
-    y = torch.as_tensor(labels)
-    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
-        raise TypeError(
-            f"labels must be integers (class indices 0..K-1), got dtype {y.dtype}; cast whole-number labels "
-            "with .long()"
-        )
-    y = y.long()
-    if y.ndim != 1 or len(y) != len(x):
-        raise ValueError(f"labels must be (N,) with N = len({name}) = {len(x)}, got shape {tuple(y.shape)}")
-    if len(y) == 0:
-        raise ValueError(f"{name} hold no samples")
-    if y.min() < 0:
-        raise ValueError(f"labels must be class indices >= 0, got {int(y.min())}")
-    counts = torch.bincount(y)
-    empty = torch.nonzero(counts == 0).flatten().tolist()
-    if empty:
-        raise ValueError(
-            f"classes {empty} have no samples: labels must cover 0..{len(counts) - 1} (relabel them, e.g. with "
-            "np.unique(labels, return_inverse=True))"
-        )
-    return x, y
-
-
-def select_probes(
-    labels: torch.Tensor, probes: int | Sequence[int] | torch.Tensor | None, seed: int = 0
-) -> torch.Tensor:
-    """Probe indices sorted by (label, index). ``None``: all; int ``P``: class-stratified random subset;
-    otherwise distinct integer indices."""
-    labels = labels.cpu()
-    N = len(labels)
-    if probes is None:
-        idx = torch.arange(N)
-    elif isinstance(probes, (int, np.integer)) and not isinstance(probes, bool):
-        P = check_int("probes", int(probes))
-        if P > N:
-            raise ValueError(f"probes={P} exceeds the {N} training samples")
-        counts = torch.bincount(labels).double()
-        share = counts * P / N
-        take = share.floor().long().clamp(min=1)
-        # hand out what flooring left over to the largest remainders, so the total is exactly P
-        for k in torch.argsort(share - share.floor(), descending=True)[: max(0, P - int(take.sum()))]:
-            take[k] += 1
-        take = torch.minimum(take, counts.long())
-        g = torch.Generator().manual_seed(int(seed) + 7919)
-        idx = torch.cat(
-            [
-                torch.nonzero(labels == k).flatten()[torch.randperm(int(counts[k]), generator=g)[: int(take[k])]]
-                for k in range(len(counts))
-            ]
-        )
+def _step(req: TrackRequest, plan: TrackPlan, prog: TrackProgress, s: int) -> None:
+    """SGD step s of every run, recorded when s is a recorded step, validated when s is a validation step."""
+    eng, buf = plan.engine, plan.buffer
+    j, r = divmod(s, req.record_every)
+    recorded = r == 0
+    if recorded and req.record_every > 1:  # one-step increments whatever the stride: the probes just before
+        prev, _ = eng.forward(plan.probes)
     else:
-        if isinstance(probes, (bool, float, str)):
-            raise TypeError(f"probes must be None, an int or integer indices, got {probes!r}")
-        arr = np.asarray(probes.cpu() if torch.is_tensor(probes) else probes)
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"probes must be None, an int or integer indices, got an array of dtype {arr.dtype}")
-        idx = torch.as_tensor(arr, dtype=torch.long).flatten()
-        if idx.numel() == 0 or idx.min() < 0 or idx.max() >= N:
-            raise ValueError(f"probes must be indices in [0, {N}), got {probes!r}")
-        if len(torch.unique(idx)) != len(idx):
-            raise ValueError("probes lists a sample twice; give distinct indices")
-    order = torch.argsort(labels[idx] * N + idx)  # by label, then by index
-    return idx[order]
+        prev = buf.arrays["features"][:, j - 1] if recorded else None
+    i = plan.order[:, s - 1]  # (R,)
+    f_i, logit_i = eng.sgd_step(plan.X[i], plan.Y[i], req.lr)
+    if recorded:
+        feat, logits = eng.forward(plan.probes)
+        buf.record(j, feat, logits, prev, f_i, logit_i, i)
+        prog.recorded = j
+    if prog.validations < len(plan.validation_steps) and s == plan.validation_steps[prog.validations]:
+        _validate(plan, prog.validations)
+        prog.validations += 1
+    prog.done = s
+
+
+def _validate(plan: TrackPlan, v: int) -> None:
+    with torch.no_grad():
+        plan.buffer.record_validation(v, plan.engine.forward(plan.validation[0])[1], plan.validation[1])
+
+
+def _save(plan: TrackPlan, prog: TrackProgress) -> None:
+    """Write the steps recorded since the last save, the parameters and the progress."""
+    plan.store.save(plan.buffer, prog.saved + 1, prog.recorded, prog.done, plan.engine.params, prog.validations)
+    prog.saved = prog.recorded
+
+
+def track_result(req: TrackRequest, plan: TrackPlan, prog: TrackProgress):
+    """The track Dataset of what was recorded (a warning when Ctrl-C stopped it early)."""
+    extra = {}
+    if prog.interrupted:
+        extra = dict(interrupted=1, steps_completed=prog.done)
+        resume = plan.store is not None and prog.resumable
+        warnings.warn(
+            f"track interrupted after step {prog.done} of {req.steps}; returning the {prog.recorded + 1} recorded "
+            "steps" + (f"; calling track again with checkpoint={plan.store.path!r} resumes" if resume else ""),
+            stacklevel=3,
+        )
+    return track_dataset(
+        plan.buffer.records(prog.recorded, prog.validations),
+        steps=plan.recorded_steps[: prog.recorded + 1],
+        lr=req.lr,
+        probe_index=plan.probe_index,
+        labels=req.labels,
+        num_classes=plan.num_classes,
+        attrs=dict(
+            source="track",
+            lr=req.lr,
+            steps=req.steps,
+            n_runs=req.runs,
+            record_every=req.record_every,
+            feature=req.feature,
+            seed=req.seed,
+            init=req.init,
+            engine=plan.engine.name,
+            device=str(req.device),
+            dtype=str(req.dtype).replace("torch.", ""),
+            num_classes=plan.num_classes,
+            num_samples=len(req.labels),
+            class_counts=torch.bincount(req.labels, minlength=plan.num_classes).tolist(),
+            net=repr(req.net),
+            **extra,
+        ),
+    )
 
 
 def track(
@@ -206,10 +296,10 @@ def track(
     feature: str = "logits",
     seed: int = 0,
     init: str = "reinit",
-    validation: tuple | None = None,
+    validation: Validation | tuple | None = None,
     validation_every: int | None = None,
-    checkpoint: str | Path | None = None,
-    checkpoint_every: int = 1000,
+    checkpoint: Checkpoint | str | Path | None = None,
+    checkpoint_every: int | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
@@ -240,12 +330,12 @@ def track(
         Seeds initialisations, sample order and probe subset.
     init : {"reinit", "keep"}
         Re-initialise every run under its own seed (default), or start every run from ``net``'s weights.
-    validation : (inputs, labels), optional
+    validation : Validation or (inputs, labels), optional
         Held-out set whose accuracy and loss are recorded every ``validation_every`` steps (default: 50 times
-        over the track) and at the last step.
-    checkpoint : path, optional
-        Zarr store written every ``checkpoint_every`` steps (and on Ctrl-C); an existing store written by the same
-        settings is resumed.
+        over the track) and at the last step; a :class:`Validation` carries its own ``every``.
+    checkpoint : Checkpoint or path, optional
+        Zarr store written every ``checkpoint_every`` steps (default 1000; and on Ctrl-C); an existing store written
+        by the same settings is resumed. A :class:`Checkpoint` carries its own ``every``.
     device, dtype : where and in which precision to train (float64 for exactness checks).
     progress : bool
         Show a tqdm bar over steps.
@@ -253,7 +343,7 @@ def track(
     Returns
     -------
     xarray.Dataset
-        Layout in the module docstring; ``attrs`` hold the configuration.
+        Layout in :mod:`lesde.empirical.tracks.track_layout`; ``attrs`` hold the configuration.
 
     Examples
     --------
@@ -262,152 +352,33 @@ def track(
     >>> ds = track(mlp(10, 3, width=8), x, y, lr=0.05, steps=4, n_runs=2, progress=False)
     >>> dict(ds.features.sizes)
     {'run': 2, 'step': 5, 'probe': 30, 'feature': 3}
+    >>> ds = track(mlp(10, 3, width=8), x, y, lr=0.05, steps=4, n_runs=2, progress=False,
+    ...            validation=Validation(x[::3], y[::3], every=2))
+    >>> ds.validation_step.values.tolist()
+    [0, 2, 4]
     """
-    lr = check_positive_float("lr", lr)
-    runs = check_int("n_runs", DEFAULT_RUNS if n_runs is None else n_runs)
-    steps, record_every = check_int("steps", steps), check_int("record_every", record_every)
-    if record_every > steps:
-        raise ValueError(f"record_every={record_every} exceeds steps={steps}: nothing but step 0 would be recorded")
-    init = check_choice("init", init, INITS)
-    checkpoint_every = check_int("checkpoint_every", checkpoint_every)
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-    device = torch.device(device)
-    x_cpu, labels = check_data(inputs, labels)
-    N = len(labels)
-    probe_idx = select_probes(labels, probes, seed)
-    P = len(probe_idx)
-
-    nets = [m.to(device=device, dtype=dtype) for m in init_nets(net, runs, seed, init)]
-    eng = _engine.make_engine(nets, feature, tuple(x_cpu.shape[1:]))
-    X = x_cpu.to(device=device, dtype=dtype)
-    Y = labels.to(device)
-    PX = X[probe_idx.to(device)]
-    feat0, logits0 = eng.forward(PX)  # (R, P, m), (R, P, K)
-    K = logits0.shape[-1]
-    if labels.max() >= K:
-        raise ValueError(f"labels go up to {int(labels.max())} but the network returns {K} logits")
-    val = None
-    if validation is not None:
-        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-            raise TypeError("validation must be a pair (inputs, labels)")
-        vx, vy = check_data(*validation, name="validation inputs")
-        if vy.max() >= K or vx.shape[1:] != x_cpu.shape[1:]:
-            raise ValueError(f"validation must have inputs shaped like the training inputs and labels < {K}")
-        val = (vx.to(device=device, dtype=dtype), vy.to(device))
-        ve = max(1, steps // 50) if validation_every is None else check_int("validation_every", validation_every)
-        val_steps = np.unique(np.append(np.arange(0, steps + 1, ve), steps))
-    else:
-        val_steps = np.zeros(0, int)
-    m = feat0.shape[-1]
-    S = steps // record_every + 1
-    buf = TrackBuffer(runs, S, P, m, K, dtype, device, separate_logits=feature != "logits", V=len(val_steps))
-    rec_steps = np.arange(0, steps + 1, record_every)  # after the memory check: steps may be absurdly large
-    order = sample_order(N, runs, steps, seed).to(device)  # (R, steps)
-    store = None if checkpoint is None else str(checkpoint)
-    fp = (
-        fingerprint(
-            net=repr(net),
-            lr=lr,
-            steps=steps,
-            runs=runs,
-            probes=probe_idx,
-            record_every=record_every,
-            feature=feature,
-            seed=seed,
-            init=init,
-            dtype=str(dtype),
-            inputs=x_cpu,
-            labels=labels,
-            init_state=net.state_dict() if init == "keep" else "",
-            validation_steps=val_steps.tolist(),
-            validation_inputs=val[0] if val else "",
-            validation_labels=val[1] if val else "",
-        )
-        if store
-        else ""
-    )
-
-    def validate(v):
-        with torch.no_grad():
-            buf.record_validation(v, eng.forward(val[0])[1], val[1])
-
-    done, j_done, n_val = 0, 0, 0
-    resumed = buf.load(store, fp, eng.params) if store else None
-    if resumed:
-        done, j_done, n_val = resumed
-        j_saved = j_done
-    else:
-        buf.record(0, feat0, logits0)
-        if val is not None:
-            validate(0)
-            n_val = 1
-        j_saved = -1
-    bar = range(done + 1, steps + 1)
-    if progress and done < steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(bar, desc=f"track {runs} runs x {P} probes", unit="step", mininterval=1.0, initial=done, total=steps)
-    interrupted = False
-    with interrupt_flag() as stop:
-        try:
-            for s in bar:
-                j, r = divmod(s, record_every)
-                recorded = r == 0
-                if recorded and record_every > 1:
-                    prev, _ = eng.forward(PX)
-                else:
-                    prev = buf.arrays["features"][:, j - 1] if recorded else None
-                i = order[:, s - 1]  # (R,)
-                f_i, logit_i = eng.sgd_step(X[i], Y[i], lr)
-                if recorded:
-                    feat, logits = eng.forward(PX)
-                    buf.record(j, feat, logits, prev, f_i, logit_i, i)
-                    j_done = j
-                if n_val < len(val_steps) and s == val_steps[n_val]:
-                    validate(n_val)
-                    n_val += 1
-                done = s
-                if store and (s % checkpoint_every == 0 or s == steps):
-                    buf.save(store, fp, j_saved + 1, j_done, s, eng.params, n_val)
-                    j_saved = j_done
-                if stop():
-                    interrupted = True
-                    break
-        except KeyboardInterrupt:  # outside the main thread no handler is installed: the step may be half done
-            interrupted, store = True, None
-    if interrupted and store and done % checkpoint_every and done != steps:
-        buf.save(store, fp, j_saved + 1, j_done, done, eng.params, n_val)
-    ds = buf.dataset(j_done, rec_steps, lr, probe_idx, labels, val_steps, n_val)
-    extra = {}
-    if interrupted:
-        import warnings
-
-        extra = dict(interrupted=1, steps_completed=done)
-        warnings.warn(
-            f"track interrupted after step {done} of {steps}; returning the {j_done + 1} recorded steps"
-            + (f"; calling track again with checkpoint={store!r} resumes" if store else ""),
-            stacklevel=2,
-        )
-    return finalize(
-        ds,
-        source="track",
+    req = track_request(
+        net,
+        inputs,
+        labels,
         lr=lr,
         steps=steps,
-        n_runs=runs,
+        n_runs=n_runs,
+        probes=probes,
         record_every=record_every,
         feature=feature,
         seed=seed,
         init=init,
-        engine=eng.name,
-        device=str(device),
-        dtype=str(dtype).replace("torch.", ""),
-        num_classes=K,
-        num_samples=N,
-        class_counts=torch.bincount(labels, minlength=K).tolist(),
-        net=repr(net),
-        **extra,
+        validation=validation,
+        validation_every=validation_every,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        device=device,
+        dtype=dtype,
+        progress=progress,
     )
+    plan = plan_track(req)
+    return track_result(req, plan, run_track(req, plan))
 
 
-__all__ = ["track", "DEFAULT_RUNS", "init_nets", "sample_order", "select_probes", "run_seeds", "check_data", "INITS"]
+__all__ = ["track", "plan_track", "run_track", "track_result", "TrackPlan", "TrackProgress", "interrupt_flag"]
