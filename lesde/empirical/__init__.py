@@ -2,10 +2,11 @@
 
 The stages follow the data:
 
-``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> ``tracking.track`` (or ``tracker.Tracker`` in your own
-training loop, or ``discrete.simulate_discrete``, the ground truth) -> ``estimators.estimate`` -> ``fitting.fit``
--> ``imitation.imitate`` (and ``imitation.drift_check``); ``label_noise`` is the paper's label-corruption
-experiment. The command-line jobs (``lesde estimate``, ``lesde imitate``) are in :mod:`lesde.cli`.
+``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> :mod:`.tracks` (``track``, or ``Tracker`` in your own
+training loop, or ``simulate_discrete``, the ground truth; one track layout) -> :mod:`.estimation` (``estimate``:
+the feature, residual and means forms) -> ``fitting.fit`` -> ``imitation.imitate`` (and ``imitation.drift_check``);
+``label_corruption`` is the paper's label-corruption experiment over these stages. The command-line jobs
+(``lesde estimate``, ``lesde imitate``) are in :mod:`lesde.cli`.
 """
 
 from __future__ import annotations
