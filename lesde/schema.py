@@ -119,6 +119,8 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "alpha": {"long_name": "intra-class elasticity alpha_t", "units": "1"},
     "beta": {"long_name": "inter-class elasticity beta_t", "units": "1"},
     "E": {"long_name": "elasticity matrix E(t)", "units": "1"},
+    "validation_accuracy": {"long_name": "accuracy on the held-out validation set", "units": "1"},
+    "validation_loss": {"long_name": "mean cross-entropy on the held-out validation set", "units": "1"},
     # --- empirical elasticity: estimates (lesde.empirical.estimate) ---
     "alpha_se": {"long_name": "standard error of alpha (clustered, see attrs se_cluster)", "units": "1"},
     "beta_se": {"long_name": "standard error of beta (clustered, see attrs se_cluster)", "units": "1"},
@@ -142,6 +144,19 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "n_excluded": {"long_name": "steps dropped: regressor at rounding level", "units": "1"},
     "step_start": {"long_name": "first step of the window", "units": "1"},
     "step_stop": {"long_name": "last step of the window", "units": "1"},
+    # --- empirical elasticity: label corruption (lesde.empirical.label_noise_experiment) ---
+    "rate": {"long_name": "label-noise rate p", "units": "1"},
+    "tail_alpha": {"long_name": "tail index r of the integrated alpha, per run", "units": "1"},
+    "tail_beta": {"long_name": "tail index r of the integrated beta, per run", "units": "1"},
+    "tail_alpha_pooled": {"long_name": "tail index r of the integrated alpha, estimate pooled over runs", "units": "1"},
+    "tail_beta_pooled": {"long_name": "tail index r of the integrated beta, estimate pooled over runs", "units": "1"},
+    "train_accuracy": {"long_name": "final probe accuracy on the (corrupted) training labels", "units": "1"},
+    # --- empirical elasticity: imitation (lesde.empirical.imitate) ---
+    "relative_error": {
+        "long_name": "||class means (LE-SDE) - class means (network)||_F / ||network||_F",
+        "units": "1",
+    },
+    "relative_error_median": {"long_name": "median over runs of relative_error", "units": "1"},
     # --- sweeps ---
     "done": {"long_name": "sweep cell finished and written (1) or missing (0)", "units": "1"},
     "method": {"long_name": "integration method that produced the sweep cell", "units": "1"},

@@ -420,6 +420,27 @@ def test_imitate_matches_its_own_discrete_process(tmp_path):
     roundtrip(good, tmp_path)
 
 
+def test_empirical_datasets_take_their_attrs_from_the_schema_table():
+    """Every variable of a track, an estimate and an imitation that the table names carries the table's long_name
+    and units, and every variable an estimate or imitation reports is in the table."""
+    from lesde.schema import VARIABLE_ATTRS
+
+    model = lesde.LESDE(3, 3, 4, alpha=1.0, beta=0.2, noise=0.05)
+    ds = simulate_discrete(model, lr=0.01, steps=40, n_runs=2, seed=1)
+    est = estimate(ds, window=10)
+    imit = imitate(ds, _const_fit(1.0, 0.2, 0.05), max_times=5)
+    x, y = load_dataset("gaussian-mixture", classes=3, per_class=3, dim=3, seed=0)
+    tr = track(mlp(3, 3, width=4), x, y, lr=0.1, steps=4, n_runs=2, validation=(x, y), progress=False)
+    for out in (ds, est, imit, tr):
+        for name in out.variables:
+            if name in VARIABLE_ATTRS and name != "time":
+                assert {k: out[name].attrs.get(k) for k in VARIABLE_ATTRS[name]} == VARIABLE_ATTRS[name], name
+    for out in (est, imit):
+        assert set(out.data_vars) <= set(VARIABLE_ATTRS), set(out.data_vars) - set(VARIABLE_ATTRS)
+    assert est.alpha_se.attrs["long_name"].startswith("standard error of alpha")
+    assert tr.validation_accuracy.attrs["long_name"] == "accuracy on the held-out validation set"
+
+
 def test_cli_jobs_end_to_end(tmp_path, capsys):
     out = tmp_path / "est.nc"
     est = estimate_cli(
