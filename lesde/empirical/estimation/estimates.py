@@ -11,9 +11,10 @@ The forms (a registry, :data:`FORMS`):
 - ``means`` (:mod:`~lesde.empirical.estimation.means_form`): the integrated estimators of the original LE-SDE code.
 
 :func:`estimate` checks its arguments, runs the form and builds the Dataset: ``alpha``, ``beta`` and ``E`` of the
-chosen estimand with Student-t intervals, the integrated :math:`A(t) = \int_0^t \alpha` (the trapezoid rule over
-the windows, the first window's value held back to t = 0, unless the form integrates itself), and for the
-regression forms both estimands side by side. It warns when the errors ignore run-to-run correlation (one run),
+chosen estimand with Student-t intervals, ``alpha_integrated`` / ``beta_integrated``, the integrated
+:math:`A(t) = \int_0^t \alpha` (the trapezoid rule over the windows, the first window's value held back to t = 0,
+unless the form integrates itself; :func:`~lesde.empirical.tail_index` reads them), and for the regression forms
+both estimands side by side. It warns when the errors ignore run-to-run correlation (one run),
 when many steps were at the rounding floor, and when the two estimands differ beyond their joint uncertainty
 (Bonferroni over the windows at a family-wise false-alarm probability of 1e-3, so an LE process, where both
 estimate the same E, almost never warns).

@@ -9,8 +9,8 @@ f_s(x_i) - f_{s-1}(x_i)` of every probe, the sampled example :math:`I_s` (label 
 Regression forms (``feature``, ``residual``)
 --------------------------------------------
 With :math:`v_s = \eta f_{s-1}(x_{I_s})` (feature; with a ``transform``, :math:`v_{s,k} = \eta\,
-T(k, L_s) f_{s-1}(x_{I_s})`, one regressor per moved class) or :math:`v_s = \eta (e_{L_s} - \mathrm{softmax}(f_{s-1}(x_{I_s})))`
-(residual, the kernel form: one cross-entropy step moves logits by :math:`\eta\,\Theta(x, x_I)\, r_I`; needs
+T(k, L_s) f_{s-1}(x_{I_s})`, one regressor per moved class) or :math:`v_s = \eta (e_{L_s} -
+\mathrm{softmax}(f_{s-1}(x_{I_s})))` (residual, the kernel form: one cross-entropy step moves logits by :math:`\eta\,\Theta(x, x_I)\, r_I`; needs
 logits), the discrete LE process gives :math:`\Delta_i = E(y_i, L_s) v_s + \sqrt{\eta}\phi_i`. For the pair
 :math:`(k, l)`, let :math:`n_s = \sum_{i: y_i = k} \langle \Delta_i, v_s\rangle` and :math:`d_s = n^{(k)}_s
 \|v_s\|^2` over the steps with :math:`L_s = l` (:math:`n^{(k)}_s` the probes of class :math:`k` in the step). Two
@@ -47,17 +47,17 @@ Decisions:
   signal-to-floor ratio :math:`\|v\| c_w / (\varepsilon \|f\|_{\text{rms}})`: the kept steps (:math:`q \ge
   256`) are good to about 1e-3. In float32 logit tracks the dropped steps are samples fitted to within about
   1e-5 of probability one; ``n_excluded`` counts them. Residuals are computed in float64 from the logits
-  (:mod:`lesde.empirical.tracks.track_layout`), so they are never rounded to zero themselves (in float32, :math:`1 - p` is 0 or 6e-8 for such samples, and their per-step coefficients were
-  rounding noise divided by rounding noise).
-- Standard errors are cluster-robust (:mod:`lesde.empirical.estimation._pooling`): one cluster per run when the track has
-  several (``se_cluster = "run"``), per step otherwise (then they ignore the correlation between the steps of one
-  run, and a warning says so). Intervals use Student's t with ``dof`` = clusters - 1.
+  (:mod:`lesde.empirical.tracks.track_layout`), so they are never rounded to zero themselves (in float32,
+  :math:`1 - p` is 0 or 6e-8 for such samples, and their per-step coefficients would be rounding noise divided by
+  rounding noise).
+- Standard errors are cluster-robust (:mod:`lesde.empirical.estimation._pooling`): one cluster per run when the
+  track has several (``se_cluster = "run"``), per step otherwise (then they ignore the correlation between the
+  steps of one run, and a warning says so). Intervals use Student's t with ``dof`` = clusters - 1.
 - Each window's ``time`` is the estimand's weighted mean of :math:`t_{s-1} = (s-1)\eta` (the time at which step
   :math:`s` evaluates :math:`E`), which removes the first-order bias of pooling a changing :math:`E(t)`.
 - ``noise`` is the residual scale of the least-squares (increment) fit,
-  :math:`\hat\sigma = (\sum \|\Delta_i - \hat E v\|^2 / (n\, m\, \eta))^{1/2}`, the diffusion an imitating LE-SDE needs.
-- ``alpha_integrated`` / ``beta_integrated`` are :math:`A(t) = \int_0^t \alpha`, the trapezoid rule over the
-  windows (the first window's value held back to t = 0); :func:`~lesde.empirical.tail_index` reads them.
+  :math:`\hat\sigma = (\sum \|\Delta_i - \hat E v\|^2 / (n\, m\, \eta))^{1/2}`, the diffusion an imitating
+  LE-SDE needs.
 """
 
 from __future__ import annotations

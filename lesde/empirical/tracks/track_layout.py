@@ -84,6 +84,43 @@ def sampled_terms(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
     return residual, loss
 
 
+def network_attrs(
+    source: str,
+    *,
+    net,
+    labels: torch.Tensor,
+    num_classes: int,
+    lr: float,
+    steps: int,
+    n_runs: int,
+    record_every: int,
+    feature: str,
+    seed: int,
+    device,
+    dtype: torch.dtype,
+    setup: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The global attrs of a network's track (``setup``: how the runs were made, ``extra``: how the track ended)."""
+    return dict(
+        source=source,
+        lr=lr,
+        steps=steps,
+        n_runs=n_runs,
+        record_every=record_every,
+        feature=feature,
+        seed=seed,
+        **(setup or {}),
+        device=str(device),
+        dtype=str(dtype).replace("torch.", ""),
+        num_classes=num_classes,
+        num_samples=len(labels),
+        class_counts=torch.bincount(labels, minlength=num_classes).tolist(),
+        net=repr(net),
+        **(extra or {}),
+    )
+
+
 def track_dataset(
     records: TrackRecords,
     *,
@@ -138,4 +175,4 @@ def track_dataset(
     return make_dataset(data, coords, time=time, attrs=attrs)
 
 
-__all__ = ["TrackRecords", "track_dataset", "probe_loss", "sampled_terms"]
+__all__ = ["TrackRecords", "track_dataset", "network_attrs", "probe_loss", "sampled_terms"]

@@ -34,7 +34,7 @@ from ...validation import check_int, check_positive_float
 from ._buffer import TrackBuffer
 from ._engine import FeatureHook, resolve_feature
 from .track_inputs import check_data, select_probes
-from .track_layout import track_dataset
+from .track_layout import network_attrs, track_dataset
 
 
 class Tracker:
@@ -176,20 +176,19 @@ class Tracker:
             probe_index=self.probe_idx,
             labels=self.labels,
             num_classes=self.K,
-            attrs=dict(
-                source="tracker",
+            attrs=network_attrs(
+                "tracker",
+                net=self.model,
+                labels=self.labels,
+                num_classes=self.K,
                 lr=self.lr,
                 steps=self.s,
                 n_runs=1,
                 record_every=self.record_every,
                 feature=self.feature,
                 seed=self.seed,
-                device=str(self.device),
-                dtype=str(self.dtype).replace("torch.", ""),
-                num_classes=self.K,
-                num_samples=len(self.labels),
-                class_counts=torch.bincount(self.labels, minlength=self.K).tolist(),
-                net=repr(self.model),
+                device=self.device,
+                dtype=self.dtype,
             ),
         )
 

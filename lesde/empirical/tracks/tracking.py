@@ -35,7 +35,7 @@ from . import _engine
 from ._buffer import TrackBuffer
 from ._zarr_checkpoint import CheckpointStore, fingerprint
 from .track_inputs import init_nets, sample_order, select_probes
-from .track_layout import track_dataset
+from .track_layout import network_attrs, track_dataset
 from .track_options import Checkpoint, TrackRequest, Validation, track_request
 
 
@@ -262,23 +262,21 @@ def track_result(req: TrackRequest, plan: TrackPlan, prog: TrackProgress):
         probe_index=plan.probe_index,
         labels=req.labels,
         num_classes=plan.num_classes,
-        attrs=dict(
-            source="track",
+        attrs=network_attrs(
+            "track",
+            net=req.net,
+            labels=req.labels,
+            num_classes=plan.num_classes,
             lr=req.lr,
             steps=req.steps,
             n_runs=req.runs,
             record_every=req.record_every,
             feature=req.feature,
             seed=req.seed,
-            init=req.init,
-            engine=plan.engine.name,
-            device=str(req.device),
-            dtype=str(req.dtype).replace("torch.", ""),
-            num_classes=plan.num_classes,
-            num_samples=len(req.labels),
-            class_counts=torch.bincount(req.labels, minlength=plan.num_classes).tolist(),
-            net=repr(req.net),
-            **extra,
+            device=req.device,
+            dtype=req.dtype,
+            setup=dict(init=req.init, engine=plan.engine.name),
+            extra=extra,
         ),
     )
 
