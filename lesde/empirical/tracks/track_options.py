@@ -52,7 +52,7 @@ class Checkpoint:
         object.__setattr__(self, "every", check_int("Checkpoint every", self.every))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors have no truth value: compare Validations by identity
 class Validation:
     """A held-out set whose accuracy and loss :func:`~lesde.empirical.track` records.
 
@@ -74,7 +74,8 @@ class Validation:
             object.__setattr__(self, "every", check_int("Validation every", self.every))
 
     def __repr__(self) -> str:  # the arrays would flood a traceback
-        return f"Validation(<{len(self.labels)} samples>, every={self.every})"
+        n = len(self.labels) if hasattr(self.labels, "__len__") else "?"
+        return f"Validation(<{n} samples>, every={self.every})"
 
 
 def as_checkpoint(checkpoint, checkpoint_every) -> Checkpoint | None:
@@ -108,7 +109,7 @@ def as_validation(validation, validation_every) -> Validation | None:
     return Validation(*validation, every=validation_every)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TrackRequest:
     """The checked arguments of one call of :func:`~lesde.empirical.track` (inputs and labels on the CPU)."""
 
