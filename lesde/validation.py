@@ -149,3 +149,11 @@ def free_host_bytes() -> int:
 
 def gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.3g} GiB"
+
+
+def check_memory(need: int, what: str, advice: str) -> None:
+    """Refuse up front (MemoryError with the numbers) what would not fit in 90% of the free host memory: a
+    preallocated record that fails half-way through a long run wastes the run."""
+    free = free_host_bytes()
+    if need > 0.9 * free:
+        raise MemoryError(f"{what} need {gib(need)} but only {gib(free)} are free; {advice}")

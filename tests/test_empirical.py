@@ -220,6 +220,28 @@ def test_discrete_step_matches_definition(gen):
     assert (ds.sampled_label.values[:, 1:] == labels[ds.sampled_index.values[:, 1:]]).all()
 
 
+def test_discrete_residual_and_layout_are_those_of_a_track(gen):
+    """The discrete process's sampled_residual is e_L - softmax(sampled_feature), in float64 whatever the process's
+    precision (its features play the role of logits when m == K), and its Dataset shares the track's layout."""
+    model = lesde.LESDE(3, 3, [2, 3, 4], alpha=1.0, beta=0.3, noise=0.1)
+    for dtype in (torch.float64, torch.float32):
+        ds = simulate_discrete(model, lr=0.05, steps=6, n_runs=2, record_every=2, dtype=dtype, seed=1)
+        assert ds.sampled_residual.dtype == np.float64 and ds.features.dtype == str(dtype).removeprefix("torch.")
+        z = ds.sampled_feature.values[:, 1:].astype(np.float64)
+        p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+        np.testing.assert_allclose(ds.sampled_residual.values[:, 1:], np.eye(3)[ds.sampled_label.values[:, 1:]] - p,
+                                   rtol=0, atol=1e-15)  # fmt: skip
+        assert np.isnan(ds.sampled_residual.values[:, 0]).all() and (ds.sampled_index.values[:, 0] == -1).all()
+    assert "sampled_residual" not in simulate_discrete(lesde.LESDE(3, 2, 2, alpha=1.0, noise=0.1), lr=0.1, steps=2)
+    x, y = load_dataset("gaussian-mixture", classes=3, per_class=3, dim=3, seed=0)
+    tr = track(mlp(3, 3, width=4), x, y, lr=0.1, steps=6, n_runs=2, record_every=2, progress=False)
+    network_only = {"loss", "accuracy", "sampled_loss"}
+    assert set(tr.data_vars) - network_only == set(ds.data_vars) and set(tr.coords) == set(ds.coords)
+    for name in ds.variables:
+        assert tr[name].dims == ds[name].dims and tr[name].attrs == ds[name].attrs or name == "time", name
+    assert ds.time.attrs["long_name"].startswith("training time")
+
+
 def test_discrete_class_frequencies_follow_pi():
     model = lesde.LESDE(3, 2, [10, 30, 60], alpha=0.0, beta=0.0, noise=0.0, class_sampling="uniform-sample")
     ds = simulate_discrete(model, lr=0.01, steps=2000, n_runs=4, probes=6)
@@ -396,6 +418,27 @@ def test_imitate_matches_its_own_discrete_process(tmp_path):
     np.testing.assert_allclose(good.class_mean.sel(process="network").values, M, atol=1e-12)
     assert set(good.process.values) == {"network", "le-sde"} and "nc1_quotient" in good
     roundtrip(good, tmp_path)
+
+
+def test_empirical_datasets_take_their_attrs_from_the_schema_table():
+    """Every variable of a track, an estimate and an imitation that the table names carries the table's long_name
+    and units, and every variable an estimate or imitation reports is in the table."""
+    from lesde.schema import VARIABLE_ATTRS
+
+    model = lesde.LESDE(3, 3, 4, alpha=1.0, beta=0.2, noise=0.05)
+    ds = simulate_discrete(model, lr=0.01, steps=40, n_runs=2, seed=1)
+    est = estimate(ds, window=10)
+    imit = imitate(ds, _const_fit(1.0, 0.2, 0.05), max_times=5)
+    x, y = load_dataset("gaussian-mixture", classes=3, per_class=3, dim=3, seed=0)
+    tr = track(mlp(3, 3, width=4), x, y, lr=0.1, steps=4, n_runs=2, validation=(x, y), progress=False)
+    for out in (ds, est, imit, tr):
+        for name in out.variables:
+            if name in VARIABLE_ATTRS and name != "time":
+                assert {k: out[name].attrs.get(k) for k in VARIABLE_ATTRS[name]} == VARIABLE_ATTRS[name], name
+    for out in (est, imit):
+        assert set(out.data_vars) <= set(VARIABLE_ATTRS), set(out.data_vars) - set(VARIABLE_ATTRS)
+    assert est.alpha_se.attrs["long_name"].startswith("standard error of alpha")
+    assert tr.validation_accuracy.attrs["long_name"] == "accuracy on the held-out validation set"
 
 
 def test_cli_jobs_end_to_end(tmp_path, capsys):

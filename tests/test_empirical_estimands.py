@@ -139,7 +139,7 @@ def test_run_clustering_covers_run_to_run_variation():
 
 def _step_clustered(ds):
     """The old (run, step) clustering: the same ratio estimate, clusters = steps of all runs pooled."""
-    from lesde.empirical import _pooling as pool
+    from lesde.empirical.estimation import _pooling as pool
 
     lr = float(ds.attrs["lr"])
     v = lr * ds.sampled_feature.values[:, 1:]

@@ -1,4 +1,4 @@
-"""Tracking (issue 11): both engines, the Tracker in a hand-written loop, init="keep", validation, checkpoints and
+"""Tracking: both engines, the Tracker in a hand-written loop, init="keep", validation, checkpoints and
 resume, and the bad inputs that are refused up front."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from lesde.empirical import Tracker, _engine, cnn, init_nets, load_dataset, mlp, track
-from lesde.empirical.tracking import sample_order
+from lesde.empirical import Checkpoint, Tracker, Validation, cnn, init_nets, load_dataset, mlp, track
+from lesde.empirical.tracks import _engine
+from lesde.empirical.tracks.track_inputs import sample_order
 
 RECORDED = (
     "features",
@@ -208,6 +209,46 @@ def test_checkpoint_resume_equals_uninterrupted(data, tmp_path, monkeypatch):
         track(net, x, y, checkpoint=store, **{**kw, "lr": 0.2})
 
 
+def test_option_objects_equal_the_keywords(data, tmp_path):
+    """Checkpoint(path, every) and Validation(x, y, every) give the track the keyword pairs give; mixing the two
+    spellings of one interval is refused."""
+    x, y = data
+    net = mlp(8, 3, width=6)
+    kw = dict(lr=0.1, steps=9, n_runs=2, probes=7, seed=2, dtype=torch.float64, progress=False)
+    ref = track(net, x, y, validation=(x[:5], y[:5]), validation_every=4, checkpoint=tmp_path / "a.zarr",
+                checkpoint_every=3, **kw)  # fmt: skip
+    obj = track(net, x, y, validation=Validation(x[:5], y[:5], every=4), checkpoint=Checkpoint(tmp_path / "b.zarr", 3),
+                **kw)  # fmt: skip
+    assert_same_track(ref, obj, atol=0)
+    assert ref.validation_step.values.tolist() == obj.validation_step.values.tolist() == [0, 4, 8, 9]
+    np.testing.assert_array_equal(ref.validation_loss.values, obj.validation_loss.values)
+    assert Checkpoint("c.zarr").every == 1000 and Validation(x, y).every is None
+    # the store the object wrote is the one the keywords resume (same settings, same fingerprint)
+    again = track(net, x, y, validation=(x[:5], y[:5]), validation_every=4, checkpoint=tmp_path / "b.zarr",
+                  checkpoint_every=3, **kw)  # fmt: skip
+    assert_same_track(again, ref, atol=0)
+    with pytest.raises(ValueError, match="inside the Checkpoint"):
+        track(net, x, y, checkpoint=Checkpoint(tmp_path / "c.zarr"), checkpoint_every=5, **kw)
+    with pytest.raises(ValueError, match="inside the Validation"):
+        track(net, x, y, validation=Validation(x, y), validation_every=5, **kw)
+    with pytest.raises(ValueError, match="Checkpoint every must be an integer >= 1"):
+        Checkpoint("c.zarr", every=0)
+    with pytest.raises(TypeError, match="Checkpoint path"):
+        Checkpoint(3)
+    with pytest.raises(TypeError, match="Validation every"):
+        Validation(x, y, every=2.5)
+    with pytest.raises(TypeError, match="validation must be a pair"):
+        track(net, x, y, validation=(x, y, 3), **kw)
+    with pytest.raises(ValueError, match="validation_every must be an integer >= 1"):
+        track(net, x, y, validation=(x, y), validation_every=0, **kw)
+    with pytest.raises(ValueError, match="checkpoint_every must be an integer >= 1"):
+        track(net, x, y, checkpoint_every=0, **kw)
+    with pytest.raises(ValueError, match="shaped like the training inputs"):
+        track(net, x, y, validation=(x[:, :4], y), **kw)
+    with pytest.raises(ValueError, match="validation labels go up to 3"):
+        track(net, x, y, validation=(x[:4], torch.tensor([0, 1, 2, 3])), **kw)
+
+
 def test_bad_inputs_are_refused(data):
     x, y = data
     net = mlp(8, 3, width=4)
@@ -240,6 +281,14 @@ def test_bad_inputs_are_refused(data):
         track(net, x, y, feature="body.9", **kw)
     with pytest.raises(MemoryError, match=r"need .* GiB but only .* GiB are free"):
         track(net, x, y, lr=0.1, steps=10**9, n_runs=64, progress=False)
+    with pytest.raises(TypeError, match="dtype must be a floating-point torch dtype"):
+        track(net, x, y, **{**kw, "dtype": torch.int64})
+    with pytest.raises(TypeError, match="feature must be"):
+        track(net, x, y, feature=3, **kw)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        track(net, x, y, seed=1.5, **kw)
+    with pytest.raises(ValueError, match="not a torch device"):
+        track(net, x, y, device="gpu0", **kw)
     with pytest.raises(TypeError, match="BatchNorm1d"):
         track(torch.nn.Sequential(torch.nn.Linear(8, 3), torch.nn.BatchNorm1d(3)), x, y, **kw)
     with pytest.raises(TypeError, match="unexpected keyword argument 'runs'"):  # the 0.1 spelling of n_runs

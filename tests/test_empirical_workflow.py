@@ -13,6 +13,7 @@ import xarray as xr
 
 from lesde.cli import main
 from lesde.empirical import load_dataset, tail_index
+from lesde.schema import VARIABLE_ATTRS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,6 +87,9 @@ def test_label_noise_tiny_mode_example_script(tmp_path, monkeypatch, capsys):
             assert ds[v].dims == ("rate", "run") and np.isfinite(ds[v].values).all()
         acc = ds.validation_accuracy.values
         assert ((acc >= 0) & (acc <= 1)).all() and ds.attrs["tiny"] == 1
+        for v in ds.variables:  # every variable described by the one schema table
+            if v not in ("run", "step", "time"):
+                assert ds[v].attrs == VARIABLE_ATTRS[v], v
         # the tail index is the one tail_index computes from the stored integrated elasticity
         sub = ds[["alpha_integrated"]].isel(rate=0).assign_coords(step=ds.step)
         assert float(ds.tail_alpha_pooled[0]) == pytest.approx(tail_index(sub, "alpha", ds.attrs["tail"]))

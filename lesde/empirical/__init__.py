@@ -2,23 +2,22 @@
 
 The stages follow the data:
 
-``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> ``tracking.track`` (or ``tracker.Tracker`` in your own
-training loop, or ``discrete.simulate_discrete``, the ground truth) -> ``estimators.estimate`` -> ``fitting.fit``
--> ``imitation.imitate`` (and ``imitation.drift_check``); ``label_noise`` is the paper's label-corruption
-experiment. The command-line jobs (``lesde estimate``, ``lesde imitate``) are in :mod:`lesde.cli`.
+``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> :mod:`.tracks` (``track``, or ``Tracker`` in your own
+training loop, or ``simulate_discrete``, the ground truth; one track layout) -> :mod:`.estimation` (``estimate``:
+the feature, residual and means forms) -> ``fitting.fit`` -> ``imitation.imitate`` (and ``imitation.drift_check``);
+``label_corruption`` is the paper's label-corruption experiment over these stages. The command-line jobs
+(``lesde estimate``, ``lesde imitate``) are in :mod:`lesde.cli`.
 """
 
 from __future__ import annotations
 
 from .data import load_dataset
-from .discrete import simulate_discrete
-from .estimators import estimate
+from .estimation import estimate
 from .fitting import FitResult, ParamFit, fit
 from .imitation import drift_check, imitate
-from .label_noise import label_noise_experiment, tail_index
+from .label_corruption import RATES, label_noise_experiment, tail_index
 from .nets import Classifier, cnn, mlp
-from .tracker import Tracker
-from .tracking import DEFAULT_RUNS, init_nets, track
+from .tracks import DEFAULT_RUNS, Checkpoint, Tracker, Validation, init_nets, simulate_discrete, track
 
 __all__ = [
     "load_dataset",
@@ -26,6 +25,8 @@ __all__ = [
     "cnn",
     "Classifier",
     "track",
+    "Checkpoint",
+    "Validation",
     "Tracker",
     "init_nets",
     "simulate_discrete",
@@ -38,4 +39,5 @@ __all__ = [
     "label_noise_experiment",
     "tail_index",
     "DEFAULT_RUNS",
+    "RATES",
 ]

@@ -133,17 +133,8 @@ def imitate(
         ``process = ["network", "le-sde"]`` and ``step(time)``; attrs ``median_relative_error_first_half``,
         ``median_relative_error``, ``transform``, ``elasticity`` ("fit" or "tabulated").
     """
-    from .. import LESDE, simulate
-    from ..metrics import means_metrics
-
     paths_per_run = check_int("paths_per_run", paths_per_run)
-    labels = track_ds["label"].values
-    if np.any(np.diff(labels) < 0):
-        raise ValueError("the track's probes must be ordered by label (tracks from lesde.empirical are)")
-    K = int(track_ds.attrs.get("num_classes", labels.max() + 1))
-    counts = np.bincount(labels, minlength=K)
-    if (counts == 0).any():
-        raise ValueError(f"every class needs at least one probe to imitate, got probe counts {counts.tolist()}")
+    labels, K, counts = _probe_classes(track_ds)
     lr = float(track_ds.attrs["lr"])
     alpha, beta, sigma_hat, meta, kind = elasticity_of(fit_result)
     transform = _transform_for(meta, transform)
@@ -155,57 +146,12 @@ def imitate(
     sub = track_ds.isel(step=idx)
     times = sub["time"].values.astype(np.float64)
     F = sub["features"].values.astype(np.float64)  # (R, T, P, m)
-    R, T, P, m = F.shape
-
-    model = LESDE(
-        K,
-        m,
-        counts.tolist(),
-        alpha=alpha,
-        beta=beta,
-        transform=transform,
-        noise=sigma,
-        class_sampling="uniform-sample",
-    )
-    x0 = torch.from_numpy(np.repeat(F[:, 0], paths_per_run, axis=0))  # (R * paths_per_run, P, m)
-    sim = simulate(
-        model,
-        t_end=float(times[-1]),
-        dt=lr,
-        n_paths=R * paths_per_run,
-        save_times=times,
-        method=method,
-        save="means",
-        dtype=torch.float64,
-        seed=seed,
-        x0=x0,
-        progress=progress,
-    )
-    M_sde = sim["class_mean"].values.reshape(R, paths_per_run, T, K, m)
-    V_sde = sim["within_var"].values.reshape(R, paths_per_run, T, K)
+    model = _le_sde(K, F.shape[-1], counts, alpha, beta, transform, sigma)
+    sde = dict(paths_per_run=paths_per_run, lr=lr, method=method, seed=seed, progress=progress)
+    M_sde, V_sde = _simulate_from(model, F[:, 0], times, sde)  # (R, paths, T, K, m), (R, paths, T, K)
     M_net, V_net = _class_stats(F, labels, K)  # (R, T, K, m), (R, T, K)
-
-    def metrics(M, V):
-        out = means_metrics(
-            torch.from_numpy(np.ascontiguousarray(M)),
-            torch.from_numpy(np.ascontiguousarray(V)),
-            torch.as_tensor(counts),
-        )
-        return {k: v.numpy() for k, v in out.items()}
-
-    met_net = metrics(M_net, V_net)
-    met_sde = {k: v.mean(1) for k, v in metrics(M_sde, V_sde).items()}  # mean over the paths of a run
     M_sde_mean, V_sde_mean = M_sde.mean(1), V_sde.mean(1)
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverging LE-SDE overflows the norm: inf, warned below
-        diff = np.linalg.norm((M_sde_mean - M_net).reshape(R, T, -1), axis=-1)
-        rel = diff / np.linalg.norm(M_net.reshape(R, T, -1), axis=-1)
-    if not (np.isfinite(M_sde_mean).all() and np.isfinite(rel).all()):
-        rel = np.where(np.isfinite(rel), rel, np.inf)
-        warnings.warn(
-            "the LE-SDE's class means overflowed: it diverges from the network; relative errors there are inf",
-            UserWarning,
-            stacklevel=2,
-        )
+    rel = _relative_error(M_net, M_sde_mean)  # (R, T)
     med = np.median(rel, axis=0)  # over runs
     first = times <= times[-1] / 2
     summary = dict(
@@ -228,40 +174,113 @@ def imitate(
         "relative_error": (("run", "time"), rel),
         "relative_error_median": ("time", med),
     }
-    for k in met_net:
-        data[k] = (("process", "run", "time"), np.stack([met_net[k], met_sde[k]]))
-    ds = make_dataset(
-        data,
-        {
-            "process": list(PROCESSES),
-            "run": np.arange(R),
-            "time": times,
-            "step": ("time", sub["step"].values),
-            "class": np.arange(K),
-            "feature": np.arange(m),
-        },
-        time="training",
-        attrs=dict(
-            source="imitate",
-            elasticity=kind,
-            fit=fit_result.to_json() if isinstance(fit_result, FitResult) else "",
-            **{f"estimate_{k}": str(v) for k, v in meta.items()},
-            **summary,
-            spec=model.to_spec(),
-            noise=sigma,
-            transform=str(transform),
-            paths_per_run=paths_per_run,
-            method=method,
-            seed=seed,
-            lr=lr,
-            samples_per_class=counts.tolist(),
-        ),
+    met_net, met_sde = _metrics(M_net, V_net, counts), _metrics(M_sde, V_sde, counts)
+    for k in met_net:  # the LE-SDE's metrics averaged over the paths of a run
+        data[k] = (("process", "run", "time"), np.stack([met_net[k], met_sde[k].mean(1)]))
+    coords = {
+        "process": list(PROCESSES),
+        "run": np.arange(F.shape[0]),
+        "time": times,
+        "step": ("time", sub["step"].values),
+        "class": np.arange(K),
+        "feature": np.arange(F.shape[-1]),
+    }
+    attrs = dict(
+        source="imitate",
+        elasticity=kind,
+        fit=fit_result.to_json() if isinstance(fit_result, FitResult) else "",
+        **{f"estimate_{k}": str(v) for k, v in meta.items()},
+        **summary,
+        spec=model.to_spec(),
+        noise=sigma,
+        transform=str(transform),
+        paths_per_run=paths_per_run,
+        method=method,
+        seed=seed,
+        lr=lr,
+        samples_per_class=counts.tolist(),
     )
-    ds["relative_error"].attrs.update(
-        long_name="||class means (LE-SDE) - class means (network)||_F / ||network||_F", units="1"
+    return make_dataset(data, coords, time="training", attrs=attrs)
+
+
+def _probe_classes(track_ds: xr.Dataset) -> tuple[np.ndarray, int, np.ndarray]:
+    """The probes' labels (P,), K and the probe count of every class (K,), checked for imitation."""
+    labels = track_ds["label"].values
+    if np.any(np.diff(labels) < 0):
+        raise ValueError("the track's probes must be ordered by label (tracks from lesde.empirical are)")
+    K = int(track_ds.attrs.get("num_classes", labels.max() + 1))
+    counts = np.bincount(labels, minlength=K)
+    if (counts == 0).any():
+        raise ValueError(f"every class needs at least one probe to imitate, got probe counts {counts.tolist()}")
+    return labels, K, counts
+
+
+def _le_sde(K: int, m: int, counts: np.ndarray, alpha, beta, transform, sigma: float):
+    """The imitating LE-SDE: one sample per probe, classes drawn as the probes' class shares."""
+    from .. import LESDE
+
+    return LESDE(
+        K,
+        m,
+        counts.tolist(),
+        alpha=alpha,
+        beta=beta,
+        transform=transform,
+        noise=sigma,
+        class_sampling="uniform-sample",
     )
-    ds["relative_error_median"].attrs.update(long_name="median over runs of relative_error", units="1")
-    return ds
+
+
+def _simulate_from(model, F0: np.ndarray, times: np.ndarray, sde: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Class means (R, paths, T, K, m) and within-class variances (R, paths, T, K) of ``paths_per_run`` LE-SDE
+    paths per run, each starting at its run's initial probe features F0 (R, P, m), with dt = the learning rate."""
+    from .. import simulate
+
+    R, per = F0.shape[0], sde["paths_per_run"]
+    x0 = torch.from_numpy(np.repeat(F0, per, axis=0))  # (R * paths_per_run, P, m)
+    sim = simulate(
+        model,
+        t_end=float(times[-1]),
+        dt=sde["lr"],
+        n_paths=R * per,
+        save_times=times,
+        method=sde["method"],
+        save="means",
+        dtype=torch.float64,
+        seed=sde["seed"],
+        x0=x0,
+        progress=sde["progress"],
+    )
+    T, K, m = len(times), model.num_classes, model.dim
+    return sim["class_mean"].values.reshape(R, per, T, K, m), sim["within_var"].values.reshape(R, per, T, K)
+
+
+def _metrics(M: np.ndarray, V: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """The NC metrics computable from class means (..., K, m) and within-class variances (..., K)."""
+    from ..metrics import means_metrics
+
+    out = means_metrics(
+        torch.from_numpy(np.ascontiguousarray(M)),
+        torch.from_numpy(np.ascontiguousarray(V)),
+        torch.as_tensor(counts),
+    )
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def _relative_error(M_net: np.ndarray, M_sde: np.ndarray) -> np.ndarray:
+    """||M_sde - M_net||_F / ||M_net||_F per run and time (R, T); inf (and a warning) where the LE-SDE overflowed."""
+    R, T = M_net.shape[:2]
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging LE-SDE overflows the norm
+        diff = np.linalg.norm((M_sde - M_net).reshape(R, T, -1), axis=-1)
+        rel = diff / np.linalg.norm(M_net.reshape(R, T, -1), axis=-1)
+    if not (np.isfinite(M_sde).all() and np.isfinite(rel).all()):
+        rel = np.where(np.isfinite(rel), rel, np.inf)
+        warnings.warn(
+            "the LE-SDE's class means overflowed: it diverges from the network; relative errors there are inf",
+            UserWarning,
+            stacklevel=3,
+        )
+    return rel
 
 
 def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, windows: int = 10) -> xr.Dataset:

@@ -1,7 +1,7 @@
 r"""Record a track from your own training loop: any model, any optimizer code.
 
 :func:`~lesde.empirical.track` owns its training loop (stacked runs, plain SGD). :class:`Tracker` leaves the loop
-to you and records the same Dataset (layout in :mod:`lesde.empirical.tracking`), with one run::
+to you and records the same Dataset (layout in :mod:`lesde.empirical.tracks.track_layout`), with one run::
 
     tracker = Tracker(model, x_train, y_train, lr=0.02, probes=300)
     for step in range(steps):
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..schema import finalize
-from ..validation import check_int, check_positive_float
+from ...validation import check_int, check_positive_float
 from ._buffer import TrackBuffer
 from ._engine import FeatureHook, resolve_feature
-from .tracking import check_data, select_probes
+from .track_inputs import check_data, select_probes
+from .track_layout import network_attrs, track_dataset
 
 
 class Tracker:
@@ -169,22 +169,27 @@ class Tracker:
         """The track so far, as an xarray Dataset (the layout of :func:`~lesde.empirical.track`, one run)."""
         j = self.s // self.record_every
         rec = np.arange(0, j + 1) * self.record_every
-        ds = self._buf.dataset(j, rec, self.lr, self.probe_idx, self.labels)
-        return finalize(
-            ds,
-            source="tracker",
+        return track_dataset(
+            self._buf.records(j),
+            steps=rec,
             lr=self.lr,
-            steps=self.s,
-            n_runs=1,
-            record_every=self.record_every,
-            feature=self.feature,
-            seed=self.seed,
-            device=str(self.device),
-            dtype=str(self.dtype).replace("torch.", ""),
+            probe_index=self.probe_idx,
+            labels=self.labels,
             num_classes=self.K,
-            num_samples=len(self.labels),
-            class_counts=torch.bincount(self.labels, minlength=self.K).tolist(),
-            net=repr(self.model),
+            attrs=network_attrs(
+                "tracker",
+                net=self.model,
+                labels=self.labels,
+                num_classes=self.K,
+                lr=self.lr,
+                steps=self.s,
+                n_runs=1,
+                record_every=self.record_every,
+                feature=self.feature,
+                seed=self.seed,
+                device=self.device,
+                dtype=self.dtype,
+            ),
         )
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
 r"""Pooled ratio estimators over windows of steps, with cluster-robust standard errors.
 
-Every regression estimate of :mod:`lesde.empirical.estimators` is a ratio :math:`\hat\theta = \sum_c n_c /
-\sum_c d_c` of per-observation sums inside a window (``increment`` weighting: :math:`n = \langle\Delta, v\rangle`,
-:math:`d = \|v\|^2`; ``step`` weighting: :math:`n` = the step's own coefficient, :math:`d = 1`). Its
+Every regression estimate of :mod:`lesde.empirical.estimation.regression_forms` is a ratio :math:`\hat\theta =
+\sum_c n_c / \sum_c d_c` of per-observation sums inside a window (``increment`` weighting: :math:`n = \langle\Delta,
+v\rangle`, :math:`d = \|v\|^2`; ``step`` weighting: :math:`n` = the step's own coefficient, :math:`d = 1`). Its
 linearisation (influence) per cluster :math:`g` is :math:`\psi_g = (n_g - \hat\theta d_g) / \sum d`, so
 
 .. math::
@@ -14,13 +14,19 @@ the cluster-robust (sandwich) variance with the usual small-sample factor, and i
 Clusters are the runs when a track has several (the steps of one run share the network's state, so they are not
 independent; clustering by (run, step) made errors up to 3.5x too small on MNIST-1D), and the steps of the
 single run otherwise. The difference of two estimators computed on the same clusters gets its variance the same
-way from :math:`\psi^A_g - \psi^B_g`, which accounts for their correlation.
+way from :math:`\psi^A_g - \psi^B_g`, which accounts for their correlation. Probes and steps are pooled into
+classes through one-hot matrices (:func:`onehot`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.stats import t as student_t
+
+
+def onehot(x: np.ndarray, K: int) -> np.ndarray:
+    """float64 one-hot of integer labels (...,) -> (..., K); negative labels (step 0, no sample) give zero rows."""
+    return (np.asarray(x)[..., None] == np.arange(K)).astype(np.float64)
 
 
 def window_starts(n: int, window: int) -> np.ndarray:
@@ -94,4 +100,4 @@ def t_quantile(confidence: float, dof: np.ndarray) -> np.ndarray:
     return q
 
 
-__all__ = ["window_starts", "window_ids", "Clusters", "ratio", "difference", "t_quantile"]
+__all__ = ["onehot", "window_starts", "window_ids", "Clusters", "ratio", "difference", "t_quantile"]

@@ -1,4 +1,21 @@
-"""The integrated (``means``) estimator of the original LE-SDE code; formulas in :mod:`lesde.empirical.estimators`."""
+r"""The integrated (``means``) form of the estimators, the original LE-SDE code's, kept for comparison with the
+published analysis.
+
+With :math:`\bar X` the average of the K class means of the probes, :math:`c_0 = \bar X(0)` and
+:math:`c_k = \bar X_k(0) - c_0`, the LE-SDE with T = identity and balanced classes gives
+:math:`\bar X(t) = c_0 e^{(A + (K-1)B)/K}` and :math:`\bar X_k - \bar X = c_k e^{(A - B)/K}`, so
+
+.. math::
+
+    \hat A(t) = \log\Big| \frac{\bar X(t) (\bar X_k(t) - \bar X(t))^{K-1}}{c_0 c_k^{K-1}} \Big|, \quad
+    \hat B(t) = -\log\Big| \frac{c_0}{c_k} \frac{\bar X_k(t) - \bar X(t)}{\bar X(t)} \Big|
+
+averaged over classes and coordinates in log space; :math:`\hat\alpha, \hat\beta` are the least-squares slopes of
+:math:`\hat A, \hat B` over each window (a first-order Savitzky-Golay derivative), with the standard error over
+runs. ``weighting`` does not apply to it.
+
+Fragile when a coordinate crosses zero (its log diverges).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +23,11 @@ import numpy as np
 import xarray as xr
 
 from . import _pooling as pool
-from ._common import onehot
+from ._pooling import onehot
 
 
-def means_form(ds: xr.Dataset, window: int, confidence: float) -> dict:
+def means_form(ds: xr.Dataset, window: int) -> dict:
+    """``form="means"``: per window, the slopes of the integrated estimators and their spread over runs."""
     K = int(ds.attrs["num_classes"])
     lr = float(ds.attrs["lr"])
     F = ds["features"].values.astype(np.float64)  # (R, S, P, m)
@@ -55,3 +73,6 @@ def means_form(ds: xr.Dataset, window: int, confidence: float) -> dict:
         n_steps=n,
         se_cluster="run",
     )
+
+
+__all__ = ["means_form"]

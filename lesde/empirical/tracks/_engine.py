@@ -138,7 +138,7 @@ class FunctionalEngine:
 
 def _chain(net: nn.Module) -> list[tuple[str, nn.Module]] | None:
     """The modules of a plain Flatten/Linear/ReLU chain ending in a Linear, or None."""
-    from .nets import Classifier
+    from ..nets import Classifier
 
     if type(net) is Classifier and type(net.body) is nn.Sequential:
         mods = [(f"body.{n}", m) for n, m in net.body.named_children()] + [("head", net.head)]

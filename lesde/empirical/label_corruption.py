@@ -34,8 +34,8 @@ import xarray as xr
 from ..schema import make_dataset
 from ..validation import check_positive_float
 from .data import load_dataset
-from .estimators import estimate
-from .tracking import track
+from .estimation import estimate
+from .tracks import Validation, track
 
 RATES = (0.0, 0.2, 0.4, 0.6, 2 / 3, 0.8)
 TINY = dict(per_class=24, steps=120, n_runs=2, probes=36, width=16, options={"n_train": 24, "n_test": 12, "size": 16})
@@ -89,48 +89,75 @@ def label_noise_experiment(
     corrupted training labels of the probes), ``alpha``, ``beta``, ``alpha_integrated``, ``beta_integrated``
     over ``(rate, step)`` and ``time(step)``.
     """
-    from .nets import mlp
-
-    options = {}
     if tiny:
         per_class, steps, n_runs, probes, width = (TINY[k] for k in ("per_class", "steps", "n_runs", "probes", "width"))
-        options = dict(TINY["options"]) if dataset == "geomnist" else {}
+    options = dict(TINY["options"]) if tiny and dataset == "geomnist" else {}
     rates = [float(p) for p in rates]
     for p in rates:
         if not 0 <= p < 1:
             raise ValueError(f"rates must lie in [0, 1), got {p}")
-    rows = []
-    for p in rates:
-        x, y = load_dataset(dataset, classes=classes, per_class=per_class, label_noise=p, seed=seed, **options)
-        xv, yv = load_dataset(dataset, classes=classes, split="test", seed=seed, **options)
-        net = mlp(tuple(x.shape[1:]), int(y.max()) + 1, width=width, depth=depth)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # per-run estimates have one cluster per step: known
-            tr = track(
-                net,
-                x,
-                y,
-                lr=lr,
-                steps=steps,
-                n_runs=n_runs,
-                probes=min(probes, len(y)),
-                seed=seed,
-                validation=(xv, yv),
-                validation_every=steps,
-                device=device,
-                progress=progress,
-            )
-            est = estimate(tr, form=form, window=window, weighting=weighting)
-            per_run = [estimate(tr.isel(run=[r]), form=form, window=window, weighting=weighting) for r in range(n_runs)]
-        rows.append(
-            dict(
-                est=est,
-                tail={q: [tail_index(e, q, tail) for e in per_run] for q in ("alpha", "beta")},
-                pooled={q: tail_index(est, q, tail) for q in ("alpha", "beta")},
-                val=tr["validation_accuracy"].isel(validation_step=-1).values,
-                train=tr["accuracy"].isel(step=-1).values,
-            )
+    cell = dict(dataset=dataset, classes=classes, per_class=per_class, seed=seed, options=options)
+    train = dict(width=width, depth=depth, lr=lr, steps=steps, n_runs=n_runs, probes=probes, device=device)
+    est = dict(form=form, window=window, weighting=weighting, tail=tail)
+    rows = [_one_rate(p, cell, train, est, progress) for p in rates]
+    attrs = dict(
+        source="label_noise_experiment",
+        dataset=dataset,
+        num_classes=classes,
+        lr=lr,
+        steps=steps,
+        n_runs=n_runs,
+        probes=probes,
+        form=form,
+        weighting=str(rows[0]["est"].attrs.get("weighting")),
+        tail=tail,
+        seed=seed,
+        tiny=int(tiny),
+        net_desc=f"MLP {width}x{depth}, lr {lr}, batch size 1, {steps} steps, {n_runs} runs",
+        torch_threads=torch.get_num_threads(),
+    )
+    return _experiment_dataset(rows, rates, n_runs, attrs)
+
+
+def _one_rate(p: float, cell: dict, train: dict, est: dict, progress: bool) -> dict:
+    """Train and track at label-noise rate p, estimate (pooled and per run) and take the tail indices."""
+    from .nets import mlp
+
+    seed, options = cell["seed"], cell["options"]
+    x, y = load_dataset(cell["dataset"], classes=cell["classes"], per_class=cell["per_class"], label_noise=p,
+                        seed=seed, **options)  # fmt: skip
+    xv, yv = load_dataset(cell["dataset"], classes=cell["classes"], split="test", seed=seed, **options)
+    net = mlp(tuple(x.shape[1:]), int(y.max()) + 1, width=train["width"], depth=train["depth"])
+    n_runs, tail = train["n_runs"], est["tail"]
+    kw = dict(form=est["form"], window=est["window"], weighting=est["weighting"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # per-run estimates have one cluster per step: known
+        tr = track(
+            net,
+            x,
+            y,
+            lr=train["lr"],
+            steps=train["steps"],
+            n_runs=n_runs,
+            probes=min(train["probes"], len(y)),
+            seed=seed,
+            validation=Validation(xv, yv, every=train["steps"]),  # step 0 and the last step
+            device=train["device"],
+            progress=progress,
         )
+        pooled = estimate(tr, **kw)
+        per_run = [estimate(tr.isel(run=[r]), **kw) for r in range(n_runs)]
+    return dict(
+        est=pooled,
+        tail={q: [tail_index(e, q, tail) for e in per_run] for q in ("alpha", "beta")},
+        pooled={q: tail_index(pooled, q, tail) for q in ("alpha", "beta")},
+        val=tr["validation_accuracy"].isel(validation_step=-1).values,
+        train=tr["accuracy"].isel(step=-1).values,
+    )
+
+
+def _experiment_dataset(rows: list[dict], rates: list[float], n_runs: int, attrs: dict) -> xr.Dataset:
+    """One Dataset over ``rate`` from the per-rate results."""
     est0 = rows[0]["est"]
     data = {
         "tail_alpha": (("rate", "run"), np.array([r["tail"]["alpha"] for r in rows])),
@@ -142,46 +169,13 @@ def label_noise_experiment(
     }
     for q in ("alpha", "beta", "alpha_integrated", "beta_integrated"):
         data[q] = (("rate", "step"), np.stack([r["est"][q].values for r in rows]))
-    ds = make_dataset(
-        data,
-        {
-            "rate": rates,
-            "run": np.arange(n_runs),
-            "step": est0["step"].values,
-            "time": ("step", est0["time"].values),
-        },
-        time="training",
-        attrs=dict(
-            source="label_noise_experiment",
-            dataset=dataset,
-            num_classes=classes,
-            lr=lr,
-            steps=steps,
-            n_runs=n_runs,
-            probes=probes,
-            form=form,
-            weighting=str(est0.attrs.get("weighting")),
-            tail=tail,
-            seed=seed,
-            tiny=int(tiny),
-            net_desc=f"MLP {width}x{depth}, lr {lr}, batch size 1, {steps} steps, {n_runs} runs",
-            torch_threads=torch.get_num_threads(),
-        ),
-    )
-    longs = {
-        "tail_alpha": "tail index r of the integrated alpha, per run",
-        "tail_beta": "tail index r of the integrated beta, per run",
-        "tail_alpha_pooled": "tail index r of the integrated alpha, estimate pooled over runs",
-        "tail_beta_pooled": "tail index r of the integrated beta, estimate pooled over runs",
-        "validation_accuracy": "final accuracy on the clean test split",
-        "train_accuracy": "final probe accuracy on the (corrupted) training labels",
-        "alpha_integrated": "integrated intra-class elasticity A(t)",
-        "beta_integrated": "integrated inter-class elasticity B(t)",
-        "rate": "label-noise rate p",
+    coords = {
+        "rate": rates,
+        "run": np.arange(n_runs),
+        "step": est0["step"].values,
+        "time": ("step", est0["time"].values),
     }
-    for k, v in longs.items():
-        ds[k].attrs.update(long_name=v, units="1")
-    return ds
+    return make_dataset(data, coords, time="training", attrs=attrs)
 
 
 __all__ = ["label_noise_experiment", "tail_index", "RATES"]
