@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from lesde.empirical import init_nets, load_dataset, mlp, track
-from lesde.empirical.tracking import sample_order, select_probes
+from lesde.empirical.tracks.track_inputs import sample_order, select_probes
 
 
 def sync(device: torch.device) -> None:
@@ -93,7 +93,7 @@ def ceiling(x, y, net, probe_idx, runs: int, lr: float, flops: float, device, ro
     ReLUs, (c) the engine's probe forward, (d) the engine's probe forward plus its batch-size-1 SGD step, and (e)
     the whole ``track`` loop (recording, setup and final pass included). Each is run back to back for at least
     0.4 s, then the GEMM for 0.4 s."""
-    from lesde.empirical import _engine
+    from lesde.empirical.tracks import _engine
 
     nets = [m.to(device) for m in init_nets(net, runs, 0)]
     eng = _engine.make_engine(nets, "logits", tuple(x.shape[1:]))

@@ -236,8 +236,7 @@ def _estimate_summary(est, fr, tr, png: Path) -> str:
 def label_noise_cli(out: str | Path, rates=None, **kwargs):
     """Run the label-corruption experiment (keywords of :func:`lesde.empirical.label_noise_experiment`), write
     ``out`` (NetCDF) and ``<out stem>.png``, print the table."""
-    from ..empirical import label_noise_experiment
-    from ..empirical.label_noise import RATES
+    from ..empirical import RATES, label_noise_experiment
     from ..plots import plot_label_noise, save_figure
 
     out = Path(out)
