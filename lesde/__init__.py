@@ -1,8 +1,9 @@
 """lesde: a stochastic-dynamics engine for locally elastic SDEs (LE-SDE).
 
-The package follows the data: ``schedules`` and ``transforms`` specify a model (``model.LESDE``), ``integrators``
-step it, ``simulate`` turns trajectories into xarray Datasets, ``metrics`` / ``separability`` / ``ufm`` analyse
-them, ``sgd``, ``empirical`` and ``sweep`` build the larger workflows, ``plots`` and ``cli`` present them.
+The package follows the data: ``schedules``, ``transforms`` and ``noise`` specify a model (``model.LESDE``),
+``integrators`` step it, ``simulate`` turns trajectories into xarray Datasets, ``metrics`` and ``separability``
+analyse them, ``sgd``, ``empirical`` and ``sweep`` build the larger workflows, ``theory`` sets predictions beside
+them, ``plots`` draws them and ``cli`` (the ``lesde`` command) is the application on top.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ _SUBMODULES = {
     "empirical",
     "sweep",
     "plots",
-    "cli",
     "config",
     "examples",
     "theory",
@@ -33,7 +33,8 @@ _SUBMODULES = {
 
 
 def __getattr__(name: str):
-    # lazy imports keep `import lesde` fast and let each stage import only what it needs
+    # lazy imports keep `import lesde` fast and let each stage import only what it needs; the command line
+    # (lesde.cli) is not among them: it is an application on top, imported by name where it is wanted
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lesde' has no attribute {name!r}")
