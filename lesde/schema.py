@@ -113,6 +113,7 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "classifier": {"long_name": "last-layer classifier rows w_k", "units": "1"},
     "bias": {"long_name": "classifier bias b_k", "units": "1"},
     "batch_counts": {"long_name": "times each sample was drawn into the step's minibatch", "units": "1"},
+    "n_diverged": {"long_name": "runs whose parameters became NaN/inf (NaN from then on)", "units": "1"},
     # --- empirical elasticity ---
     "sampled_index": {"long_name": "index of the sample trained on at this step", "units": "1"},
     "sampled_label": {"long_name": "label of the sample trained on at this step", "units": "1"},
