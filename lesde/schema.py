@@ -97,6 +97,14 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "nc_margin": {"long_name": "neural-collapse margin min_i (w_y h - max_j w_j h)", "units": "1"},
     "gnc2": {"long_name": "GNC2: minimum one-vs-rest distance of the classifier", "units": "1"},
     "gnc3": {"long_name": "GNC3: mean 1 - cos(w_k, mu_k)", "units": "1"},
+    "gnc3_unnormalized": {
+        "long_name": "GNC3 of the GNC paper: mean 1 - w_k^T mu_k / ||w_k||, mu_k unnormalised",
+        "units": "1",
+    },
+    "gnc1_uncentered": {
+        "long_name": "GNC1 of the GNC paper: tr(Sigma_W Sigma_B^+) / K, Sigma_B uncentred",
+        "units": "1",
+    },
     "mean_cosine": {"long_name": "mean pairwise cosine of centred class means", "units": "1"},
     # --- separability ---
     "separable_fraction": {"long_name": "fraction of class pairs separable", "units": "1"},
@@ -149,7 +157,39 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "phase": {"long_name": "measured phase: p_all_separable > 1/2 at the summary time", "units": "1"},
     "predicted_phase": {"long_name": "predicted phase: 1 separable, 0 not, NaN where no prediction", "units": "1"},
     "phase_agreement": {"long_name": "measured phase equals predicted phase (NaN where none)", "units": "1"},
+    "predicted_phase_limit": {"long_name": "t -> infinity phase: 1 separable, 0 not, NaN where no rule", "units": "1"},
+    "phase_prediction_kind": {"long_name": "what predicted_phase rests on (flag_meanings)", "units": "1"},
+    "p_separable_predicted": {"long_name": "predicted P(all class pairs separable at t)", "units": "1"},
+    "n_paths_finite": {"long_name": "paths with finite class means (the count of the moments)", "units": "1"},
+    "nc_margin_log_slope": {"long_name": "d nc_margin / d log t (loss below log 2)", "units": "1"},
+    "nc_margin_log_slope_predicted": {"long_name": "predicted limit of d nc_margin / d log t", "units": "1"},
+    "nc_margin_log_slope_gap": {"long_name": "measured minus predicted d nc_margin / d log t", "units": "1"},
+    "max_margin_distance": {
+        "long_name": "||W H / (||W||^2 + ||H||^2) - Z*||_F / ||Z*||_F to the max-margin logits",
+        "units": "1",
+    },
+    "ce_rho": {"long_name": "||w_k||^2 at the regularised CE UFM minimizer", "units": "1"},
+    "ce_distance": {"long_name": "||W H - W* H*||_F / ||W* H*||_F to the CE UFM minimizer", "units": "1"},
 }
+#: every NC metric of the table above may get a ``<metric>_predicted`` beside it (the value at a predicted point)
+for _name in (
+    "equinorm_means",
+    "equinorm_classifier",
+    "equiangular_means",
+    "equiangular_classifier",
+    "maxangle_means",
+    "maxangle_classifier",
+    "ncc_mismatch",
+    "cdnv",
+    "nc_margin",
+    "gnc3",
+    "gnc3_unnormalized",
+    "gnc1_uncentered",
+):
+    VARIABLE_ATTRS[f"{_name}_predicted"] = {
+        "long_name": f"predicted {VARIABLE_ATTRS[_name]['long_name']}",
+        "units": "1",
+    }
 
 #: Trailing dims of each known variable, after the Dataset's leading dims (a variable not listed has none: one
 #: value per item, like every NC metric). A builder whose layout differs passes ``(dims, values)`` instead.

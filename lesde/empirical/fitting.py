@@ -113,8 +113,10 @@ class FitResult:
         t = t[np.isfinite(t)]
         if t.size == 0:
             raise ValueError("the estimate has no finite time to draw the fit over")
-        tt = np.geomspace(t.min(), t.max(), points) if (t > 0).all() and t.max() > t.min() else np.linspace(
-            max(t.min(), 0.0), t.max(), points
+        tt = (
+            np.geomspace(t.min(), t.max(), points)
+            if (t > 0).all() and t.max() > t.min()
+            else np.linspace(max(t.min(), 0.0), t.max(), points)
         )
         out = est.assign_coords(fit_time=("fit_time", tt))
         out["fit_time"].attrs.update(long_name="time of the fitted curve", units=est["time"].attrs.get("units", "1"))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..metrics import METRIC_NAMES, nc_metrics
+from ..metrics import METRIC_NAMES, SEED_VARIANTS, nc_metrics
 from ..metrics.statistics import select
 from ..schema import make_dataset
 from ..validation import check_choice
@@ -32,9 +32,10 @@ from ..validation import check_choice
 SAVE_MODES = ("metrics", "full")
 #: default budget of the snapshots waiting for one batched metrics call (bytes, on the problem's device)
 FLUSH_BYTES = 64 * 2**20
-#: what ``metrics=True`` records: every NC metric but gnc2, the one with an iterative solver (opt in with
-#: ``metrics="all"`` or a list naming it); 6-8% of a compare run with compare's defaults (benchmarks/RESULTS.md)
-DEFAULT_METRICS: tuple[str, ...] = tuple(name for name in METRIC_NAMES if name != "gnc2")
+#: what ``metrics=True`` records: every NC metric but gnc2, the one with an iterative solver, and the GNC paper's
+#: variants of GNC1 / GNC3 (opt in with ``metrics="all"`` or a list naming them); 6-8% of a compare run with
+#: compare's defaults (benchmarks/RESULTS.md)
+DEFAULT_METRICS: tuple[str, ...] = tuple(name for name in METRIC_NAMES if name != "gnc2" and name not in SEED_VARIANTS)
 
 
 def progress_bar(progress: Any, total: int, desc: str):

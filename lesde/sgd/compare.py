@@ -1,11 +1,13 @@
 """SGD, its SME and gradient flow from one initial point, side by side in one Dataset (``process`` dim).
 
 The three processes are recorded at the same times ``t = step * lr``: SGD takes ``round(t_end / lr)`` steps, the
-SME is integrated with Euler-Maruyama at ``sme_dt = lr / substeps`` and gradient flow at the same step, all from
-``problem.init(seed)`` (or ``theta0``). The default ``substeps = 8`` (:data:`lesde.sgd.sme.SME_SUBSTEPS`): at
-``substeps = 1`` Euler-Maruyama is SGD with Gaussian noise, whose weak error against SGD is O(lr^2), so the
-comparison would not show the SME's own O(lr) error (:mod:`lesde.sgd.sme`). Gradient flow is deterministic: it is
-integrated once and repeated along ``run`` so the three processes share one layout.
+SME is integrated with Euler-Maruyama at ``sme_dt = lr / substeps``, all from ``problem.init(seed)`` (or
+``theta0``). The default ``substeps = 8`` (:data:`lesde.sgd.sme.SME_SUBSTEPS`): at ``substeps = 1`` Euler-Maruyama
+is SGD with Gaussian noise, whose weak error against SGD is O(lr^2), so the comparison would not show the SME's own
+O(lr) error (:mod:`lesde.sgd.sme`). Gradient flow takes one step per SGD step by default (RK4: its O(lr^4) error is
+far below the SME's O(lr), and eight times as many steps would dominate the run), and ``substeps`` steps when
+``substeps`` is given. It is deterministic: integrated once and repeated along ``run`` so the three processes share
+one layout.
 
 ``n_save`` recorded times are exactly ``n_save``: the recorded steps are ``round(linspace(0, steps, n_save))``
 (spacings differ by at most one step); with more than ``steps + 1`` asked for, every step is recorded.
@@ -59,8 +61,9 @@ def compare(
     n_runs : independent SGD runs and SME paths.
     n_save : the number of recorded times (shared by the three processes): exactly ``n_save``, at the steps
         ``round(linspace(0, steps, n_save))``, or every step when ``n_save > steps + 1``.
-    substeps : SME and gradient-flow steps per SGD step, ``sme_dt = lr / substeps``; default
-        :data:`~lesde.sgd.sme.SME_SUBSTEPS` (8). ``substeps=1`` is Gaussian-noise SGD (module docstring).
+    substeps : SME steps per SGD step, ``sme_dt = lr / substeps``; default :data:`~lesde.sgd.sme.SME_SUBSTEPS`
+        (8). ``substeps=1`` is Gaussian-noise SGD (module docstring). Given, it sets the gradient-flow step too
+        (default: one step per SGD step).
     flow_method : gradient-flow method (:data:`lesde.sgd.FLOW_METHODS`; ``"scipy"`` ignores ``dt``).
     seed, theta0, save, metrics, device, dtype : as in :func:`~lesde.sgd.run_sgd`. The default ``metrics=True``
         records :data:`lesde.sgd.DEFAULT_METRICS` (every NC metric but gnc2, which ``metrics="all"`` adds), in
@@ -76,23 +79,28 @@ def compare(
     """
     lr = check_positive_float("lr", lr)
     t_end = check_positive_float("t_end", t_end)
-    substeps = SME_SUBSTEPS if substeps is None else check_int("substeps", substeps)
+    flow_substeps = 1 if substeps is None else check_int("substeps", substeps)
+    substeps = SME_SUBSTEPS if substeps is None else flow_substeps
     steps = max(1, round(t_end / lr))
     wanted = even_steps(steps, check_int("n_save", n_save, minimum=2))
-    fine = [s * substeps for s in wanted]  # the same times in SME / gradient-flow steps
-    dt = lr / substeps
     opts = RunOptions(n_runs, seed, theta0, save, metrics, device, dtype, progress)
-    with opts.bar(steps * (1 + 2 * substeps), "compare") as bar:
+    with opts.bar(steps * (1 + substeps + flow_substeps), "compare") as bar:
         common = opts.keywords(progress=bar)
         bar.set_postfix_str("sgd")
         sgd = run_sgd(problem, lr, batch_size, steps, record_every=wanted, sampling=sampling, **common)
         bar.set_postfix_str("sme")
-        sme = run_sme(SGDSDE(problem, lr, batch_size, sampling), steps * lr, dt=dt, record_every=fine, **common)
+        sme_steps = [s * substeps for s in wanted]  # the same times in SME steps
+        sme = run_sme(
+            SGDSDE(problem, lr, batch_size, sampling), steps * lr, dt=lr / substeps, record_every=sme_steps, **common
+        )
         bar.set_postfix_str("gradient flow")
         # deterministic: one run repeated along run, unless each run starts from its own theta0
         per_run = opts.theta0 is not None and torch.as_tensor(opts.theta0).ndim == 2
         flow_kw = common if per_run else common | {"n_runs": 1}
-        gf = gradient_flow(problem, steps * lr, dt=dt, record_every=fine, method=flow_method, **flow_kw)
+        flow_steps = [s * flow_substeps for s in wanted]
+        gf = gradient_flow(
+            problem, steps * lr, dt=lr / flow_substeps, record_every=flow_steps, method=flow_method, **flow_kw
+        )
     return _stack((sgd, sme, gf), lr, batch_size, sampling, substeps, flow_method, opts)
 
 
@@ -121,6 +129,7 @@ def _stack(parts, lr, batch_size, sampling, substeps, flow_method, opts) -> xr.D
             "sampling": sampling,
             "substeps": substeps,
             "flow_method": flow_method,
+            "flow_dt": parts[2].attrs["dt"],
             "sme_dt": lr / substeps,
             "n_save": sgd.sizes["time"],
             "n_runs": opts.n_runs,

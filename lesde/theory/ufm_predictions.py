@@ -1,7 +1,8 @@
 """UFM predictions beside SGD / SME / gradient-flow runs (``sgd.compare``, ``run_sgd``, ``run_sme``, ...).
 
 Each function takes the run's Dataset and its :class:`~lesde.sgd.UFM` and returns ``{name: (dims, values)}``
-plus the ``prediction`` attr of each new variable; :func:`lesde.theory.attach` merges them. Quantities that need
+plus the ``prediction`` attr of each new variable; :func:`lesde.theory.attach` merges them. The MSE cases live
+here, the cross-entropy ones in :mod:`lesde.theory.ce_predictions`. Quantities that need
 the parameters themselves (distances to the minimizer, SNR singular values, the normalised margin) need a run
 recorded with ``save="full"`` (``features`` and ``classifier`` in the Dataset); the loss gap and the predicted NC
 metrics work from ``save="metrics"`` too.
@@ -25,10 +26,6 @@ TIRER_BRUNA = "Tirer and Bruna 2022, Theorem 3.1: regularised MSE UFM minimizer"
 CENTRAL_PATH = (
     "Han, Papyan and Donoho 2022, Proposition 2 / Appendix D.4: SNR singular values on the central path, "
     "C^2 N log w + C N w^2 + N w^4 / 4 = a_j + t"
-)
-MAX_MARGIN = (
-    "Ji et al., Lemma 3.1 and Theorems 3.1-3.2: normalised (W, H) approach the max-margin direction, "
-    "q_min <= (||W||^2 + ||H||^2) / (2 (K-1) sqrt(n)) with equality only at neural collapse"
 )
 SOFTMAX_CODE = "Jiang et al., Definition 2.1 / Theorem 3.3: GNC2 target = softmax-code one-vs-rest distance"
 
@@ -160,33 +157,6 @@ def central_path_prediction(ds: xr.Dataset, problem) -> Out:
     }
 
 
-def max_margin_prediction(ds: xr.Dataset, problem) -> Out:
-    """Unregularised CE: the normalised NC margin and the max-margin (simplex ETF, self-dual) direction."""
-    params = _params(ds)
-    if params is None:
-        raise _need_full("the NC-margin prediction (unregularised CE UFM)")
-    H, W = params
-    K, labels, n = problem.num_classes, problem.labels.cpu(), min(problem.counts)
-    logits = H @ W.transpose(-1, -2)  # (..., N, K), bias excluded as in Ji et al.'s ULPM
-    own = logits.gather(-1, labels.expand(*logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)
-    other = logits.masked_fill(torch.nn.functional.one_hot(labels, K).bool(), -torch.inf).amax(-1)
-    q_min = (own - other).amin(-1)
-    norm2 = (W**2).sum((-2, -1)) + (H**2).sum((-2, -1))
-    q_norm = (q_min / norm2).numpy()
-    bound = 1.0 / (2 * (K - 1) * math.sqrt(n))
-    note = MAX_MARGIN + ("" if not problem.has_bias else "; this UFM has a bias, which the ULPM of Ji et al. does not")
-    lead = _lead(ds)
-    out: Out = {
-        "nc_margin_normalized": (lead, q_norm, {}),
-        "nc_margin_normalized_predicted": ((), bound, {"prediction": note}),
-        "nc_margin_gap": (lead, bound - q_norm, {"prediction": note}),
-    }
-    for name in ("etf_error_classifier", "self_duality", "nc1"):
-        if name in ds:  # at the max-margin direction: classifier a simplex ETF, features collapsed onto it
-            out[f"{name}_predicted"] = ((), 0.0, {"prediction": note})
-    return out
-
-
 def softmax_code_prediction(ds: xr.Dataset, problem) -> Out:
     """K > d + 1 on the sphere: the softmax-code one-vs-rest distance as the GNC2 target."""
     K, d = problem.num_classes, problem.dim
@@ -214,6 +184,8 @@ def _need_full(what: str) -> _NotApplicable:
 
 def ufm_predictions(ds: xr.Dataset, problem) -> tuple[Out, list[str]]:
     """Every UFM prediction that applies to ``problem``; returns the variables and the reasons others did not."""
+    from .ce_predictions import max_margin_prediction, regularized_ce_prediction
+
     out: Out = {}
     skipped: list[str] = []
     mse, ce = problem.loss_name == "mse", problem.loss_name == "ce"
@@ -226,6 +198,8 @@ def ufm_predictions(ds: xr.Dataset, problem) -> tuple[Out, list[str]]:
         cases.append(central_path_prediction)
     if ce and none and not problem.sphere:
         cases.append(max_margin_prediction)
+    if ce and regularised and not problem.sphere:
+        cases.append(regularized_ce_prediction)
     if problem.sphere and problem.num_classes > problem.dim + 1:
         cases.append(softmax_code_prediction)
     for case in cases:
