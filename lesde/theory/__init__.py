@@ -101,6 +101,12 @@ def _describe(ds: xr.Dataset, kind: str) -> str:
             "an empirical elasticity Dataset (E(t) estimated from a trained network), which no closed form "
             "predicts; simulate an LE-SDE driven by the fitted E(t) (lesde.empirical imitation) and attach to that"
         )
+    if "process" in ds.dims and "loss" in ds:
+        other = [str(d) for d in ds.dims if d not in ("process", "run", "time")]
+        return (
+            f"SGD / SME / gradient-flow runs stacked over {other} without the 'problem' attr the predictions read "
+            "(attach each problem's own lesde.sgd.compare Dataset before stacking)"
+        )
     return f"a Dataset lesde did not produce (variables {sorted(map(str, ds.data_vars))[:8]}, attrs {sorted(ds.attrs)[:8]})"
 
 

@@ -71,13 +71,17 @@ def summary(ds: xr.Dataset) -> str:
     return " ".join([head, *(s + "." for s in sentences)])
 
 
+#: the measured quantities whose value at the last time the summary sets against a scalar prediction
+REPORTED = ("loss", "nc1", "etf_error", "etf_error_classifier", "self_duality", "ncc_mismatch", "mean_cosine")
+
+
 def _metric_sentences(ds: xr.Dataset, added: list[str]) -> list[str]:
-    """For each scalar ``<metric>_predicted`` beside a measured metric with a time axis: the measured value at the
-    last time (mean over runs / paths, per process) against the prediction."""
+    """For each scalar ``<name>_predicted`` of :data:`REPORTED` beside its measurement over time: the measured
+    value at the last time (mean over runs / paths, per process) against the prediction."""
     out = []
     for name in added:
         base = name.removesuffix("_predicted")
-        if base == name or base not in ds or ds[name].ndim or "time" not in ds[base].dims:
+        if base not in REPORTED or base not in ds or ds[name].ndim or "time" not in ds[base].dims:
             continue
         last = ds[base].isel(time=-1)
         for dim in ("run", "path"):
