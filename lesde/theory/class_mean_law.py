@@ -86,8 +86,18 @@ def _ode_pairs(model, times: np.ndarray, reduced: bool):
         unit = torch.eye(K * K, dtype=torch.float64).reshape(K * K, K, K)
         basis = model.transform.dense(unit.to(model.class_probs.device)).cpu().numpy()  # (K K, n, n)
 
+    pi = model.class_probs.cpu().double().numpy()
+
+    def weights(t: float) -> np.ndarray:
+        if model.elasticity is not None:
+            return model.drift_weights(float(t)).cpu().double().numpy()
+        # E(t) = (alpha - beta) I + beta 1 1^T from the two schedules: a tenth of drift_weights' overhead per call
+        tt = torch.tensor(float(t), dtype=torch.float64)
+        a, b = float(model.alpha(tt)), float(model.beta(tt))
+        return ((a - b) * np.eye(K) + b) * pi
+
     def operator(t: float) -> np.ndarray:
-        W = model.drift_weights(float(t)).cpu().double().numpy()  # (K, K)
+        W = weights(t)  # (K, K)
         return W if basis is None else np.tensordot(W.reshape(-1), basis, axes=1)
 
     def rhs(t, y):
