@@ -35,7 +35,7 @@ import torch
 import xarray as xr
 
 from .ce_minimizer import ce_ufm_minimizer
-from .ufm_predictions import Out, _lead, _metric_predictions, _need_full, _NotApplicable, _params, _theta
+from .ufm_inputs import NotApplicable, Out, lead_dims, metric_predictions, need_full, parameters, theta_at
 
 MAX_MARGIN = (
     "Ji et al., Lemma 3.1 and Theorems 3.1-3.2: normalised (W, H) approach the max-margin direction (neural "
@@ -89,9 +89,9 @@ def max_margin_prediction(ds: xr.Dataset, problem) -> Out:
     K, labels, n = problem.num_classes, problem.labels.cpu(), min(problem.counts)
     tau = float(problem.temperature)
     note = MAX_MARGIN + ("" if not problem.has_bias else "; this UFM has a bias, which the ULPM of Ji et al. does not")
-    lead = _lead(ds)
+    lead = lead_dims(ds)
     out: Out = {f"{name}_predicted": ((), 0.0, {"prediction": note}) for name in COLLAPSE_METRICS if name in ds}
-    params = _params(ds)
+    params = parameters(ds)
     q = None
     if params is not None:
         H, W = params
@@ -124,14 +124,14 @@ def max_margin_prediction(ds: xr.Dataset, problem) -> Out:
                 nc_margin_log_slope_gap=(lead, slope - tau, {"prediction": rate}),
             )
     if not out:
-        raise _need_full("the max-margin prediction (unregularised CE UFM; or record NC metrics)")
+        raise need_full("the max-margin prediction (unregularised CE UFM; or record NC metrics)")
     return out
 
 
 def regularized_ce_prediction(ds: xr.Dataset, problem) -> Out:
     """Regularised CE (balanced, weight decay on W and H): the global minimizer, the objective there, distances."""
     if len(set(problem.counts)) != 1:
-        raise _NotApplicable("the CE UFM minimizer (Zhu et al.) is stated for balanced classes; this UFM is imbalanced")
+        raise NotApplicable("the CE UFM minimizer (Zhu et al.) is stated for balanced classes; this UFM is imbalanced")
     K, n, d = problem.num_classes, problem.counts[0], problem.dim
     lw, lh = problem.weight_decay_W, problem.weight_decay_H
     sol = ce_ufm_minimizer(K, n, d, lw, lh, problem.temperature)
@@ -140,18 +140,18 @@ def regularized_ce_prediction(ds: xr.Dataset, problem) -> Out:
         note += "; b = 0"
     elif problem.has_bias:
         note += "; b any constant vector (unpenalised, invisible to the loss)"
-    lead = _lead(ds)
+    lead = lead_dims(ds)
     W, H_rows = sol["W"], sol["H"].T  # (K, d), (N, d)
     with torch.no_grad():
-        loss_star = float(problem.to(torch.float64).loss(_theta(problem, W, H_rows))[0])
+        loss_star = float(problem.to(torch.float64).loss(theta_at(problem, W, H_rows))[0])
     out: Out = {
         "ce_rho": ((), sol["x"], {"prediction": note}),
         "loss_predicted": ((), loss_star, {"prediction": note}),
         "loss_gap": (lead, ds["loss"].values - loss_star, {"prediction": note}),
     }
     if not sol["collapsed"]:
-        out.update(_metric_predictions(ds, problem, H_rows, W, note))
-    params = _params(ds)
+        out.update(metric_predictions(ds, problem, H_rows, W, note))
+    params = parameters(ds)
     if params is not None and not sol["collapsed"]:
         H, Wm = params
         target = W @ H_rows.T  # (K, N)

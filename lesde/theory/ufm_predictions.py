@@ -10,17 +10,15 @@ metrics work from ``save="metrics"`` too.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 import torch
 import xarray as xr
 
-from ..metrics import nc_metrics
 from ..metrics.geometry import one_vs_rest_distance
 from ..metrics.statistics import class_split
+from .ce_predictions import max_margin_prediction, regularized_ce_prediction
 from .closed_forms import central_path_snr, mse_decomposition, softmax_code, tirer_bruna
+from .ufm_inputs import NotApplicable, Out, lead_dims, metric_predictions, need_full, parameters, theta_at
 
 TIRER_BRUNA = "Tirer and Bruna 2022, Theorem 3.1: regularised MSE UFM minimizer"
 CENTRAL_PATH = (
@@ -28,51 +26,6 @@ CENTRAL_PATH = (
     "C^2 N log w + C N w^2 + N w^4 / 4 = a_j + t"
 )
 SOFTMAX_CODE = "Jiang et al., Definition 2.1 / Theorem 3.3: GNC2 target = softmax-code one-vs-rest distance"
-
-Out = dict[str, tuple[tuple[str, ...], Any, dict[str, str]]]
-
-
-def _lead(ds: xr.Dataset) -> tuple[str, ...]:
-    return tuple(ds["loss"].dims)
-
-
-def _params(ds: xr.Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(features (..., N, d), classifier (..., K, d))`` float64, or None without ``save="full"``."""
-    if "features" not in ds or "classifier" not in ds:
-        return None
-    lead = _lead(ds)
-    H = torch.from_numpy(ds["features"].transpose(*lead, "sample", "feature").values).double()
-    W = torch.from_numpy(ds["classifier"].transpose(*lead, "class", "feature").values).double()
-    return H, W
-
-
-def _theta(problem, W: torch.Tensor, H_rows: torch.Tensor) -> torch.Tensor:
-    parts = [W.reshape(-1), H_rows.reshape(-1)]
-    if problem.has_bias:
-        parts.append(torch.zeros(problem.num_classes, dtype=torch.float64))
-    return torch.cat(parts)[None]
-
-
-def _metric_predictions(ds: xr.Dataset, problem, feats: torch.Tensor, W: torch.Tensor, note: str) -> Out:
-    """``<metric>_predicted`` at a predicted point, for the NC metrics the Dataset measured (finite ones only)."""
-    from ..schema import VARIABLE_ATTRS
-
-    names = [n for n in ds.data_vars if f"{n}_predicted" in VARIABLE_ATTRS and n in nc_metric_names()]
-    if not names:
-        return {}
-    vals = nc_metrics(feats, problem.labels.cpu(), W, names=names)
-    # the exact minimizer's collapse metrics are 0 up to rounding (1e-16): written as the 0 they are
-    return {
-        f"{n}_predicted": ((), 0.0 if abs(float(v)) < 1e-12 else float(v), {"prediction": note})
-        for n, v in vals.items()
-        if math.isfinite(float(v))
-    }
-
-
-def nc_metric_names() -> tuple[str, ...]:
-    from ..metrics import METRIC_NAMES
-
-    return tuple(METRIC_NAMES)
 
 
 def tirer_bruna_prediction(ds: xr.Dataset, problem) -> Out:
@@ -84,17 +37,17 @@ def tirer_bruna_prediction(ds: xr.Dataset, problem) -> Out:
     note = f"{TIRER_BRUNA}; c = sqrt(lambda_W lambda_H) = {sol['c']:.6g}" + (
         " >= 1: the zero solution" if sol["collapsed"] else ""
     )
-    lead = _lead(ds)
+    lead = lead_dims(ds)
     with torch.no_grad():
-        loss_star = float(problem.to(torch.float64).loss(_theta(problem, W, H_rows))[0])
+        loss_star = float(problem.to(torch.float64).loss(theta_at(problem, W, H_rows))[0])
     out: Out = {
         "tb_rho": ((), sol["rho"], {"prediction": note}),
         "loss_predicted": ((), loss_star, {"prediction": note}),
         "loss_gap": (lead, ds["loss"].values - loss_star, {"prediction": note}),
     }
     if not sol["collapsed"]:  # at (0, 0) the NC metrics are 0/0
-        out.update(_metric_predictions(ds, problem, H_rows, W, note))
-    params = _params(ds)
+        out.update(metric_predictions(ds, problem, H_rows, W, note))
+    params = parameters(ds)
     if params is not None:
         H, Wm = params
         Y = torch.nn.functional.one_hot(problem.labels.cpu(), K).double().T  # (K, N)
@@ -130,14 +83,14 @@ def _snr(H: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
 
 def central_path_prediction(ds: xr.Dataset, problem) -> Out:
     """Unregularised MSE: measured SNR singular values, the central-path ODE from the first record, departure."""
-    params = _params(ds)
+    params = parameters(ds)
     if params is None:
-        raise _need_full("the central-path SNR prediction (unregularised MSE UFM)")
+        raise need_full("the central-path SNR prediction (unregularised MSE UFM)")
     H, W = params
     K, labels = problem.num_classes, problem.labels.cpu()
     if len(set(problem.counts)) != 1:
-        raise _NotApplicable("the central-path ODE assumes balanced classes; this UFM is imbalanced")
-    lead = _lead(ds)
+        raise NotApplicable("the central-path ODE assumes balanced classes; this UFM is imbalanced")
+    lead = lead_dims(ds)
     snr = _snr(H, labels, K)  # (..., time, K-1)
     t = ds["time"].values
     ti = lead.index("time")
@@ -167,11 +120,11 @@ def softmax_code_prediction(ds: xr.Dataset, problem) -> Out:
     K, d = problem.num_classes, problem.dim
     code = softmax_code(K, d)
     note = f"{SOFTMAX_CODE}; K = {K} > d + 1 = {d + 1}, code optimised numerically (lesde.theory.closed_forms.softmax_code)"
-    lead = _lead(ds)
+    lead = lead_dims(ds)
     out: Out = {"gnc2_predicted": ((), code["one_vs_rest_distance"], {"prediction": note})}
     if "gnc2" in ds:
         measured = ds["gnc2"].values
-    elif (params := _params(ds)) is not None:
+    elif (params := parameters(ds)) is not None:
         measured = one_vs_rest_distance(params[1]).numpy()
     else:
         return out
@@ -179,18 +132,8 @@ def softmax_code_prediction(ds: xr.Dataset, problem) -> Out:
     return out
 
 
-class _NotApplicable(Exception):
-    """Raised inside a prediction that does not apply; attach turns it into NoPredictionError or skips it."""
-
-
-def _need_full(what: str) -> _NotApplicable:
-    return _NotApplicable(f"{what} needs the parameters: record the run with save='full'")
-
-
 def ufm_predictions(ds: xr.Dataset, problem) -> tuple[Out, list[str]]:
     """Every UFM prediction that applies to ``problem``; returns the variables and the reasons others did not."""
-    from .ce_predictions import max_margin_prediction, regularized_ce_prediction
-
     out: Out = {}
     skipped: list[str] = []
     mse, ce = problem.loss_name == "mse", problem.loss_name == "ce"
@@ -210,6 +153,6 @@ def ufm_predictions(ds: xr.Dataset, problem) -> tuple[Out, list[str]]:
     for case in cases:
         try:
             out.update(case(ds, problem))
-        except (_NotApplicable, ValueError) as e:
+        except (NotApplicable, ValueError) as e:
             skipped.append(f"{case.__name__}: {e}")
     return out, skipped
