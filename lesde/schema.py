@@ -67,17 +67,8 @@ _METRIC_LONG = {
 #: the measured variables lesde.theory may put a ``<name>_predicted`` beside
 _PREDICTED_METRICS = tuple(_METRIC_LONG)
 
-VARIABLE_ATTRS: dict[str, dict[str, str]] = {
-    # --- coordinates ---
-    **{name: {"long_name": long} for name, long in _INDEX.items()},
-    "label": {"long_name": "class label of each sample"},
-    "time": {"long_name": "time", "units": "1"},  # replaced by TIME_ATTRS[kind] where the builder names the kind
-    # --- core simulation ---
-    "features": {"long_name": "sample features X_i", "units": "1"},
-    "class_mean": {"long_name": "class mean of the features", "units": "1"},
-    "within_var": {"long_name": "within-class variance: mean over samples of ||X_i - Xbar_k||^2", "units": "1"},
-    "state": {"long_name": "flattened SDE state", "units": "1"},
-    # --- metrics ---
+#: the NC metrics of :mod:`lesde.metrics` (and the mean cosine); each may get a ``<metric>_predicted``
+_NC_METRIC_ATTRS: dict[str, dict[str, str]] = {
     "nc1": {"long_name": "NC1: tr(Sigma_W Sigma_B^+) / K", "units": "1"},
     "nc1_quotient": {"long_name": "NC1 quotient tr(Sigma_W) / tr(Sigma_B)", "units": "1"},
     "equinorm_means": {"long_name": "std/mean of centred class-mean norms", "units": "1"},
@@ -106,6 +97,20 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
         "units": "1",
     },
     "mean_cosine": {"long_name": "mean pairwise cosine of centred class means", "units": "1"},
+}
+
+VARIABLE_ATTRS: dict[str, dict[str, str]] = {
+    # --- coordinates ---
+    **{name: {"long_name": long} for name, long in _INDEX.items()},
+    "label": {"long_name": "class label of each sample"},
+    "time": {"long_name": "time", "units": "1"},  # replaced by TIME_ATTRS[kind] where the builder names the kind
+    # --- core simulation ---
+    "features": {"long_name": "sample features X_i", "units": "1"},
+    "class_mean": {"long_name": "class mean of the features", "units": "1"},
+    "within_var": {"long_name": "within-class variance: mean over samples of ||X_i - Xbar_k||^2", "units": "1"},
+    "state": {"long_name": "flattened SDE state", "units": "1"},
+    # --- metrics ---
+    **_NC_METRIC_ATTRS,
     # --- separability ---
     "separable_fraction": {"long_name": "fraction of class pairs separable", "units": "1"},
     "p_all_separable": {"long_name": "probability over paths that all class pairs are separable", "units": "1"},
@@ -171,25 +176,9 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "ce_rho": {"long_name": "||w_k||^2 at the regularised CE UFM minimizer", "units": "1"},
     "ce_distance": {"long_name": "||W H - W* H*||_F / ||W* H*||_F to the CE UFM minimizer", "units": "1"},
 }
-#: every NC metric of the table above may get a ``<metric>_predicted`` beside it (the value at a predicted point)
-for _name in (
-    "equinorm_means",
-    "equinorm_classifier",
-    "equiangular_means",
-    "equiangular_classifier",
-    "maxangle_means",
-    "maxangle_classifier",
-    "ncc_mismatch",
-    "cdnv",
-    "nc_margin",
-    "gnc3",
-    "gnc3_unnormalized",
-    "gnc1_uncentered",
-):
-    VARIABLE_ATTRS[f"{_name}_predicted"] = {
-        "long_name": f"predicted {VARIABLE_ATTRS[_name]['long_name']}",
-        "units": "1",
-    }
+#: every NC metric may get a ``<metric>_predicted`` beside it (its value at a predicted point)
+for _name, _attrs in _NC_METRIC_ATTRS.items():
+    VARIABLE_ATTRS.setdefault(f"{_name}_predicted", {"long_name": f"predicted {_attrs['long_name']}", "units": "1"})
 
 #: Trailing dims of each known variable, after the Dataset's leading dims (a variable not listed has none: one
 #: value per item, like every NC metric). A builder whose layout differs passes ``(dims, values)`` instead.

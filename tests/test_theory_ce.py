@@ -9,18 +9,11 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
+from test_sgd import one_thread  # noqa: F401  (autouse: these tiny kernels run on one thread)
 
 from lesde import theory
 from lesde.sgd import UFM, compare, gradient_flow
 from lesde.theory import ce_ufm_minimizer
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize(("K", "n", "d", "lw", "lh", "tau"), [(4, 8, 8, 1e-2, 1e-2, 1.0), (3, 2, 3, 0.05, 0.2, 0.5)])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 from sweep_helpers import to_toml
+from test_sgd import one_thread  # noqa: F401  (autouse: these tiny kernels run on one thread)
 
 import lesde
 import lesde.examples
@@ -20,14 +20,6 @@ from lesde import cli
 from lesde.config import load_toml
 
 EXAMPLES = Path(lesde.examples.__file__).parent
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _compare_theory(capsys, source: Path, tmp_path: Path) -> tuple[int, str, xr.Dataset | None]:

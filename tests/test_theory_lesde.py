@@ -11,18 +11,11 @@ import pytest
 import torch
 from scipy.integrate import quad_vec, solve_ivp
 from scipy.linalg import expm
+from test_sgd import one_thread  # noqa: F401  (autouse: these tiny kernels run on one thread)
 
 import lesde
 from lesde import theory
 from lesde.schedules import PowerLaw
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _constant_identity_variance(K, n, alpha, beta, sigma, t):

@@ -25,6 +25,14 @@ DISTANCES = {
 }
 
 
+def _typical(da: xr.DataArray) -> xr.DataArray:
+    """The mean over runs / paths: the deviation of the typical process, not of its luckiest draw."""
+    for dim in ("run", "path"):
+        if dim in da.dims:
+            da = da.mean(dim)
+    return da
+
+
 def _where(da: xr.DataArray, index: tuple[int, ...]) -> str:
     parts = []
     for dim, i in zip(da.dims, index):
@@ -43,11 +51,7 @@ def summary(ds: xr.Dataset) -> str:
         raise ValueError("the Dataset carries no predictions: call lesde.theory.attach first")
     sentences = []
     for name in (n for n in DISTANCES if n in added):
-        da = ds[name]
-        # mean over runs / paths: the deviation of the typical process, not of its luckiest draw
-        for dim in ("run", "path"):
-            if dim in da.dims:
-                da = da.mean(dim)
+        da = _typical(ds[name])
         values = np.abs(np.asarray(da.values, dtype=float))
         if not np.isfinite(values).any():
             continue
@@ -83,10 +87,7 @@ def _metric_sentences(ds: xr.Dataset, added: list[str]) -> list[str]:
         base = name.removesuffix("_predicted")
         if base not in REPORTED or base not in ds or ds[name].ndim or "time" not in ds[base].dims:
             continue
-        last = ds[base].isel(time=-1)
-        for dim in ("run", "path"):
-            if dim in last.dims:
-                last = last.mean(dim)
+        last = _typical(ds[base].isel(time=-1))
         values = np.atleast_1d(np.asarray(last.values, dtype=float))
         if not np.isfinite(values).any():
             continue

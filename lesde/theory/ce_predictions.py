@@ -35,7 +35,7 @@ import torch
 import xarray as xr
 
 from .ce_minimizer import ce_ufm_minimizer
-from .ufm_inputs import NotApplicable, Out, lead_dims, metric_predictions, need_full, parameters, theta_at
+from .ufm_inputs import NotApplicable, Out, at_minimizer, lead_dims, need_full, parameters
 
 MAX_MARGIN = (
     "Ji et al., Lemma 3.1 and Theorems 3.1-3.2: normalised (W, H) approach the max-margin direction (neural "
@@ -142,15 +142,7 @@ def regularized_ce_prediction(ds: xr.Dataset, problem) -> Out:
         note += "; b any constant vector (unpenalised, invisible to the loss)"
     lead = lead_dims(ds)
     W, H_rows = sol["W"], sol["H"].T  # (K, d), (N, d)
-    with torch.no_grad():
-        loss_star = float(problem.to(torch.float64).loss(theta_at(problem, W, H_rows))[0])
-    out: Out = {
-        "ce_rho": ((), sol["x"], {"prediction": note}),
-        "loss_predicted": ((), loss_star, {"prediction": note}),
-        "loss_gap": (lead, ds["loss"].values - loss_star, {"prediction": note}),
-    }
-    if not sol["collapsed"]:
-        out.update(metric_predictions(ds, problem, H_rows, W, note))
+    out: Out = {"ce_rho": ((), sol["x"], {"prediction": note}), **at_minimizer(ds, problem, W, H_rows, note)}
     params = parameters(ds)
     if params is not None and not sol["collapsed"]:
         H, Wm = params

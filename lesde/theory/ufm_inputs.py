@@ -38,6 +38,20 @@ def theta_at(problem, W: torch.Tensor, H_rows: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)[None]
 
 
+def at_minimizer(ds: xr.Dataset, problem, W: torch.Tensor, H_rows: torch.Tensor, note: str) -> Out:
+    """The objective at a predicted minimizer (``loss_predicted``), the run's ``loss_gap`` above it, and the NC
+    metrics there (none at the zero solution, where they are 0/0)."""
+    with torch.no_grad():
+        loss_star = float(problem.to(torch.float64).loss(theta_at(problem, W, H_rows))[0])
+    out: Out = {
+        "loss_predicted": ((), loss_star, {"prediction": note}),
+        "loss_gap": (lead_dims(ds), ds["loss"].values - loss_star, {"prediction": note}),
+    }
+    if bool(W.abs().max() > 0):
+        out.update(metric_predictions(ds, problem, H_rows, W, note))
+    return out
+
+
 def metric_predictions(ds: xr.Dataset, problem, feats: torch.Tensor, W: torch.Tensor, note: str) -> Out:
     """``<metric>_predicted`` at a predicted point, for the NC metrics the Dataset measured (finite ones only)."""
     from ..schema import VARIABLE_ATTRS

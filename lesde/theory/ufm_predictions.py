@@ -18,7 +18,7 @@ from ..metrics.geometry import one_vs_rest_distance
 from ..metrics.statistics import class_split
 from .ce_predictions import max_margin_prediction, regularized_ce_prediction
 from .closed_forms import central_path_snr, mse_decomposition, softmax_code, tirer_bruna
-from .ufm_inputs import NotApplicable, Out, lead_dims, metric_predictions, need_full, parameters, theta_at
+from .ufm_inputs import NotApplicable, Out, at_minimizer, lead_dims, need_full, parameters
 
 TIRER_BRUNA = "Tirer and Bruna 2022, Theorem 3.1: regularised MSE UFM minimizer"
 CENTRAL_PATH = (
@@ -38,15 +38,7 @@ def tirer_bruna_prediction(ds: xr.Dataset, problem) -> Out:
         " >= 1: the zero solution" if sol["collapsed"] else ""
     )
     lead = lead_dims(ds)
-    with torch.no_grad():
-        loss_star = float(problem.to(torch.float64).loss(theta_at(problem, W, H_rows))[0])
-    out: Out = {
-        "tb_rho": ((), sol["rho"], {"prediction": note}),
-        "loss_predicted": ((), loss_star, {"prediction": note}),
-        "loss_gap": (lead, ds["loss"].values - loss_star, {"prediction": note}),
-    }
-    if not sol["collapsed"]:  # at (0, 0) the NC metrics are 0/0
-        out.update(metric_predictions(ds, problem, H_rows, W, note))
+    out: Out = {"tb_rho": ((), sol["rho"], {"prediction": note}), **at_minimizer(ds, problem, W, H_rows, note)}
     params = parameters(ds)
     if params is not None:
         H, Wm = params
