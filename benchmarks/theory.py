@@ -7,7 +7,7 @@ by itself (:func:`lesde.theory.class_mean_law.class_mean_law`), for the three wa
 - ``spectral``: T = identity, alpha = 0.6, beta = 0.1 (closed form, two modes);
 - ``constant``: the residual transform with constant alpha = 1, beta = 0.6 (Van Loan, one exponential per interval);
 - ``time-varying``: the residual transform with alpha_t = (1 + t)^-0.5, beta = 0.1 (the moment ODE; the
-  exact integrator's per-step Van Loan transitions, what attach used before, take one matrix exponential per
+  exact integrator's per-step Van Loan transitions, the alternative, take one matrix exponential per
   step of the run's dt = 0.01);
 
 and ``compare-theory`` in-process (``lesde.cli.main``: open the file, attach, write the NetCDF, print the summary)

@@ -53,7 +53,7 @@ def test_gradient_flow_reaches_the_regularised_ce_minimizer():
 def test_max_margin_prediction_without_the_parameters():
     """An unregularised CE comparison recorded with the default save='metrics' gets the max-margin prediction: the
     collapse metrics it recorded are predicted 0, and the NC margin's slope against log t is measured where the
-    loss is below log 2 (it said 'record with save=full' and attached nothing)."""
+    loss is below log 2, without save='full'."""
     ds = compare(UFM(3, 2, 3, loss="ce", bias=False), lr=0.2, batch_size=2, t_end=40.0, n_runs=4, n_save=6,
                  progress=False)  # fmt: skip
     out = theory.attach(ds)

@@ -30,7 +30,7 @@ def _constant_identity_variance(K, n, alpha, beta, sigma, t):
 
 def test_attach_on_a_time_window_equals_the_full_run():
     """The window ds.isel(time=slice(1, None)) gets the law at its own times from t0 = 0: equal to the full run's
-    prediction there (before, its first time was taken as t = 0: 0.05 at t = 0.5 instead of 0.068)."""
+    prediction there (not the start law moved to its first time: 0.05 at t = 0.5 instead of 0.068)."""
     model = lesde.LESDE(3, 2, 20, alpha=0.6, beta=0.1, noise=0.5)
     ds = lesde.simulate(model, t_end=2.0, dt=0.01, n_paths=400, n_save=5, save="means", progress=False, seed=1)
     full, window = theory.attach(ds), theory.attach(ds.isel(time=slice(1, None)))
@@ -80,7 +80,7 @@ def test_time_varying_law_matches_an_independent_moment_ode():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fixed_start_gives_no_rounding_zscores(dtype):
-    """A given x0: at t = 0 the law is a point mass and the simulated spread is rounding (z was 5e2 / 1e4 in
+    """A given x0: at t = 0 the law is a point mass and the simulated spread is rounding (z would be 5e2 / 1e4 in
     float64, inf in float32); the z-scores there are NaN with the reason in zscore_note, and finite after."""
     model = lesde.LESDE(3, 2, 20, alpha=0.6, beta=0.1, noise=0.5)
     x0 = torch.randn(60, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(dtype)
@@ -139,7 +139,7 @@ def test_angle_limit_against_a_200_time_unit_run(counts, target, kind):
 def test_finite_time_separability_law_matches_simulation():
     """p = 1, c = 2.25, K = 3 (2c/K = 1.5 > 1): separable as t -> infinity, yet P(separable) is 0.0005 / 0.07 at
     t = 100 / 1000. The finite-time law predicts the simulated probabilities (2000 paths) within 4 standard
-    errors; the limit rule alone said 1."""
+    errors, where the limit rule alone gives 1."""
     from lesde.theory.phase_predictions import finite_time, limit_phase
 
     model = lesde.LESDE(3, 2, 20, alpha=PowerLaw(2.25, 1.0), beta=0.0, noise=1.0)

@@ -15,8 +15,8 @@ mean, the variance and the count alike; ``n_paths_finite(time)`` stores the coun
 - fewer than 2 paths are finite, or
 - the standard error is at most ``RESOLUTION_FACTOR`` (100) times the dtype's resolution of the value,
   ``eps * (|mean| + sd)`` for a mean and ``eps * s * (2 sd + eps * s)`` with ``s = |mean| + sd`` for a variance:
-  there rounding, not sampling, decides the deviation (a deterministic start in float32 gave z = inf, in float64
-  z ~ 1e4 from variances of 1e-30), and a z-score would mislead. The factor keeps 10 eps of accumulated rounding
+  there rounding, not sampling, decides the deviation (a deterministic start would give z = inf in float32, and
+  in float64 z ~ 1e4 from variances of 1e-30), and a z-score would mislead. The factor keeps 10 eps of accumulated rounding
   below 0.1 standard errors.
 
 **Angle.** ``mean_cosine_predicted`` is the limit of the centred class means' mean cosine where one exists
