@@ -67,17 +67,8 @@ _METRIC_LONG = {
 #: the measured variables lesde.theory may put a ``<name>_predicted`` beside
 _PREDICTED_METRICS = tuple(_METRIC_LONG)
 
-VARIABLE_ATTRS: dict[str, dict[str, str]] = {
-    # --- coordinates ---
-    **{name: {"long_name": long} for name, long in _INDEX.items()},
-    "label": {"long_name": "class label of each sample"},
-    "time": {"long_name": "time", "units": "1"},  # replaced by TIME_ATTRS[kind] where the builder names the kind
-    # --- core simulation ---
-    "features": {"long_name": "sample features X_i", "units": "1"},
-    "class_mean": {"long_name": "class mean of the features", "units": "1"},
-    "within_var": {"long_name": "within-class variance: mean over samples of ||X_i - Xbar_k||^2", "units": "1"},
-    "state": {"long_name": "flattened SDE state", "units": "1"},
-    # --- metrics ---
+#: the NC metrics of :mod:`lesde.metrics` (and the mean cosine); each may get a ``<metric>_predicted``
+_NC_METRIC_ATTRS: dict[str, dict[str, str]] = {
     "nc1": {"long_name": "NC1: tr(Sigma_W Sigma_B^+) / K", "units": "1"},
     "nc1_quotient": {"long_name": "NC1 quotient tr(Sigma_W) / tr(Sigma_B)", "units": "1"},
     "equinorm_means": {"long_name": "std/mean of centred class-mean norms", "units": "1"},
@@ -97,7 +88,29 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "nc_margin": {"long_name": "neural-collapse margin min_i (w_y h - max_j w_j h)", "units": "1"},
     "gnc2": {"long_name": "GNC2: minimum one-vs-rest distance of the classifier", "units": "1"},
     "gnc3": {"long_name": "GNC3: mean 1 - cos(w_k, mu_k)", "units": "1"},
+    "gnc3_unnormalized": {
+        "long_name": "GNC3 of the GNC paper: mean 1 - w_k^T mu_k / ||w_k||, mu_k unnormalised",
+        "units": "1",
+    },
+    "gnc1_uncentered": {
+        "long_name": "GNC1 of the GNC paper: tr(Sigma_W Sigma_B^+) / K, Sigma_B uncentred",
+        "units": "1",
+    },
     "mean_cosine": {"long_name": "mean pairwise cosine of centred class means", "units": "1"},
+}
+
+VARIABLE_ATTRS: dict[str, dict[str, str]] = {
+    # --- coordinates ---
+    **{name: {"long_name": long} for name, long in _INDEX.items()},
+    "label": {"long_name": "class label of each sample"},
+    "time": {"long_name": "time", "units": "1"},  # replaced by TIME_ATTRS[kind] where the builder names the kind
+    # --- core simulation ---
+    "features": {"long_name": "sample features X_i", "units": "1"},
+    "class_mean": {"long_name": "class mean of the features", "units": "1"},
+    "within_var": {"long_name": "within-class variance: mean over samples of ||X_i - Xbar_k||^2", "units": "1"},
+    "state": {"long_name": "flattened SDE state", "units": "1"},
+    # --- metrics ---
+    **_NC_METRIC_ATTRS,
     # --- separability ---
     "separable_fraction": {"long_name": "fraction of class pairs separable", "units": "1"},
     "p_all_separable": {"long_name": "probability over paths that all class pairs are separable", "units": "1"},
@@ -113,6 +126,7 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "classifier": {"long_name": "last-layer classifier rows w_k", "units": "1"},
     "bias": {"long_name": "classifier bias b_k", "units": "1"},
     "batch_counts": {"long_name": "times each sample was drawn into the step's minibatch", "units": "1"},
+    "n_diverged": {"long_name": "runs whose parameters became NaN/inf (NaN from then on)", "units": "1"},
     # --- empirical elasticity ---
     "sampled_index": {"long_name": "index of the sample trained on at this step", "units": "1"},
     "sampled_label": {"long_name": "label of the sample trained on at this step", "units": "1"},
@@ -189,7 +203,23 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "phase": {"long_name": "measured phase: p_all_separable > 1/2 at the summary time", "units": "1"},
     "predicted_phase": {"long_name": "predicted phase: 1 separable, 0 not, NaN where no prediction", "units": "1"},
     "phase_agreement": {"long_name": "measured phase equals predicted phase (NaN where none)", "units": "1"},
+    "predicted_phase_limit": {"long_name": "t -> infinity phase: 1 separable, 0 not, NaN where no rule", "units": "1"},
+    "phase_prediction_kind": {"long_name": "what predicted_phase rests on (flag_meanings)", "units": "1"},
+    "p_separable_predicted": {"long_name": "predicted P(all class pairs separable at t)", "units": "1"},
+    "n_paths_finite": {"long_name": "paths with finite class means (the count of the moments)", "units": "1"},
+    "nc_margin_log_slope": {"long_name": "d nc_margin / d log t (loss below log 2)", "units": "1"},
+    "nc_margin_log_slope_predicted": {"long_name": "predicted limit of d nc_margin / d log t", "units": "1"},
+    "nc_margin_log_slope_gap": {"long_name": "measured minus predicted d nc_margin / d log t", "units": "1"},
+    "max_margin_distance": {
+        "long_name": "||W H / (||W||^2 + ||H||^2) - Z*||_F / ||Z*||_F to the max-margin logits",
+        "units": "1",
+    },
+    "ce_rho": {"long_name": "||w_k||^2 at the regularised CE UFM minimizer", "units": "1"},
+    "ce_distance": {"long_name": "||W H - W* H*||_F / ||W* H*||_F to the CE UFM minimizer", "units": "1"},
 }
+#: every NC metric may get a ``<metric>_predicted`` beside it (its value at a predicted point)
+for _name, _attrs in _NC_METRIC_ATTRS.items():
+    VARIABLE_ATTRS.setdefault(f"{_name}_predicted", {"long_name": f"predicted {_attrs['long_name']}", "units": "1"})
 
 #: Trailing dims of each known variable, after the Dataset's leading dims (a variable not listed has none: one
 #: value per item, like every NC metric). A builder whose layout differs passes ``(dims, values)`` instead.

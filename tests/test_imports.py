@@ -211,7 +211,9 @@ def test_comments_and_docstrings_say_why_not_what_was_asked():
     for p in ROOT.rglob("*.py"):
         text = p.read_text()
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
-            if tok.type == tokenize.COMMENT or (tok.type == tokenize.STRING and tok.string.lstrip("rbuRBU").startswith(('"""', "'''"))):
+            if tok.type == tokenize.COMMENT or (
+                tok.type == tokenize.STRING and tok.string.lstrip("rbuRBU").startswith(('"""', "'''"))
+            ):
                 for m in HISTORY.finditer(tok.string):
                     found.append(f"{p.relative_to(ROOT.parent)}:{tok.start[0]}: {m.group(0)!r}")
     assert found == []

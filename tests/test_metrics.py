@@ -91,6 +91,9 @@ def np_reference(H, y, W, b):
         "nc_margin": min(margins),
         "gnc2": min(np_dist_to_hull(Wu[k], np.delete(Wu, k, axis=0)) for k in range(K)),
         "gnc3": np.mean([1 - W[k] @ mu[k] / (np.linalg.norm(W[k]) * np.linalg.norm(mu[k])) for k in range(K)]),
+        # the GNC paper's GNC3 (unit classifier rows, class means as they are) and GNC1 (uncentred Sigma_B)
+        "gnc3_unnormalized": np.mean([1 - W[k] @ mu[k] / np.linalg.norm(W[k]) for k in range(K)]),
+        "gnc1_uncentered": np.trace(Sw @ np.linalg.pinv(mu.T @ mu / K, hermitian=True)) / K,
     }
 
 
@@ -315,7 +318,10 @@ def test_scale_free(dtype, scale, gen):
     big = M.nc_metrics(H * scale, y, W)
     rtol = 1e-10 if dtype == torch.float64 else 1e-4
     for name, value in base.items():
-        expect = value * scale if name == "nc_margin" else value
+        # nc_margin scales with the features; gnc3_unnormalized's w_k^T mu_k too (only the cosine gnc3 is scale-free)
+        expect = (
+            value * scale if name == "nc_margin" else 1 - (1 - value) * scale if name == "gnc3_unnormalized" else value
+        )
         assert torch.isfinite(big[name]).all(), name
         torch.testing.assert_close(big[name], expect, rtol=rtol, atol=rtol * abs(expect.item()) + 1e-12, msg=name)
 
@@ -421,7 +427,8 @@ def test_property_shapes_and_finiteness(lead, counts, m, mode, seed):
     H = torch.randn(*lead, len(y), m, generator=g, dtype=torch.float64)
     kwargs = {"given": {"classifier": torch.randn(K, m, generator=g, dtype=torch.float64)}, "ls": {}}.get(mode, {})
     out = M.nc_metrics(H, y, use_least_squares=mode == "ls", **kwargs)
-    expected = M.METRIC_NAMES if mode != "none" else [n for n in M.METRIC_NAMES if n in M.MEANS_METRICS or n == "nc1"]
+    features_only = (*M.MEANS_METRICS, "nc1", "gnc1_uncentered")  # what needs no classifier
+    expected = M.METRIC_NAMES if mode != "none" else [n for n in M.METRIC_NAMES if n in features_only]
     assert list(out) == list(expected)
     for name, value in out.items():
         assert value.shape == tuple(lead), name
@@ -702,3 +709,29 @@ def test_nc1_fast_and_eigen_paths_agree(gen, monkeypatch):
         evals, evecs = np.linalg.eigh(Sb)
         pinv = evecs[:, -(K - 1) :] @ np.diag(1 / evals[-(K - 1) :]) @ evecs[:, -(K - 1) :].T
         assert got[i].item() == pytest.approx(np.trace(Sw @ pinv) / K, rel=1e-9)
+
+
+def test_gnc_paper_variants_on_the_sphere():
+    """Unit features spread around unit class directions, unit classifier rows along them: the paper's GNC3
+    (1 - w_k^T mu_k, mu_k of unit features, so ||mu_k|| < 1) exceeds lesde's default cosine gnc3, which is 0 here;
+    the paper's GNC1 uses the uncentred Sigma_B (numpy pinv reference) and differs from nc1's centred one."""
+    rng = np.random.default_rng(3)
+    K, m, n = 4, 6, 5
+    E = np.eye(m)[:K] + 0.5  # class directions, uncentred (their mean is far from 0)
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    y = np.repeat(np.arange(K), n)
+    noise = 0.3 * rng.standard_normal((K * n, m))
+    noise -= noise.reshape(K, n, m).mean(1).repeat(n, 0)  # class means stay along E
+    H = E[y] + noise
+    H /= np.linalg.norm(H, axis=1, keepdims=True)
+    mu = np.stack([H[y == k].mean(0) for k in range(K)])
+    W = mu / np.linalg.norm(mu, axis=1, keepdims=True)
+    out = M.nc_metrics(t(H), t(y), t(W), names=["gnc3", "gnc3_unnormalized", "gnc1_uncentered", "nc1"])
+    assert out["gnc3"].item() == pytest.approx(0.0, abs=1e-12)
+    assert out["gnc3_unnormalized"].item() == pytest.approx(np.mean(1 - np.linalg.norm(mu, axis=1)), rel=1e-12)
+    assert out["gnc3_unnormalized"].item() > 0.01
+    Sw = sum(np.outer(h - mu[k], h - mu[k]) for h, k in zip(H, y)) / len(y)
+    ref = np.trace(Sw @ np.linalg.pinv(mu.T @ mu / K, hermitian=True)) / K
+    assert out["gnc1_uncentered"].item() == pytest.approx(ref, rel=1e-10)
+    assert abs(out["gnc1_uncentered"].item() - out["nc1"].item()) > 0.01 * out["nc1"].item()  # 1.161 vs 1.112
+    assert set(M.SEED_VARIANTS) == {"gnc3_unnormalized", "gnc1_uncentered"}

@@ -304,6 +304,10 @@ def test_theory_holds_the_closed_forms_and_no_training_problem():
     import lesde.theory
 
     assert lesde.theory.tirer_bruna is tirer_bruna and lesde.theory.softmax_code is softmax_code
-    assert not hasattr(ufm, "UFM") and not hasattr(lesde.theory, "UFM") and lesde.sgd.UFM.__module__ == "lesde.sgd.ufm_problem"
+    assert (
+        not hasattr(ufm, "UFM")
+        and not hasattr(lesde.theory, "UFM")
+        and lesde.sgd.UFM.__module__ == "lesde.sgd.ufm_problem"
+    )
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("lesde.ufm")

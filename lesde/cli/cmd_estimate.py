@@ -113,8 +113,16 @@ def run(args) -> None:
     from ..empirical import DEFAULT_RUNS
 
     rates = args.label_noise or [0.0]
-    common = dict(dataset=args.dataset, classes=args.classes, steps=args.steps, width=args.width, depth=args.depth,
-                  seed=args.seed, device=args.device, n_runs=DEFAULT_RUNS if args.n_runs is None else args.n_runs)
+    common = dict(
+        dataset=args.dataset,
+        classes=args.classes,
+        steps=args.steps,
+        width=args.width,
+        depth=args.depth,
+        seed=args.seed,
+        device=args.device,
+        n_runs=DEFAULT_RUNS if args.n_runs is None else args.n_runs,
+    )
     given = dict(lr=args.lr, probes=args.probes, form=args.form, window=args.window,
                  weighting=args.weighting)  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}

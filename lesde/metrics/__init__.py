@@ -38,8 +38,22 @@ cdnv                       mean over pairs k < l of (Var_k + Var_l) / (2 ||mu_k 
                            Var_k = mean over class k of ||h_i - mu_k||^2  (Galanti et al.)
 nc_margin                  min_i (z_{i, y_i} - max_{j != y_i} z_{ij}), z = W h + b  (the layer-peeled q_min, plus bias)
 gnc2                       min_k dist(w_k, conv{w_j : j != k}) of the row-normalised classifier (GNC)
-gnc3                       (1/K) sum_k (1 - cos(w_k, mu_k)), mu_k the raw (uncentred) class means (GNC)
+gnc3                       (1/K) sum_k (1 - cos(w_k, mu_k)), mu_k the raw (uncentred) class means (GNC; the
+                           default)
+gnc3_unnormalized          (1/K) sum_k (1 - w_k^T mu_k / ||w_k||), mu_k as they are: the GNC paper's GNC3
+gnc1_uncentered            tr(Sigma_W Sigma_B^+) / K with Sigma_B = (1/K) sum_k mu_k mu_k^T uncentred: the GNC
+                           paper's GNC1
 =========================  ===================================================================================
+
+**GNC defaults.** The GNC paper (Jiang et al.) writes GNC3 as (1/K) sum_k (1 - w_k^T mu_k) for unit classifier rows
+and unnormalised class means of unit features, and GNC1 with an uncentred Sigma_B. lesde's defaults are ``gnc3``,
+the cosine (scale-free, 0 exactly when each w_k points along its class mean, whatever the within-class spread and
+the feature norm), and ``nc1``, with the centred Sigma_B of Papyan et al. (the between-class spread a classifier
+sees; translation-free). The paper's versions are the named variants ``gnc3_unnormalized`` (also 0 only when the
+features of each class collapse onto a unit vector along w_k, so on the sphere it adds the within-class spread to
+the angle) and ``gnc1_uncentered`` (rank K instead of K-1, so it
+depends on where the origin is); nc_metrics computes them by default, :data:`lesde.sgd.DEFAULT_METRICS` records
+them only when asked (``metrics="all"`` or by name).
 
 Papyan et al.'s names are accepted as aliases wherever metric names are (:data:`ALIASES`; the result holds the
 metrics under their own names): ``nc2`` = equinorm_means, equiangular_means, maxangle_means, etf_error (the class
@@ -95,7 +109,7 @@ from .dataset import to_dataset
 from .inputs import amax_scale as _amax_scale  # noqa: F401  (lesde.simulate's recorder imports it from here)
 from .inputs import degenerate_ratio
 from .kernels import least_squares_classifier, means_metrics, nc_metrics, ncm_from_parts, online_metrics
-from .statistics import ALIASES, MEANS_METRICS, METRIC_NAMES, ONLINE_METRICS
+from .statistics import ALIASES, MEANS_METRICS, METRIC_NAMES, ONLINE_METRICS, SEED_VARIANTS
 from .statistics import class_split as _class_split  # noqa: F401  (likewise)
 
 __all__ = [
@@ -103,6 +117,7 @@ __all__ = [
     "ONLINE_METRICS",
     "MEANS_METRICS",
     "METRIC_NAMES",
+    "SEED_VARIANTS",
     "nc_metrics",
     "online_metrics",
     "means_metrics",

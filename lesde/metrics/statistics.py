@@ -106,6 +106,7 @@ class FullStats(SampleStats):
         self.logit_scale: torch.Tensor | None = None  # (...)
 
     def set_classifier(self, W: torch.Tensor, b: torch.Tensor, feat_scale: torch.Tensor) -> None:
+        self.feat_scale = feat_scale  # (...): the unit of the normalised features (gnc3_unnormalized needs it)
         w_scale = amax_scale(W, "classifier")
         self.W = W / w_scale[..., None, None]
         self.logit_scale = (w_scale * feat_scale).clamp(min=torch.finfo(W.dtype).tiny)
@@ -244,6 +245,31 @@ def _gnc3(s: FullStats) -> torch.Tensor:
     return (1 - cos).mean(-1)
 
 
+def _gnc3_unnormalized(s: FullStats) -> torch.Tensor:
+    """The GNC paper's GNC3, (1/K) sum_k (1 - w_k^T mu_k / ||w_k||) with the class means as they are (unit
+    features on the sphere make ||mu_k|| <= 1, so within-class spread adds to it; off the sphere it carries the
+    features' scale)."""
+    raw = s.means * s.feat_scale[..., None, None]  # (..., K, m) class means in the features' own units
+    return (1 - (s.unit_W * raw).sum(-1)).mean(-1)
+
+
+def _gnc1_uncentered(s: SampleStats) -> torch.Tensor:
+    """The GNC paper's GNC1: tr(Sigma_W Sigma_B^+) / K with Sigma_B = (1/K) sum_k mu_k mu_k^T uncentred (rank K,
+    all K eigenpairs of the Gram of the raw means), the same guards as nc1."""
+    K, N, m = s.K, s.dev.shape[-2], s.dev.shape[-1]
+    M = s.means  # (..., K, m), not centred
+    P = s.dev @ M.mT  # (..., N, K)
+    A = P.mT @ P / N  # M Sigma_W M^T
+    evals, evecs = torch.linalg.eigh(M @ M.mT)  # (..., K), (..., K, K)
+    q = (evecs * (A @ evecs)).sum(-2)
+    keep = (evals > max(K, m) * torch.finfo(M.dtype).eps * evals[..., -1:]) & (evals / K > s.floor)
+    e = torch.where(keep, evals, torch.ones_like(evals))
+    val = K * torch.where(keep, q / (e * e), torch.zeros_like(q)).sum(-1)
+    val = torch.where(~keep.any(-1), torch.full_like(val, s.cap), val.clamp(max=s.cap))
+    val = torch.where(s.tr_within <= s.floor, torch.zeros_like(val), val)
+    return val if s.papyan else val / K
+
+
 # name -> (kernel, needs): "means" = class means + within variances suffice, "features" = needs every sample,
 # "classifier" = needs W (given or least squares)
 REGISTRY: dict[str, tuple[Callable[[Any], torch.Tensor], str]] = {
@@ -264,7 +290,11 @@ REGISTRY: dict[str, tuple[Callable[[Any], torch.Tensor], str]] = {
     "nc_margin": (_nc_margin, "classifier"),
     "gnc2": (lambda s: geo.one_vs_rest_distance(s.unit_W), "classifier"),
     "gnc3": (_gnc3, "classifier"),
+    "gnc3_unnormalized": (_gnc3_unnormalized, "classifier"),
+    "gnc1_uncentered": (_gnc1_uncentered, "features"),
 }
+#: the GNC paper's own definitions of GNC1 and GNC3, beside lesde's defaults nc1 (centred Sigma_B) and gnc3 (cosine)
+SEED_VARIANTS: tuple[str, ...] = ("gnc3_unnormalized", "gnc1_uncentered")
 
 METRIC_NAMES: tuple[str, ...] = tuple(REGISTRY)
 MEANS_METRICS: tuple[str, ...] = tuple(k for k, (_, need) in REGISTRY.items() if need == "means")

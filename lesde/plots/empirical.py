@@ -144,9 +144,7 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
     return fig
 
 
-def plot_imitation(
-    imit: xr.Dataset, *, run: int = 0, coords: int = 3, classes: int = 4, fig=None
-):
+def plot_imitation(imit: xr.Dataset, *, run: int = 0, coords: int = 3, classes: int = 4, fig=None):
     """Per class (the first ``classes``), the class mean of one run (network solid, LE-SDE dashed; one colour per
     coordinate), the relative error over runs and the NC1 quotient, as a two-column grid; a symlog scale where the
     LE-SDE leaves the network's range. Returns the Figure."""
@@ -219,9 +217,7 @@ def plot_imitation(
     return fig
 
 
-def plot_imitation_diagnosis(
-    imit: xr.Dataset, checks: dict[str, xr.Dataset], est: xr.Dataset, *, fig=None
-):
+def plot_imitation_diagnosis(imit: xr.Dataset, checks: dict[str, xr.Dataset], est: xr.Dataset, *, fig=None):
     """Which term of the LE-SDE fails: (a) class-mean norms, network vs LE-SDE; (b) the estimated E(t);
     (c) the drift on the network's own states against the network's velocity (``drift_check``, one line per
     check); (d) within-class variance, network vs what the LE-SDE's noise gives. Returns the Figure."""

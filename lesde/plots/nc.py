@@ -222,9 +222,7 @@ def _draw_cosines(ax, cos: xr.DataArray, xlabel: str, title: str | None = None) 
     legend(ax, fontsize=5.5, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
 
 
-def plot_class_mean_cosines(
-    sim_ds: xr.Dataset, *, title: str | None = None, ax=None
-):
+def plot_class_mean_cosines(sim_ds: xr.Dataset, *, title: str | None = None, ax=None):
     r"""Pairwise cosines of the centred class means against time, with the simplex-ETF value -1/(K-1).
 
     Parameters

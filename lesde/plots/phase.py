@@ -142,7 +142,9 @@ def _cell_marks(ax, ds: xr.Dataset, chosen: dict, time: float, x: str, y: str, x
         if "time" in pred.dims:
             pred = pred.sel(time=time, method="nearest")
         if _hatch_predicted(ax, pred, x, y, xe, ye):
-            handles.append(Patch(facecolor="0.45", edgecolor="white", hatch="///", label="predicted separable (theory)"))
+            handles.append(
+                Patch(facecolor="0.45", edgecolor="white", hatch="///", label="predicted separable (theory)")
+            )
     if "status" in ds:  # failed sweep cells (NaN results): a cross, so that they do not read as missing
         failed = ds["status"] == "failed"
         failed = failed.sel(chosen, method="nearest") if chosen else failed

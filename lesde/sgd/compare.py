@@ -1,9 +1,19 @@
 """SGD, its SME and gradient flow from one initial point, side by side in one Dataset (``process`` dim).
 
 The three processes are recorded at the same times ``t = step * lr``: SGD takes ``round(t_end / lr)`` steps, the
-SME is integrated with Euler-Maruyama at ``sme_dt = lr / substeps`` (default ``substeps = 1``) and gradient flow
-with RK4 at the same step, all from ``problem.init(seed)`` (or ``theta0``). Gradient flow is deterministic: it is
-integrated once and repeated along ``run`` so the three processes share one layout.
+SME is integrated with Euler-Maruyama at ``sme_dt = lr / substeps``, all from ``problem.init(seed)`` (or
+``theta0``). The default ``substeps = 8`` (:data:`lesde.sgd.sme.SME_SUBSTEPS`): at ``substeps = 1`` Euler-Maruyama
+is SGD with Gaussian noise, whose weak error against SGD is O(lr^2), so the comparison would not show the SME's own
+O(lr) error (:mod:`lesde.sgd.sme`). Gradient flow takes one step per SGD step by default (RK4: its O(lr^4) error is
+far below the SME's O(lr), and eight times as many steps would dominate the run), and ``substeps`` steps when
+``substeps`` is given. It is deterministic: integrated once and repeated along ``run`` so the three processes share
+one layout.
+
+``n_save`` recorded times are exactly ``n_save``: the recorded steps are ``round(linspace(0, steps, n_save))``
+(spacings differ by at most one step); with more than ``steps + 1`` asked for, every step is recorded.
+
+A run that diverges (NaN/inf parameters) is masked in its own process and counted in ``n_diverged(process)``,
+with a ``UserWarning``; the other runs and the other processes are kept (:mod:`lesde.sgd._record`).
 """
 
 from __future__ import annotations
@@ -14,10 +24,11 @@ import xarray as xr
 
 from ..schema import make_dataset
 from ..validation import check_int, check_positive_float
+from ._record import even_steps
 from .flow import gradient_flow
 from .minibatch import run_sgd
 from .options import RunOptions
-from .sme import SGDSDE, run_sme
+from .sme import SGDSDE, SME_SUBSTEPS, run_sme
 
 PROCESSES = ("sgd", "sme", "gradient_flow")
 
@@ -31,7 +42,7 @@ def compare(
     seed: int = 0,
     sampling: str = "with-replacement",
     n_save: int = 51,
-    substeps: int = 1,
+    substeps: int | None = None,
     flow_method: str = "rk4",
     theta0: torch.Tensor | None = None,
     save: str = "metrics",
@@ -48,8 +59,11 @@ def compare(
     lr, batch_size, sampling : the SGD being approximated (the SME uses the same three).
     t_end : final time; SGD takes ``round(t_end / lr)`` steps.
     n_runs : independent SGD runs and SME paths.
-    n_save : about this many recorded times (shared by the three processes).
-    substeps : SME / gradient-flow steps per SGD step (``dt = lr / substeps``).
+    n_save : the number of recorded times (shared by the three processes): exactly ``n_save``, at the steps
+        ``round(linspace(0, steps, n_save))``, or every step when ``n_save > steps + 1``.
+    substeps : SME steps per SGD step, ``sme_dt = lr / substeps``; default :data:`~lesde.sgd.sme.SME_SUBSTEPS`
+        (8). ``substeps=1`` is Gaussian-noise SGD (module docstring). Given, it sets the gradient-flow step too
+        (default: one step per SGD step).
     flow_method : gradient-flow method (:data:`lesde.sgd.FLOW_METHODS`; ``"scipy"`` ignores ``dt``).
     seed, theta0, save, metrics, device, dtype : as in :func:`~lesde.sgd.run_sgd`. The default ``metrics=True``
         records :data:`lesde.sgd.DEFAULT_METRICS` (every NC metric but gnc2, which ``metrics="all"`` adds), in
@@ -59,48 +73,51 @@ def compare(
 
     Returns
     -------
-    xarray.Dataset over ``(process, run, time)``, ``process`` in ``("sgd", "sme", "gradient_flow")``.
+    xarray.Dataset over ``(process, run, time)``, ``process`` in ``("sgd", "sme", "gradient_flow")``, with
+    ``n_diverged(process)`` (runs masked as NaN after their parameters became NaN/inf) and the attrs ``sme_dt``,
+    ``substeps`` and ``n_save`` (the number of recorded times).
     """
     lr = check_positive_float("lr", lr)
     t_end = check_positive_float("t_end", t_end)
-    substeps = check_int("substeps", substeps)
+    flow_substeps = 1 if substeps is None else check_int("substeps", substeps)
+    substeps = SME_SUBSTEPS if substeps is None else flow_substeps
     steps = max(1, round(t_end / lr))
-    every = max(1, steps // max(1, check_int("n_save", n_save, minimum=2) - 1))
-    fine = steps * substeps  # SME and gradient-flow steps
+    wanted = even_steps(steps, check_int("n_save", n_save, minimum=2))
     opts = RunOptions(n_runs, seed, theta0, save, metrics, device, dtype, progress)
-    with opts.bar(steps + 2 * fine, "compare") as bar:
+    with opts.bar(steps * (1 + substeps + flow_substeps), "compare") as bar:
         common = opts.keywords(progress=bar)
         bar.set_postfix_str("sgd")
-        sgd = run_sgd(problem, lr, batch_size, steps, record_every=every, sampling=sampling, **common)
+        sgd = run_sgd(problem, lr, batch_size, steps, record_every=wanted, sampling=sampling, **common)
         bar.set_postfix_str("sme")
+        sme_steps = [s * substeps for s in wanted]  # the same times in SME steps
         sme = run_sme(
-            SGDSDE(problem, lr, batch_size, sampling),
-            steps * lr,
-            dt=lr / substeps,
-            record_every=every * substeps,
-            **common,
+            SGDSDE(problem, lr, batch_size, sampling), steps * lr, dt=lr / substeps, record_every=sme_steps, **common
         )
         bar.set_postfix_str("gradient flow")
+        # deterministic: one run repeated along run, unless each run starts from its own theta0
+        per_run = opts.theta0 is not None and torch.as_tensor(opts.theta0).ndim == 2
+        flow_kw = common if per_run else common | {"n_runs": 1}
+        flow_steps = [s * flow_substeps for s in wanted]
         gf = gradient_flow(
-            problem,
-            steps * lr,
-            dt=lr / substeps,
-            record_every=every * substeps,
-            n_save=len(sgd.time),
-            method=flow_method,
-            **common | {"n_runs": 1},
+            problem, steps * lr, dt=lr / flow_substeps, record_every=flow_steps, method=flow_method, **flow_kw
         )
-    # stacked along process by numpy (xr.concat's alignment machinery cost more than the metrics here); gradient flow
-    # is deterministic, integrated once and repeated along run; the times agree up to rounding: SGD's are kept
-    parts = (sgd, sme, gf)
+    return _stack((sgd, sme, gf), lr, batch_size, sampling, substeps, flow_method, opts)
+
+
+def _stack(parts, lr, batch_size, sampling, substeps, flow_method, opts) -> xr.Dataset:
+    """The three processes along ``process``, stacked by numpy (xr.concat's alignment machinery cost more than
+    the metrics here); gradient flow, integrated once, repeated along run; the times agree up to rounding: SGD's
+    are kept."""
+    sgd = parts[0]
     data = {}
     for name in sgd.data_vars:  # Variables, not DataArrays: building one per access costs more than the stacking
         var = sgd.variables[name]
         stacked = np.stack([np.broadcast_to(p.variables[name].values, var.shape) for p in parts])
         data[name] = (("process", *var.dims), stacked)
+    data["n_diverged"] = (("process",), np.array([int(p.attrs.get("n_diverged", 0)) for p in parts]))
     coords = {"process": list(PROCESSES), **{name: sgd[name] for name in sgd.coords}}
     common = {k: v for k, v in sgd.attrs.items() if all(k in p.attrs and p.attrs[k] == v for p in parts[1:])}
-    for key in ("process", "dt", "method"):
+    for key in ("process", "dt", "method", "n_diverged"):
         common.pop(key, None)
     return make_dataset(
         data,
@@ -112,7 +129,9 @@ def compare(
             "sampling": sampling,
             "substeps": substeps,
             "flow_method": flow_method,
+            "flow_dt": parts[2].attrs["dt"],
             "sme_dt": lr / substeps,
+            "n_save": sgd.sizes["time"],
             "n_runs": opts.n_runs,
             "seed": opts.seed,
         },

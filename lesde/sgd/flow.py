@@ -8,6 +8,8 @@ Runge-Kutta, batched over runs in torch; the default) and ``"scipy"`` (``scipy.i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import xarray as xr
@@ -39,7 +41,7 @@ def gradient_flow(
     dt: float = 0.05,
     n_runs: int = 1,
     seed: int = 0,
-    record_every: int | None = None,
+    record_every: int | Sequence[int] | None = None,
     n_save: int = 101,
     method: str = "rk4",
     theta0: torch.Tensor | None = None,
@@ -58,7 +60,8 @@ def gradient_flow(
     dt : step of the fixed-step methods; for ``"scipy"`` the spacing of the output grid.
     n_runs : copies of the (deterministic) solution, so the Dataset lines up with SGD runs.
     seed, theta0 : the initial point, as in :func:`~lesde.sgd.run_sgd`.
-    record_every, n_save : record every ``record_every`` steps (default: about ``n_save`` records).
+    record_every, n_save : record every ``record_every`` steps (default: about ``n_save`` records), or at the step
+        indices ``record_every`` lists.
     method : ``"rk4"``, ``"euler"`` or ``"scipy"``.
     save, metrics, device, dtype, progress : as in :func:`~lesde.sgd.run_sgd`.
 

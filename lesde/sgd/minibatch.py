@@ -22,6 +22,8 @@ Sampling (a registry, :data:`SAMPLERS`):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import xarray as xr
@@ -71,7 +73,7 @@ def run_sgd(
     steps: int,
     n_runs: int = 1,
     seed: int = 0,
-    record_every: int | None = None,
+    record_every: int | Sequence[int] | None = None,
     sampling: str = "with-replacement",
     theta0: torch.Tensor | None = None,
     save: str = "metrics",
@@ -91,7 +93,8 @@ def run_sgd(
     steps : number of SGD steps.
     n_runs : independent runs (independent minibatch streams, shared initial point).
     seed : seeds the initial point (CPU generator) and the minibatch stream (generator on the problem's device).
-    record_every : record every this many steps (default: about 100 records); the last step is always recorded.
+    record_every : record every this many steps (default: about 100 records; the last step is always recorded),
+        or the step indices to record.
     sampling : ``"with-replacement"`` or ``"shuffle"`` (see the module docstring).
     theta0 : optional initial point, ``(P,)`` or ``(n_runs, P)``.
     save : ``"metrics"`` (loss, accuracy, NC metrics) or ``"full"`` (also features, classifier, bias).
@@ -104,7 +107,9 @@ def run_sgd(
 
     Returns
     -------
-    xarray.Dataset over ``(run, time)``: ``loss``, ``accuracy``, NC metrics (and what ``save`` adds).
+    xarray.Dataset over ``(run, time)``: ``loss``, ``accuracy``, NC metrics (and what ``save`` adds). A run whose
+    parameters become NaN/inf is masked (NaN from then on; the ``n_diverged`` attr counts them, with a
+    ``UserWarning``); the other runs are kept.
 
     Examples
     --------

@@ -48,8 +48,10 @@ class RunOptions:
     def start(self, problem) -> tuple[Any, torch.Tensor]:
         """The problem on the options' device and dtype, and the initial point ``(n_runs, P)``: ``theta0`` (shared
         ``(P,)`` or per run) or ``problem.init`` drawn from a CPU generator seeded with ``seed``."""
-        problem = problem.to(device=self.device, dtype=self.dtype) if self.device is not None else problem.to(
-            dtype=self.dtype
+        problem = (
+            problem.to(device=self.device, dtype=self.dtype)
+            if self.device is not None
+            else problem.to(dtype=self.dtype)
         )
         if self.theta0 is None:
             theta = problem.init(self.n_runs, torch.Generator().manual_seed(self.seed))

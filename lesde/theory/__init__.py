@@ -2,7 +2,7 @@
 
 The closed forms (:mod:`lesde.theory.closed_forms`: :func:`simplex_etf`, :func:`tirer_bruna`,
 :func:`ufm_mse_loss`, :func:`optimal_classifier`, :func:`mse_decomposition`, :func:`central_path_snr`,
-:func:`one_vs_rest_distance`, :func:`softmax_code`) are importable from here.
+:func:`one_vs_rest_distance`, :func:`softmax_code`; :func:`ce_ufm_minimizer`) are importable from here.
 
 :func:`attach` reads what kind of Dataset it is given (from its attrs: the ``problem`` of an SGD run, the
 ``spec`` of a simulation, the ``spec_hash`` of a sweep store) and adds the predictions that apply as variables
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # xarray is imported when attach runs, not by `lesde --help`
     import xarray as xr
 
+from .ce_minimizer import ce_ufm_minimizer
 from .closed_forms import (
     central_path_snr,
     mse_decomposition,
@@ -53,6 +54,7 @@ __all__ = [
     "central_path_snr",
     "one_vs_rest_distance",
     "softmax_code",
+    "ce_ufm_minimizer",
 ]
 
 
@@ -63,10 +65,12 @@ class NoPredictionError(ValueError):
 #: what applies where, for the error message of a Dataset with none
 WHAT_APPLIES = (
     "predictions exist for: sgd.compare / run_sgd / run_sme / gradient_flow runs of a lesde UFM (regularised MSE: "
-    "Tirer-Bruna minimizer; unregularised MSE with save='full': central-path SNR; unregularised CE with "
-    "save='full': NC margin; sphere=True with K > d + 1: softmax code), LE-SDE simulations (class-mean law with "
-    "save='means' or 'full' and a fixed transform and sample-independent noise; residual transforms: the "
-    "simplex-ETF angle), and sweep stores over alpha = PowerLaw with beta = 0 (predicted phase)"
+    "Tirer-Bruna minimizer; regularised CE, balanced: Zhu et al. minimizer; unregularised MSE with save='full': "
+    "central-path SNR; unregularised CE: max-margin direction (NC metrics, margin ~ log t); sphere=True with "
+    "K > d + 1: softmax code), LE-SDE simulations with save='means' or 'full', a fixed transform and "
+    "sample-independent noise (class-mean law; the limit angle where one exists), and sweep stores of such "
+    "LE-SDEs with x0 drawn i.i.d. (finite-time P(separable)), or with T = identity, balanced classes and "
+    "Constant / PowerLaw alpha_t, beta_t (t -> infinity phase)"
 )
 
 
@@ -97,6 +101,12 @@ def _describe(ds: xr.Dataset, kind: str) -> str:
             "an empirical elasticity Dataset (E(t) estimated from a trained network), which no closed form "
             "predicts; simulate an LE-SDE driven by the fitted E(t) (lesde.empirical imitation) and attach to that"
         )
+    if "process" in ds.dims and "loss" in ds:
+        other = [str(d) for d in ds.dims if d not in ("process", "run", "time")]
+        return (
+            f"SGD / SME / gradient-flow runs stacked over {other} without the 'problem' attr the predictions read "
+            "(attach each problem's own lesde.sgd.compare Dataset before stacking)"
+        )
     return f"a Dataset lesde did not produce (variables {sorted(map(str, ds.data_vars))[:8]}, attrs {sorted(ds.attrs)[:8]})"
 
 
@@ -113,9 +123,10 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
     Returns
     -------
     xarray.Dataset
-        A copy of ``ds`` with the predicted variables (``*_predicted``, ``tb_rho``, ``loss_predicted``,
-        ``predicted_phase``, ...) and the distances (``loss_gap``, ``tb_distance``, ``tb_gram_distance``,
-        ``snr_distance``, ``nc_margin_gap``, ``gnc2_gap``, ``class_mean_zscore``, ``class_mean_var_zscore``,
+        A copy of ``ds`` with the predicted variables (``*_predicted``, ``tb_rho``, ``ce_rho``, ``loss_predicted``,
+        ``predicted_phase``, ``p_separable_predicted``, ...) and the distances (``loss_gap``, ``tb_distance``,
+        ``tb_gram_distance``, ``ce_distance``, ``snr_distance``, ``nc_margin_gap``, ``max_margin_distance``,
+        ``nc_margin_log_slope_gap``, ``gnc2_gap``, ``class_mean_zscore``, ``class_mean_var_zscore``,
         ``mean_cosine_distance``, ``phase_agreement``), each with a ``prediction`` attr naming the paper, theorem
         or equation, and long_name / units from :data:`lesde.schema.VARIABLE_ATTRS`. The global attrs
         ``theory_predictions`` (JSON list of the variables added) and ``theory_skipped`` (JSON list of
@@ -124,26 +135,31 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
     Raises
     ------
     NoPredictionError
-        When no prediction applies; the message names the kind of Dataset and what would apply.
+        When no prediction applies; the message (one line) names the kind of Dataset and what would apply.
 
     Notes
     -----
-    Predictions by kind of Dataset:
+    Predictions by kind of Dataset (the equations are on the documentation site's "Theory to code" page):
 
     - UFM, MSE, weight decay on W and H (balanced, no bias): the Tirer-Bruna minimizer (``tb_rho``, the objective
       ``loss_predicted``, NC metrics there); ``loss_gap`` always, ``tb_distance`` / ``tb_gram_distance`` with
       ``save="full"``. For c = sqrt(lambda_W lambda_H) >= 1 the zero solution.
+    - UFM, CE, weight decay on W and H, balanced: the minimizer of Zhu et al. (``ce_rho``, ``loss_predicted``,
+      ``loss_gap``, NC metrics there; ``ce_distance`` with ``save="full"``), :mod:`lesde.theory.ce_predictions`.
     - UFM, MSE, no weight decay, ``save="full"``: the central-path SNR singular values (``snr_predicted`` from
       the measured ``snr`` at the first record) and ``central_path_departure`` = L_perp / L, where the run
       leaves the theorem's assumption of the renormalised flow on the central path.
-    - UFM, CE, no weight decay, ``save="full"``: the normalised NC margin bound 1 / (2 (K-1) sqrt(n)) reached
-      at the max-margin direction, and zero ``etf_error_classifier`` / ``self_duality`` there.
+    - UFM, CE, no weight decay: the max-margin direction: the collapse metrics it records -> 0, the NC margin's
+      slope against log t -> the temperature (``nc_margin_log_slope``); with ``save="full"`` the normalised margin
+      bound 1 / (2 (K-1) sqrt(n)) and ``max_margin_distance`` of the normalised logits.
     - UFM with ``sphere=True`` and K > d + 1: the softmax-code one-vs-rest distance as the ``gnc2`` target.
-    - LE-SDE simulation: the Gaussian law of the class means (mean and variance at each save time, from the
-      exact integrator's transitions) beside the simulated mean and variance over paths; residual transforms
-      also the simplex-ETF cosine -1/(K-1).
-    - Sweep store: ``predicted_phase`` over the grid (1 separable, 0 not, NaN where no prediction applies)
-      beside the measured ``phase`` (p_all_separable > 1/2 at the summary time).
+    - LE-SDE simulation: the Gaussian law of the class means at the Dataset's own times (from t0 = 0; closed
+      form or moment ODE) beside the mean and variance over the finite paths (``n_paths_finite``), z-scores only
+      where sampling, not rounding, sets them (``zscore_note``); the limit of ``mean_cosine`` where one exists
+      (simplex ETF where proven, else the dominant mode, the ``prediction`` attr says which).
+    - Sweep store: ``predicted_phase`` at the summary time from ``p_separable_predicted(time, ...)`` (NaN where the
+      finite-time probability does not decide it: ``phase_prediction_kind``), the t -> infinity
+      ``predicted_phase_limit``, the measured ``phase`` and ``phase_agreement``.
     """
     import xarray as xr
 
@@ -161,7 +177,7 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
             raise NoPredictionError(f"{_describe(ds, kind)}: a simulation of a model other than the LE-SDE")
         out, skipped = lesde_predictions(ds)
     elif kind == "sweep":
-        from .lesde_predictions import phase_predictions
+        from .phase_predictions import phase_predictions
 
         out, skipped = phase_predictions(ds)
     else:

@@ -1,7 +1,8 @@
 """UFM predictions beside SGD / SME / gradient-flow runs (``sgd.compare``, ``run_sgd``, ``run_sme``, ...).
 
 Each function takes the run's Dataset and its :class:`~lesde.sgd.UFM` and returns ``{name: (dims, values)}``
-plus the ``prediction`` attr of each new variable; :func:`lesde.theory.attach` merges them. Quantities that need
+plus the ``prediction`` attr of each new variable; :func:`lesde.theory.attach` merges them. The MSE cases live
+here, the cross-entropy ones in :mod:`lesde.theory.ce_predictions`. Quantities that need
 the parameters themselves (distances to the minimizer, SNR singular values, the normalised margin) need a run
 recorded with ``save="full"`` (``features`` and ``classifier`` in the Dataset); the loss gap and the predicted NC
 metrics work from ``save="metrics"`` too.
@@ -9,68 +10,22 @@ metrics work from ``save="metrics"`` too.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 import torch
 import xarray as xr
 
-from ..metrics import nc_metrics
 from ..metrics.geometry import one_vs_rest_distance
 from ..metrics.statistics import class_split
+from .ce_predictions import max_margin_prediction, regularized_ce_prediction
 from .closed_forms import central_path_snr, mse_decomposition, softmax_code, tirer_bruna
+from .ufm_inputs import NotApplicable, Out, at_minimizer, lead_dims, need_full, parameters
 
 TIRER_BRUNA = "Tirer and Bruna 2022, Theorem 3.1: regularised MSE UFM minimizer"
 CENTRAL_PATH = (
     "Han, Papyan and Donoho 2022, Proposition 2 / Appendix D.4: SNR singular values on the central path, "
     "C^2 N log w + C N w^2 + N w^4 / 4 = a_j + t"
 )
-MAX_MARGIN = (
-    "Ji et al., Lemma 3.1 and Theorems 3.1-3.2: normalised (W, H) approach the max-margin direction, "
-    "q_min <= (||W||^2 + ||H||^2) / (2 (K-1) sqrt(n)) with equality only at neural collapse"
-)
 SOFTMAX_CODE = "Jiang et al., Definition 2.1 / Theorem 3.3: GNC2 target = softmax-code one-vs-rest distance"
-
-Out = dict[str, tuple[tuple[str, ...], Any, dict[str, str]]]
-
-
-def _lead(ds: xr.Dataset) -> tuple[str, ...]:
-    return tuple(ds["loss"].dims)
-
-
-def _params(ds: xr.Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(features (..., N, d), classifier (..., K, d))`` float64, or None without ``save="full"``."""
-    if "features" not in ds or "classifier" not in ds:
-        return None
-    lead = _lead(ds)
-    H = torch.from_numpy(ds["features"].transpose(*lead, "sample", "feature").values).double()
-    W = torch.from_numpy(ds["classifier"].transpose(*lead, "class", "feature").values).double()
-    return H, W
-
-
-def _theta(problem, W: torch.Tensor, H_rows: torch.Tensor) -> torch.Tensor:
-    parts = [W.reshape(-1), H_rows.reshape(-1)]
-    if problem.has_bias:
-        parts.append(torch.zeros(problem.num_classes, dtype=torch.float64))
-    return torch.cat(parts)[None]
-
-
-def _metric_predictions(ds: xr.Dataset, problem, feats: torch.Tensor, W: torch.Tensor, note: str) -> Out:
-    """``<metric>_predicted`` at a predicted point, for the NC metrics the Dataset measured (finite ones only)."""
-    from ..schema import VARIABLE_ATTRS
-
-    names = [n for n in ds.data_vars if f"{n}_predicted" in VARIABLE_ATTRS and n in nc_metric_names()]
-    if not names:
-        return {}
-    vals = nc_metrics(feats, problem.labels.cpu(), W, names=names)
-    return {f"{n}_predicted": ((), float(v), {"prediction": note}) for n, v in vals.items() if math.isfinite(float(v))}
-
-
-def nc_metric_names() -> tuple[str, ...]:
-    from ..metrics import METRIC_NAMES
-
-    return tuple(METRIC_NAMES)
 
 
 def tirer_bruna_prediction(ds: xr.Dataset, problem) -> Out:
@@ -82,17 +37,9 @@ def tirer_bruna_prediction(ds: xr.Dataset, problem) -> Out:
     note = f"{TIRER_BRUNA}; c = sqrt(lambda_W lambda_H) = {sol['c']:.6g}" + (
         " >= 1: the zero solution" if sol["collapsed"] else ""
     )
-    lead = _lead(ds)
-    with torch.no_grad():
-        loss_star = float(problem.to(torch.float64).loss(_theta(problem, W, H_rows))[0])
-    out: Out = {
-        "tb_rho": ((), sol["rho"], {"prediction": note}),
-        "loss_predicted": ((), loss_star, {"prediction": note}),
-        "loss_gap": (lead, ds["loss"].values - loss_star, {"prediction": note}),
-    }
-    if not sol["collapsed"]:  # at (0, 0) the NC metrics are 0/0
-        out.update(_metric_predictions(ds, problem, H_rows, W, note))
-    params = _params(ds)
+    lead = lead_dims(ds)
+    out: Out = {"tb_rho": ((), sol["rho"], {"prediction": note}), **at_minimizer(ds, problem, W, H_rows, note)}
+    params = parameters(ds)
     if params is not None:
         H, Wm = params
         Y = torch.nn.functional.one_hot(problem.labels.cpu(), K).double().T  # (K, N)
@@ -128,14 +75,14 @@ def _snr(H: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
 
 def central_path_prediction(ds: xr.Dataset, problem) -> Out:
     """Unregularised MSE: measured SNR singular values, the central-path ODE from the first record, departure."""
-    params = _params(ds)
+    params = parameters(ds)
     if params is None:
-        raise _need_full("the central-path SNR prediction (unregularised MSE UFM)")
+        raise need_full("the central-path SNR prediction (unregularised MSE UFM)")
     H, W = params
     K, labels = problem.num_classes, problem.labels.cpu()
     if len(set(problem.counts)) != 1:
-        raise _NotApplicable("the central-path ODE assumes balanced classes; this UFM is imbalanced")
-    lead = _lead(ds)
+        raise NotApplicable("the central-path ODE assumes balanced classes; this UFM is imbalanced")
+    lead = lead_dims(ds)
     snr = _snr(H, labels, K)  # (..., time, K-1)
     t = ds["time"].values
     ti = lead.index("time")
@@ -160,56 +107,21 @@ def central_path_prediction(ds: xr.Dataset, problem) -> Out:
     }
 
 
-def max_margin_prediction(ds: xr.Dataset, problem) -> Out:
-    """Unregularised CE: the normalised NC margin and the max-margin (simplex ETF, self-dual) direction."""
-    params = _params(ds)
-    if params is None:
-        raise _need_full("the NC-margin prediction (unregularised CE UFM)")
-    H, W = params
-    K, labels, n = problem.num_classes, problem.labels.cpu(), min(problem.counts)
-    logits = H @ W.transpose(-1, -2)  # (..., N, K), bias excluded as in Ji et al.'s ULPM
-    own = logits.gather(-1, labels.expand(*logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)
-    other = logits.masked_fill(torch.nn.functional.one_hot(labels, K).bool(), -torch.inf).amax(-1)
-    q_min = (own - other).amin(-1)
-    norm2 = (W**2).sum((-2, -1)) + (H**2).sum((-2, -1))
-    q_norm = (q_min / norm2).numpy()
-    bound = 1.0 / (2 * (K - 1) * math.sqrt(n))
-    note = MAX_MARGIN + ("" if not problem.has_bias else "; this UFM has a bias, which the ULPM of Ji et al. does not")
-    lead = _lead(ds)
-    out: Out = {
-        "nc_margin_normalized": (lead, q_norm, {}),
-        "nc_margin_normalized_predicted": ((), bound, {"prediction": note}),
-        "nc_margin_gap": (lead, bound - q_norm, {"prediction": note}),
-    }
-    for name in ("etf_error_classifier", "self_duality", "nc1"):
-        if name in ds:  # at the max-margin direction: classifier a simplex ETF, features collapsed onto it
-            out[f"{name}_predicted"] = ((), 0.0, {"prediction": note})
-    return out
-
-
 def softmax_code_prediction(ds: xr.Dataset, problem) -> Out:
     """K > d + 1 on the sphere: the softmax-code one-vs-rest distance as the GNC2 target."""
     K, d = problem.num_classes, problem.dim
     code = softmax_code(K, d)
     note = f"{SOFTMAX_CODE}; K = {K} > d + 1 = {d + 1}, code optimised numerically (lesde.theory.closed_forms.softmax_code)"
-    lead = _lead(ds)
+    lead = lead_dims(ds)
     out: Out = {"gnc2_predicted": ((), code["one_vs_rest_distance"], {"prediction": note})}
     if "gnc2" in ds:
         measured = ds["gnc2"].values
-    elif (params := _params(ds)) is not None:
+    elif (params := parameters(ds)) is not None:
         measured = one_vs_rest_distance(params[1]).numpy()
     else:
         return out
     out["gnc2_gap"] = (lead, code["one_vs_rest_distance"] - measured, {"prediction": note})
     return out
-
-
-class _NotApplicable(Exception):
-    """Raised inside a prediction that does not apply; attach turns it into NoPredictionError or skips it."""
-
-
-def _need_full(what: str) -> _NotApplicable:
-    return _NotApplicable(f"{what} needs the parameters: record the run with save='full'")
 
 
 def ufm_predictions(ds: xr.Dataset, problem) -> tuple[Out, list[str]]:
@@ -226,11 +138,13 @@ def ufm_predictions(ds: xr.Dataset, problem) -> tuple[Out, list[str]]:
         cases.append(central_path_prediction)
     if ce and none and not problem.sphere:
         cases.append(max_margin_prediction)
+    if ce and regularised and not problem.sphere:
+        cases.append(regularized_ce_prediction)
     if problem.sphere and problem.num_classes > problem.dim + 1:
         cases.append(softmax_code_prediction)
     for case in cases:
         try:
             out.update(case(ds, problem))
-        except (_NotApplicable, ValueError) as e:
+        except (NotApplicable, ValueError) as e:
             skipped.append(f"{case.__name__}: {e}")
     return out, skipped
