@@ -23,15 +23,6 @@ from lesde.theory.closed_forms import tirer_bruna
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # these problems are tiny batched GEMMs: thread-pool overhead dominates and makes timings erratic
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _reference_loss(W, H, b, y, loss, tau, sphere):
     """Plain per-sample loss of one sample (W (K,d), h (d,), b (K,)), written from the UFM definition."""
     if sphere:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
-from test_sgd import one_thread  # noqa: F401  (autouse: these tiny kernels run on one thread)
 
 from lesde import theory
 from lesde.sgd import UFM, compare, gradient_flow

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import xarray as xr
 from sweep_helpers import to_toml
-from test_sgd import one_thread  # noqa: F401  (autouse: these tiny kernels run on one thread)
 
 import lesde
 import lesde.examples

@@ -11,7 +11,6 @@ import pytest
 import torch
 from scipy.integrate import quad_vec, solve_ivp
 from scipy.linalg import expm
-from test_sgd import one_thread  # noqa: F401  (autouse: these tiny kernels run on one thread)
 
 import lesde
 from lesde import theory
