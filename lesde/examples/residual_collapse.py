@@ -145,7 +145,7 @@ def run(out_dir: str | Path, tiny: bool = False, progress: bool = False) -> tupl
         f"residual LE-SDE: K={K}, m={M}, n={N_PER_CLASS}, alpha={ALPHA:g}, beta={BETA:g}, sigma={SIGMA:g}, "
         f"{ds.sizes['path']} paths"
     )
-    png = save_figure(plot_collapse(ds, full, names=PLOT_METRICS, title=title), out / f"{STEM}.png")
+    png = save_figure(plot_collapse(ds, full, metrics=PLOT_METRICS, title=title), out / f"{STEM}.png")
     return ds, png
 
 
