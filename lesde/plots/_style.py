@@ -23,7 +23,7 @@ here or in the kind modules ever calls ``matplotlib.use``: the backend stays the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -139,17 +139,15 @@ def require(ds: Any, names: Iterable[str], kind: str, arg: str = "ds") -> xr.Dat
         )
     missing = [n for n in names if n not in ds.variables]
     if missing:
-        raise missing_variables(kind, missing, ds)
+        raise missing_variables(kind, f"the variables {', '.join(missing)}", ds)
     return ds
 
 
-def missing_variables(kind: str, needs: Sequence[str], ds: xr.Dataset, source: str = "this Dataset") -> Exception:
+def missing_variables(kind: str, needs: str, ds: xr.Dataset, source: str = "this Dataset") -> Exception:
     """The :class:`MissingVariables` error of ``kind``: what it needs, what ``source`` has, how to get them."""
     has = ", ".join(map(str, ds.data_vars)) or "no data variables"
     how = HOW_TO_GET.get(kind)
-    return MissingVariables(
-        f"the {kind} figure needs the variables {', '.join(needs)}; {source} has {has}" + (f"; {how}" if how else "")
-    )
+    return MissingVariables(f"the {kind} figure needs {needs}; {source} has {has}" + (f"; {how}" if how else ""))
 
 
 def subplots(n: int = 1, *, ax=None, fig=None, ncols: int = 2, panel: tuple[float, float] = PANEL):
