@@ -146,7 +146,7 @@ def _worst_pair_gap(M: np.ndarray) -> np.ndarray:
 def residual_table(met: xr.Dataset, worst: np.ndarray, rows: int = 6) -> str:
     """The residual figure's panels (medians over paths) and the worst pair's angle gap at ``rows`` times, each
     column named as the figure names it and explained above the table."""
-    from ..plots._style import TITLES
+    from ..plots import TITLES
 
     cols = {name: TITLES[name] for name in RESIDUAL_PANELS}
     lines = [

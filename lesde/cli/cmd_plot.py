@@ -89,8 +89,7 @@ def _phase(ds, time: float | None):
 
 
 def _nc(ds, file, metrics):
-    from ..plots import nc
-    from ..plots._style import missing_variables
+    from ..plots import missing_variables, nc
 
     if metrics is None:  # the file's NC metrics only (a simulation file also has class means over time)
         have = [n for n in nc.METRICS if n in ds.data_vars and "time" in ds[n].dims]
