@@ -73,6 +73,9 @@ def _finish(sub) -> None:
             parser.description = helps.get(name)
         if parser.get_default("output") is not None and "--quiet" not in parser._option_string_actions:
             parser.add_argument("--quiet", action="store_true", help=QUIET)
+        for action in parser._actions:  # a positional's placeholder in the usage line: FILE, not file
+            if not action.option_strings and action.metavar is None and action.dest != "help" and not action.choices:
+                action.metavar = action.dest.upper()
         parser.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of a failure"
         )
