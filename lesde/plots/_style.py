@@ -197,6 +197,16 @@ def legend(ax, **kw):
     return ax.legend(**kw)
 
 
+def legend_below(ax, **kw):
+    """:func:`legend` under the panel, clear of its tick labels and x label (a fixed 32 points below the axes),
+    for a panel whose lines fill it."""
+    from matplotlib.transforms import offset_copy
+
+    below = offset_copy(ax.transAxes, fig=ax.figure, y=-32, units="points")
+    kw = {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0), "bbox_transform": below, "frameon": False, **kw}
+    return legend(ax, **kw)
+
+
 def reference(ax, y: float | None = None, *, x: float | None = None, **kw):
     """A horizontal (``y``) or vertical (``x``) reference line drawn under the data (theory values, levels)."""
     kw = {"color": THEORY, "ls": "--", "lw": 1.0, "zorder": 1.5, **kw}

@@ -23,6 +23,7 @@ from ._style import (
     finish,
     fit_y,
     legend,
+    legend_below,
     log_from_lines,
     reference,
     require,
@@ -110,7 +111,7 @@ def _elasticity_panel(ax, est: xr.Dataset, q: str, symbol: str, what: str, fits:
     ax.set_xlabel(time_label(est))
     ax.set_ylabel(f"${symbol}$ ({what})")
     ax.set_title(f"${symbol}$, {'log-log' if loglog else 'linear'} axes")
-    legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    legend_below(ax)
 
 
 def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
@@ -330,6 +331,6 @@ def plot_label_noise(ds: xr.Dataset, *, fig=None):
     ax[1].set_ylim(0, 1.02)
     ax[1].set_title("accuracy (validation labels clean)")
     for a in ax:  # below the panel: inside, a legend would cover a bar or a point
-        legend(a, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+        legend_below(a)
     finish(fig, f"Label corruption on {ds.attrs.get('dataset')} ($K={K}$): {ds.attrs.get('net_desc', '')}")
     return fig

@@ -43,6 +43,7 @@ from ._style import (
     fit_y,
     label,
     legend,
+    legend_below,
     reference,
     require,
     subplots,
@@ -265,7 +266,7 @@ def _draw_cosines(ax, cos: xr.DataArray, xlabel: str, title: str | None = None) 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"$\cos(\mu_k-\mu_G,\ \mu_l-\mu_G)$")
     ax.set_title(title or f"Cosines of centred class means, $K = {K}$")
-    legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # the lines span the panel
+    legend_below(ax, ncol=2)  # the lines span the panel
 
 
 def plot_class_mean_cosines(sim_ds: xr.Dataset, *, title: str | None = None, ax=None):

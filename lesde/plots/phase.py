@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._style import PALETTE, THEORY, dim_label, finish, legend, reference, require, subplots
+from ._style import PALETTE, THEORY, dim_label, finish, legend_below, reference, require, subplots
 from ._titles import describe, num_classes
 
 __all__ = ["phase_plot"]
@@ -199,7 +199,7 @@ def _curves(ax2, ds, P, lower, upper, x: str, y: str, xs, ys, xlog: bool, K, cur
     ax2.set_xlabel(dim_label(x))
     ax2.set_ylabel(r"$P(\mathrm{all\ pairs\ separable})$")
     ax2.set_title(f"{dim_label(y).split(' of ')[0]} = {float(line[y]):g}")
-    legend(ax2, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    legend_below(ax2, ncol=2)
 
 
 def phase_plot(
@@ -263,7 +263,7 @@ def phase_plot(
     ax.set_ylabel(dim_label(y))
     handles += _theory_lines(ax, x, y, xs, ye, K)
     if handles:
-        legend(ax, handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+        legend_below(ax, handles=handles)
     title = f"$t = {float(heat.time):g}$"
     if chosen:
         title += ", " + ", ".join(f"{dim_label(k)} = {v}" for k, v in chosen.items())

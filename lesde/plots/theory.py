@@ -28,6 +28,7 @@ from ._style import (
     LABELS,
     PALETTE,
     PROCESS_NAMES,
+    PROCESS_STYLE,
     THEORY,
     band,
     finish,
@@ -42,6 +43,10 @@ from ._titles import describe
 from .phase import phase_plot
 
 __all__ = ["plot_theory", "plot_theory_panel", "theory_panels"]
+
+
+#: the house style of each process, by its legend name (what _series returns)
+_PROCESS_STYLE = {PROCESS_NAMES[k]: v for k, v in PROCESS_STYLE.items()}
 
 
 class Panel(NamedTuple):
@@ -191,11 +196,11 @@ def _draw(ax, ds: xr.Dataset, p: Panel, series_legend: bool = True) -> None:
     fit_y(ax, lines, [np.stack(b) for b in bands], log=None if p.log else False)
     handles, colours = [], {}
     for i, (name, mean, _) in enumerate(series):
-        colour = PALETTE[i % len(PALETTE)]
-        colours[name] = colour
+        style = _PROCESS_STYLE.get(name, {"color": PALETTE[i % len(PALETTE)], "lw": 1.4})
+        colours[name] = style["color"]
         if len(bands) > i:
-            band(ax, x, *bands[i], color=colour, zorder=1)
-        handles.append(ax.plot(x, mean[keep], color=colour, lw=1.4, label=name or "measured")[0])
+            band(ax, x, *bands[i], color=style["color"], zorder=1)
+        handles.append(ax.plot(x, mean[keep], label=name or "measured", **style)[0])
     theory = []
     if curves:
         for name, mean, _ in curves:
