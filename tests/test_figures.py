@@ -266,6 +266,7 @@ def test_metric_long_names_come_from_the_table_not_the_features():
         for name, var in met.data_vars.items():
             assert var.attrs["long_name"] == VARIABLE_ATTRS[name]["long_name"], name
             assert var.attrs["long_name"] != sim["features"].attrs["long_name"]
+        assert met["time"].attrs["long_name"] == "SDE time t"  # the coordinates keep theirs
 
 
 def test_titles_state_the_weight_decay_the_problem_was_posed_with():

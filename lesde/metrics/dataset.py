@@ -131,9 +131,10 @@ def to_dataset(
         output_core_dims=[[] for _ in chosen],
         dask="parallelized",
         output_dtypes=[_float_dtype(inputs[0])] * len(chosen),
-        keep_attrs=False,  # the inputs' attrs describe the features, not a metric: the table's attrs go on below
     )
     results = (results,) if isinstance(results, xr.DataArray) else results
+    for r in results:  # they carry the input's attrs (the features'): each metric gets its own from the table below
+        r.attrs = {}
     return make_dataset(
         dict(zip(chosen, results)),
         attrs={
