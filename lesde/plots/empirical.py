@@ -321,8 +321,8 @@ def plot_label_noise(ds: xr.Dataset, *, fig=None):
         )
     reference(ax[0], x=(K - 1) / K, color="0.4", ls=":", label=r"$p=(K-1)/K$: labels carry no signal")
     ax[0].set_xlabel("label-noise rate $p$")
-    ax[0].set_ylabel(r"tail index $r = 1 - \mathrm{mean}\,\log|A(t)| / \log s$")
-    ax[0].set_title(f"tail index, last {100 * ds.attrs['tail']:.0f}% of training")
+    ax[0].set_ylabel("tail index $r$")
+    ax[0].set_title(rf"$r = 1 - \mathrm{{mean}}\,\log|A(t)| / \log s$, last {100 * ds.attrs['tail']:.0f}% of training")
     for i, (v, ls) in enumerate((("validation_accuracy", "o-"), ("train_accuracy", "s--"))):
         ax[1].plot(p, ds[v].mean("run").values, ls, color=PALETTE[i + 2], ms=3, label=_ACCURACY[v])
     reference(ax[1], 1 / K, color="0.4", ls=":", label=f"chance 1/K = {1 / K:.2g}")
