@@ -208,9 +208,9 @@ def _estimate_rows(est) -> list[str]:
     cluster = est.attrs.get("se_cluster", "run")
     rows = [
         f"  per window (time t = its mean training time step x lr), estimate +- one standard error (clustered by "
-        f"{cluster}); the columns are alpha_t and beta_t under each weighting:",
+        f"{cluster}); the columns are alpha_t and beta_t under each weighting, as the elasticity figure names them:",
         *(f"    {WEIGHTINGS[w]}" for w in weightings if w in WEIGHTINGS),
-        (f"{'  window time':<16}" + "".join(f"{f'{q}, {w}':<23}" for q in ("alpha", "beta") for w in weightings)).rstrip(),
+        (f"{'  window time':<16}" + "".join(f"{f'{q} ({w})':<23}" for q in ("alpha", "beta") for w in weightings)).rstrip(),
     ]
     for i in np.unique(np.linspace(0, est.sizes["step"] - 1, 6).round().astype(int)):
         w = est.isel(step=i)
