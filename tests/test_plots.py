@@ -336,7 +336,9 @@ def test_lesde_plot_errors_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"lesde plot: error: {needs}") and err.count("\n") == 1, err
     assert cli.main(["plot", "nc", str(_write(tmp_path, "s.nc", _sim())), "--out", str(tmp_path / "x.png")]) == 2
-    assert "the nc figure needs at least one of the variables nc1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the nc figure needs NC metrics over time (nc1, etf_error, ...)" in err and err.count("\n") == 1
+    assert "save='metrics'" in err and "lesde.metrics.to_dataset" in err  # how to get them
     assert cli.main(["plot", "nc", str(src), "--out", str(tmp_path / "x.png"), "--time", "1"]) == 2
     assert "--time applies to the phase kind only" in capsys.readouterr().err
     assert cli.main(["plot", "theory", str(src), "--out", str(tmp_path / "x.png")]) == 2

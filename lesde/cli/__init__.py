@@ -12,13 +12,15 @@ live here, not in the library)::
     lesde imitate est.nc --out imit.nc                                            cmd_imitate
     lesde compare-theory FILE --out cmp.nc [--plot cmp.png]                       cmd_compare_theory
     lesde methods                                                                 cmd_methods
-    lesde example list | copy NAME [DIR] [--force]                                cmd_example
+    lesde example list | copy NAME [DIR] [--force] [--quiet]                      cmd_example
 
 Failures never end in a traceback (unless ``--debug``): each is one line on stderr, ``lesde CMD: error: ...``,
 naming the problem, and the exit code says what kind it was: 2 for bad input (arguments, config files, input
 files, output paths, stores), 1 for a run that failed (a numerical failure, failed sweep cells, a lost cluster,
 anything unexpected), 130 for an interrupt (Ctrl-C). Input files are read and output folders created (or
-refused) before any run starts. ``python -m lesde.cli ARGS`` is the same as ``lesde ARGS``.
+refused) before any run starts. Warnings are one line each, ``lesde CMD: warning: ...``, without a source path;
+every command that writes a file prints ``wrote PATH``, and ``--quiet`` drops those lines and the progress bars
+(:mod:`lesde.cli.console`). ``python -m lesde.cli ARGS`` is the same as ``lesde ARGS``.
 """
 
 from __future__ import annotations

@@ -33,6 +33,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .console import QUIET
+
+#: legend names of the processes (those of the figure)
+PROCESS_LABELS = {"sgd": "SGD", "sme": "SME", "gradient_flow": "gradient flow"}
 #: ``[problem] kind`` -> the lesde.sgd builder taking the remaining keys
 PROBLEM_KINDS = {"ufm": "UFM", "digits-mlp": "digits_mlp"}
 DTYPES = ("float64", "float32")
@@ -40,14 +44,36 @@ DTYPES = ("float64", "float32")
 
 def add_parser(sub) -> None:
     s = sub.add_parser("compare-sgd", help="SGD vs its SDE vs gradient flow from one TOML config")
-    s.add_argument("config", help="TOML file with [problem] and [run] tables (lesde example copy compare_sgd.toml)")
-    s.add_argument("--out", required=True, help="NetCDF file to write (and a PNG next to it)")
+    s.add_argument(
+        "config",
+        metavar="CONFIG.toml",
+        help="TOML file with [problem] and [run] tables (lesde example copy compare_sgd.toml)",
+    )
+    s.add_argument("--out", required=True, metavar="CMP.nc", help="NetCDF file to write (and CMP.png next to it)")
+    s.add_argument("--quiet", action="store_true", help=QUIET)
     s.set_defaults(fn=run, output=("out", "file"))
 
 
-def compare_from_config(config: dict[str, Any], out: str | Path):
+def summary(ds) -> str:
+    """The first and last value of the loss and NC1 of each process, mean over runs (the names of the figure)."""
+    t0, t1 = float(ds["time"][0]), float(ds["time"][-1])
+    names = [n for n in ("loss", "nc1") if n in ds]
+    heads = {"loss": "training loss", "nc1": "NC1"}
+    width = max(len(PROCESS_LABELS.get(str(p), str(p))) for p in ds["process"].values)
+    lines = [
+        f"SGD vs SME vs gradient flow, mean over {ds.sizes['run']} runs, from t = {t0:g} to t = {t1:g}:",
+        f"  {'process':<{width}}  " + "".join(f"{heads[n]:>22}" for n in names),
+    ]
+    for proc in ds["process"].values:
+        v = ds[names].sel(process=proc).mean("run")
+        cells = "".join(f"{f'{float(v[n][0]):.3g} -> {float(v[n][-1]):.3g}':>22}" for n in names)
+        lines.append(f"  {PROCESS_LABELS.get(str(proc), str(proc)):<{width}}  {cells}")
+    return "\n".join(lines)
+
+
+def compare_from_config(config: dict[str, Any], out: str | Path, progress: bool = True):
     """Run :func:`lesde.sgd.compare` from a parsed TOML config (layout in the module docstring); write ``out``
-    (.nc) and the figure next to it (suffix ``.png``). Returns the Dataset."""
+    (.nc) and the figure next to it (suffix ``.png``), print a summary and what was written. Returns the Dataset."""
     import torch
 
     from .. import sgd
@@ -67,11 +93,13 @@ def compare_from_config(config: dict[str, Any], out: str | Path):
     dtype = run_.pop("dtype", "float64")
     if dtype not in DTYPES:
         raise ValueError(f"[run] dtype={dtype!r} is not supported; accepted values: {list(DTYPES)}")
-    ds = sgd.compare(problem, dtype=getattr(torch, dtype), **run_)
+    ds = sgd.compare(problem, dtype=getattr(torch, dtype), **{"progress": progress, **run_})
     ds.attrs["config"] = json.dumps(config, default=str)
     out = Path(out)
     ds.to_netcdf(out, engine="h5netcdf")
-    save_figure(plot_compare(ds), out.with_suffix(".png"))
+    png = save_figure(plot_compare(ds), out.with_suffix(".png"))
+    print(summary(ds))
+    print(f"wrote {out}\nwrote {png}")
     return ds
 
 
@@ -82,7 +110,7 @@ def run(args) -> None:
     for name in ("problem", "run"):
         table(config, name, args.config)
     try:
-        compare_from_config(config, args.out)
+        compare_from_config(config, args.out, progress=not args.quiet)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{args.config}: {e}") from None
 

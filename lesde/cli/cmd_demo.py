@@ -1,9 +1,11 @@
-"""``lesde demo [--out DIR]``: the main job in two minutes on a laptop CPU.
+"""``lesde demo [--out DIR]``: the main job, small enough for a laptop CPU.
 
 1. A separability phase diagram over (p, c) for alpha_t = c (1+t)^-p, beta_t = 0 (:func:`phase_demo`, on the
-   sweep spec :data:`lesde.sweep.DEMO_SPEC`): writes ``phase.zarr`` and ``phase.png`` and prints P(all pairs separable).
+   sweep spec :data:`lesde.sweep.DEMO_SPEC`): writes ``phase.zarr`` and ``phase.png`` and prints P(all pairs
+   separable) over the exponent p and the scale c, the names of the figure.
 2. A residual-transform LE-SDE whose class means align with a simplex ETF: writes ``residual.nc`` (NC
-   metrics over path and time) and ``residual.png`` and prints pairwise cosines and NC metrics falling.
+   metrics over path and time) and ``residual.png`` and prints, at six times, the metrics of the figure's panels
+   (medians over paths) and the largest angle gap of any pair, each column explained above the table.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .console import QUIET
+
 
 def phase_demo(outdir: str | Path = "lesde-demo", device: str = "cpu", progress: bool = True) -> xr.Dataset:
     """A small (p, c) phase diagram of alpha_t = c (1+t)^-p, beta = 0, K = 2: store, plot and table.
 
     Writes ``outdir/phase.zarr`` and ``outdir/phase.png`` and prints P(all pairs separable) at t = 10^4 over
-    p x c. Runs in well under 2 minutes on 2 CPU cores (exact sampling, 40 cells x 200 paths).
+    p x c (exact sampling, 40 cells x 200 paths).
     """
     from ..plots import phase_plot, save_figure
     from ..sweep import DEMO_SPEC, describe_failures, format_table, run
@@ -28,13 +32,25 @@ def phase_demo(outdir: str | Path = "lesde-demo", device: str = "cpu", progress:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     ds = run(DEMO_SPEC, outdir / "phase.zarr", device=device, progress=progress)
-    save_figure(phase_plot(ds), outdir / "phase.png")
-    print(format_table(ds))
+    png = save_figure(phase_plot(ds), outdir / "phase.png")
+    print(phase_table(format_table(ds)))
     failures = describe_failures(ds)
-    print(f"method: {ds.attrs['method']}; wrote {outdir / 'phase.zarr'} and {outdir / 'phase.png'}")
+    print(f"method: {ds.attrs['method']}\nwrote {outdir / 'phase.zarr'}\nwrote {png}")
     if failures:
         print(failures)
     return ds
+
+
+def phase_table(table: str) -> str:
+    """:func:`lesde.sweep.format_table`'s text (rows alpha_scale, columns alpha_exponent) with the swept dims named
+    as the figure names them: the scale c and the exponent p of alpha_t = c (1+t)^-p."""
+    head, names, *rest = table.splitlines()
+    head = head.replace(
+        "; rows alpha_scale, columns alpha_exponent", ", alpha_t = c (1+t)^-p; rows: scale c, columns: exponent p"
+    )
+    label, bar, values = names.partition("|")
+    corner = "c \\ p"
+    return "\n".join([head, f"{corner:>{len(label) - 1}} {bar}{values}", *rest])
 
 
 # residual-transform part: beta > 0 makes the common mode (rate (alpha + (K-1) beta)/K) outgrow the contrast
@@ -44,62 +60,72 @@ ALPHA, BETA, NOISE = 1.0, 0.75, 0.5
 T_END, DT, N_PATHS, N_SAVE = 10.0, 0.01, 32, 21
 
 
+#: the residual figure's panels, in the order of the printed table
+RESIDUAL_PANELS = ("nc1", "etf_error", "maxangle_means", "equinorm_means")
+
+
 def residual_demo(out_dir: Path, progress: bool = True, device: str = "cpu") -> dict:
     import lesde
     from lesde.metrics import to_dataset
 
+    from ..plots import plot_nc_metrics, save_figure
+
     model = lesde.LESDE(K, DIM, N_PER_CLASS, alpha=ALPHA, beta=BETA, transform="residual", noise=NOISE)
-    sim = lesde.simulate(
-        model,
-        t_end=T_END,
-        dt=DT,
-        n_paths=N_PATHS,
-        n_save=N_SAVE,
-        save="full",
-        dtype=torch.float64,
-        progress=progress,
-        device=device,
-    )
+    sim = lesde.simulate(model, t_end=T_END, dt=DT, n_paths=N_PATHS, n_save=N_SAVE, save="full",
+                         dtype=torch.float64, progress=progress, device=device)  # fmt: skip
     met = to_dataset(sim)
-    M = sim.class_mean.values  # (P, T, K, m)
-    C = M - M.mean(2, keepdims=True)
-    C = C / np.linalg.norm(C, axis=-1, keepdims=True)
-    cos = np.einsum("ptkm,ptlm->ptkl", C, C)[..., ~np.eye(K, dtype=bool)]  # (P, T, K(K-1))
-    met["mean_cosine_median"] = (("time",), np.median(cos.mean(-1), 0))
     met.attrs["demo"] = "residual-transform LE-SDE (lesde demo)"
     nc_path = out_dir / "residual.nc"
     met.to_netcdf(nc_path, engine="h5netcdf")
-    png = out_dir / "residual.png"
-    from ..plots import plot_nc_metrics, save_figure
-
     fig = plot_nc_metrics(
         met,
-        names=["nc1", "etf_error", "maxangle_means", "equinorm_means"],
+        metrics=RESIDUAL_PANELS,
         title=f"Residual-transform LE-SDE, $K={K}$, $m={DIM}$, $n={N_PER_CLASS}$, $\\alpha={ALPHA:g}$, "
         f"$\\beta={BETA:g}$, $\\sigma={NOISE:g}$: class means $\\to$ simplex ETF",
     )
-    save_figure(fig, png)
-
+    png = save_figure(fig, out_dir / "residual.png")
+    worst = _worst_pair_gap(sim.class_mean.values)  # (T,)
     print(
         f"\nResidual-transform LE-SDE (K={K}, m={DIM}, n={N_PER_CLASS}, alpha={ALPHA}, beta={BETA}, "
-        f"{N_PATHS} paths): class-mean cosines -> -1/(K-1) = {-1 / (K - 1):.4f}"
+        f"{N_PATHS} paths): the class means approach a simplex ETF, pairwise cosines -1/(K-1) = {-1 / (K - 1):.4f}"
     )
-    print("medians over paths; max|cos+1/(K-1)| is the worst pair's distance from the simplex-ETF angle")
-    worst = np.median(np.abs(cos + 1 / (K - 1)).max(-1), 0)  # (T,)
-    print(f"{'t':>6} {'max|cos+1/(K-1)|':>17} {'nc1':>10} {'etf_error':>10}")
-    for i in np.linspace(0, len(sim.time) - 1, 6).astype(int):
-        print(
-            f"{float(sim.time[i]):6.1f} {worst[i]:17.4f} "
-            f"{float(met.nc1.isel(time=i).median()):10.3g} {float(met.etf_error.isel(time=i).median()):10.3g}"
-        )
+    print(residual_table(met, worst))
+    print(f"wrote {nc_path}\nwrote {png}")
     return {"nc": nc_path, "png": png, "final_worst_cosine_gap": float(worst[-1])}
 
 
+def _worst_pair_gap(M: np.ndarray) -> np.ndarray:
+    """Median over paths of the largest |cos + 1/(K-1)| over pairs of centred class means; M (P, T, K, m)."""
+    C = M - M.mean(2, keepdims=True)
+    C = C / np.linalg.norm(C, axis=-1, keepdims=True)
+    cos = np.einsum("ptkm,ptlm->ptkl", C, C)[..., ~np.eye(M.shape[2], dtype=bool)]  # (P, T, K(K-1))
+    return np.median(np.abs(cos + 1 / (M.shape[2] - 1)).max(-1), 0)
+
+
+def residual_table(met: xr.Dataset, worst: np.ndarray, rows: int = 6) -> str:
+    """The residual figure's panels (medians over paths) and the worst pair's angle gap at ``rows`` times, each
+    column named as the figure names it and explained above the table."""
+    from ..plots import TITLES
+
+    cols = {name: TITLES[name] for name in RESIDUAL_PANELS}
+    lines = [
+        f"medians over {met.sizes['path']} paths; the columns are the figure's panels, and the angle gap of the worst "
+        "pair:"
+    ]
+    lines += [f"  {i + 1}. {title}" for i, title in enumerate(cols.values())]
+    lines.append(f"  {len(cols) + 1}. angle gap to the ETF, worst pair: max over pairs of |cos + 1/(K-1)|")
+    lines.append(f"{'t':>6}" + "".join(f"{f'({i + 1})':>11}" for i in range(len(cols) + 1)))
+    for i in np.unique(np.linspace(0, met.sizes["time"] - 1, rows).round().astype(int)):
+        values = [float(met[name].isel(time=i).median()) for name in cols] + [float(worst[i])]
+        lines.append(f"{float(met.time[i]):6.1f}" + "".join(f"{v:11.3g}" for v in values))
+    return "\n".join(lines)
+
+
 def add_parser(sub) -> None:
-    s = sub.add_parser("demo", help="small phase diagram + residual-transform collapse (CPU, < 2 min)")
-    s.add_argument("--out", default="lesde-demo", help="folder for the demo's files")
-    s.add_argument("--device", default="cpu", help="torch device")
-    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s = sub.add_parser("demo", help="a small phase diagram and a residual-transform collapse, on the CPU")
+    s.add_argument("--out", default="lesde-demo", metavar="DIR", help="folder for the demo's files")
+    s.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    s.add_argument("--quiet", action="store_true", help=QUIET)
     s.set_defaults(fn=run, output=("out", "folder"))
 
 
@@ -114,10 +140,8 @@ def demo(out_dir: str | Path = "lesde-demo", progress: bool = True, device: str 
     t0 = time.perf_counter()
     phase = phase_demo(out, device=device, progress=progress)
     residual = residual_demo(out, progress=progress, device=device)
-    print(f"\nlesde demo finished in {time.perf_counter() - t0:.1f} s; files in {out.resolve()}:")
-    for p in sorted(out.iterdir()):
-        print(f"  {p.name}")
+    print(f"\nlesde demo finished in {time.perf_counter() - t0:.1f} s; its files are in {out.resolve()}")
     return {"phase": phase, "residual": residual}
 
 
-__all__ = ["add_parser", "run", "demo", "phase_demo", "residual_demo"]
+__all__ = ["add_parser", "run", "demo", "phase_demo", "residual_demo", "residual_table", "phase_table"]

@@ -22,6 +22,8 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from .console import QUIET
+
 TRANSFORMS = ["identity", "residual", "residual-projection", "softmax-residual"]
 
 
@@ -62,7 +64,7 @@ def add_parser(sub) -> None:
     s = sub.add_parser("estimate", help="train with batch size 1, estimate and fit E(t)")
     s.add_argument("--dataset", default=d.dataset, help="mnist1d, geomnist, digits, gaussian-mixture or npz:PATH")
     s.add_argument("--classes", type=int, default=d.classes, help="number of classes kept (the first ones)")
-    s.add_argument("--net", default=d.net, choices=["mlp", "cnn"], help="network")
+    s.add_argument("--net", default=d.net, choices=["mlp", "cnn"], help="network to train: an MLP or a CNN")
     s.add_argument("--width", type=int, default=d.width, help="hidden width (mlp) or the last layer's (cnn)")
     s.add_argument("--depth", type=int, default=d.depth, help="hidden layers of the mlp")
     s.add_argument("--steps", type=int, default=d.steps, help="SGD steps per run")
@@ -82,7 +84,8 @@ def add_parser(sub) -> None:
         "--weighting",
         default=None,
         choices=["increment", "step"],
-        help="estimand reported as alpha/beta (default increment; both are printed)",
+        help="estimand reported as alpha, beta: increment (the least-squares drift coefficient, what lesde imitate "
+        "needs) or step (the mean of each step's own coefficient); default increment, both are printed",
     )
     s.add_argument(
         "--transform",
@@ -101,11 +104,13 @@ def add_parser(sub) -> None:
         "(one track per rate: tail index of the integrated alpha/beta and validation accuracy, NetCDF + PNG)",
     )
     s.add_argument("--fit", default=None, choices=["power", "exp", "const", "auto"], help="E(t) model (default power)")
-    s.add_argument("--feature", default=d.feature, help="logits, penultimate or a module name")
-    s.add_argument("--device", default=d.device, help="torch device")
+    s.add_argument("--feature", default=d.feature, help="what is tracked: logits, penultimate or a module's name")
+    s.add_argument("--device", default=d.device, help="torch device, e.g. cpu or cuda")
     s.add_argument("--seed", type=int, default=d.seed, help="seeds the data subset, the runs and the probes")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--out", required=True, help="NetCDF file to write (and a PNG next to it)")
+    s.add_argument("--quiet", action="store_true", help=QUIET)
+    s.add_argument(
+        "--out", required=True, metavar="EST.nc", help="NetCDF file to write (and EST_elasticity.png next to it)"
+    )
     s.set_defaults(fn=run, output=("out", "file"))
 
 
@@ -185,20 +190,36 @@ def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", kee
     est.to_netcdf(out, engine="h5netcdf")
     tr.isel(step=keep).to_netcdf(out, mode="a", group="track", engine="h5netcdf")
     png = save_figure(plot_elasticity(est), out.with_name(out.stem + "_elasticity.png"))
-    print(_estimate_summary(est, fr, tr, png))
+    print(_estimate_summary(est, fr, tr))
+    print(f"wrote {out}\nwrote {png}")
     return est
+
+
+def _count(n: int, word: str) -> str:
+    """'1 step', '3 steps'."""
+    return f"{n} {word}" if int(n) == 1 else f"{n} {word}s"
+
+
+#: what each weighting (estimand) is, as the elasticity figure's legend names it
+WEIGHTINGS = {
+    "increment": "increment weighting: the least-squares drift coefficient of the window (summed increments over "
+    "summed regressor norms; what lesde imitate needs)",
+    "step": "step weighting: the mean over the window's steps of each step's own coefficient (the typical step)",
+}
 
 
 def _estimate_rows(est) -> list[str]:
     import numpy as np
 
     both = "alpha_by_weighting" in est
-    head = "  window time     " + (
-        "alpha (increment)     alpha (step)          beta (increment)      beta (step)"
-        if both
-        else "alpha                 beta"
-    )
-    rows = [head]
+    weightings = ("increment", "step") if both else (est.attrs.get("weighting", "increment"),)
+    cluster = est.attrs.get("se_cluster", "run")
+    rows = [
+        f"  per window (time t = its mean training time step x lr), estimate +- one standard error (clustered by "
+        f"{cluster}); the columns are alpha_t and beta_t under each weighting, as the elasticity figure names them:",
+        *(f"    {WEIGHTINGS[w]}" for w in weightings if w in WEIGHTINGS),
+        (f"{'  window time':<16}" + "".join(f"{f'{q} ({w})':<23}" for q in ("alpha", "beta") for w in weightings)).rstrip(),
+    ]
     for i in np.unique(np.linspace(0, est.sizes["step"] - 1, 6).round().astype(int)):
         w = est.isel(step=i)
         if both:
@@ -206,7 +227,7 @@ def _estimate_rows(est) -> list[str]:
                 f"{float(w[f'{q}_by_weighting'].sel(weighting=k)):+10.4g} +- "
                 f"{float(w[f'{q}_by_weighting_se'].sel(weighting=k)):<7.2g}"
                 for q in ("alpha", "beta")
-                for k in ("increment", "step")
+                for k in weightings
             ]
         else:
             cells = [f"{float(w[q]):+10.4g} +- {float(w[f'{q}_se']):<7.2g}" for q in ("alpha", "beta")]
@@ -214,29 +235,30 @@ def _estimate_rows(est) -> list[str]:
     if both:
         ratio = {
             k: float(np.nanmedian(est.alpha_by_weighting.sel(weighting=k) / est.beta_by_weighting.sel(weighting=k)))
-            for k in ("increment", "step")
+            for k in weightings
         }
+        excluded = int(est.attrs.get("excluded_steps", 0))
         rows.append(
-            f"  median alpha/beta over windows: increment {ratio['increment']:.3g}, step {ratio['step']:.3g} "
-            f"(reported as alpha, beta: {est.attrs['weighting']}; errors clustered by {est.attrs['se_cluster']}, "
-            f"{est.attrs.get('excluded_steps', 0)} steps at rounding level dropped)"
+            f"  median alpha/beta over windows: increment weighting {ratio['increment']:.3g}, step weighting "
+            f"{ratio['step']:.3g} (reported as alpha, beta: {est.attrs['weighting']} weighting; "
+            f"{_count(excluded, 'step')} at rounding level dropped)"
         )
     return rows
 
 
-def _estimate_summary(est, fr, tr, png: Path) -> str:
+def _estimate_summary(est, fr, tr) -> str:
     acc = tr["accuracy"]
     return "\n".join(
         [
-            f"tracked {tr.sizes['run']} runs x {tr.attrs['steps']} steps x {tr.sizes['probe']} probes "
-            f"(lr={tr.attrs['lr']}, feature={tr.attrs['feature']}, engine={tr.attrs.get('engine')}); probe accuracy "
+            f"tracked {_count(tr.sizes['run'], 'run')} x {_count(int(tr.attrs['steps']), 'step')} x "
+            f"{_count(tr.sizes['probe'], 'probe')} (lr={tr.attrs['lr']}, feature={tr.attrs['feature']}, "
+            f"engine={tr.attrs.get('engine')}); probe accuracy "
             f"{float(acc.isel(step=0).mean()):.3f} -> {float(acc.isel(step=-1).mean()):.3f}",
-            f"estimate (form={est.attrs['form']}, transform={est.attrs.get('transform')}, window={est.attrs['window']} "
-            "steps):",
+            f"estimate (form={est.attrs['form']}, transform={est.attrs.get('transform')}, window="
+            f"{_count(int(est.attrs['window']), 'step')}):",
             *_estimate_rows(est),
             "fit: " + fr.summary().replace("\n", "\n     "),
             f"residual diffusion sigma_hat = {fr.noise:.4g}",
-            f"plot: {png}",
         ]
     )
 
@@ -254,7 +276,9 @@ def label_noise_cli(out: str | Path, rates=None, **kwargs):
     png = save_figure(plot_label_noise(ds), out.with_suffix(".png"))
     lines = [
         f"label corruption on {ds.attrs['dataset']} ({ds.attrs['net_desc']}, form={ds.attrs['form']}):",
-        "  rate   r(alpha)  r(beta)   validation acc   train acc (corrupted labels)",
+        f"  p: label-noise rate; r(alpha), r(beta): tail index of the integrated alpha_t, beta_t over the last "
+        f"{100 * ds.attrs['tail']:.0f}% of training, pooled over runs; accuracies: final, mean over runs",
+        "  p      r(alpha)  r(beta)   validation acc   train acc (corrupted labels)",
     ]
     for p in ds.rate.values:
         d = ds.sel(rate=p)
@@ -262,7 +286,7 @@ def label_noise_cli(out: str | Path, rates=None, **kwargs):
             f"  {p:5.3f}  {float(d.tail_alpha_pooled):8.3f}  {float(d.tail_beta_pooled):8.3f}   "
             f"{float(d.validation_accuracy.mean()):14.3f}   {float(d.train_accuracy.mean()):.3f}"
         )
-    lines += [f"wrote {out}", f"plot: {png}"]
+    lines += [f"wrote {out}", f"wrote {png}"]
     print("\n".join(lines))
     return ds
 

@@ -6,14 +6,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .console import QUIET
+
 ELASTICITY = ("estimate", "fit")
 TRANSFORMS = ["identity", "residual", "residual-projection", "softmax-residual"]
 
 
 def add_parser(sub) -> None:
     s = sub.add_parser("imitate", help="drive an LE-SDE with the estimated E(t) from the network's class means")
-    s.add_argument("estimate", help="a file written by lesde estimate (the estimate and its thinned track)")
-    s.add_argument("--out", required=True, help="NetCDF file to write (and a PNG of the trajectories next to it)")
+    s.add_argument(
+        "estimate",
+        metavar="EST.nc",
+        help="the file lesde estimate wrote (its estimate of E(t), its fit and the thinned track of the network)",
+    )
+    s.add_argument(
+        "--out",
+        required=True,
+        metavar="IMIT.nc",
+        help="NetCDF file to write: the network's and the LE-SDE's class means over time, and their relative error "
+        "(and IMIT_trajectories.png next to it)",
+    )
     s.add_argument(
         "--transform",
         default=None,
@@ -28,7 +40,7 @@ def add_parser(sub) -> None:
     )
     s.add_argument("--paths-per-run", type=int, default=4, help="LE-SDE paths started from each run's features")
     s.add_argument("--seed", type=int, default=0, help="seeds the LE-SDE's noise")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--quiet", action="store_true", help=QUIET)
     s.set_defaults(fn=run, output=("out", "file"))
 
 
@@ -58,11 +70,12 @@ def imitate_cli(est_path: str | Path, out: str | Path, transform: str | None = N
     out.parent.mkdir(parents=True, exist_ok=True)
     imit.to_netcdf(out, engine="h5netcdf")
     png = save_figure(plot_imitation(imit), out.with_name(out.stem + "_trajectories.png"))
-    print(_summary(imit, est_path, paths_per_run, png))
+    print(_summary(imit, est_path, paths_per_run))
+    print(f"wrote {out}\nwrote {png}")
     return imit
 
 
-def _summary(imit, est_path: Path, paths_per_run: int, png: Path) -> str:
+def _summary(imit, est_path: Path, paths_per_run: int) -> str:
     import numpy as np
 
     err = imit["relative_error_median"]
@@ -83,7 +96,6 @@ def _summary(imit, est_path: Path, paths_per_run: int, png: Path) -> str:
     if "nc1_quotient" in imit:
         nc = imit["nc1_quotient"].isel(time=-1).mean("run")
         lines.append(f"  final nc1_quotient: network {float(nc[0]):.4g}, LE-SDE {float(nc[1]):.4g}")
-    lines.append(f"plot: {png}")
     return "\n".join(lines)
 
 

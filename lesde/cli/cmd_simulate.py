@@ -6,13 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .console import QUIET
+
 
 def add_parser(sub) -> None:
     s = sub.add_parser("simulate", help="simulate an LE-SDE from a TOML config and write a NetCDF file")
-    s.add_argument("config", help="TOML file with [model] and [simulate] tables (lesde example copy simulate.toml)")
-    s.add_argument("--out", required=True, help="NetCDF file to write")
+    s.add_argument(
+        "config",
+        metavar="CONFIG.toml",
+        help="TOML file with [model] and [simulate] tables (lesde example copy simulate.toml)",
+    )
+    s.add_argument("--out", required=True, metavar="RUN.nc", help="NetCDF file to write")
     s.add_argument("--device", default=None, help="torch device; overrides [simulate] device (default: cpu)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--quiet", action="store_true", help=QUIET)
     s.set_defaults(fn=run, output=("out", "file"))
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .console import QUIET
 from .failures import CellsFailed
 
 
 def add_parser(sub) -> None:
     s = sub.add_parser("sweep", help="phase-diagram sweep into a resumable zarr store")
-    s.add_argument("spec", help="sweep TOML file (lesde example copy phase_diagram.toml)")
-    s.add_argument("--store", required=True, help="zarr store to write (resumed if it exists)")
+    s.add_argument("spec", metavar="SPEC.toml", help="sweep TOML file (lesde example copy phase_diagram.toml)")
+    s.add_argument("--store", required=True, metavar="S.zarr", help="zarr store to write (resumed if it exists)")
     g = s.add_mutually_exclusive_group()
     g.add_argument(
         "--workers", type=int, default=None, help="start a Dask LocalCluster of N workers (default: none, run here)"
@@ -20,7 +21,7 @@ def add_parser(sub) -> None:
     s.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     s.add_argument("--retry-failed", action="store_true", help="run the cells a previous run recorded as failed")
     s.add_argument("--worker-timeout", type=float, default=60.0, help="seconds without Dask workers before failing")
-    s.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
+    s.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help=QUIET)
     s.set_defaults(fn=run, output=("store", "store"))
 
 
@@ -35,7 +36,7 @@ def sweep_cli(spec_path: str | Path, store: str | Path, **options) -> int:
     retry_failed = options.get("retry_failed", False)
     ds = run_sweep(spec_path, store, **options)
     n_ok = int((ds["status"] == "ok").sum())
-    print(f"{n_ok} of {ds['status'].size} cells done in {store} (method: {ds.attrs['method']})")
+    print(f"{n_ok} of {ds['status'].size} cells done (method: {ds.attrs['method']})\nwrote {store}")
     failures = describe_failures(ds)
     if failures:
         hint = "" if retry_failed else "; rerun with --retry-failed to retry them"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -21,6 +20,7 @@ from . import (
     cmd_simulate,
     cmd_sweep,
 )
+from .console import QUIET, reporting
 from .failures import EXIT_INTERRUPTED, exit_code, known, one_line
 
 #: the subcommands in the order ``lesde --help`` lists them
@@ -64,15 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _finish(sub) -> None:
-    """What every subcommand gets: a description, defaults in --help, help for every option, and --debug."""
+    """What every subcommand gets: a description, defaults in --help, --debug, and --quiet for every command that
+    writes a file (it names an output) and does not define it."""
     helps = {a.dest: a.help for a in sub._choices_actions}
     for name, parser in sub.choices.items():
         parser.formatter_class = _Formatter
         if parser.description is None:
             parser.description = helps.get(name)
-        for action in parser._actions:
-            if action.help is None:
-                action.help = action.dest.replace("_", " ")
+        if parser.get_default("output") is not None and "--quiet" not in parser._option_string_actions:
+            parser.add_argument("--quiet", action="store_true", help=QUIET)
+        for action in parser._actions:  # a positional's placeholder in the usage line: FILE, not file
+            if not action.option_strings and action.metavar is None and action.dest != "help" and not action.choices:
+                action.metavar = action.dest.upper()
         parser.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of a failure"
         )
@@ -97,9 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prefix = f"lesde {args.command}"
     try:
-        with warnings.catch_warnings():
-            # simulate's multi-line warning about an interrupted run: reported below in one line instead
-            warnings.filterwarnings("ignore", message="simulate interrupted", category=UserWarning)
+        with reporting(prefix, quiet=getattr(args, "quiet", False), debug=args.debug):
             _prepare(args)
             code = args.fn(args)
     except KeyboardInterrupt as e:

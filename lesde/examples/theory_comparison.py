@@ -7,8 +7,8 @@ an LE-SDE with the residual transform (alpha = 1, beta = 0.75); ``attach`` adds 
 class means (the exact integrator's transitions) beside the simulated one and the simplex-ETF angle.
 
     lesde example copy theory_comparison.py                    # into the current folder
-    python theory_comparison.py                                # theory_comparison.png, ~20 s
-    python theory_comparison.py --tiny --out f.png             # seconds (the tests run this)
+    python theory_comparison.py                                # theory_comparison.png, with progress bars
+    python theory_comparison.py --tiny --out f.png             # a small run (the tests run this)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from lesde.sgd import UFM, compare
 
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tiny", action="store_true", help="a few seconds: short runs, few paths")
+    ap.add_argument("--tiny", action="store_true", help="a small run: short runs, few paths")
     ap.add_argument("--out", default="theory_comparison.png", help="PNG to write")
     args = ap.parse_args(argv)
     tiny = args.tiny
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     # one figure, one row of panels per Dataset: plot_theory draws each on its own subfigure, titled by its problem
-    fig = plt.figure(figsize=(7.0, 10.4), layout="constrained")
+    fig = plt.figure(figsize=(7.0, 9.6), layout="constrained")
     top, bottom = fig.subfigures(2, 1, hspace=0.03)
     plot_theory(train, ["loss", "tb_distance", "tb_gram_distance", "nc1"], fig=top)
     plot_theory(

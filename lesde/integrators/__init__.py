@@ -45,6 +45,44 @@ def known_methods() -> list[str]:
     return list(REGISTRY)
 
 
+#: what each built-in method is and which models it takes, for ``lesde methods`` (a registered method without an
+#: entry is described by the first line of its class docstring)
+_SUMMARIES = {
+    "euler": "native Euler-Maruyama; every LE-SDE (any transform, schedule, noise; strong order 0.5 with "
+    "noise='sampling') and any torchsde-contract module",
+    "exact": "exact Gaussian transitions of the class means; LE-SDE with a fixed transform and sample-independent "
+    "noise (not noise='sampling', no bm=)",
+    "torchsde:euler": "torchsde's Euler-Maruyama (Ito); also noise='sampling' (strong order 0.5 there)",
+    "torchsde:milstein": "torchsde's Milstein (Ito); refuses noise='sampling'",
+    "torchsde:srk": "torchsde's stochastic Runge-Kutta (Ito, space-time Levy area); refuses noise='sampling'",
+}
+#: torchsde's Stratonovich solvers: run on the LE-SDE's Stratonovich form, the same SDE for its additive noise
+_STRATONOVICH = (
+    "torchsde's {solver} (Stratonovich; the same SDE for the LE-SDE's additive noise); refuses noise='sampling'"
+)
+
+
+def describe(method: str) -> str:
+    """One line about ``method``: its strong and weak orders and what it is and takes (``lesde methods``).
+
+    >>> describe("euler").split(";")[0]
+    'strong order 1, weak order 1'
+    """
+    integrator = get(method)
+    if integrator.strong_order is None and integrator.weak_order is None:
+        orders = "exact in law at the save times (no step error)"
+    else:
+        orders = ", ".join(f"{kind} order {'-' if v is None else f'{v:g}'}"
+                           for kind, v in (("strong", integrator.strong_order), ("weak", integrator.weak_order)))  # fmt: skip
+    what = _SUMMARIES.get(method)
+    if what is None and isinstance(integrator, TorchsdeMethod):
+        what = _STRATONOVICH.format(solver=integrator.solver.replace("_", "-"))
+    if what is None:
+        doc = (type(integrator).__doc__ or "").strip()
+        what = doc.splitlines()[0] if doc else type(integrator).__name__
+    return f"{orders}; {what}"
+
+
 def get(method: str) -> Integrator:
     """The integrator registered as ``method``; a ValueError lists the known names (and the nearest one)."""
     if not isinstance(method, str):
@@ -80,5 +118,6 @@ __all__ = [
     "check_contract",
     "check",
     "known_methods",
+    "describe",
     "torchsde_methods",
 ]

@@ -133,6 +133,8 @@ def to_dataset(
         output_dtypes=[_float_dtype(inputs[0])] * len(chosen),
     )
     results = (results,) if isinstance(results, xr.DataArray) else results
+    for r in results:  # they carry the input's attrs (the features'): each metric gets its own from the table below
+        r.attrs = {}
     return make_dataset(
         dict(zip(chosen, results)),
         attrs={

@@ -18,28 +18,31 @@ theory                :func:`plot_theory`, :func:`plot_theory_panel`         :fu
 ====================  =====================================================  ==================================
 """
 
-from ._style import PALETTE, MissingVariables, save_figure
+from ._style import PALETTE, TITLES, MissingVariables, missing_variables, save_figure
 from .empirical import plot_elasticity, plot_imitation, plot_imitation_diagnosis, plot_label_noise
 from .nc import class_mean_cosines, path_quantiles, plot_class_mean_cosines, plot_collapse, plot_nc_metrics
 from .phase import phase_plot
 from .sgd import plot_compare
 from .theory import plot_theory, plot_theory_panel, theory_panels
 
-#: ``lesde plot`` kinds and the file each reads
+#: ``lesde plot`` kinds and the file each reads (``lesde plot --help`` prints this table)
 KINDS = {
-    "phase": "a sweep store (lesde sweep)",
-    "nc": "a metrics or simulation Dataset (lesde simulate with save='metrics', metrics.to_dataset)",
-    "cosines": "a simulation Dataset with class_mean or features (lesde simulate with save='means' or 'full')",
-    "elasticity": "an estimate file (lesde estimate)",
-    "imitation": "an imitation file (lesde imitate)",
-    "sgd": "a comparison file (lesde compare-sgd)",
-    "theory": "a file with the predictions attached (lesde compare-theory FILE --out F.nc)",
+    "phase": "a sweep store: lesde sweep SPEC.toml --store S.zarr",
+    "nc": 'NC metrics over time: lesde simulate with [simulate] save = "metrics", lesde compare-sgd, or a file '
+    "of lesde.metrics.to_dataset",
+    "cosines": 'class means over time: lesde simulate with [simulate] save = "means" or "full"',
+    "elasticity": "an estimate: lesde estimate ... --out EST.nc",
+    "imitation": "an imitation: lesde imitate EST.nc --out IMIT.nc",
+    "sgd": "a comparison of SGD, SME and gradient flow: lesde compare-sgd CONFIG.toml --out CMP.nc",
+    "theory": "a file with the predictions attached: lesde compare-theory FILE --out F.nc",
 }
 
 __all__ = [
     "KINDS",
     "PALETTE",
+    "TITLES",
     "MissingVariables",
+    "missing_variables",
     "save_figure",
     "phase_plot",
     "plot_nc_metrics",

@@ -1,33 +1,54 @@
-"""What every lesde figure shares: the palette, the figure/axes factory, mathtext labels, titles, saving.
+"""What every lesde figure shares: the palette, the panel grid, names and labels, axis limits, bands, saving.
 
-Decisions: figures come from :mod:`matplotlib.pyplot` (so ``plt.show()`` and Jupyter's inline display work) but no
-function here or in the kind modules ever calls ``matplotlib.use``: the backend stays the user's. Sizes are for a
-paper: one panel is one 3.5-inch column, a grid of panels is two columns wide (7 inches) at most, fonts 8-9 pt.
-Colours are the Okabe-Ito palette (safe for the common colour-vision deficiencies), passed explicitly to every
-artist so that the user's ``rcParams`` are never modified.
+Decisions, so that every figure can go into a paper as it is written:
+
+- Sizes: one panel is one column of a two-column paper (3.5 in); a grid of panels is two columns wide (7 in, the
+  full text width) and 2.4 in a row. Text is 8 pt (labels), 7 pt (ticks and legends, never smaller), 8.5 pt
+  (panel titles), 9 pt (the figure title): legible when the figure is printed at the size it is saved.
+- A grid has no empty slot: the last panel of a short last row spans the rest of the row.
+- Colours are the Okabe-Ito palette (safe for the common colour-vision deficiencies), passed explicitly to every
+  artist so that the user's ``rcParams`` are never modified. The three processes of :func:`lesde.sgd.compare`
+  have one style each (:data:`PROCESS_STYLE`): gradient flow, the noiseless reference, is drawn thin and first,
+  so that SGD and its SME stay visible where the three coincide.
+- Titles and labels are names (:data:`TITLES`, :data:`LABELS`, the Dataset's ``long_name``), never variable names.
+- Reference lines (theory values, chance levels) are drawn under the data (:func:`reference`).
+- Axis limits come from the data, not from its spread: :func:`fit_y` sets them from the lines drawn (a log axis
+  when they are positive and span more than a factor 30), and :func:`band` clips a band to those limits, so a
+  band reaching 0 stops at the bottom of a log axis instead of setting it.
+
+Figures come from :mod:`matplotlib.pyplot` (so ``plt.show()`` and Jupyter's inline display work) but no function
+here or in the kind modules ever calls ``matplotlib.use``: the backend stays the user's.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["PALETTE", "COLUMN", "save_figure", "MissingVariables"]
+__all__ = ["PALETTE", "COLUMN", "WIDTH", "save_figure", "MissingVariables"]
 
 #: Okabe & Ito (2008): distinguishable under protanopia, deuteranopia and tritanopia, in this order of use
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 #: legend names of the processes of lesde.sgd.compare
 PROCESS_NAMES = {"sgd": "SGD", "sme": "SME (first-order SDE)", "gradient_flow": "gradient flow"}
+#: line style of each process: gradient flow thin, dotted and under the two stochastic processes
+PROCESS_STYLE = {
+    "sgd": {"color": PALETTE[0], "ls": "-", "lw": 1.5, "zorder": 2.6},
+    "sme": {"color": PALETTE[1], "ls": "--", "lw": 1.5, "zorder": 2.7},
+    "gradient_flow": {"color": "0.2", "ls": ":", "lw": 1.1, "zorder": 2.2},
+}
 THEORY = "#D55E00"  # vermillion: theory lines and marks
 BAND_ALPHA = 0.25
 COLUMN = 3.5  # inches: one column of a two-column paper
+WIDTH = 2 * COLUMN  # inches: the text width, the widest figure
+PANEL = (COLUMN, 2.4)  # inches: one panel of a grid
 FONT = 8
+LEGEND_FONT = 7  # the smallest text of any figure
 
 #: mathtext labels of the metrics (the Dataset's long_name is used for the rest)
 LABELS: dict[str, str] = {
@@ -44,29 +65,39 @@ LABELS: dict[str, str] = {
     "self_duality": r"$\|W^\top/\|W\| - M/\|M\|\|_F^2$",
     "ncc_mismatch": r"fraction: classifier $\neq$ nearest centre",
     "cdnv": r"CDNV, $\mathrm{mean}_{k<l}$",
-    "nc_margin": r"margin $\min_i (w_{y_i} h_i - \max_{j\neq y_i} w_j h_i)$",
-    "gnc2": r"GNC2: $\min_k$ one-vs-rest distance",
-    "gnc3": r"GNC3: $\mathrm{mean}_k\,(1-\cos(w_k,\mu_k))$",
+    "nc_margin": r"$\min_i (w_{y_i} h_i - \max_{j\neq y_i} w_j h_i)$",
+    "gnc2": r"$\min_k$ one-vs-rest distance",
+    "gnc3": r"$\mathrm{mean}_k\,(1-\cos(w_k,\mu_k))$",
     "mean_cosine": r"$\mathrm{mean}_{k<l}\cos(\mu_k,\mu_l)$",
-    "mean_cosine_median": r"$\mathrm{mean}_{k<l}\cos(\mu_k,\mu_l)$ (median)",
+    "separable_fraction": "fraction of class pairs",
     "loss": "training loss",
     "accuracy": "training accuracy",
     "p_all_separable": r"$P(\mathrm{all\ pairs\ separable})$",
 }
 
-#: short panel titles
+#: panel titles: what each variable is, in words
 TITLES: dict[str, str] = {
-    "nc1": "NC1 (within-class variability)",
-    "nc1_quotient": "NC1 quotient",
-    "equinorm_means": "NC2: equinorm (means)",
-    "equiangular_means": "NC2: equiangularity (means)",
-    "maxangle_means": "NC2: max-angle (means)",
-    "etf_error": "NC2: distance to simplex ETF",
-    "self_duality": "NC3: self-duality",
+    "nc1": "NC1: within-class variability",
+    "nc1_quotient": "NC1: trace quotient",
+    "equinorm_means": "NC2: equinorm of class means",
+    "equinorm_classifier": "NC2: equinorm of classifier rows",
+    "equiangular_means": "NC2: equiangularity of class means",
+    "equiangular_classifier": "NC2: equiangularity of classifier rows",
+    "maxangle_means": "NC2: angle gap to the ETF, class means",
+    "maxangle_classifier": "NC2: angle gap to the ETF, classifier",
+    "etf_error": "NC2: class means to simplex ETF",
+    "etf_error_classifier": "NC2: classifier to simplex ETF",
+    "self_duality": "NC3: self-duality gap",
     "ncc_mismatch": "NC4: nearest-centre mismatch",
-    "mean_cosine": "mean cosine of class means",
-    "mean_cosine_median": "mean cosine of class means",
     "cdnv": "class-distance normalised variance",
+    "nc_margin": "neural-collapse margin",
+    "gnc2": "GNC2: one-vs-rest distance of $W$",
+    "gnc3": "GNC3: classifier-mean misalignment",
+    "mean_cosine": "mean cosine of class means",
+    "separable_fraction": "separable class pairs",
+    "loss": "training loss",
+    "accuracy": "training accuracy",
+    "p_all_separable": "all class pairs separable",
 }
 
 #: axis labels of the sweep dims
@@ -79,9 +110,24 @@ DIM_LABELS: dict[str, str] = {
     "num_classes": "classes $K$",
 }
 
+#: how to get the variables each kind of figure needs (the end of a MissingVariables message)
+HOW_TO_GET: dict[str, str] = {
+    "phase": "a sweep store has them: lesde sweep SPEC.toml --store S.zarr",
+    "nc": (
+        "to get NC metrics, simulate with save='metrics' ([simulate] save = \"metrics\" in the TOML) or compute "
+        "them from a save='full' or 'means' Dataset with lesde.metrics.to_dataset(ds)"
+    ),
+    "cosines": "to get class means, simulate with save='means' or save='full' ([simulate] save = \"means\")",
+    "elasticity": "lesde estimate ... --out EST.nc writes them",
+    "imitation": "lesde imitate EST.nc --out IMIT.nc writes them",
+    "sgd": "lesde compare-sgd CONFIG.toml --out CMP.nc writes them",
+    "label-noise": "lesde estimate --label-noise P1 P2 ... --out F.nc writes them",
+    "theory": "lesde compare-theory FILE --out F.nc attaches them",
+}
+
 
 class MissingVariables(ValueError):
-    """A Dataset lacks the variables a kind of figure needs (the message names them)."""
+    """A Dataset lacks the variables a kind of figure needs (the message names them and how to get them)."""
 
 
 def require(ds: Any, names: Iterable[str], kind: str, arg: str = "ds") -> xr.Dataset:
@@ -93,25 +139,22 @@ def require(ds: Any, names: Iterable[str], kind: str, arg: str = "ds") -> xr.Dat
         )
     missing = [n for n in names if n not in ds.variables]
     if missing:
-        raise MissingVariables(
-            f"the {kind} figure needs the variables {', '.join(missing)}; this Dataset has "
-            f"{', '.join(map(str, ds.data_vars)) or 'no data variables'}"
-        )
+        raise missing_variables(kind, f"the variables {', '.join(missing)}", ds)
     return ds
 
 
-def subplots(
-    n: int = 1,
-    *,
-    ax=None,
-    fig=None,
-    ncols: int = 2,
-    panel: tuple[float, float] = (COLUMN, 2.6),
-    **kw,
-):
+def missing_variables(kind: str, needs: str, ds: xr.Dataset, source: str = "this Dataset") -> Exception:
+    """The :class:`MissingVariables` error of ``kind``: what it needs, what ``source`` has, how to get them."""
+    has = ", ".join(map(str, ds.data_vars)) or "no data variables"
+    how = HOW_TO_GET.get(kind)
+    return MissingVariables(f"the {kind} figure needs {needs}; {source} has {has}" + (f"; {how}" if how else ""))
+
+
+def subplots(n: int = 1, *, ax=None, fig=None, ncols: int = 2, panel: tuple[float, float] = PANEL):
     """(fig, list of n axes): the given ``ax`` (n == 1), axes laid out on the given ``fig``, or a new figure.
 
-    A new figure is one column wide for one panel and a grid of at most ``ncols`` columns for more.
+    A new figure is one column wide for one panel and a grid of at most ``ncols`` columns for more; the last
+    panel spans what its row has left, so no slot is empty.
     """
     import matplotlib.pyplot as plt
 
@@ -125,26 +168,49 @@ def subplots(
         fig = plt.figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")
     elif fig.axes:
         fig.clear()
-    axes = fig.subplots(nrows, ncols, squeeze=False, **kw).ravel()
-    for extra in axes[n:]:
-        extra.set_visible(False)
-    with_style = list(axes[:n])
-    for a in with_style:
+    grid = fig.add_gridspec(nrows, ncols)
+    axes = []
+    for i in range(n):
+        row, col = divmod(i, ncols)
+        axes.append(fig.add_subplot(grid[row, col:] if i == n - 1 else grid[row, col]))
+    for a in axes:
         a.grid(alpha=0.3, which="major", lw=0.5)
-    return fig, with_style
+    return fig, axes
 
 
 def style(ax) -> None:
     ax.tick_params(which="both", labelsize=FONT - 1)
     ax.xaxis.label.set_size(FONT)
     ax.yaxis.label.set_size(FONT)
-    ax.title.set_size(FONT + 1)
+    ax.title.set_size(FONT + 0.5)
+    if ax.get_legend() is not None:
+        for text in ax.get_legend().get_texts():
+            text.set_fontsize(max(text.get_fontsize(), LEGEND_FONT))
 
 
-def legend(ax, **kw) -> None:
-    kw.setdefault("fontsize", FONT - 1.5)
+def legend(ax, **kw):
+    """``ax.legend`` in the house style: 7 pt at least (a smaller ``fontsize`` is raised to it)."""
+    size = kw.pop("fontsize", LEGEND_FONT)
+    kw["fontsize"] = max(float(size), LEGEND_FONT) if not isinstance(size, str) else LEGEND_FONT
     kw.setdefault("framealpha", 0.85)
-    ax.legend(**kw)
+    kw.setdefault("handlelength", 1.8)
+    return ax.legend(**kw)
+
+
+def legend_below(ax, **kw):
+    """:func:`legend` under the panel, clear of its tick labels and x label (a fixed 32 points below the axes),
+    for a panel whose lines fill it."""
+    from matplotlib.transforms import offset_copy
+
+    below = offset_copy(ax.transAxes, fig=ax.figure, y=-32, units="points")
+    kw = {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0), "bbox_transform": below, "frameon": False, **kw}
+    return legend(ax, **kw)
+
+
+def reference(ax, y: float | None = None, *, x: float | None = None, **kw):
+    """A horizontal (``y``) or vertical (``x``) reference line drawn under the data (theory values, levels)."""
+    kw = {"color": THEORY, "ls": "--", "lw": 1.0, "zorder": 1.5, **kw}
+    return ax.axhline(y, **kw) if x is None else ax.axvline(x, **kw)
 
 
 def label(name: str, var: xr.DataArray | None = None) -> str:
@@ -152,6 +218,12 @@ def label(name: str, var: xr.DataArray | None = None) -> str:
     text = LABELS.get(name) or (var.attrs.get("long_name") if var is not None else None) or name
     units = var.attrs.get("units") if var is not None else None
     return f"{text} [{units}]" if units and units != "1" else text
+
+
+def title_of(name: str, var: xr.DataArray | None = None) -> str:
+    """Panel title: the name of a known variable, else its long_name, else the variable name in words."""
+    long = var.attrs.get("long_name") if var is not None else None
+    return TITLES.get(name) or (str(long) if long else name.replace("_", " "))
 
 
 def dim_label(dim: str) -> str:
@@ -170,92 +242,15 @@ def time_label(ds: xr.Dataset) -> str:
     return f"time $t$ ({long})" if long != "time" else "time $t$"
 
 
-def _schedule(spec: Any, name: str) -> str | None:
-    if not isinstance(spec, Mapping):
-        return None if spec is None else f"${name}={spec:g}$" if isinstance(spec, (int, float)) else None
-    kind = spec.get("kind")
-    if kind == "Constant":
-        return f"${name}={spec['value']:g}$"
-    if kind == "PowerLaw":
-        off = spec.get("offset", 1.0)
-        return f"${name}_t={spec['scale']:g}\\,({off:g}+t)^{{-{spec['exponent']:g}}}$"
-    if kind == "Exponential":
-        return f"${name}_t={spec['scale']:g}\\,e^{{-{spec['rate']:g}t}}$"
-    return f"{name}: {kind}" if kind else None
+def _finite(arrays: Iterable[Any]) -> np.ndarray:
+    parts = [np.asarray(a, dtype=float).ravel() for a in arrays]
+    v = np.concatenate(parts) if parts else np.empty(0)
+    return v[np.isfinite(v)]
 
 
-def describe(ds: xr.Dataset, skip: Iterable[str] = ()) -> str:
-    """'K = 3, n = 5, m = 4, alpha = 1, beta = 0.2, residual' from the attrs (what the title states)."""
-    try:
-        spec = json.loads(ds.attrs.get("spec", ds.attrs.get("problem", "{}")))
-    except (TypeError, ValueError):
-        spec = {}
-    if not isinstance(spec, dict):
-        spec = {}
-    spec = spec.get("model", spec) if isinstance(spec.get("model"), Mapping) else spec
-    parts = []
-    if spec.get("kind") == "ufm":
-        parts.append(f"UFM ({spec.get('loss', '?')} loss)")
-    elif spec.get("kind") == "module":  # a torch network: its layer count and size
-        layers = str(spec.get("module", "")).count("Linear(") or "?"
-        parts.append(
-            f"network, {layers} linear layers, {spec.get('num_params', '?')} parameters, {spec.get('loss')} loss"
-        )
-        if spec.get("num_samples") is not None:
-            parts.append(f"{spec['num_samples']} samples")
-    K = spec.get("num_classes", ds.attrs.get("num_classes"))
-    if K is None and "class" in ds.dims:  # e.g. a network problem, whose spec does not name K
-        K = ds.sizes["class"]
-    if K is not None:
-        parts.append(f"$K={K}$")
-    n = spec.get("samples_per_class", ds.attrs.get("samples_per_class"))
-    if isinstance(n, str):
-        try:
-            n = json.loads(n)
-        except ValueError:
-            pass
-    if isinstance(n, list):
-        n = n[0] if len(set(n)) == 1 else "/".join(map(str, n))
-    if n is not None:
-        parts.append(f"$n={n}$")
-    m = spec.get("dim", ds.attrs.get("dim"))
-    if m is not None:
-        parts.append(f"$m={m}$")
-    for q, sym in (("alpha", r"\alpha"), ("beta", r"\beta")):
-        text = None if q in skip else _schedule(spec.get(q), sym)
-        if text:
-            parts.append(text)
-    for key, sym in (("weight_decay_W", r"\lambda_W"), ("weight_decay_H", r"\lambda_H")):
-        if isinstance(spec.get(key), (int, float)):
-            parts.append(f"${sym}={spec[key]:g}$")
-    if spec.get("transform"):
-        parts.append(f"T = {spec['transform']}")
-    if spec.get("noise") is not None and isinstance(spec.get("noise"), (int, float)):
-        parts.append(rf"$\sigma={spec['noise']:g}$")
-    return ", ".join(parts)
-
-
-def num_classes(ds: xr.Dataset) -> int | None:
-    """K from a one-value ``num_classes`` coordinate (a sweep over K, one K selected), the ``num_classes`` attr
-    or the spec in the attrs (None when none says)."""
-    if "num_classes" in ds.coords and ds["num_classes"].size == 1:
-        return int(ds["num_classes"].values)
-    try:
-        return int(ds.attrs["num_classes"])
-    except (KeyError, TypeError, ValueError):
-        pass
-    try:
-        spec = json.loads(ds.attrs.get("spec", ds.attrs.get("problem", "{}")))
-        spec = spec.get("model", spec) if isinstance(spec.get("model"), Mapping) else spec
-        return int(spec["num_classes"])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-
-
-def log_if_positive(ax, values: np.ndarray, axis: str = "y") -> bool:
+def log_if_positive(ax, values: Any, axis: str = "y") -> bool:
     """A log axis when every finite value is positive and they span more than a factor 30."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
+    v = _finite([values])
     ok = bool(v.size and (v > 0).all() and v.max() / v.min() > 30)  # 1.5 decades: at least two labelled ticks
     if ok:
         from matplotlib.ticker import NullFormatter
@@ -265,10 +260,43 @@ def log_if_positive(ax, values: np.ndarray, axis: str = "y") -> bool:
     return ok
 
 
+def fit_y(ax, lines: Iterable[Any], bands: Iterable[Any] = (), *, log: bool | None = None, pad: float = 0.06) -> bool:
+    """Set the y limits of ``ax`` from the data and return whether the axis is logarithmic.
+
+    ``lines`` (the plotted values) decide the scale (log when ``log`` is None and they are positive and span a
+    factor 30) and the limits; ``bands`` (their spread: quantile bands, +-1 s.d.) widen a linear axis but never a
+    log one, where a band reaching 0 would set the bottom. Draw the bands afterwards with :func:`band`.
+    """
+    v = _finite(lines)
+    if not v.size:
+        return False
+    logy = log_if_positive(ax, v) if log is None else log
+    if logy:
+        if log is not None:
+            ax.set_yscale("log")
+        v = v[v > 0]
+        lo, hi = np.log10(v.min()), np.log10(v.max())
+        margin = max(pad * (hi - lo), 0.15)
+        ax.set_ylim(10 ** (lo - margin), 10 ** (hi + margin))
+        return True
+    v = np.concatenate([v, _finite(bands)])
+    lo, hi = float(v.min()), float(v.max())
+    margin = pad * (hi - lo) if hi > lo else 0.1 * abs(hi) or 0.5
+    ax.set_ylim(lo - margin, hi + margin)
+    return False
+
+
+def band(ax, x: Any, lo: Any, hi: Any, **kw):
+    """``fill_between`` clipped to the y limits ``ax`` has now (call :func:`fit_y` first)."""
+    bottom, top = ax.get_ylim()
+    lo, hi = (np.clip(np.asarray(a, dtype=float), bottom, top) for a in (lo, hi))
+    kw = {"alpha": BAND_ALPHA, "lw": 0, **kw}
+    return ax.fill_between(x, lo, hi, **kw)
+
+
 def log_from_lines(ax) -> bool:
-    """:func:`log_if_positive` over the y data of every line already drawn on ``ax``."""
-    ys = [np.asarray(line.get_ydata(), dtype=float).ravel() for line in ax.lines]
-    return log_if_positive(ax, np.concatenate(ys)) if ys else False
+    """:func:`fit_y` over the y data of every line already drawn on ``ax``."""
+    return fit_y(ax, [line.get_ydata() for line in ax.lines])
 
 
 def save_figure(fig, path: str | Path, dpi: int = 150, close: bool = True) -> Path:
@@ -292,8 +320,10 @@ def save_figure(fig, path: str | Path, dpi: int = 150, close: bool = True) -> Pa
     return path
 
 
-def finish(fig) -> None:
-    """Last step of every figure: the house font sizes on every axes (titles and labels set after
-    :func:`subplots` take matplotlib's defaults)."""
+def finish(fig, title: str | None = None) -> None:
+    """Last step of every figure: the figure title (9 pt) and the house font sizes on every axes (titles and
+    labels set after :func:`subplots` take matplotlib's defaults)."""
+    if title:
+        fig.suptitle(title, fontsize=FONT + 1)
     for ax in fig.axes:
         style(ax)

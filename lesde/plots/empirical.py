@@ -17,13 +17,15 @@ import numpy as np
 import xarray as xr
 
 from ._style import (
-    BAND_ALPHA,
     PALETTE,
     THEORY,
+    band,
     finish,
+    fit_y,
     legend,
+    legend_below,
     log_from_lines,
-    log_if_positive,
+    reference,
     require,
     subplots,
     time_label,
@@ -33,17 +35,83 @@ __all__ = ["plot_elasticity", "plot_imitation", "plot_imitation_diagnosis", "plo
 
 COLORS = PALETTE
 _SYMBOL = {"alpha": r"\alpha", "beta": r"\beta"}
+_ACCURACY = {"validation_accuracy": "validation accuracy, final", "train_accuracy": "training accuracy, final"}
 
 
 def _fit_label(f: dict) -> str:
-    """Legend text of one fit, from its entry in the estimate's ``fit`` attr (JSON)."""
+    """Legend text of one fit, from its entry in the estimate's ``fit`` attr (JSON): the form and chi2 on the
+    first line, the parameters on the second."""
     names = {"scale": "a", "exponent": "p", "offset": "t_0", "rate": "r", "value": "c"}
     ps = ", ".join(
         f"${names.get(k, k)}={v:.3g}" + (f"\\pm{f['stderr'][k]:.2g}$" if k in f["stderr"] else "$ (fixed)")
         for k, v in f["params"].items()
     )
     form = {"power": r"$a\,(t_0+t)^{-p}$", "exp": r"$a\,e^{-rt}$", "const": "$c$"}.get(f["model"], f["model"])
-    return f"fit {form}: {ps}, $\\chi^2/\\nu={f['chi2_dof']:.2g}$"
+    return f"fit {form}, $\\chi^2/\\nu={f['chi2_dof']:.2g}$:\n{ps}"
+
+
+#: the panels of the elasticity figure: (variable, its symbol, what it measures)
+ELASTICITY_PANELS = (("alpha", r"\alpha_t", "intra-class"), ("beta", r"\beta_t", "inter-class"))
+
+
+def _other_weightings(ax, est: xr.Dataset, q: str, chosen: str, conf: float) -> None:
+    """Error bars of the estimands not selected (drawn after the limits are set: they never set them)."""
+    from scipy.stats import t as student_t
+
+    if f"{q}_by_weighting" not in est:
+        return
+    t = np.asarray(est["time"].values, dtype=float)
+    for w in est["weighting"].values:
+        if w == chosen:
+            continue
+        yw = est[f"{q}_by_weighting"].sel(weighting=w).values
+        se = est[f"{q}_by_weighting_se"].sel(weighting=w).values
+        z = student_t.ppf(0.5 + conf / 2, np.maximum(est["dof"].values, 1))
+        ax.errorbar(t, yw, yerr=z * se, fmt="s", ms=2.5, lw=0.7, color=PALETTE[1], alpha=0.85, zorder=1.8,
+                    label=f"{w} weighting, {100 * conf:.0f}% CI bars")  # fmt: skip
+
+
+def _elasticity_panel(ax, est: xr.Dataset, q: str, symbol: str, what: str, fits: dict) -> None:
+    """One quantity of the estimate: the selected estimand with its CI band, the other estimands' error bars, the
+    fit with its band. The y limits come from the estimate and the fit (:func:`fit_y`), not from any error bar."""
+    t = np.asarray(est["time"].values, dtype=float)
+    chosen = est.attrs.get("weighting", "n/a")
+    conf = float(est.attrs.get("confidence", 0.95))
+    y = est[q].values
+    f = fits.get(q) if f"{q}_fit" in est else None
+    positive = bool((t > 0).all() and np.isfinite(y).all() and (y > 0).all())
+    loglog = positive and f is not None and f["model"] == "power"
+    if loglog:
+        ax.set_xscale("log")
+    elif (t > 0).all() and t.max() / t.min() > 100:
+        ax.set_xscale("log")
+    fit_y(ax, [y] + ([est[f"{q}_fit"].values] if f is not None else []), log=loglog)
+    band(ax, t, est[f"{q}_lower"].values, est[f"{q}_upper"].values, color=PALETTE[0], zorder=1,
+         label=f"{100 * conf:.0f}% CI ({chosen} weighting)")  # fmt: skip
+    ax.plot(
+        t,
+        y,
+        "o-",
+        ms=2.5,
+        lw=1,
+        color=PALETTE[0],
+        zorder=3,
+        label=f"estimate, {chosen} weighting" if chosen != "n/a" else f"{est.attrs.get('form', '')} estimate",
+    )
+    _other_weightings(ax, est, q, chosen, conf)
+    if f is not None:
+        tt = est["fit_time"].values
+        lower, upper = est[f"{q}_fit_lower"].values, est[f"{q}_fit_upper"].values
+        if np.isfinite(lower).any():
+            band(ax, tt, lower, upper, color="0.2", alpha=0.2, zorder=1,
+                 label="fit: 16-84% over parameter draws (independent s.e.)")  # fmt: skip
+        ax.plot(tt, est[f"{q}_fit"].values, "-", color="black", lw=1.2, zorder=2.5, label=_fit_label(f))
+    if not loglog:
+        reference(ax, 0.0, color="0.5", ls="-", lw=0.6)
+    ax.set_xlabel(time_label(est))
+    ax.set_ylabel(f"${symbol}$ ({what})")
+    ax.set_title(f"${symbol}$, {'log-log' if loglog else 'linear'} axes")
+    legend_below(ax)
 
 
 def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
@@ -63,85 +131,61 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
     -------
     matplotlib.figure.Figure
     """
-    from scipy.stats import t as student_t
-
     require(est, ("alpha", "beta", "alpha_lower", "alpha_upper", "beta_lower", "beta_upper"), "elasticity", "est")
     if fit_result is not None:
         est = fit_result.curves(est)
     fits = json.loads(est.attrs["fit"])["fits"] if "fit" in est.attrs and "fit_time" in est.coords else {}
-    fig, axes = subplots(2, fig=fig, panel=(3.5, 3.6))
-    t = np.asarray(est["time"].values, dtype=float)
-    chosen = est.attrs.get("weighting", "n/a")
-    conf = float(est.attrs.get("confidence", 0.95))
-    for ax, q in zip(axes, ("alpha", "beta")):
-        y = est[q].values
-        ax.fill_between(
-            t,
-            est[f"{q}_lower"].values,
-            est[f"{q}_upper"].values,
-            alpha=BAND_ALPHA,
-            color=PALETTE[0],
-            lw=0,
-            label=f"{100 * conf:.0f}% CI ({chosen} weighting)",
-        )
-        ax.plot(
-            t,
-            y,
-            "o-",
-            ms=2.5,
-            lw=1,
-            color=PALETTE[0],
-            label=f"estimate, {chosen} weighting" if chosen != "n/a" else f"{est.attrs.get('form', '')} estimate",
-        )
-        if f"{q}_by_weighting" in est:
-            for w in est["weighting"].values:
-                if w == chosen:
-                    continue
-                yw = est[f"{q}_by_weighting"].sel(weighting=w).values
-                se = est[f"{q}_by_weighting_se"].sel(weighting=w).values
-                z = student_t.ppf(0.5 + conf / 2, np.maximum(est["dof"].values, 1))
-                ax.errorbar(
-                    t,
-                    yw,
-                    yerr=z * se,
-                    fmt="s",
-                    ms=2.5,
-                    lw=0.7,
-                    color=PALETTE[1],
-                    alpha=0.85,
-                    label=f"{w} weighting, {100 * conf:.0f}% CI bars",
-                )
-        positive = bool((t > 0).all() and np.isfinite(y).all() and (y > 0).all())
-        f = fits.get(q) if f"{q}_fit" in est else None
-        loglog = positive and f is not None and f["model"] == "power"
-        if f is not None:
-            tt = est["fit_time"].values
-            lower, upper = est[f"{q}_fit_lower"].values, est[f"{q}_fit_upper"].values
-            if np.isfinite(lower).any():
-                ax.fill_between(
-                    tt, lower, upper, color="0.2", alpha=0.2, lw=0,
-                    label="fit: 16-84% over parameter draws (independent s.e.)",
-                )  # fmt: skip
-            ax.plot(tt, est[f"{q}_fit"].values, "-", color="black", lw=1.2, label=_fit_label(f))
-        if loglog:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-        else:
-            ax.axhline(0, color="0.5", lw=0.6)
-            if (t > 0).all() and t.max() / t.min() > 100:
-                ax.set_xscale("log")
-        ax.set_xlabel(time_label(est))
-        ax.set_ylabel(f"${_SYMBOL[q]}_t$ ({'intra' if q == 'alpha' else 'inter'}-class)")
-        ax.set_title(f"${_SYMBOL[q]}_t$, {'log-log' if loglog else 'linear'} axes")
-        legend(ax, fontsize=5.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
-    fig.suptitle(
+    panels = [p for p in ELASTICITY_PANELS if p[0] in est]
+    fig, axes = subplots(len(panels), fig=fig, panel=(3.5, 3.8))
+    for ax, (q, symbol, what) in zip(axes, panels):
+        _elasticity_panel(ax, est, q, symbol, what, fits)
+    finish(
+        fig,
         f"Elasticity E(t) of {est.attrs.get('net', 'the network')} on {est.attrs.get('dataset', '?')} "
         f"($K={est.attrs.get('num_classes', '?')}$, lr = {est.attrs.get('lr', '?')}); form = {est.attrs.get('form', '?')}, "
         f"errors clustered by {est.attrs.get('se_cluster', '?')}",
-        fontsize=8,
     )
-    finish(fig)
     return fig
+
+
+#: legend names of the processes of an imitation Dataset
+_IMITATION_NAMES = {"network": "network", "le-sde": "LE-SDE"}
+
+
+def _class_panel(ax, t, net: np.ndarray, sde: np.ndarray, k: int, run: int, J: int, xlabel: str) -> None:
+    """Class k's mean, network solid and LE-SDE dashed, one colour per coordinate; symlog where the LE-SDE leaves
+    the network's range."""
+    for j in range(J):
+        ax.plot(t, net[:, k, j], "-", color=COLORS[j], lw=1.2)
+        ax.plot(t, sde[:, k, j], "--", color=COLORS[j], lw=1.2)
+    if np.nanmax(np.abs(sde[..., :J])) > 10 * max(np.nanmax(np.abs(net[..., :J])), 1e-12):
+        # linear inside the network's range (rounded up to a power of ten), logarithmic beyond
+        lin = 10.0 ** np.ceil(np.log10(max(np.nanmax(np.abs(net[..., :J])), 1e-6)))
+        ax.set_yscale("symlog", linthresh=lin, linscale=1.5)
+    ax.set_title(f"class {k} mean, run {run}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(r"coordinate of $\bar X_k$")
+
+
+def _error_panel(ax, imit: xr.Dataset, xlabel: str) -> None:
+    """Relative error of the class means: the median over runs, each run thin, their min-max band."""
+    t1 = imit["time"].values[1:]
+    err = imit["relative_error"].isel(time=slice(1, None))  # t = 0: both start at the network's means (error 0)
+    med = err.median("run").values
+    fit_y(ax, [med, [0.3, 0.5]], [err.min("run").values, err.max("run").values])
+    band(ax, t1, err.min("run").values, err.max("run").values, color=PALETTE[0], alpha=0.3, zorder=1,
+         label=f"min-max over {imit.sizes['run']} runs")  # fmt: skip
+    if imit.sizes["run"] <= 10:
+        for r in range(imit.sizes["run"]):
+            ax.plot(t1, err.isel(run=r).values, color=PALETTE[0], lw=0.5, alpha=0.6,
+                    label="each run" if r == 0 else None)  # fmt: skip
+    ax.plot(t1, med, color=PALETTE[0], lw=1.6, label=f"median of {imit.sizes['run']} runs")
+    reference(ax, 0.5, ls=":", label="warning level 0.5")
+    reference(ax, 0.3, ls=":", color=PALETTE[2], label="aim 0.3")
+    ax.set_title("relative error of the class means")
+    ax.set_ylabel(r"$\|\bar X^{\rm SDE} - \bar X^{\rm net}\|_F / \|\bar X^{\rm net}\|_F$")
+    ax.set_xlabel(xlabel)
+    legend(ax, loc="best")
 
 
 def plot_imitation(imit: xr.Dataset, *, run: int = 0, coords: int = 3, classes: int = 4, fig=None):
@@ -152,68 +196,34 @@ def plot_imitation(imit: xr.Dataset, *, run: int = 0, coords: int = 3, classes: 
 
     require(imit, ("class_mean", "relative_error"), "imitation", "imit")
     K = min(imit.sizes["class"], classes)
-    n = K + 1 + ("nc1_quotient" in imit)
-    fig, axes = subplots(n, fig=fig, panel=(3.5, 2.5))
+    fig, axes = subplots(K + 1 + ("nc1_quotient" in imit), fig=fig)
     t = imit["time"].values
     net = imit.class_mean.sel(process="network").isel(run=run).values  # (T, K, m)
     sde = imit.class_mean.sel(process="le-sde").isel(run=run).values
     J = min(imit.sizes["feature"], coords)
-    big = np.nanmax(np.abs(sde[..., :J])) > 10 * max(np.nanmax(np.abs(net[..., :J])), 1e-12)
     xlabel = time_label(imit)
     for k in range(K):
-        ax = axes[k]
-        for j in range(J):
-            ax.plot(t, net[:, k, j], "-", color=COLORS[j], lw=1.2)
-            ax.plot(t, sde[:, k, j], "--", color=COLORS[j], lw=1.2)
-        if big:  # linear inside the network's range (rounded up to a power of ten), logarithmic beyond
-            lin = 10.0 ** np.ceil(np.log10(max(np.nanmax(np.abs(net[..., :J])), 1e-6)))
-            ax.set_yscale("symlog", linthresh=lin, linscale=1.5)
-        ax.set_title(f"class {k} mean, run {run}")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(r"coordinate of $\bar X_k$")
-        if k == 0:
-            handles = [
-                Line2D([], [], color="k", ls="-", label="network"),
-                Line2D([], [], color="k", ls="--", label="LE-SDE"),
-            ]
-            handles += [Line2D([], [], color=COLORS[j], label=f"coordinate {j}") for j in range(J)]
-            ax.legend(handles=handles, fontsize=5.5, ncol=2)
-    ax = axes[K]
-    err = imit["relative_error"].isel(time=slice(1, None))  # t = 0: both start at the network's means (error 0)
-    t1 = t[1:]
-    ax.plot(t1, err.median("run").values, color=PALETTE[0], label=f"median of {imit.sizes['run']} runs")
-    ax.fill_between(
-        t1,
-        err.min("run").values,
-        err.max("run").values,
-        alpha=BAND_ALPHA,
-        color=PALETTE[0],
-        lw=0,
-        label="min-max over runs",
-    )
-    ax.axhline(0.5, color=THEORY, ls=":", lw=1.2, label="warning level 0.5")
-    ax.axhline(0.3, color=PALETTE[2], ls=":", lw=1.2, label="aim 0.3")
-    log_if_positive(ax, err.values)
-    ax.set_title("relative error of the class means")
-    ax.set_ylabel(r"$\|\bar X^{\rm SDE} - \bar X^{\rm net}\|_F / \|\bar X^{\rm net}\|_F$")
-    ax.set_xlabel(xlabel)
-    legend(ax, fontsize=5.5)
+        _class_panel(axes[k], t, net, sde, k, run, J, xlabel)
+    handles = [Line2D([], [], color="k", ls="-", label="network"), Line2D([], [], color="k", ls="--", label="LE-SDE")]
+    handles += [Line2D([], [], color=COLORS[j], label=f"coordinate {j}") for j in range(J)]
+    legend(axes[0], handles=handles, ncol=2, loc="best")
+    _error_panel(axes[K], imit, xlabel)
     if "nc1_quotient" in imit:
         ax = axes[K + 1]
+        q = imit["nc1_quotient"].mean("run")
+        fit_y(ax, [q.values])
         for i, p in enumerate(imit["process"].values):
-            ax.plot(t, imit["nc1_quotient"].sel(process=p).mean("run").values, color=PALETTE[i], label=str(p))
-        log_if_positive(ax, imit["nc1_quotient"].values)
+            ax.plot(t, q.sel(process=p).values, color=PALETTE[i], lw=1.4, label=_IMITATION_NAMES.get(str(p), str(p)))
         ax.set_title("NC1 quotient, mean over runs")
         ax.set_ylabel(r"$\mathrm{tr}\,\Sigma_W / \mathrm{tr}\,\Sigma_B$")
         ax.set_xlabel(xlabel)
-        legend(ax)
-    fig.suptitle(
+        legend(ax, loc="best")
+    finish(
+        fig,
         f"Imitation: T = {imit.attrs.get('transform')}, E(t) {imit.attrs.get('elasticity', '')} "
         f"({imit.attrs.get('estimate_form', '?')}, {imit.attrs.get('estimate_weighting', '?')} weighting)\n"
         f"median relative error, first half: {float(imit.attrs.get('median_relative_error_first_half', np.nan)):.3g}",
-        fontsize=8,
     )
-    finish(fig)
     return fig
 
 
@@ -222,13 +232,13 @@ def plot_imitation_diagnosis(imit: xr.Dataset, checks: dict[str, xr.Dataset], es
     (c) the drift on the network's own states against the network's velocity (``drift_check``, one line per
     check); (d) within-class variance, network vs what the LE-SDE's noise gives. Returns the Figure."""
     require(imit, ("class_mean",), "imitation", "imit")
-    fig, ax = subplots(4, fig=fig, panel=(3.5, 2.7))
+    fig, ax = subplots(4, fig=fig)
     t = imit["time"].values
     xlabel = time_label(imit)
     M = imit["class_mean"]
     for p, ls in (("network", "-"), ("le-sde", "--")):
         n = np.linalg.norm(M.sel(process=p).values.reshape(M.sizes["run"], len(t), -1), axis=-1)
-        ax[0].plot(t, np.median(n, 0), ls, color="k", label=p)
+        ax[0].plot(t, np.median(n, 0), ls, color="k", label=_IMITATION_NAMES[p])
     log_from_lines(ax[0])
     ax[0].set_title("(a) class means, median over runs")
     ax[0].set_ylabel(r"$\|(\bar X_1, \ldots, \bar X_K)\|_F$")
@@ -280,13 +290,12 @@ def plot_imitation_diagnosis(imit: xr.Dataset, checks: dict[str, xr.Dataset], es
     ax[3].set_ylabel(r"$\mathrm{mean}_i\|X_i - \bar X_{y_i}\|^2$")
     for a in ax:
         a.set_xlabel(xlabel)
-        legend(a, fontsize=5.5)
-    fig.suptitle(
+        legend(a, loc="best")
+    finish(
+        fig,
         "Why the LE-SDE does not imitate the network (median relative error, first half: "
         f"{float(imit.attrs.get('median_relative_error_first_half', np.nan)):.3g})",
-        fontsize=8,
     )
-    finish(fig)
     return fig
 
 
@@ -294,7 +303,7 @@ def plot_label_noise(ds: xr.Dataset, *, fig=None):
     """Tail index r of the integrated alpha and beta against the label-noise rate, with the accuracies.
     Returns the Figure."""
     require(ds, ("tail_alpha", "tail_beta", "validation_accuracy", "train_accuracy"), "label-noise", "ds")
-    fig, ax = subplots(2, fig=fig, panel=(3.5, 2.8))
+    fig, ax = subplots(2, fig=fig, panel=(3.5, 2.6))
     p = ds["rate"].values
     K = ds.attrs["num_classes"]
     for i, q in enumerate(("alpha", "beta")):
@@ -310,19 +319,18 @@ def plot_label_noise(ds: xr.Dataset, *, fig=None):
             ms=3,
             label=rf"$r$ of $\int {_SYMBOL[q]}$: mean of {ds.sizes['run']} runs, bars min-max",
         )
-    ax[0].axvline((K - 1) / K, color="0.4", ls=":", lw=1, label=r"$p=(K-1)/K$: labels carry no signal")
+    reference(ax[0], x=(K - 1) / K, color="0.4", ls=":", label=r"$p=(K-1)/K$: labels carry no signal")
     ax[0].set_xlabel("label-noise rate $p$")
-    ax[0].set_ylabel(r"tail index $r = 1 - \mathrm{mean}\,\log|A(t)| / \log s$")
-    ax[0].set_title(f"tail index, last {100 * ds.attrs['tail']:.0f}% of training")
+    ax[0].set_ylabel("tail index $r$")
+    ax[0].set_title(rf"$r = 1 - \mathrm{{mean}}\,\log|A(t)| / \log s$, last {100 * ds.attrs['tail']:.0f}% of training")
     for i, (v, ls) in enumerate((("validation_accuracy", "o-"), ("train_accuracy", "s--"))):
-        ax[1].plot(p, ds[v].mean("run").values, ls, color=PALETTE[i + 2], ms=3, label=v.replace("_", " ") + " (final)")
-    ax[1].axhline(1 / K, color="0.4", ls=":", lw=1, label=f"chance 1/K = {1 / K:.2g}")
+        ax[1].plot(p, ds[v].mean("run").values, ls, color=PALETTE[i + 2], ms=3, label=_ACCURACY[v])
+    reference(ax[1], 1 / K, color="0.4", ls=":", label=f"chance 1/K = {1 / K:.2g}")
     ax[1].set_xlabel("label-noise rate $p$")
     ax[1].set_ylabel("accuracy")
     ax[1].set_ylim(0, 1.02)
     ax[1].set_title("accuracy (validation labels clean)")
-    for a in ax:
-        legend(a, fontsize=5.5)
-    fig.suptitle(f"Label corruption on {ds.attrs.get('dataset')} ($K={K}$): {ds.attrs.get('net_desc', '')}", fontsize=8)
-    finish(fig)
+    for a in ax:  # below the panel: inside, a legend would cover a bar or a point
+        legend_below(a)
+    finish(fig, f"Label corruption on {ds.attrs.get('dataset')} ($K={K}$): {ds.attrs.get('net_desc', '')}")
     return fig

@@ -1,7 +1,8 @@
 r"""Figures of neural-collapse metrics over time, from the Datasets of :mod:`lesde.metrics` and :func:`lesde.simulate`.
 
-* :func:`plot_nc_metrics`: one panel per metric (a metrics Dataset over ``(path, time)``): the median over paths
-  against time and the 10-90% band of the paths around it.
+* :func:`plot_nc_metrics`: one panel per metric (a metrics Dataset over ``(path, time)``, or a comparison
+  Dataset over ``(process, run, time)``): the median over paths (runs) against time and the 10-90% band of the
+  paths around it, one line per process when there are processes.
 * :func:`plot_class_mean_cosines`: the pairwise cosines of the centred class means,
 
   .. math:: \cos_{kl}(t) = \frac{(\bar X_k - \mu_G)^\top (\bar X_l - \mu_G)}
@@ -11,13 +12,17 @@ r"""Figures of neural-collapse metrics over time, from the Datasets of :mod:`les
   against time, with the simplex-ETF value :math:`-1/(K-1)` they approach under neural collapse.
 * :func:`plot_collapse`: both in one figure (the metric panels, then the cosine panel).
 
-Decisions: every dim of a metric other than ``time`` (``path``, and e.g. ``run`` of a sweep) is pooled as "paths"
-for the median and the band; a metric without such dims is drawn as a single line. A panel uses a log y axis when
-every plotted value is positive, finite and spans more than a factor 10. ``plot_nc_metrics`` plots, by default,
-every numeric variable with a ``time`` dim, in Dataset order. ``plot_class_mean_cosines`` takes
-``class_mean(..., class, feature)``, or, lacking it, computes the class means from ``features`` and ``label``;
-each pair's median over paths is one line (labelled when there are at most 6 pairs); the grey band is the 10-90%
-range pooled over paths *and* pairs, which stays readable for K = 10 (45 pairs).
+Decisions: every dim of a metric other than ``time`` and ``process`` (``path``, ``run``, ``run`` of a sweep) is
+pooled as "paths" for the median and the band; a metric without such dims is drawn as a single line. A panel
+uses a log y axis when the medians are positive and span more than a factor 30; its limits come from the medians
+and the band is clipped to them (:func:`lesde.plots._style.fit_y`). By default ``plot_nc_metrics`` draws at most
+six metrics, the first present of :data:`DEFAULT_METRICS` (one or two per NC property), so that the figure fits a
+page; ``metrics=`` picks others. The mean pairwise cosine is not among the defaults: centred class means sum to
+zero, so it sits near -1/(K-1) whatever their geometry. For the same reason the cosine panel does not draw each
+pair's median over paths (by symmetry they sit near -1/(K-1) too): it draws, per path, the largest and the
+smallest pairwise cosine (their medians over paths with 10-90% bands), which both reach -1/(K-1) exactly when the
+class means form a simplex ETF. ``plot_class_mean_cosines`` takes ``class_mean(..., class, feature)``, or, lacking
+it, computes the class means from ``features`` and ``label``.
 """
 
 from __future__ import annotations
@@ -28,31 +33,37 @@ import numpy as np
 import xarray as xr
 
 from ._style import (
-    BAND_ALPHA,
     LABELS,
     PALETTE,
-    THEORY,
-    TITLES,
+    PROCESS_NAMES,
+    PROCESS_STYLE,
     MissingVariables,
-    describe,
+    band,
     finish,
+    fit_y,
     label,
     legend,
-    log_if_positive,
-    num_classes,
+    legend_below,
+    reference,
     require,
     subplots,
     time_label,
+    title_of,
 )
+from ._titles import describe, num_classes
 
 __all__ = ["plot_nc_metrics", "plot_class_mean_cosines", "plot_collapse", "class_mean_cosines", "path_quantiles"]
 
 #: the NC metrics ``lesde plot nc`` draws when a Dataset has them (its other variables are left out)
 METRICS = tuple(n for n in LABELS if n not in ("loss", "accuracy", "p_all_separable"))
+#: the default panels, in this order: the first :data:`MAX_PANELS` a Dataset has
+DEFAULT_METRICS = ("nc1", "etf_error", "equinorm_means", "self_duality", "ncc_mismatch", "cdnv", "nc1_quotient",
+                   "maxangle_means", "equiangular_means", "etf_error_classifier", "equinorm_classifier", "gnc3",
+                   "gnc2", "nc_margin", "separable_fraction")  # fmt: skip
+MAX_PANELS = 6
 
 # the band drawn around the median: the 10% and 90% quantiles over paths
 BAND = (0.1, 0.9)
-_BAND_LABEL = f"{100 * BAND[0]:.0f}-{100 * BAND[1]:.0f}% of paths"
 
 
 def path_quantiles(var: xr.DataArray, qs: Iterable[float] = (BAND[0], 0.5, BAND[1])) -> np.ndarray:
@@ -75,44 +86,70 @@ def path_quantiles(var: xr.DataArray, qs: Iterable[float] = (BAND[0], 0.5, BAND[
     return out
 
 
-def _metric_names(ds: xr.Dataset, names: Iterable[str] | str | None) -> list[str]:
+def _metric_names(ds: xr.Dataset, metrics: Iterable[str] | str | None) -> list[str]:
     available = [
         n for n, v in ds.data_vars.items() if "time" in v.dims and np.issubdtype(v.dtype, np.number) and v.size > 0
     ]
-    if names is None:
+    if metrics is None:
         if not available:
             raise MissingVariables(
                 f"the nc figure needs a numeric variable with a time dim (nc1, etf_error, ...); this Dataset has "
                 f"{', '.join(map(str, ds.data_vars)) or 'no data variables'}"
             )
-        return available
-    names = [names] if isinstance(names, str) else list(names)
-    bad = [n for n in names if n not in available]
-    if bad or not names:
-        raise ValueError(f"names={bad or names!r} are not plottable metrics of metrics_ds; accepted: {available}")
-    return names
+        preferred = [n for n in DEFAULT_METRICS if n in available]
+        return (preferred or available)[:MAX_PANELS]
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    bad = [n for n in metrics if n not in available]
+    if bad or not metrics:
+        raise ValueError(f"metrics={bad or metrics!r} are not plottable metrics of metrics_ds; accepted: {available}")
+    return metrics
 
 
-def _draw_metric(ax, var: xr.DataArray, name: str, xlabel: str, K: int | None = None) -> int:
-    """Median and 10-90% band of one metric on ``ax``; returns the number of pooled paths."""
+def _pooled(var: xr.DataArray) -> tuple[int, str]:
+    """How many series the median pools, and what they are ("paths", "runs")."""
+    dims = [d for d in var.dims if d not in ("time", "process")]
+    n = int(np.prod([var.sizes[d] for d in dims])) if dims else 1
+    return n, ("runs" if dims == ["run"] else "paths")
+
+
+def _series(var: xr.DataArray) -> list[tuple[str, dict, xr.DataArray]]:
+    """(legend name, line style, values) per process of a comparison Dataset, or one series."""
+    if "process" not in var.dims:
+        return [("", {"color": PALETTE[0], "lw": 1.5}, var)]
+    out = []
+    for i, proc in enumerate(var["process"].values if "process" in var.coords else range(var.sizes["process"])):
+        style = PROCESS_STYLE.get(str(proc), {"color": PALETTE[i % len(PALETTE)], "lw": 1.5})
+        out.append((PROCESS_NAMES.get(str(proc), str(proc)), style, var.isel(process=i)))
+    return out
+
+
+def _draw_metric(ax, var: xr.DataArray, name: str, xlabel: str, K: int | None = None) -> None:
+    """Median and 10-90% band of one metric on ``ax`` (per process when it has processes)."""
     times = np.asarray(var["time"].values, dtype=np.float64)
-    n_paths = var.size // max(1, var.sizes["time"])
-    lo, med, hi = path_quantiles(var)  # (T,) each
-    if n_paths > 1:
-        ax.fill_between(times, lo, hi, color=PALETTE[0], alpha=BAND_ALPHA, lw=0, label=_BAND_LABEL)
-    ax.plot(times, med, color=PALETTE[0], lw=1.5, label=f"median of {n_paths} paths" if n_paths > 1 else name)
-    if not log_if_positive(ax, np.concatenate([lo, med, hi])) and name.startswith("mean_cosine") and K and K > 1:
-        ax.axhline(-1 / (K - 1), color=THEORY, ls="--", lw=1.2, label=f"simplex ETF: $-1/(K-1) = {-1 / (K - 1):.3g}$")
-        legend(ax)
-    ax.set_title(TITLES.get(name, name))
+    n, what = _pooled(var)
+    series = [(proc, style, path_quantiles(v)) for proc, style, v in _series(var)]  # (3, T) each
+    etf = -1 / (K - 1) if name.startswith("mean_cosine") and K and K > 1 else None
+    lines = [q[1] for _, _, q in series] + ([[etf]] if etf is not None else [])
+    fit_y(ax, lines, [q[[0, 2]] for _, _, q in series])
+    for proc, style, (lo, med, hi) in series:
+        if n > 1:
+            band(ax, times, lo, hi, color=style["color"], zorder=1)
+        text = proc or (f"median of {n} {what}" if n > 1 else title_of(name, var))
+        ax.plot(times, med, label=text, **style)
+    if n > 1:
+        ax.fill_between([], [], [], color=PALETTE[0] if len(series) == 1 else "0.5", alpha=0.35, lw=0,
+                        label=f"10-90% of {n} {what}")  # fmt: skip
+    if etf is not None:
+        reference(ax, etf, label=f"simplex ETF: $-1/(K-1) = {etf:.3g}$")
+    ax.set_title(title_of(name, var))
     ax.set_ylabel(label(name, var))
     ax.set_xlabel(xlabel)
-    return n_paths
 
 
 def plot_nc_metrics(
     metrics_ds: xr.Dataset,
     *,
+    metrics: Iterable[str] | str | None = None,
     names: Iterable[str] | str | None = None,
     title: str | None = None,
     ax=None,
@@ -124,11 +161,15 @@ def plot_nc_metrics(
     ----------
     metrics_ds : xarray.Dataset
         Metrics over ``(path, time)`` (any extra dims are pooled with ``path``), e.g. from
-        :func:`lesde.metrics.to_dataset` or ``lesde.simulate(..., save="metrics")``.
+        :func:`lesde.metrics.to_dataset` or ``lesde.simulate(..., save="metrics")``; or a comparison Dataset of
+        :func:`lesde.sgd.compare` over ``(process, run, time)``, drawn one line per process.
+    metrics : iterable of str, optional
+        Metrics to draw, in this order (default: the first six of :data:`DEFAULT_METRICS` the Dataset has, or its
+        first six numeric variables with a ``time`` dim when it has none of them).
     names : iterable of str, optional
-        Metrics to draw, in this order (default: every numeric variable with a ``time`` dim).
+        The same as ``metrics`` (the spelling of :func:`lesde.plots.plot_theory`); give one of the two.
     title : str, optional
-        Figure title (default: the metrics and the model, K, n, m, schedules, from the attrs).
+        Figure title (default: the model, K, n, m, schedules, from the attrs).
     ax, fig : matplotlib Axes or Figure, optional
         ``ax`` for one metric, ``fig`` to lay the panels out on; default a new figure, two panels a row.
 
@@ -144,16 +185,20 @@ def plot_nc_metrics(
     'Figure'
     """
     require(metrics_ds, (), "nc", "metrics_ds")
-    chosen = _metric_names(metrics_ds, names)
+    if metrics is not None and names is not None:
+        raise ValueError("give metrics= or names= (the same argument), not both")
+    chosen = _metric_names(metrics_ds, metrics if metrics is not None else names)
     fig, axes = subplots(len(chosen), ax=ax, fig=fig)
     xlabel = time_label(metrics_ds)
     for a, name in zip(axes, chosen):
         _draw_metric(a, metrics_ds[name], name, xlabel, num_classes(metrics_ds))
-    legend(axes[0])
+    legend(axes[0], loc="best")
     what = describe(metrics_ds)
     heading = title or f"Neural-collapse metrics{': ' + what if what else ''}"
-    (axes[0].set_title if ax is not None and title else fig.suptitle)(heading, fontsize=9)
-    finish(fig)
+    if ax is not None:
+        axes[0].set_title(heading if title else axes[0].get_title())
+        heading = None
+    finish(fig, heading)
     return fig
 
 
@@ -164,8 +209,9 @@ def _class_means(sim_ds: xr.Dataset) -> xr.DataArray:
     if "features" in sim_ds and "label" in sim_ds.coords:
         return sim_ds["features"].groupby("label").mean("sample").rename(label="class")
     raise MissingVariables(
-        "the cosines figure needs the variables class_mean(path, time, class, feature) (save='means' or 'full') or "
-        f"features with a label(sample) coordinate; this Dataset has {', '.join(map(str, sim_ds.data_vars))}"
+        "the cosines figure needs the variables class_mean(path, time, class, feature) or features with a "
+        f"label(sample) coordinate; this Dataset has {', '.join(map(str, sim_ds.data_vars))}; to get class means, "
+        "simulate with save='means' or save='full' ([simulate] save = \"means\")"
     )
 
 
@@ -198,32 +244,33 @@ def class_mean_cosines(sim_ds: xr.Dataset) -> xr.DataArray:
 
 
 def _draw_cosines(ax, cos: xr.DataArray, xlabel: str, title: str | None = None) -> None:
-    """Per-pair medians, the pooled 10-90% band and the -1/(K-1) line on ``ax``."""
+    """Per path the largest and the smallest pairwise cosine (median over paths, 10-90% band) and -1/(K-1)."""
     if "time" not in cos.dims:
         raise ValueError(f"class-mean cosines need a time dim; they have dims {cos.dims}")
     K = int(cos["l"].max()) + 1
     times = np.asarray(cos["time"].values, dtype=np.float64)
-    band = path_quantiles(cos)  # pooled over paths and pairs: (3, T)
-    ax.fill_between(times, band[0], band[2], color="0.55", alpha=0.35, lw=0, label="10-90% of paths and pairs")
-    n_pairs = cos.sizes["pair"]
-    for p in range(n_pairs):  # one line per pair, each a vectorised quantile over paths
-        one = cos.isel(pair=p)
-        med = path_quantiles(one, (0.5,))[0]
-        name = f"pair ({int(one['k'])}, {int(one['l'])}), median" if n_pairs <= 6 else None
-        colour = PALETTE[p % 6] if n_pairs <= 6 else PALETTE[0]
-        ax.plot(times, med, color=colour, lw=1.1, alpha=1.0 if n_pairs <= 6 else 0.5, label=name)
-    if n_pairs > 6:
-        ax.plot([], [], color=PALETTE[0], lw=1.1, alpha=0.5, label=f"median of each of {n_pairs} pairs")
-    ax.axhline(-1.0 / (K - 1), color=THEORY, ls="--", lw=1.4, label=f"simplex ETF: $-1/(K-1) = {-1.0 / (K - 1):.3g}$")
-    ax.set_ylim(-1.05, 1.05)
+    extremes = {
+        "largest": path_quantiles(cos.max("pair", skipna=True)),
+        "smallest": path_quantiles(cos.min("pair", skipna=True)),
+    }  # (3, T) each
+    etf = -1.0 / (K - 1)
+    fit_y(ax, [q[1] for q in extremes.values()] + [[etf]], [q[[0, 2]] for q in extremes.values()], log=False)
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(max(bottom, -1.05), min(top, 1.05))
+    n = int(np.prod([cos.sizes[d] for d in cos.dims if d not in ("time", "pair")]))
+    for (which, (lo, med, hi)), colour, ls in zip(extremes.items(), PALETTE, ("-", "--")):
+        band(ax, times, lo, hi, color=colour, zorder=1)
+        ax.plot(times, med, color=colour, ls=ls, lw=1.5, label=f"{which} pair cosine, median")
+    ax.fill_between([], [], [], color="0.5", alpha=0.35, lw=0, label=f"10-90% of {n} paths")
+    reference(ax, etf, label=f"simplex ETF: $-1/(K-1) = {etf:.3g}$")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"$\cos(\mu_k-\mu_G,\ \mu_l-\mu_G)$")
     ax.set_title(title or f"Cosines of centred class means, $K = {K}$")
-    legend(ax, fontsize=5.5, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    legend_below(ax, ncol=2)  # the lines span the panel
 
 
 def plot_class_mean_cosines(sim_ds: xr.Dataset, *, title: str | None = None, ax=None):
-    r"""Pairwise cosines of the centred class means against time, with the simplex-ETF value -1/(K-1).
+    r"""The largest and smallest pairwise cosine of the centred class means against time, with -1/(K-1).
 
     Parameters
     ----------
@@ -241,8 +288,9 @@ def plot_class_mean_cosines(sim_ds: xr.Dataset, *, title: str | None = None, ax=
     """
     require(sim_ds, (), "cosines", "sim_ds")
     cos = class_mean_cosines(sim_ds)
-    fig, (a,) = subplots(1, ax=ax, panel=(3.5, 3.0))
-    _draw_cosines(a, cos, time_label(sim_ds), title or ("Centred class-mean cosines\n" + describe(sim_ds)))
+    fig, (a,) = subplots(1, ax=ax, panel=(3.5, 2.8))
+    what = describe(sim_ds)
+    _draw_cosines(a, cos, time_label(sim_ds), title or "Cosines of centred class means" + (f"\n{what}" if what else ""))
     finish(fig)
     return fig
 
@@ -251,7 +299,7 @@ def plot_collapse(
     metrics_ds: xr.Dataset,
     sim_ds: xr.Dataset,
     *,
-    names: Iterable[str] | str | None = None,
+    metrics: Iterable[str] | str | None = None,
     title: str | None = None,
     fig=None,
 ):
@@ -263,8 +311,8 @@ def plot_collapse(
         Metrics over ``(path, time)``.
     sim_ds : xarray.Dataset
         The simulation Dataset the cosines come from (``class_mean`` or ``features``).
-    names, title
-        As for :func:`plot_nc_metrics`.
+    metrics, title
+        As for :func:`plot_nc_metrics` (by default five metrics, the sixth panel being the cosines).
     fig : matplotlib Figure, optional
         Lay the panels out on this figure (cleared first); default a new figure, two panels a row.
 
@@ -274,15 +322,16 @@ def plot_collapse(
     """
     require(metrics_ds, (), "nc", "metrics_ds")
     require(sim_ds, (), "cosines", "sim_ds")
-    chosen = _metric_names(metrics_ds, names)
+    chosen = _metric_names(metrics_ds, metrics)
+    if metrics is None:
+        chosen = chosen[: MAX_PANELS - 1]
     cos = class_mean_cosines(sim_ds)
     fig, axes = subplots(len(chosen) + 1, fig=fig)
     xlabel = time_label(metrics_ds)
     for a, name in zip(axes, chosen):
         _draw_metric(a, metrics_ds[name], name, xlabel, num_classes(metrics_ds))
-    legend(axes[0])
+    legend(axes[0], loc="best")
     _draw_cosines(axes[len(chosen)], cos, xlabel)
     what = describe(sim_ds) or describe(metrics_ds)
-    fig.suptitle(title or f"Neural collapse{': ' + what if what else ''}", fontsize=9)
-    finish(fig)
+    finish(fig, title or f"Neural collapse{': ' + what if what else ''}")
     return fig

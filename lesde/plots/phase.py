@@ -12,7 +12,9 @@ coordinates; swept dimensions other than the two plotted (and ``time``) are fixe
 ``select`` says otherwise, and the choice is printed in the title; K for the 2c/K = 1 mark comes from the
 ``num_classes`` coordinate or the spec stored in the attrs. A ``predicted_phase`` variable (1 separable predicted,
 0 not, NaN no prediction; :func:`lesde.theory.attach` writes it) is drawn as hatching over the predicted-separable
-cells with its boundary.
+cells with its boundary; the hatching is black on light cells and white on dark ones, so it shows on every
+colour of the map. The grid is sorted first (a sweep may list its values in any order). The theory marks are thin
+lines over the p = 1 cells, which stay readable under them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._style import PALETTE, THEORY, describe, dim_label, finish, legend, num_classes, require, subplots
+from ._style import PALETTE, THEORY, dim_label, finish, legend_below, reference, require, subplots
+from ._titles import describe, num_classes
 
 __all__ = ["phase_plot"]
 
@@ -65,26 +68,23 @@ def _dim(ds: xr.Dataset, name: str) -> str:
     raise ValueError(f"{name!r} is not a swept dimension of this Dataset; accepted: {', '.join(swept)}")
 
 
-def _hatch_predicted(ax, pred: xr.DataArray, x: str, y: str, xe: np.ndarray, ye: np.ndarray) -> bool:
-    """Hatch the cells where ``predicted_phase`` is 1 and outline the predicted boundary; False if none."""
+def _hatch_predicted(ax, pred: xr.DataArray, heat: np.ndarray, x: str, y: str, xe, ye) -> bool:
+    """Hatch the cells where ``predicted_phase`` is 1 and outline the predicted boundary; False if none.
+
+    The hatching of a cell is black where its colour is light (P > 1/2: the yellow end of viridis) and white where
+    it is dark, the rule of the values written in the cells.
+    """
     from matplotlib.patches import Rectangle
 
-    vals = np.asarray(pred.transpose(y, x).values, dtype=float)
+    vals = np.asarray(pred.transpose(y, x).values, dtype=float)  # (ny, nx), as heat
     drawn = False
     for (j, i), v in np.ndenumerate(vals):
         if v == 1:
+            light = not np.isfinite(heat[j, i]) or heat[j, i] > 0.5
             ax.add_patch(
-                Rectangle(
-                    (xe[i], ye[j]),
-                    xe[i + 1] - xe[i],
-                    ye[j + 1] - ye[j],
-                    fill=False,
-                    hatch="///",
-                    edgecolor="white",
-                    lw=0,
-                    alpha=0.9,
-                )
-            )
+                Rectangle((xe[i], ye[j]), xe[i + 1] - xe[i], ye[j + 1] - ye[j], fill=False, hatch="///", lw=0,
+                          edgecolor="black" if light else "white", alpha=0.75, zorder=1.2)
+            )  # fmt: skip
             drawn = True
     # the predicted boundary: cell edges between a 1 and a 0 neighbour
     for j in range(vals.shape[0]):
@@ -96,10 +96,10 @@ def _hatch_predicted(ax, pred: xr.DataArray, x: str, y: str, xe: np.ndarray, ye:
                 if 0 <= jj < vals.shape[0] and 0 <= ii < vals.shape[1] and vals[jj, ii] == 0:
                     if di:
                         xb = xe[i + 1] if di > 0 else xe[i]
-                        ax.plot([xb, xb], [ye[j], ye[j + 1]], color="white", lw=2.2, solid_capstyle="butt")
+                        ax.plot([xb, xb], [ye[j], ye[j + 1]], color="white", lw=1.6, solid_capstyle="butt")
                     else:
                         yb = ye[j + 1] if dj > 0 else ye[j]
-                        ax.plot([xe[i], xe[i + 1]], [yb, yb], color="white", lw=2.2, solid_capstyle="butt")
+                        ax.plot([xe[i], xe[i + 1]], [yb, yb], color="white", lw=1.6, solid_capstyle="butt")
     return drawn
 
 
@@ -119,8 +119,8 @@ def _selection(ds: xr.Dataset, x: str, y: str, select: dict[str, Any] | None):
 def _heatmap(fig, ax, heat: xr.DataArray, xs, ys, xe, ye, xlog: bool) -> None:
     """The cells coloured by P, with the value written in each when every cell is wide enough to hold it."""
     mesh = ax.pcolormesh(xe, ye, heat.values, vmin=0, vmax=1, cmap="viridis", shading="flat")
-    bar = fig.colorbar(mesh, ax=ax, shrink=0.9)
-    bar.set_label(r"$P(\mathrm{all\ pairs\ separable})$", fontsize=8)
+    bar = fig.colorbar(mesh, ax=ax, shrink=0.9, pad=0.03)
+    bar.set_label(r"$P(\mathrm{all\ pairs\ separable})$", fontsize=8, labelpad=2)
     bar.ax.tick_params(labelsize=7)
     widths = np.diff(np.log(xe) if xlog else xe)
     readable = widths.min() / widths.sum() >= 0.1
@@ -131,7 +131,7 @@ def _heatmap(fig, ax, heat: xr.DataArray, xs, ys, xe, ye, xlog: bool) -> None:
             )
 
 
-def _cell_marks(ax, ds: xr.Dataset, chosen: dict, time: float, x: str, y: str, xs, ys, xe, ye) -> list:
+def _cell_marks(ax, ds: xr.Dataset, chosen: dict, heat: xr.DataArray, x: str, y: str, xs, ys, xe, ye) -> list:
     """Hatching where theory predicts separation and crosses on failed cells; their legend handles."""
     from matplotlib.patches import Patch
 
@@ -140,10 +140,10 @@ def _cell_marks(ax, ds: xr.Dataset, chosen: dict, time: float, x: str, y: str, x
         pred = ds["predicted_phase"]
         pred = pred.sel({k: v for k, v in chosen.items() if k in pred.dims}, method="nearest")
         if "time" in pred.dims:
-            pred = pred.sel(time=time, method="nearest")
-        if _hatch_predicted(ax, pred, x, y, xe, ye):
+            pred = pred.sel(time=float(heat["time"]), method="nearest")
+        if _hatch_predicted(ax, pred, np.asarray(heat.values, dtype=float), x, y, xe, ye):
             handles.append(
-                Patch(facecolor="0.45", edgecolor="white", hatch="///", label="predicted separable (theory)")
+                Patch(facecolor="white", edgecolor="black", hatch="///", label="predicted separable (theory)")
             )
     if "status" in ds:  # failed sweep cells (NaN results): a cross, so that they do not read as missing
         failed = ds["status"] == "failed"
@@ -162,14 +162,14 @@ def _theory_lines(ax, x: str, y: str, xs, ye, K: int | None) -> list:
         return []
     import matplotlib.patheffects as pe
 
-    halo = [pe.Stroke(linewidth=3, foreground="white"), pe.Normal()]
-    handles = [ax.axvline(1.0, color="black", ls="--", lw=1.2, path_effects=halo, label="theory: $p = 1$")]
+    halo = [pe.Stroke(linewidth=2.2, foreground="white"), pe.Normal()]
+    handles = [ax.axvline(1.0, color="black", ls="--", lw=0.9, path_effects=halo, label="theory: $p = 1$")]
     if K is not None and y == x.removesuffix("exponent") + "scale":
         c_star = K / 2  # 2c/K = 1
         if c_star < ye[-1]:
-            handles += ax.plot([1, 1], [max(c_star, ye[0]), ye[-1]], color=THEORY, lw=3, path_effects=halo,
+            handles += ax.plot([1, 1], [max(c_star, ye[0]), ye[-1]], color=THEORY, lw=1.6, path_effects=halo,
                                label="theory: $p=1$, $2c/K>1$ separable")  # fmt: skip
-        handles += ax.plot([1], [c_star], "o", color=THEORY, ms=6, mec="white",
+        handles += ax.plot([1], [c_star], "o", color=THEORY, ms=4.5, mec="white", mew=0.8,
                            label=f"theory: $2c/K = 1$ ($c = {c_star:g}$)")  # fmt: skip
     return handles
 
@@ -193,13 +193,13 @@ def _curves(ax2, ds, P, lower, upper, x: str, y: str, xs, ys, xlog: bool, K, cur
                          color=colour, alpha=0.18, lw=0)  # fmt: skip
     ax2.fill_between([], [], [], color="0.5", alpha=0.3, lw=0, label=f"{100 * level:.0f}% Wilson interval")
     if x.endswith("exponent"):
-        ax2.axvline(1.0, color="black", ls="--", lw=1, label="theory: $p = 1$")
+        reference(ax2, x=1.0, color="black", label="theory: $p = 1$")
     ax2.set_xscale("log" if xlog else "linear")
     ax2.set_ylim(-0.03, 1.03)
     ax2.set_xlabel(dim_label(x))
     ax2.set_ylabel(r"$P(\mathrm{all\ pairs\ separable})$")
     ax2.set_title(f"{dim_label(y).split(' of ')[0]} = {float(line[y]):g}")
-    legend(ax2, loc="best")
+    legend_below(ax2, ncol=2)
 
 
 def phase_plot(
@@ -239,6 +239,7 @@ def phase_plot(
     """
     require(ds, NEEDS, "phase")
     x, y = _dim(ds, x), _dim(ds, y)
+    ds = ds.sortby([x, y])  # cell edges lie half-way between neighbours: the grid must be in order
     P, lower, upper, chosen = _selection(ds, x, y, select)
     if time is None:
         time = float(ds.attrs.get("summary_time", ds["time"].values[-1]))
@@ -250,7 +251,7 @@ def phase_plot(
 
     fig, (ax, ax2) = subplots(2, fig=fig, panel=(3.5, 3.2))
     _heatmap(fig, ax, heat, xs, ys, xe, ye, xlog)
-    handles = _cell_marks(ax, ds, chosen, time, x, y, xs, ys, xe, ye)
+    handles = _cell_marks(ax, ds, chosen, heat, x, y, xs, ys, xe, ye)
     ax.set_xscale("log" if xlog else "linear")
     ax.set_yscale("log" if ylog else "linear")
     ax.set_xlim(xe[0], xe[-1])
@@ -262,17 +263,19 @@ def phase_plot(
     ax.set_ylabel(dim_label(y))
     handles += _theory_lines(ax, x, y, xs, ye, K)
     if handles:
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, fontsize=6.5, frameon=False)
+        legend_below(ax, handles=handles)
     title = f"$t = {float(heat.time):g}$"
     if chosen:
         title += ", " + ", ".join(f"{dim_label(k)} = {v}" for k, v in chosen.items())
     ax.set_title(title)
     _curves(ax2, ds, P, lower, upper, x, y, xs, ys, xlog, K, curve_times, curve_at)
     what = describe(ds, skip=[d.split("_")[0] for d in (x, y)])
-    fig.suptitle(
+    engine = fig.get_layout_engine() if hasattr(fig, "get_layout_engine") else None
+    if engine is not None and hasattr(engine, "set"):  # room between the colour bar's label and the curves' axis
+        engine.set(wspace=0.08)
+    finish(
+        fig,
         f"Separability phase diagram{': ' + what if what else ''}\n{ds.attrs.get('method', '?')} integrator, "
         f"{ds.attrs.get('n_paths', '?')} paths per cell, {ds.attrs.get('separability', 'ncm')} separability",
-        fontsize=9,
     )
-    finish(fig)
     return fig

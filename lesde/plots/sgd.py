@@ -1,4 +1,10 @@
-"""The SGD comparison figure: SGD, its SME and gradient flow side by side (the Dataset of :func:`lesde.sgd.compare`)."""
+"""The SGD comparison figure: SGD, its SME and gradient flow side by side (the Dataset of :func:`lesde.sgd.compare`).
+
+Decisions: each process has one style (:data:`lesde.plots._style.PROCESS_STYLE`); gradient flow, the noiseless
+reference, is thin, dotted and drawn under SGD and the SME, which are solid and dashed, so that all three stay
+visible where they coincide. The band is +-1 standard deviation over the runs; the axis limits come from the
+means, with the bands widening a linear axis only.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,44 @@ import numpy as np
 import xarray as xr
 
 from ._style import (
-    BAND_ALPHA,
     PALETTE,
     PROCESS_NAMES,
-    TITLES,
-    describe,
+    PROCESS_STYLE,
+    band,
     finish,
+    fit_y,
     label,
     legend,
-    log_if_positive,
     require,
     subplots,
     time_label,
+    title_of,
 )
+from ._titles import describe
 
 __all__ = ["plot_compare"]
 
-_PLOT_METRICS = ("nc1", "nc1_quotient", "etf_error", "self_duality", "equinorm_means", "ncc_mismatch")
+_PLOT_METRICS = ("nc1", "etf_error", "self_duality", "ncc_mismatch")  # with loss and accuracy: six panels, one page
+
+
+def _draw(ax, ds: xr.Dataset, name: str) -> None:
+    """One panel: the mean over runs of each process and its +-1 s.d. band."""
+    t = ds["time"].values
+    series = []
+    for i, proc in enumerate(ds["process"].values):
+        v = ds[name].sel(process=proc)
+        mean, std = v.mean("run").values, v.std("run").values
+        style = PROCESS_STYLE.get(str(proc), {"color": PALETTE[i % len(PALETTE)], "lw": 1.5})
+        series.append((PROCESS_NAMES.get(str(proc), str(proc)), style, mean, std))
+    fit_y(ax, [m for *_, m, _ in series], [np.stack([m - s, m + s]) for *_, m, s in series],
+          log=False if name == "accuracy" else None)  # fmt: skip
+    for text, style, mean, std in series:
+        if np.nanmax(std) > 0:
+            band(ax, t, mean - std, mean + std, color=style["color"], zorder=1)
+        ax.plot(t, mean, label=text, **style)
+    ax.set_title(title_of(name, ds[name]))
+    ax.set_ylabel(label(name, ds[name]))
+    ax.set_xlabel(time_label(ds))
 
 
 def plot_compare(ds: xr.Dataset, *, metrics: tuple[str, ...] = _PLOT_METRICS, fig=None):
@@ -41,30 +68,14 @@ def plot_compare(ds: xr.Dataset, *, metrics: tuple[str, ...] = _PLOT_METRICS, fi
     """
     require(ds, ("loss", "accuracy", "process"), "sgd")
     names = ["loss", "accuracy"] + [m for m in metrics if m in ds]
-    fig, axes = subplots(len(names), fig=fig, panel=(3.5, 2.4))
-    t = ds.time.values
+    fig, axes = subplots(len(names), fig=fig)
     for ax, name in zip(axes, names):
-        for i, proc in enumerate(ds.process.values):
-            v = ds[name].sel(process=proc)
-            mean, std = v.mean("run").values, v.std("run").values
-            colour = PALETTE[i % len(PALETTE)]
-            ax.plot(
-                t, mean, color=colour, lw=1.3, ls=("-", "--", ":")[i % 3], label=PROCESS_NAMES.get(str(proc), str(proc))
-            )
-            if np.nanmax(std) > 0:
-                ax.fill_between(t, mean - std, mean + std, color=colour, alpha=BAND_ALPHA, lw=0)
-        ax.set_title(TITLES.get(name, name))
-        ax.set_ylabel(label(name, ds[name]))
-        ax.set_xlabel(time_label(ds))
-        if name != "accuracy":
-            log_if_positive(ax, ds[name].values)
-    axes[0].fill_between([], [], [], color="0.5", alpha=0.4, lw=0, label=f"$\\pm 1$ s.d. over {ds.sizes['run']} runs")
-    legend(axes[0], fontsize=5.5)
+        _draw(ax, ds, name)
+    axes[0].fill_between([], [], [], color="0.5", alpha=0.35, lw=0, label=f"$\\pm 1$ s.d. over {ds.sizes['run']} runs")
+    legend(axes[0], loc="best")
     what = describe(ds)
-    fig.suptitle(
-        f"SGD vs SME vs gradient flow{': ' + what if what else ''}\nlr = {ds.attrs.get('lr')}, batch size "
-        f"{ds.attrs.get('batch_size')}, {ds.attrs.get('sampling', '')} sampling",
-        fontsize=8,
-    )
-    finish(fig)
+    run = [f"lr = {ds.attrs.get('lr')}", f"batch size {ds.attrs.get('batch_size')}"]
+    if ds.attrs.get("sampling"):
+        run.append(f"{ds.attrs['sampling']} sampling")
+    finish(fig, f"SGD vs SME vs gradient flow{': ' + what if what else ''}\n" + ", ".join(run))
     return fig

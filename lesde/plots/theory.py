@@ -9,9 +9,9 @@ r"""Measured vs predicted: the figures of a Dataset :func:`lesde.theory.attach` 
 Decisions: a measured quantity is the mean over runs (or paths), solid, one Okabe-Ito colour per process, class or
 SNR mode, with a band of +-1 standard deviation over the runs (paths), clipped at 0 for a nonnegative quantity;
 features are averaged. Its prediction is dashed in the same colour when it varies in time, a vermillion dashed
-line when it is one number. A panel of a distance or a variance uses a log y axis when every value drawn is
-positive and they span 1.5 decades (the house rule of ``_style.log_if_positive``); a band reaching 0 then runs off
-the bottom. The NC margin of an unregularised CE run is drawn against :math:`\log\log t`, the axis on which Ji et
+line under the data when it is one number. A panel of a distance or a variance uses a log y axis when the means
+and predictions are positive and span 1.5 decades (the house rule of ``_style.fit_y``), with limits from them: a
+band reaching 0 is clipped at the bottom of the axis instead of setting it. The NC margin of an unregularised CE run is drawn against :math:`\log\log t`, the axis on which Ji et
 al. read its rate. This module does not import :mod:`lesde.theory`
 (which uses it from ``lesde compare-theory --plot``): it reads the ``theory_predictions`` attr ``attach`` writes.
 """
@@ -25,22 +25,28 @@ import numpy as np
 import xarray as xr
 
 from ._style import (
-    BAND_ALPHA,
     LABELS,
     PALETTE,
     PROCESS_NAMES,
+    PROCESS_STYLE,
     THEORY,
-    describe,
+    band,
     finish,
+    fit_y,
     legend,
-    log_from_lines,
+    reference,
     require,
     subplots,
     time_label,
 )
+from ._titles import describe
 from .phase import phase_plot
 
 __all__ = ["plot_theory", "plot_theory_panel", "theory_panels"]
+
+
+#: the house style of each process, by its legend name (what _series returns)
+_PROCESS_STYLE = {PROCESS_NAMES[k]: v for k, v in PROCESS_STYLE.items()}
 
 
 class Panel(NamedTuple):
@@ -177,42 +183,36 @@ def _draw(ax, ds: xr.Dataset, p: Panel, series_legend: bool = True) -> None:
     x = np.log(np.log(t[keep])) if loglog else t[keep]
     da = ds[p.measured]
     spread = _spread_dim(da)
-    handles, colours, bands = [], {}, []
-    for i, (name, mean, std) in enumerate(_series(da)):
-        colour = PALETTE[i % len(PALETTE)]
-        colours[name] = colour
-        handles.append(ax.plot(x, mean[keep], color=colour, lw=1.4, label=name or "measured")[0])
+    series = _series(da)
+    pred = ds[p.predicted] if p.predicted is not None and p.predicted in ds else None
+    curves = _series(pred) if pred is not None and "time" in pred.dims else []
+    value = float(pred.mean()) if pred is not None and not curves else None
+    bands = []
+    for _, mean, std in series:
         if spread and np.nanmax(std) > 0:
-            low = mean - std
-            if np.nanmin(mean) >= 0:  # a nonnegative quantity: the band stops at 0
-                low = np.maximum(low, 0.0)
-            bands.append((low[keep], (mean + std)[keep], colour))
+            low = np.maximum(mean - std, 0.0) if np.nanmin(mean) >= 0 else mean - std  # nonnegative: stop at 0
+            bands.append((low[keep], (mean + std)[keep]))
+    lines = [m[keep] for _, m, _ in series] + [m[keep] for _, m, _ in curves] + ([[value]] if value is not None else [])
+    fit_y(ax, lines, [np.stack(b) for b in bands], log=None if p.log else False)
+    handles, colours = [], {}
+    for i, (name, mean, _) in enumerate(series):
+        style = _PROCESS_STYLE.get(name, {"color": PALETTE[i % len(PALETTE)], "lw": 1.4})
+        colours[name] = style["color"]
+        if len(bands) > i:
+            band(ax, x, *bands[i], color=style["color"], zorder=1)
+        handles.append(ax.plot(x, mean[keep], label=name or "measured", **style)[0])
     theory = []
-    if p.predicted is not None and p.predicted in ds:
-        pred = ds[p.predicted]
-        if "time" in pred.dims:
-            for name, mean, _ in _series(pred):
-                ax.plot(x, mean[keep], ls="--", lw=1.2, color=colours.get(name, THEORY))
-            theory.append(ax.plot([], [], ls="--", lw=1.2, color="0.3", label="theory (dashed)")[0])
-        else:
-            value = float(pred.mean())
-            theory.append(ax.axhline(value, ls="--", lw=1.2, color=THEORY, label=f"theory: {value:.4g}"))
+    if curves:
+        for name, mean, _ in curves:
+            ax.plot(x, mean[keep], ls="--", lw=1.2, color=colours.get(name, THEORY), zorder=2.5)
+        theory.append(ax.plot([], [], ls="--", lw=1.2, color="0.3", label="theory (dashed)")[0])
+    elif value is not None:
+        theory.append(reference(ax, value, label=f"theory: {value:.4g}"))
     elif p.measured.endswith("zscore"):
-        theory.append(ax.axhline(3.0, ls=":", color="0.3", lw=1, label="3 standard errors"))
-    logy = p.log and log_from_lines(ax)  # a log axis for positive data spanning 1.5 decades (the house rule)
+        theory.append(reference(ax, 3.0, ls=":", color="0.3", label="3 standard errors"))
     if bands:
-        bottom = None
-        if logy:  # a band reaching 0 runs off the bottom of the log axis, which the lines and positive parts set
-            positive = np.concatenate([lo[lo > 0] for lo, _, _ in bands] + [h.get_ydata() for h in handles])
-            bottom = 0.7 * float(np.nanmin(positive[positive > 0]))
-        for lo, hi, colour in bands:
-            ax.fill_between(x, np.maximum(lo, bottom) if bottom else lo, hi, color=colour, alpha=BAND_ALPHA, lw=0)
-        if bottom:
-            ax.set_ylim(bottom=bottom)
-        n = ds.sizes[spread]
-        theory.insert(
-            0, ax.fill_between([], [], [], color="0.5", alpha=0.4, lw=0, label=rf"$\pm$1 s.d. over {n} {spread}s")
-        )
+        theory.insert(0, ax.fill_between([], [], [], color="0.5", alpha=0.35, lw=0,
+                                         label=rf"$\pm$1 s.d. over {ds.sizes[spread]} {spread}s"))  # fmt: skip
     if p.measured.endswith("zscore"):
         ax.set_ylim(bottom=0, top=max(3.5, ax.get_ylim()[1]))
     ax.set_xlabel(r"$\log\log t$ (training time $t$)" if loglog else time_label(ds))
@@ -311,7 +311,7 @@ def plot_theory(ds: xr.Dataset, names=None, title: str | None = None, *, fig=Non
             f"names={bad or chosen!r}: not theory panels of this Dataset; accepted: {', '.join(available) or 'none'}"
             + ("" if available else " (none of the attached predictions has a time axis)")
         )
-    fig, axes = subplots(len(chosen), fig=fig, panel=(3.5, 2.5))
+    fig, axes = subplots(len(chosen), fig=fig)
     named: set[tuple[str, ...]] = set()  # the series each legend names once per figure (the processes, classes)
     for ax, name in zip(axes, chosen):
         labels = tuple(_series_labels(ds[name]))
@@ -321,6 +321,5 @@ def plot_theory(ds: xr.Dataset, names=None, title: str | None = None, *, fig=Non
         what = describe(ds)
         lines = [f"Measured vs predicted{': ' + what if what else ''}", _subtitle(ds), _sources(ds, chosen)]
         title = "\n".join(line for line in lines if line)
-    fig.suptitle(title, fontsize=8)
-    finish(fig)
+    finish(fig, title)
     return fig
