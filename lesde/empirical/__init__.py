@@ -18,6 +18,7 @@ from .imitation import drift_check, imitate
 from .label_corruption import RATES, label_noise_experiment, tail_index
 from .nets import Classifier, cnn, mlp
 from .tracks import DEFAULT_RUNS, Checkpoint, Tracker, Validation, init_nets, simulate_discrete, track
+from .tracks.tracker import combine_runs
 
 __all__ = [
     "load_dataset",
@@ -28,6 +29,7 @@ __all__ = [
     "Checkpoint",
     "Validation",
     "Tracker",
+    "combine_runs",
     "init_nets",
     "simulate_discrete",
     "estimate",
