@@ -43,7 +43,10 @@ def values(est) -> dict:
     out = {}
     for w in WEIGHTINGS:
         for q in QUANTITIES:
-            out[(w, q)] = (est[f"{q}_by_weighting"].sel(weighting=w).values, est[f"{q}_by_weighting_se"].sel(weighting=w).values)
+            out[(w, q)] = (
+                est[f"{q}_by_weighting"].sel(weighting=w).values,
+                est[f"{q}_by_weighting_se"].sel(weighting=w).values,
+            )
     return out
 
 

@@ -7,11 +7,12 @@ sample's output of the training forward, its index, and the features' one-step i
 same and also checks the loop (which forward trained the sample, one update per call, the update rule on the first
 steps; :mod:`lesde.empirical.tracks._step_watch`). The plain loop without any recording is timed for scale.
 
-Measurement: the machine is shared and its speed drifts within seconds, so each of ``--rounds`` rounds times the
-three loops back to back for ``--steps`` steps each, in a rotating order, and the ratio Tracker / hand-written is
-formed within the round; the median and quartiles over rounds are reported. The ``Tracker`` time includes
-``dataset()`` (building the Dataset from the records), the hand-written one no Dataset at all, so the ratio if
-anything overstates the Tracker's cost; ``--no-dataset`` leaves it out.
+Measurement: the machine is shared and its speed drifts within seconds, so each of ``--rounds`` rounds trains
+three copies of the network on the same ``--steps`` samples, interleaved step by step (one step of each loop in
+turn, the order rotating every step, each step timed on its own), and forms the ratio Tracker / hand-written within
+the round; the median and quartiles over rounds are reported. The ``Tracker`` time includes ``dataset()``
+(building the Dataset from the records), the hand-written one no Dataset at all, so the ratio if anything
+overstates the Tracker's cost; ``--no-dataset`` leaves it out.
 
     OMP_NUM_THREADS=1 python benchmarks/tracker.py --dataset digits --width 64 --rounds 11
 """
@@ -28,51 +29,63 @@ import torch.nn.functional as F
 from lesde.empirical import Tracker, init_nets, load_dataset, mlp
 from lesde.empirical.tracks.track_inputs import sample_order, select_probes
 
-
-def plain(model, opt, x, y, order) -> float:
-    t0 = time.perf_counter()
-    for i in order.tolist():
-        opt.zero_grad()
-        F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
-        opt.step()
-    return time.perf_counter() - t0
+KINDS = ("plain", "hand-written", "Tracker")
 
 
-def by_hand(model, opt, x, y, order, probes) -> float:
-    px = x[probes]
-    S = len(order)
-    with torch.no_grad():
-        first = model(px)
-    feats = torch.empty((S + 1,) + first.shape, dtype=first.dtype)
-    incr = torch.empty_like(feats)
-    s_out = torch.empty((S + 1, first.shape[-1]), dtype=first.dtype)
-    idx = torch.empty(S + 1, dtype=torch.long)
-    feats[0] = first
-    t0 = time.perf_counter()
-    for s, i in enumerate(order.tolist(), 1):
+class Loop:
+    """One model trained step by step, recorded by hand, by a Tracker, or not at all (``kind``)."""
+
+    def __init__(self, kind: str, model, x, y, probes, steps: int, lr: float):
+        self.kind, self.model, self.x, self.y = kind, model, x, y
+        self.opt = torch.optim.SGD(model.parameters(), lr=lr)
+        self.tracker = None
+        if kind == "Tracker":
+            self.tracker = Tracker(model, x, y, optimizer=self.opt, probes=probes, steps=steps)
+        elif kind == "hand-written":
+            self.px = x[probes]
+            with torch.no_grad():
+                first = model(self.px)
+            self.feats = torch.empty((steps + 1,) + first.shape, dtype=first.dtype)
+            self.incr = torch.empty_like(self.feats)
+            self.s_out = torch.empty((steps + 1, first.shape[-1]), dtype=first.dtype)
+            self.idx = torch.empty(steps + 1, dtype=torch.long)
+            self.feats[0] = first
+        self.s = 0
+
+    def step(self, i: int) -> None:
+        x, y, model, opt = self.x, self.y, self.model, self.opt
         opt.zero_grad()
         out = model(x[i : i + 1])
         F.cross_entropy(out, y[i : i + 1]).backward()
         opt.step()
-        s_out[s] = out.detach()[0]
-        idx[s] = i
-        with torch.no_grad():
-            feats[s] = model(px)
-        torch.sub(feats[s], feats[s - 1], out=incr[s])
-    return time.perf_counter() - t0
+        self.s = s = self.s + 1
+        if self.kind == "Tracker":
+            self.tracker.step(i, y[i])
+        elif self.kind == "hand-written":
+            self.s_out[s] = out.detach()[0]
+            self.idx[s] = i
+            with torch.no_grad():
+                self.feats[s] = model(self.px)
+            torch.sub(self.feats[s], self.feats[s - 1], out=self.incr[s])
 
 
-def tracked(model, opt, x, y, order, probes, dataset: bool) -> float:
-    t0 = time.perf_counter()
-    with Tracker(model, x, y, optimizer=opt, probes=probes, steps=len(order)) as tr:
-        for i in order.tolist():
-            opt.zero_grad()
-            F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
-            opt.step()
-            tr.step(i, y[i])
-        if dataset:
-            tr.dataset()
-    return time.perf_counter() - t0
+def one_round(net, x, y, probes, order, lr, seed, dataset: bool) -> dict[str, float]:
+    """Seconds of each loop over the same steps, interleaved step by step (the order rotating every step)."""
+    loops = [Loop(k, init_nets(net, 1, seed)[0], x, y, probes, len(order), lr) for k in KINDS]
+    spent = dict.fromkeys(KINDS, 0.0)
+    for s, i in enumerate(order.tolist()):
+        for k in range(len(loops)):
+            loop = loops[(s + k) % len(loops)]
+            t0 = time.perf_counter()
+            loop.step(i)
+            spent[loop.kind] += time.perf_counter() - t0
+    tr = loops[KINDS.index("Tracker")].tracker
+    if dataset:
+        t0 = time.perf_counter()
+        tr.dataset()
+        spent["Tracker"] += time.perf_counter() - t0
+    tr.close()
+    return spent
 
 
 def main() -> None:
@@ -91,19 +104,11 @@ def main() -> None:
     net = mlp(tuple(x.shape[1:]), 3, width=a.width, depth=2)
     probes = select_probes(y, a.probes, 0)
     order = sample_order(len(y), 1, a.steps, 0)[0]
-    times = {"plain": [], "hand-written": [], "Tracker": []}
+    times = {k: [] for k in KINDS}
+    one_round(net, x, y, probes, order[:20], a.lr, 0, True)  # imports and first-call costs outside the timing
     for r in range(a.rounds):
-        kinds = list(times)
-        kinds = kinds[r % 3 :] + kinds[: r % 3]  # rotate the order against drifts in the machine's speed
-        for k in kinds:
-            model = init_nets(net, 1, r)[0]
-            opt = torch.optim.SGD(model.parameters(), lr=a.lr)
-            if k == "plain":
-                times[k].append(plain(model, opt, x, y, order))
-            elif k == "hand-written":
-                times[k].append(by_hand(model, opt, x, y, order, probes))
-            else:
-                times[k].append(tracked(model, opt, x, y, order, probes, not a.no_dataset))
+        for k, v in one_round(net, x, y, probes, order, a.lr, r, not a.no_dataset).items():
+            times[k].append(v)
     t = {k: np.array(v) for k, v in times.items()}
     ratio = t["Tracker"] / t["hand-written"]
     over_plain = t["hand-written"] / t["plain"]

@@ -166,6 +166,17 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "tail_alpha_pooled": {"long_name": "tail index r of the integrated alpha, estimate pooled over runs", "units": "1"},
     "tail_beta_pooled": {"long_name": "tail index r of the integrated beta, estimate pooled over runs", "units": "1"},
     "train_accuracy": {"long_name": "final probe accuracy on the (corrupted) training labels", "units": "1"},
+    **{
+        f"tail_{q}_{stat}": {"long_name": f"{what} tail index r of the integrated {q}, over runs", "units": "1"}
+        for q in ("alpha", "beta")
+        for stat, what in (
+            ("mean", "mean of the per-run"),
+            ("se", "standard error of the mean of the per-run"),
+            ("ci_low", "lower confidence bound of the mean of the per-run"),
+            ("ci_high", "upper confidence bound of the mean of the per-run"),
+        )
+    },
+    "tail_runs": {"long_name": "runs with a finite tail index", "units": "1"},
     # --- empirical elasticity: imitation (lesde.empirical.imitate) ---
     "relative_error": {
         "long_name": "||class means (LE-SDE) - class means (network)||_F / ||network||_F",

@@ -48,7 +48,8 @@ def _fit_label(f: dict) -> str:
 
 def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
     r"""alpha(t) and beta(t): the selected estimand with its confidence band, the other estimand with error bars,
-    and the fitted schedule with its band, one panel each.
+    and the fitted schedule with its band, one panel each; and alpha(t) - beta(t) with its band and the zero line
+    (when the estimate has it), the comparison the estimate's ``answer`` summarises.
 
     Parameters
     ----------
@@ -69,7 +70,8 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
     if fit_result is not None:
         est = fit_result.curves(est)
     fits = json.loads(est.attrs["fit"])["fits"] if "fit" in est.attrs and "fit_time" in est.coords else {}
-    fig, axes = subplots(2, fig=fig, panel=(3.5, 3.6))
+    diff = "alpha_minus_beta_lower" in est
+    fig, axes = subplots(3 if diff else 2, fig=fig, ncols=3, panel=(3.5, 3.6))
     t = np.asarray(est["time"].values, dtype=float)
     chosen = est.attrs.get("weighting", "n/a")
     conf = float(est.attrs.get("confidence", 0.95))
@@ -134,6 +136,9 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
         ax.set_ylabel(f"${_SYMBOL[q]}_t$ ({'intra' if q == 'alpha' else 'inter'}-class)")
         ax.set_title(f"${_SYMBOL[q]}_t$, {'log-log' if loglog else 'linear'} axes")
         legend(ax, fontsize=5.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    if diff:
+        _difference_panel(axes[2], est, t, conf, chosen)
+        axes[2].set_xscale(axes[0].get_xscale())  # time on the alpha panel's axis, so windows line up
     fig.suptitle(
         f"Elasticity E(t) of {est.attrs.get('net', 'the network')} on {est.attrs.get('dataset', '?')} "
         f"($K={est.attrs.get('num_classes', '?')}$, lr = {est.attrs.get('lr', '?')}); form = {est.attrs.get('form', '?')}, "
@@ -142,6 +147,32 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
     )
     finish(fig)
     return fig
+
+
+def _difference_panel(ax, est: xr.Dataset, t: np.ndarray, conf: float, chosen: str) -> None:
+    """alpha - beta with its band (the selected estimand), the other estimand's bars, and the zero line; the title
+    counts the windows whose interval lies above zero, as the estimate's ``answer`` does."""
+    from scipy.stats import t as student_t
+
+    d = est["alpha_minus_beta"].values
+    ax.fill_between(t, est["alpha_minus_beta_lower"].values, est["alpha_minus_beta_upper"].values, alpha=BAND_ALPHA,
+                    color=PALETTE[0], lw=0, label=f"{100 * conf:.0f}% CI ({chosen} weighting)")  # fmt: skip
+    ax.plot(t, d, "o-", ms=2.5, lw=1, color=PALETTE[0], label=r"$\alpha_t - \beta_t$" + (
+        f", {chosen} weighting" if chosen != "n/a" else ""))  # fmt: skip
+    if "alpha_minus_beta_by_weighting" in est:
+        for w in est["weighting"].values:
+            if w == chosen:
+                continue
+            z = student_t.ppf(0.5 + conf / 2, np.maximum(est["dof"].values, 1))
+            ax.errorbar(t, est["alpha_minus_beta_by_weighting"].sel(weighting=w).values,
+                        yerr=z * est["alpha_minus_beta_by_weighting_se"].sel(weighting=w).values, fmt="s", ms=2.5,
+                        lw=0.7, color=PALETTE[1], alpha=0.85, label=f"{w} weighting, {100 * conf:.0f}% CI bars")  # fmt: skip
+    ax.axhline(0, color="0.3", lw=0.8, ls="--", label=r"$\alpha_t = \beta_t$")
+    above = est.attrs.get("windows_alpha_above_beta", int(np.sum(est["alpha_minus_beta_lower"].values > 0)))
+    ax.set_title(rf"$\alpha_t - \beta_t$: above 0 in {above} of {est.sizes['step']} windows")
+    ax.set_xlabel(time_label(est))
+    ax.set_ylabel(r"$\alpha_t - \beta_t$ (intra minus inter)")
+    legend(ax, fontsize=5.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
 
 
 def plot_imitation(
@@ -301,9 +332,15 @@ def plot_label_noise(ds: xr.Dataset, *, fig=None):
     fig, ax = subplots(2, fig=fig, panel=(3.5, 2.8))
     p = ds["rate"].values
     K = ds.attrs["num_classes"]
+    level = f"{100 * float(ds.attrs.get('tail_confidence', 0.95)):g}%"
     for i, q in enumerate(("alpha", "beta")):
-        r = ds[f"tail_{q}"]
-        y, lo, hi = r.mean("run").values, r.min("run").values, r.max("run").values
+        if f"tail_{q}_mean" in ds:  # the numbers the table prints: mean over runs and its interval
+            y, lo, hi = (ds[f"tail_{q}_{k}"].values for k in ("mean", "ci_low", "ci_high"))
+            what = f"mean of {ds.sizes['run']} runs, bars {level} interval"
+        else:
+            r = ds[f"tail_{q}"]
+            y, lo, hi = r.mean("run").values, r.min("run").values, r.max("run").values
+            what = f"mean of {ds.sizes['run']} runs, bars min-max"
         ax[0].errorbar(
             p,
             y,
@@ -312,8 +349,11 @@ def plot_label_noise(ds: xr.Dataset, *, fig=None):
             color=PALETTE[i],
             capsize=3,
             ms=3,
-            label=rf"$r$ of $\int {_SYMBOL[q]}$: mean of {ds.sizes['run']} runs, bars min-max",
+            label=rf"$r$ of $\int {_SYMBOL[q]}$: {what}",
         )
+        if f"tail_{q}_pooled" in ds:
+            ax[0].plot(p, ds[f"tail_{q}_pooled"].values, "D", mfc="none", color=PALETTE[i], ms=4,
+                       label=rf"$r$ of $\int {_SYMBOL[q]}$: estimate pooled over runs")  # fmt: skip
     ax[0].axvline((K - 1) / K, color="0.4", ls=":", lw=1, label=r"$p=(K-1)/K$: labels carry no signal")
     ax[0].set_xlabel("label-noise rate $p$")
     ax[0].set_ylabel(r"tail index $r = 1 - \mathrm{mean}\,\log|A(t)| / \log s$")

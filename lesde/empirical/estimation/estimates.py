@@ -138,7 +138,7 @@ def estimate(
         ),
     )
     p = r["pooled"][weighting]
-    pooled = answer.compare(p["alpha"][0], p["alpha"][1], p["beta"][0], p["beta"][1], p["cov"], p["alpha"][2], confidence)
+    pooled = answer.compare(*p["alpha"][:2], *p["beta"][:2], p["cov"], p["alpha"][2], confidence)
     ds.attrs.update(answer.summary(ds, {**pooled, "dof": p["alpha"][2]}, confidence))
     _warn(ds)
     return ds
@@ -214,9 +214,10 @@ def _variables(r: dict, weighting: str, confidence: float, K: int) -> tuple[dict
             data[f"{qn}_disagreement"] = ("step", r[f"{qn}_disagreement"])
         diffs = [answer.compare(*bw[w]["alpha"][:2], *bw[w]["beta"][:2], bw[w]["cov"], bw[w]["alpha"][2], confidence)
                  for w in WEIGHTINGS]  # fmt: skip
-        data["alpha_minus_beta_by_weighting"] = (("weighting", "step"), np.stack([d["difference"] for d in diffs]))
-        data["alpha_minus_beta_by_weighting_se"] = (("weighting", "step"), np.stack([d["difference_se"] for d in diffs]))
-        data["alpha_beta_cov_by_weighting"] = (("weighting", "step"), np.stack([bw[w]["cov"] for w in WEIGHTINGS]))
+        ws = ("weighting", "step")
+        data["alpha_minus_beta_by_weighting"] = (ws, np.stack([d["difference"] for d in diffs]))
+        data["alpha_minus_beta_by_weighting_se"] = (ws, np.stack([d["difference_se"] for d in diffs]))
+        data["alpha_beta_cov_by_weighting"] = (ws, np.stack([bw[w]["cov"] for w in WEIGHTINGS]))
         data["n_excluded"] = ("step", r["n_excluded"])
         coords["weighting"] = list(WEIGHTINGS)
     if r.get("block_length") is not None:

@@ -22,8 +22,8 @@ accuracy and loss at step 0, every k steps and the last step, as ``track`` recor
 How it sees the trained example's pre-step feature :math:`f_{s-1}(x_{I_s})`: a forward hook keeps every
 batch-size-1 forward *with gradients enabled* since the last ``step()``, and ``step(index, label)`` takes the one
 whose input is ``inputs[index]``; evaluation forwards under ``torch.no_grad()`` are ignored. The probe forwards the
-tracker runs itself happen under ``no_grad`` with every submodule in eval mode (restored afterwards), so they
-change no running statistics and are ignored by the hook. ``step()`` refuses the loop mistakes that would record
+tracker runs itself happen under ``no_grad`` with every submodule in eval mode (restored afterwards) and the hook
+removed, so they change no running statistics and are not seen as training forwards. ``step()`` refuses the loop mistakes that would record
 the wrong data (:mod:`lesde.empirical.tracks._step_watch`): called before ``optimizer.step()``, or after a skipped
 call (an increment spanning two updates). The optimizer (``optimizer=``) is recorded in attrs, with a warning for
 anything but plain SGD; without it, the first steps' updates are compared with :math:`-\eta\nabla` (attr
@@ -119,7 +119,6 @@ class Tracker:
         self._hook = FeatureHook(model, *resolve_feature(model, feature))
         self._out = model.register_forward_hook(self._on_forward)
         self._modules = list(model.modules())
-        self._busy = False
         self._watch = StepWatch([p for p in params if p.requires_grad], self.lr, check_rule=optimizer is None)
         self.s = 0
         feat, logits = self._probe()
@@ -138,7 +137,7 @@ class Tracker:
     # ------------------------------------------------------------------------------------------------ hooks
 
     def _on_forward(self, module, args, out):
-        if self._busy or not torch.is_grad_enabled() or not torch.is_tensor(out):
+        if not torch.is_grad_enabled() or not torch.is_tensor(out):
             return
         self._watch.add(args[0] if args else None, self._hook.take(out), out)
 
@@ -149,12 +148,14 @@ class Tracker:
         modes = [m.training for m in self._modules]
         for m in self._modules:
             m.__dict__["training"] = False
-        self._busy = True
+        if self._out is not None:  # without the training-forward hook the probe forward takes torch's fast path
+            self._out.remove()
         try:
             logits = self.model(self._px if x is None else x)
             feat = self._hook.take(logits)
         finally:
-            self._busy = False
+            if self._out is not None:
+                self._out = self.model.register_forward_hook(self._on_forward)
             for m, mode in zip(self._modules, modes):
                 m.__dict__["training"] = mode
         return feat.detach(), logits.detach()
