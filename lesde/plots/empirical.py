@@ -70,8 +70,7 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
     if fit_result is not None:
         est = fit_result.curves(est)
     fits = json.loads(est.attrs["fit"])["fits"] if "fit" in est.attrs and "fit_time" in est.coords else {}
-    diff = "alpha_minus_beta_lower" in est
-    fig, axes = subplots(3 if diff else 2, fig=fig, ncols=3, panel=(3.5, 3.6))
+    fig, axes = subplots(3 if "alpha_minus_beta_lower" in est else 2, fig=fig, ncols=3, panel=(3.5, 3.6))
     t = np.asarray(est["time"].values, dtype=float)
     chosen = est.attrs.get("weighting", "n/a")
     conf = float(est.attrs.get("confidence", 0.95))
@@ -113,9 +112,8 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
                     alpha=0.85,
                     label=f"{w} weighting, {100 * conf:.0f}% CI bars",
                 )
-        positive = bool((t > 0).all() and np.isfinite(y).all() and (y > 0).all())
         f = fits.get(q) if f"{q}_fit" in est else None
-        loglog = positive and f is not None and f["model"] == "power"
+        loglog = bool((t > 0).all() and np.isfinite(y).all() and (y > 0).all()) and f is not None and f["model"] == "power"
         if f is not None:
             tt = est["fit_time"].values
             lower, upper = est[f"{q}_fit_lower"].values, est[f"{q}_fit_upper"].values
@@ -136,9 +134,8 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
         ax.set_ylabel(f"${_SYMBOL[q]}_t$ ({'intra' if q == 'alpha' else 'inter'}-class)")
         ax.set_title(f"${_SYMBOL[q]}_t$, {'log-log' if loglog else 'linear'} axes")
         legend(ax, fontsize=5.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
-    if diff:
-        _difference_panel(axes[2], est, t, conf, chosen)
-        axes[2].set_xscale(axes[0].get_xscale())  # time on the alpha panel's axis, so windows line up
+    if len(axes) == 3:  # time on the alpha panel's axis, so the windows line up
+        _difference_panel(axes[2], est, t, conf, chosen, axes[0].get_xscale())
     fig.suptitle(
         f"Elasticity E(t) of {est.attrs.get('net', 'the network')} on {est.attrs.get('dataset', '?')} "
         f"($K={est.attrs.get('num_classes', '?')}$, lr = {est.attrs.get('lr', '?')}); form = {est.attrs.get('form', '?')}, "
@@ -149,7 +146,7 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
     return fig
 
 
-def _difference_panel(ax, est: xr.Dataset, t: np.ndarray, conf: float, chosen: str) -> None:
+def _difference_panel(ax, est: xr.Dataset, t: np.ndarray, conf: float, chosen: str, xscale: str) -> None:
     """alpha - beta with its band (the selected estimand), the other estimand's bars, and the zero line; the title
     counts the windows whose interval lies above zero, as the estimate's ``answer`` does."""
     from scipy.stats import t as student_t
@@ -168,6 +165,7 @@ def _difference_panel(ax, est: xr.Dataset, t: np.ndarray, conf: float, chosen: s
                         yerr=z * est["alpha_minus_beta_by_weighting_se"].sel(weighting=w).values, fmt="s", ms=2.5,
                         lw=0.7, color=PALETTE[1], alpha=0.85, label=f"{w} weighting, {100 * conf:.0f}% CI bars")  # fmt: skip
     ax.axhline(0, color="0.3", lw=0.8, ls="--", label=r"$\alpha_t = \beta_t$")
+    ax.set_xscale(xscale)
     above = est.attrs.get("windows_alpha_above_beta", int(np.sum(est["alpha_minus_beta_lower"].values > 0)))
     ax.set_title(rf"$\alpha_t - \beta_t$: above 0 in {above} of {est.sizes['step']} windows")
     ax.set_xlabel(time_label(est))
