@@ -151,16 +151,12 @@ def _difference_panel(ax, est: xr.Dataset, t: np.ndarray, conf: float, chosen: s
     counts the windows whose interval lies above zero, as the estimate's ``answer`` does."""
     from scipy.stats import t as student_t
 
-    d = est["alpha_minus_beta"].values
     ax.fill_between(t, est["alpha_minus_beta_lower"].values, est["alpha_minus_beta_upper"].values, alpha=BAND_ALPHA,
                     color=PALETTE[0], lw=0, label=f"{100 * conf:.0f}% CI ({chosen} weighting)")  # fmt: skip
-    ax.plot(t, d, "o-", ms=2.5, lw=1, color=PALETTE[0], label=r"$\alpha_t - \beta_t$" + (
-        f", {chosen} weighting" if chosen != "n/a" else ""))  # fmt: skip
-    if "alpha_minus_beta_by_weighting" in est:
-        for w in est["weighting"].values:
-            if w == chosen:
-                continue
-            z = student_t.ppf(0.5 + conf / 2, np.maximum(est["dof"].values, 1))
+    ax.plot(t, est["alpha_minus_beta"].values, "o-", ms=2.5, lw=1, color=PALETTE[0], label=r"$\alpha_t - \beta_t$")
+    z = student_t.ppf(0.5 + conf / 2, np.maximum(est["dof"].values, 1))
+    for w in est["weighting"].values if "alpha_minus_beta_by_weighting" in est else []:
+        if w != chosen:
             ax.errorbar(t, est["alpha_minus_beta_by_weighting"].sel(weighting=w).values,
                         yerr=z * est["alpha_minus_beta_by_weighting_se"].sel(weighting=w).values, fmt="s", ms=2.5,
                         lw=0.7, color=PALETTE[1], alpha=0.85, label=f"{w} weighting, {100 * conf:.0f}% CI bars")  # fmt: skip
@@ -177,13 +173,16 @@ def plot_imitation(
     imit: xr.Dataset, *, run: int = 0, coords: int = 3, classes: int = 4, fig=None
 ):
     """Per class (the first ``classes``), the class mean of one run (network solid, LE-SDE dashed; one colour per
-    coordinate), the relative error over runs and the NC1 quotient, as a two-column grid; a symlog scale where the
-    LE-SDE leaves the network's range. Returns the Figure."""
+    coordinate), the relative error over runs, the NC1 quotient and the scale-free comparisons (centred class-mean
+    cosine, normalised Gram distance, NCM accuracy; each process against the frozen network, the null, with the
+    verdicts), as a two-column grid; a symlog scale where the LE-SDE leaves the network's range. Returns the
+    Figure."""
     from matplotlib.lines import Line2D
 
     require(imit, ("class_mean", "relative_error"), "imitation", "imit")
     K = min(imit.sizes["class"], classes)
-    n = K + 1 + ("nc1_quotient" in imit)
+    scores = [v for v in _SCORES if v in imit]
+    n = K + 1 + ("nc1_quotient" in imit) + len(scores)
     fig, axes = subplots(n, fig=fig, panel=(3.5, 2.5))
     t = imit["time"].values
     net = imit.class_mean.sel(process="network").isel(run=run).values  # (T, K, m)
@@ -238,6 +237,8 @@ def plot_imitation(
         ax.set_ylabel(r"$\mathrm{tr}\,\Sigma_W / \mathrm{tr}\,\Sigma_B$")
         ax.set_xlabel(xlabel)
         legend(ax)
+    for ax, v in zip(axes[n - len(scores) :], scores):
+        _score_panel(ax, imit, v, xlabel)
     fig.suptitle(
         f"Imitation: T = {imit.attrs.get('transform')}, E(t) {imit.attrs.get('elasticity', '')} "
         f"({imit.attrs.get('estimate_form', '?')}, {imit.attrs.get('estimate_weighting', '?')} weighting)\n"
@@ -246,6 +247,34 @@ def plot_imitation(
     )
     finish(fig)
     return fig
+
+
+#: the scale-free comparisons plot_imitation draws: variable -> (panel title, y label)
+_SCORES = {
+    "centred_cosine": ("centred class-mean cosine", "cos with the network's displacement"),
+    "gram_distance": ("normalised Gram distance", r"$\|\hat G - \hat G^{\rm net}\|_F$"),
+    "ncm_accuracy": ("nearest-class-mean accuracy", "NCM accuracy of the probes"),
+}
+
+
+def _score_panel(ax, imit: xr.Dataset, v: str, xlabel: str) -> None:
+    """One comparison over time, median over runs, for every process (the frozen network dotted: the null)."""
+    import json
+
+    t = imit["time"].values
+    verdicts = json.loads(imit.attrs.get(f"verdict_{v}", "{}")) if v != "ncm_accuracy" else {}
+    for i, p in enumerate(imit["process"].values):
+        if v != "ncm_accuracy" and p == "network":
+            continue
+        y = imit[v].sel(process=p).median("run").values
+        if not np.isfinite(y).any():
+            continue
+        word = f" ({verdicts[p]})" if p in verdicts else ""
+        ax.plot(t, y, ":" if p == "frozen" else "-", color=PALETTE[i], lw=1.2, label=f"{p}{word}")
+    ax.set_title(_SCORES[v][0] + " (median of runs)")
+    ax.set_ylabel(_SCORES[v][1])
+    ax.set_xlabel(xlabel)
+    legend(ax, fontsize=5.5)
 
 
 def plot_imitation_diagnosis(
