@@ -184,7 +184,10 @@ def test_cli_estimate_options_and_imitate(tmp_path, capsys):
         np.testing.assert_allclose(tr.features.values[0, 0], tr.features.values[1, 0])  # init keep
         assert tr.attrs["dtype"] == "float64" and tr.features.dtype == np.float64
     assert main(["imitate", str(out), "--out", str(tmp_path / "im.nc"), "--quiet", "--paths-per-run", "1"]) == 0
-    assert "median relative error of the class means" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "median relative error of the class means" in text
+    for c in ("class_mean_error", "centred_cosine", "gram_distance", "nc1", "ncm_accuracy", "separation_time"):
+        assert f"  {c}: LE-SDE " in text and "paper LE-ODE" in text, c  # one verdict line per comparison
     with xr.open_dataset(tmp_path / "im.nc", engine="h5netcdf") as im:
         assert im.attrs["elasticity"] == "tabulated" and im.attrs["transform"] == "identity"
     # --runs, the 0.1 spelling of --n-runs, is gone: a usage error

@@ -98,8 +98,8 @@ def _verdict_lines(imit) -> list[str]:
     if "skill" not in imit:
         return []
     rows = [
-        "verdicts (discrepancy: median over runs and the times after 0; skill = 1 - discrepancy / the frozen "
-        "network's; imitates at skill >= 0.5):"
+        "verdicts (discrepancy, for centred_cosine 1 - cos: median over runs and the times after 0; skill = 1 - "
+        "discrepancy / the frozen network's; imitates at skill >= 0.5):"
     ]
 
     def cell(c, p, who):
