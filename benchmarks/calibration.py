@@ -13,8 +13,9 @@ are tracked in batches of ``--batch`` runs with different seeds, and per window:
 
 for alpha, beta and alpha - beta, both weightings (``increment``, ``step``), and the forms ``feature`` (identity),
 ``residual`` and ``feature`` with ``transform="residual"`` (the transform-matched regression). Calibrated is a
-ratio in [0.5, 2]. ``--same-init`` adds the decomposition that explains what a single run cannot see: the same
-single-run ratios against the spread of runs that share one initialisation (only the sample order differs).
+ratio in [0.5, 2]. ``--baseline`` adds the single-run ratios with one cluster per step (the errors before blocks
+of steps). ``--same-init`` adds the decomposition that explains what a single run cannot see: the same single-run
+ratios against the spread of runs that share one initialisation (only the sample order differs).
 
     OMP_NUM_THREADS=1 python benchmarks/calibration.py --datasets digits mnist1d --runs 48 --out cal.json
 """
@@ -30,6 +31,8 @@ import numpy as np
 import torch
 
 from lesde.empirical import estimate, init_nets, load_dataset, mlp, track
+from lesde.empirical.estimation import _pooling as pool
+from lesde.empirical.estimation import regression_forms
 from lesde.empirical.tracks.track_inputs import select_probes
 
 FORMS = {"feature": {"form": "feature"}, "residual": {"form": "residual"},
@@ -65,20 +68,35 @@ def tracks(name: str, a, init: str):
         yield tr
 
 
+def per_step_clusters(num, den, Lh, starts):
+    """The single-run clusters before blocks: one per step (the baseline ``--baseline`` measures)."""
+    if num.shape[0] > 1:
+        return pool.Clusters(num.shape[1], starts)
+    return pool.Clusters(num.shape[1], starts, block=1)
+
+
 def study(name: str, a, init: str = "reinit") -> dict:
     single = {f: [] for f in FORMS}
     grouped = {f: [] for f in FORMS}
+    baseline = {f: [] for f in FORMS}
     for tr in tracks(name, a, init):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             for f, kw in FORMS.items():
                 for r in range(tr.sizes["run"]):
                     single[f].append(values(estimate(tr.isel(run=[r]), **kw)))
+                    if a.baseline:
+                        blocks = regression_forms._clusters
+                        regression_forms._clusters = per_step_clusters
+                        try:
+                            baseline[f].append(values(estimate(tr.isel(run=[r]), **kw)))
+                        finally:
+                            regression_forms._clusters = blocks
                 if init == "reinit":
                     for g in range(0, tr.sizes["run"], a.group):
                         grouped[f].append(values(estimate(tr.isel(run=slice(g, g + a.group)), **kw)))
     out = {}
-    for kind, res in (("single", single), ("grouped", grouped)):
+    for kind, res in (("single", single), ("grouped", grouped), ("per-step", baseline)):
         for f, rows in res.items():
             if not rows:
                 continue
@@ -113,6 +131,7 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--same-init", action="store_true", help="also runs sharing one initialisation (digits only)")
+    ap.add_argument("--baseline", action="store_true", help="also single-run errors with one cluster per step")
     ap.add_argument("--out", default=None, help="JSON file for the per-window ratios")
     a = ap.parse_args()
     torch.set_num_threads(1)
