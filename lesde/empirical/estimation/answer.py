@@ -94,12 +94,13 @@ def summary(ds, pooled: dict, confidence: float) -> dict:
     level = f"{100 * confidence:.0f}%"
     d = {k: float(np.ravel(v)[0]) for k, v in pooled.items()}
     clusters = ds.attrs.get("se_cluster", "?")
-    how = (
-        f"errors clustered by run ({ds.attrs.get('n_runs', '?')} runs)"
-        if clusters == "run"
-        else "errors from blocks of steps of one run (they leave out how another initialisation or sample order "
-        "would change it: track n_runs >= 2 for errors that include it)"
-    )
+    if clusters == "block":
+        how = ("errors from blocks of steps of one run (they leave out how another initialisation or sample order "
+               "would change it: track n_runs >= 2 for errors that include it)")  # fmt: skip
+    elif int(ds.attrs.get("n_runs", 2)) < 2:
+        how = "no errors (they are the spread over runs, and the track has one run)"
+    else:
+        how = f"errors clustered by run ({ds.attrs.get('n_runs', '?')} runs)"
     line = (
         f"alpha > beta in {above} of {W} windows at {level} (alpha < beta in {below}); over the whole track "
         f"alpha - beta = {_num(d['difference'])} [{_num(d['difference_lower'])}, {_num(d['difference_upper'])}], "
