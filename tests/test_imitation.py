@@ -110,3 +110,18 @@ def test_imitation_of_an_le_process_scores_and_nulls(tmp_path):
     assert np.isfinite(im.class_mean.sel(process="paper").values).all()
     assert float(im.discrepancy.sel(process="network", comparison="gram_distance")) == 0.0
     im.to_netcdf(tmp_path / "im.nc", engine="h5netcdf")
+
+
+def test_a_diverging_le_sde_is_judged_not_refused():
+    """An LE-SDE whose second moments overflow float64 (states near 1e150) gets NaN metrics and infinite
+    discrepancies, and fails the verdicts, instead of stopping imitate; a reference that was not run is not judged."""
+    model = lesde.LESDE(3, 3, 10, alpha=1.2, beta=0.3, noise=0.05)
+    ds = simulate_discrete(model, lr=0.002, steps=500, n_runs=2, seed=2, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        im = imitate(ds, _const_fit(3000.0, 0.3, 0.05), max_times=11, reference=False)
+    assert float(im.discrepancy.sel(process="le-sde", comparison="nc1")) == np.inf
+    assert np.isnan(im.nc1_quotient.sel(process="le-sde").isel(time=-1)).all()
+    assert json.loads(im.attrs["verdict_nc1"]) == {"le-sde": "no better than the frozen network",
+                                                   "paper": "not run (reference=False)"}  # fmt: skip
+    assert np.isnan(im.skill.sel(process="paper")).all()

@@ -231,6 +231,8 @@ def _comparison_variables(procs: dict, times: np.ndarray) -> tuple[dict, dict]:
     pt, prt = ("process", "run", "time"), ("process", "run")
     net = procs["network"]
     D = {p: discrepancies(procs[p], net, times) for p in PROCESSES}
+    ran = {p: bool(np.isfinite(procs[p]["class_mean"]).any()) for p in PROCESSES}  # a reference may not have run
+    D = {p: D[p] if ran[p] else {c: np.full_like(v, np.nan) for c, v in D[p].items()} for p in PROCESSES}
 
     def stack(k):
         return np.stack([procs[p][k] for p in PROCESSES])
@@ -249,7 +251,11 @@ def _comparison_variables(procs: dict, times: np.ndarray) -> tuple[dict, dict]:
         vals = np.stack([D[p][c] for p in PROCESSES])
         data[var] = (pt, 1.0 - vals if c == "centred_cosine" else vals)
     data["separation_time_log_ratio"] = (prt, np.stack([D[p]["separation_time"] for p in PROCESSES]))
-    summ = {p: {c: verdict(c, D[p][c], D["frozen"][c]) for c in COMPARISONS} for p in PROCESSES}
+    nan4 = (np.nan, np.nan, np.nan)
+    summ = {
+        p: {c: verdict(c, D[p][c], D["frozen"][c]) if ran[p] else (*nan4, procs[p].get("note")) for c in COMPARISONS}
+        for p in PROCESSES
+    }
     data["discrepancy"] = (("process", "comparison"), [[summ[p][c][0] for c in COMPARISONS] for p in PROCESSES])
     data["skill"] = (("process", "comparison"), [[summ[p][c][2] for c in COMPARISONS] for p in PROCESSES])
     verdicts = {f"verdict_{c}": json.dumps({p: summ[p][c][3] for p in ("le-sde", "paper")}) for c in COMPARISONS}

@@ -48,16 +48,19 @@ def class_stats(F: np.ndarray, labels: np.ndarray, K: int) -> tuple[np.ndarray, 
     """Class means (..., K, m) and within-class variances (..., K) of features (..., P, m)."""
     Y = (labels[:, None] == np.arange(K)).astype(np.float64)
     Y /= Y.sum(0)
-    M = np.einsum("...pm,pk->...km", F, Y)
-    dev2 = ((F - M[..., labels, :]) ** 2).sum(-1)  # (..., P)
-    return M, np.einsum("...p,pk->...k", dev2, Y)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging LE-SDE: inf moments, judged as such later
+        M = np.einsum("...pm,pk->...km", F, Y)
+        dev2 = ((F - M[..., labels, :]) ** 2).sum(-1)  # (..., P)
+        return M, np.einsum("...p,pk->...k", dev2, Y)
 
 
 def ncm_accuracy(F: np.ndarray, labels: np.ndarray, K: int) -> np.ndarray:
     """Share of the samples (..., P, m) nearer their own class mean than any other (...)."""
     M = class_stats(F, labels, K)[0]  # (..., K, m)
-    d = ((F[..., :, None, :] - M[..., None, :, :]) ** 2).sum(-1)  # (..., P, K)
-    return (d.argmin(-1) == labels).mean(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = ((F[..., :, None, :] - M[..., None, :, :]) ** 2).sum(-1)  # (..., P, K)
+    acc = (d.argmin(-1) == labels).mean(-1)
+    return np.where(np.isfinite(d).all((-2, -1)), acc, np.nan)  # NaN where the distances overflowed
 
 
 def separation_time(acc: np.ndarray, times: np.ndarray, level: float) -> np.ndarray:
@@ -110,14 +113,16 @@ def discrepancies(proc: dict, net: dict, times: np.ndarray) -> dict[str, np.ndar
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         nc1 = np.abs(np.log(proc["nc1_quotient"] / net["nc1_quotient"]))
         sep = np.abs(np.log(proc["t_sep"] / net["t_sep"]))
-    return {
+    out = {
         "class_mean_error": class_mean_error(proc["class_mean"], net["class_mean"]),
         "centred_cosine": 1.0 - centred_cosine(proc["class_mean"], net["class_mean"]),
         "gram_distance": gram_distance(proc["class_mean"], net["class_mean"]),
-        "nc1": np.where(np.isnan(nc1), np.inf, nc1),
+        "nc1": nc1,
         "ncm_accuracy": np.abs(proc["ncm_accuracy"] - net["ncm_accuracy"]),
-        "separation_time": np.where(np.isfinite(net["t_sep"]), np.where(np.isnan(sep), np.inf, sep), np.nan),
     }
+    out = {k: np.where(np.isnan(v), np.inf, v) for k, v in out.items()}  # NaN: a process whose moments overflowed
+    out["separation_time"] = np.where(np.isfinite(net["t_sep"]), np.where(np.isnan(sep), np.inf, sep), np.nan)
+    return out
 
 
 def _median(x: np.ndarray) -> float:

@@ -142,15 +142,18 @@ def simulate_from(model, F0: np.ndarray, times: np.ndarray, sde: dict) -> dict[s
 
 
 def metrics(M: np.ndarray, V: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    """The NC metrics computable from class means (..., K, m) and within-class variances (..., K)."""
-    from ..metrics import means_metrics
+    """The NC metrics computable from class means (..., K, m) and within-class variances (..., K); NaN where a
+    diverging process's moments overflowed."""
+    from ..metrics import MEANS_METRICS, means_metrics
 
-    out = means_metrics(
-        torch.from_numpy(np.ascontiguousarray(M)),
-        torch.from_numpy(np.ascontiguousarray(V)),
-        torch.as_tensor(counts),
-    )
-    return {k: v.numpy() for k, v in out.items()}
+    ok = np.isfinite(M).all((-2, -1)) & np.isfinite(V).all(-1)  # (...)
+    out = {k: np.full(ok.shape, np.nan) for k in MEANS_METRICS}
+    if ok.any():
+        res = means_metrics(torch.from_numpy(np.ascontiguousarray(M[ok])), torch.from_numpy(np.ascontiguousarray(V[ok])),
+                            torch.as_tensor(counts))  # fmt: skip
+        for k in out:
+            out[k][ok] = res[k].numpy()
+    return out
 
 
 __all__ = ["elasticity_of", "transform_for", "class_probs_of", "le_sde", "simulate_from", "metrics"]
