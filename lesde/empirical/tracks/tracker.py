@@ -133,6 +133,7 @@ class Tracker:
         self._nval = 0
         self._validate_if_due()
         self._prev = feat
+        self._index = torch.zeros(1, dtype=torch.long)  # the sampled index handed to the buffer, reused every step
 
     # ------------------------------------------------------------------------------------------------ hooks
 
@@ -187,11 +188,13 @@ class Tracker:
             if j >= self._buf.S:
                 self._buf.grow(2 * self._buf.S)
             feat, logits = self._probe()
-            self._buf.record(j, feat[None], logits[None], self._prev[None], fwd.feature, fwd.logits, torch.tensor([i]))
+            self._index[0] = i
+            self._buf.record(j, feat[None], logits[None], self._prev[None], fwd.feature, fwd.logits, self._index)
             self._prev = feat
-        if (self.s + 1) % self.record_every == 0 and self.record_every > 1:
+        if self.record_every > 1 and (self.s + 1) % self.record_every == 0:
             self._prev = self._probe()[0]  # features at the parameters the next recorded step starts from
-        self._validate_if_due()
+        if self._val is not None:
+            self._validate_if_due()
         self._watch.reset()
 
     __call__ = step
