@@ -17,7 +17,9 @@ ratio in [0.5, 2]. ``--baseline`` adds the single-run ratios with one cluster pe
 of steps). ``--same-init`` adds the decomposition that explains what a single run cannot see: the same single-run
 ratios against the spread of runs that share one initialisation (only the sample order differs).
 
-    OMP_NUM_THREADS=1 python benchmarks/calibration.py --datasets digits mnist1d --runs 48 --out cal.json
+    OMP_NUM_THREADS=1 python benchmarks/calibration.py --datasets digits mnist1d --runs 48 --same-init --baseline \
+        --out cal.json
+    python benchmarks/calibration.py --from-json cal.json --per-window   # the tables again, every window's ratio
 """
 
 from __future__ import annotations
@@ -108,6 +110,12 @@ def study(name: str, a, init: str = "reinit") -> dict:
     return out
 
 
+def per_window(name: str, res: dict, label: str) -> None:
+    print(f"\n{label} ({name}), the ratio in every window (window 0 first):")
+    for key, r in res.items():
+        print(f"- {key.replace('|', ', ')}: " + " ".join(f"{v:.2f}" for v in r))
+
+
 def report(name: str, res: dict, label: str) -> None:
     print(f"\n{label} ({name}): RMS standard error / spread over independent estimates, per window")
     print("| errors | form | weighting | quantity | min | median | max | windows outside [0.5, 2] | first 5 windows |")
@@ -133,16 +141,24 @@ def main() -> None:
     ap.add_argument("--same-init", action="store_true", help="also runs sharing one initialisation (digits only)")
     ap.add_argument("--baseline", action="store_true", help="also single-run errors with one cluster per step")
     ap.add_argument("--out", default=None, help="JSON file for the per-window ratios")
+    ap.add_argument("--per-window", action="store_true", help="also print every window's ratio")
+    ap.add_argument("--from-json", default=None, help="print the tables of a JSON file --out wrote, run nothing")
     a = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    allres = {}
-    for name in a.datasets:
-        allres[name] = study(name, a)
-        report(name, allres[name], "independent runs")
-    if a.same_init:
-        allres["digits-same-init"] = study("digits", a, init="keep")
-        report("digits", allres["digits-same-init"], "runs sharing one initialisation (sample order differs)")
+    if a.from_json:
+        with open(a.from_json) as f:
+            allres = json.load(f)
+    else:
+        allres = {name: study(name, a) for name in a.datasets}
+        if a.same_init:
+            allres["digits-same-init"] = study("digits", a, init="keep")
+    for key, res in allres.items():
+        label = "independent runs" if key in a.datasets else "runs sharing one initialisation (sample order differs)"
+        name = key.replace("-same-init", "")
+        report(name, res, label)
+        if a.per_window:
+            per_window(name, res, label)
     print(f"\n# total {time.perf_counter() - t0:.0f} s; torch {torch.__version__}, numpy {np.__version__}")
     if a.out:
         with open(a.out, "w") as f:
