@@ -81,7 +81,8 @@ def test_comparison_kernels_by_hand():
 def test_verdict_is_the_skill_against_the_frozen_network():
     D_null = np.array([[0.0, 1.0, 2.0, 3.0]])
     assert verdict("gram_distance", 0.4 * D_null, D_null)[2:] == (pytest.approx(0.6), "imitates")
-    assert verdict("gram_distance", 0.8 * D_null, D_null)[3] == "partly"
+    assert verdict("gram_distance", 0.7 * D_null, D_null)[3] == "partly"
+    assert verdict("gram_distance", 0.9 * D_null, D_null)[3] == "no better than the frozen network"  # skill 0.1
     assert verdict("gram_distance", 1.3 * D_null, D_null)[3] == "no better than the frozen network"
     assert verdict("separation_time", np.array([np.log(1.5)]), np.array([np.nan]))[3] == "imitates"
     assert verdict("separation_time", np.array([np.log(3.0)]), np.array([np.nan]))[3] == "does not imitate"

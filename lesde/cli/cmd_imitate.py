@@ -99,7 +99,7 @@ def _verdict_lines(imit) -> list[str]:
         return []
     rows = [
         "verdicts (discrepancy, for centred_cosine 1 - cos: median over runs and the times after 0; skill = 1 - "
-        "discrepancy / the frozen network's; imitates at skill >= 0.5):"
+        "discrepancy / the frozen network's; imitates at skill >= 0.5, partly at >= 0.2):"
     ]
 
     def cell(c, p, who):

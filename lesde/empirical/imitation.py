@@ -13,7 +13,8 @@ averaged.
 Processes, along the ``process`` dim: ``network``; ``le-sde``; ``frozen``, the null (the network's probes held at
 t = 0); and ``paper``, the original analysis's own method as a reference (``reference=True``): E(t) from the
 integrated ``means`` form, the LE-ODE (identity transform, no noise), and one scale :math:`c` of its class means
-fitted to the network's over the last quarter of the compared times. Each is compared with the network
+fitted to the network's over the last quarter of the compared times (for its raw error; ``class_mean`` holds it
+unscaled). Each is compared with the network
 (:mod:`lesde.empirical.imitation_scores`): the raw relative error of the class means, the cosine of the centred
 class-mean displacements, the normalised Gram distance, NC1, the nearest-class-mean (NCM) accuracy and the time of
 separation (the first time the NCM accuracy reaches ``separation_level``), each with a verdict against the frozen
@@ -221,7 +222,7 @@ def _paper(track_ds, F, net, counts, pi, times, sde, level, reference: bool) -> 
     with np.errstate(over="ignore", invalid="ignore"):
         c = float((Mo * Mn).sum() / (Mo * Mo).sum())
     c = c if np.isfinite(c) else float("nan")
-    out["class_mean"], out["within_var"] = c * out["class_mean"], c * c * out["within_var"]
+    out["scaled_class_mean"] = c * out["class_mean"]  # the raw error's; the scale-free comparisons ignore the scale
     out.update(scale=c, note="E(t) from the means form, LE-ODE, one scale fitted over the last quarter")
     return out
 
@@ -243,7 +244,7 @@ def _comparison_variables(procs: dict, times: np.ndarray) -> tuple[dict, dict]:
         "separation_time": (prt, stack("t_sep")),
     }
     for k in net:  # the NC metrics and the NCM accuracy
-        if k not in ("class_mean", "within_var", "t_sep"):
+        if k not in ("class_mean", "within_var", "t_sep", "scaled_class_mean"):
             data[k] = (pt, stack(k))
     names = {"centred_cosine": "centred_cosine", "nc1": "nc1_log_ratio", "ncm_accuracy": "ncm_accuracy_gap",
              "class_mean_error": "class_mean_error", "gram_distance": "gram_distance"}  # fmt: skip
