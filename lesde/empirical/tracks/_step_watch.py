@@ -74,13 +74,15 @@ class StepWatch:
             return
         if len(self.forwards) < MAX_FORWARDS:
             x = inputs.detach() if torch.is_tensor(inputs) else None
-            out = logits.detach().clone()  # clones: a loss may change its input in place after the forward
+            out = logits.detach()  # a view: neither backward nor the optimizer writes into a forward's output
+            # an intermediate feature is cloned, a later in-place layer (ReLU(inplace=True)) may overwrite it
             feat = out if feature is logits else feature.detach().clone()
             self.forwards.append(Forward(x, feat, out, self.version()))
 
-    def training_forward(self, index: int, x_i: torch.Tensor) -> Forward:
-        """The forward that trained sample ``index`` (input ``x_i``), or a clear error."""
-        same = [f for f in self.forwards if _is_input(f.inputs, x_i)]
+    def training_forward(self, index: int, x: torch.Tensor) -> Forward:
+        """The forward that trained sample ``index`` (row ``index`` of the training inputs ``x``), or a clear
+        error."""
+        same = [f for f in self.forwards if _is_input(f.inputs, x, index)]
         at_start = [f for f in same if f.version == self.start]
         if at_start:
             return at_start[0]
@@ -176,15 +178,18 @@ class StepWatch:
         return RULE_TOLERANCE + 16 * eps * self._scale
 
 
-def _is_input(inputs: torch.Tensor | None, x_i: torch.Tensor) -> bool:
-    """Whether a forward's input (1, ...) is the training sample x_i (...)."""
-    if inputs is None or inputs.numel() != x_i.numel():
+def _is_input(inputs: torch.Tensor | None, x: torch.Tensor, index: int) -> bool:
+    """Whether a forward's input (1, ...) is training sample ``index`` of ``x`` (N, ...)."""
+    if inputs is None or inputs.numel() * len(x) != x.numel():
         return False
-    if inputs.shape[1:] == x_i.shape and inputs.dtype == x_i.dtype:
-        if inputs.data_ptr() == x_i.data_ptr() and inputs.stride()[1:] == x_i.stride():
+    if inputs.dtype == x.dtype and inputs.shape[1:] == x.shape[1:]:
+        if (
+            inputs.data_ptr() == x.data_ptr() + index * x.stride(0) * x.element_size()
+            and inputs.stride()[1:] == x.stride()[1:]
+        ):
             return True  # a slice of the very tensor the tracker holds (the usual loop): no comparison needed
-        return bool(torch.equal(inputs[0], x_i))
-    return bool(torch.equal(inputs.reshape(-1).to(x_i.dtype), x_i.reshape(-1)))
+        return bool(torch.equal(inputs[0], x[index]))
+    return bool(torch.equal(inputs.reshape(-1).to(x.dtype), x[index].reshape(-1)))
 
 
 __all__ = ["StepWatch", "Forward", "MAX_FORWARDS", "CHECK_STEPS"]

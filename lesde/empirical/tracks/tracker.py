@@ -180,7 +180,7 @@ class Tracker:
         lab = int(label.item() if torch.is_tensor(label) else label)
         if lab != self._label_of[i]:
             raise ValueError(f"label={lab} but sample {i} has label {self._label_of[i]} in the tracked data")
-        fwd = self._watch.training_forward(i, self.x[i])
+        fwd = self._watch.training_forward(i, self.x)
         self._watch.check_update(fwd, i, self.s + 1)
         self.s += 1
         j, r = divmod(self.s, self.record_every)
