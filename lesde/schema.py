@@ -158,6 +158,21 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "n_excluded": {"long_name": "steps dropped: regressor at rounding level", "units": "1"},
     "step_start": {"long_name": "first step of the window", "units": "1"},
     "step_stop": {"long_name": "last step of the window", "units": "1"},
+    "alpha_beta_cov": {"long_name": "clustered covariance of alpha and beta", "units": "1"},
+    "alpha_minus_beta": {"long_name": "alpha - beta (intra- minus inter-class elasticity)", "units": "1"},
+    "alpha_minus_beta_se": {"long_name": "standard error of alpha - beta (their covariance included)", "units": "1"},
+    "alpha_minus_beta_lower": {"long_name": "lower confidence bound of alpha - beta", "units": "1"},
+    "alpha_minus_beta_upper": {"long_name": "upper confidence bound of alpha - beta", "units": "1"},
+    "alpha_over_beta": {"long_name": "alpha / beta", "units": "1"},
+    "alpha_over_beta_ci_low": {"long_name": "lower Fieller confidence bound of alpha / beta", "units": "1"},
+    "alpha_over_beta_ci_high": {"long_name": "upper Fieller confidence bound of alpha / beta", "units": "1"},
+    "alpha_minus_beta_by_weighting": {"long_name": "alpha - beta under each weighting (estimand)", "units": "1"},
+    "alpha_minus_beta_by_weighting_se": {
+        "long_name": "standard error of alpha - beta under each weighting",
+        "units": "1",
+    },
+    "alpha_beta_cov_by_weighting": {"long_name": "covariance of alpha and beta under each weighting", "units": "1"},
+    "block_length": {"long_name": "steps per block of the single-run standard errors", "units": "1"},
     # --- empirical elasticity: label corruption (lesde.empirical.label_noise_experiment) ---
     "rate": {"long_name": "label-noise rate p", "units": "1"},
     "tail_alpha": {"long_name": "tail index r of the integrated alpha, per run", "units": "1"},
@@ -165,12 +180,33 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "tail_alpha_pooled": {"long_name": "tail index r of the integrated alpha, estimate pooled over runs", "units": "1"},
     "tail_beta_pooled": {"long_name": "tail index r of the integrated beta, estimate pooled over runs", "units": "1"},
     "train_accuracy": {"long_name": "final probe accuracy on the (corrupted) training labels", "units": "1"},
+    **{
+        f"tail_{q}_{stat}": {"long_name": f"{what} tail index r of the integrated {q}, over runs", "units": "1"}
+        for q in ("alpha", "beta")
+        for stat, what in (
+            ("mean", "mean of the per-run"),
+            ("se", "standard error of the mean of the per-run"),
+            ("ci_low", "lower confidence bound of the mean of the per-run"),
+            ("ci_high", "upper confidence bound of the mean of the per-run"),
+        )
+    },
+    "tail_runs": {"long_name": "runs with a finite tail index", "units": "1"},
     # --- empirical elasticity: imitation (lesde.empirical.imitate) ---
     "relative_error": {
         "long_name": "||class means (LE-SDE) - class means (network)||_F / ||network||_F",
         "units": "1",
     },
     "relative_error_median": {"long_name": "median over runs of relative_error", "units": "1"},
+    "ncm_accuracy": {"long_name": "nearest-class-mean accuracy of the probes", "units": "1"},
+    "separation_time": {"long_name": "first time the NCM accuracy reaches separation_level (inf: never)", "units": "1"},
+    "class_mean_error": {"long_name": "||class means - network's||_F / ||network's||_F", "units": "1"},
+    "centred_cosine": {"long_name": "cosine of centred class-mean displacements with the network's", "units": "1"},
+    "gram_distance": {"long_name": "distance of normalised centred class-mean Gram matrices to the network's", "units": "1"},
+    "nc1_log_ratio": {"long_name": "|log(nc1_quotient / network's nc1_quotient)|", "units": "1"},
+    "ncm_accuracy_gap": {"long_name": "|NCM accuracy - network's NCM accuracy|", "units": "1"},
+    "separation_time_log_ratio": {"long_name": "|log(separation time / network's)|", "units": "1"},
+    "discrepancy": {"long_name": "median over runs and times of each comparison's discrepancy", "units": "1"},
+    "skill": {"long_name": "1 - discrepancy / the frozen network's discrepancy", "units": "1"},
     # --- sweeps ---
     "done": {"long_name": "sweep cell finished and written (1) or missing (0)", "units": "1"},
     "method": {"long_name": "integration method that produced the sweep cell", "units": "1"},

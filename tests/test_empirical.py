@@ -416,7 +416,7 @@ def test_imitate_matches_its_own_discrete_process(tmp_path):
     lab = ds.label.values
     M = np.stack([F_[:, :, lab == k].mean(2) for k in range(3)], 2)
     np.testing.assert_allclose(good.class_mean.sel(process="network").values, M, atol=1e-12)
-    assert set(good.process.values) == {"network", "le-sde"} and "nc1_quotient" in good
+    assert set(good.process.values) == {"network", "le-sde", "frozen", "paper"} and "nc1_quotient" in good
     roundtrip(good, tmp_path)
 
 

@@ -151,7 +151,7 @@ def _step_clustered(ds):
     n = (np.einsum("rspm,rsm->rsp", D, v) * own).sum(-1)
     d = (v * v).sum(-1) * own.sum(-1)
     R, S = n.shape
-    r = pool.ratio(n.reshape(1, R * S), d.reshape(1, R * S), pool.Clusters(R * S, np.array([0]), by_run=False))
+    r = pool.ratio(n.reshape(1, R * S), d.reshape(1, R * S), pool.Clusters(R * S, np.array([0]), block=1))
     return r["est"][0], r["se"][0]
 
 

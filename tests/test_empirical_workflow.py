@@ -97,6 +97,42 @@ def test_label_noise_tiny_mode_example_script(tmp_path, monkeypatch, capsys):
     assert "r(alpha)" in capsys.readouterr().out and (tmp_path / "ln.png").exists()
 
 
+def test_tail_statistics_and_the_figure_draw_the_same_numbers():
+    """The mean over runs of the tail index, its standard error s / sqrt(R) and its Student-t interval; the
+    label-noise figure draws exactly those (and the pooled index beside them)."""
+    from scipy.stats import t as student_t
+
+    from lesde.empirical import tail_statistics
+    from lesde.plots import plot_label_noise
+
+    r = np.array([[0.6, 0.7, 0.8, np.nan], [1.0, 1.2, 1.1, 1.3]])
+    ds = xr.Dataset(
+        {
+            "tail_alpha": (("rate", "run"), r),
+            "tail_beta": (("rate", "run"), r + 0.1),
+            "tail_alpha_pooled": ("rate", [0.75, 1.32]),
+            "tail_beta_pooled": ("rate", [0.8, 1.4]),
+            "validation_accuracy": (("rate", "run"), np.full((2, 4), 0.9)),
+            "train_accuracy": (("rate", "run"), np.full((2, 4), 0.8)),
+        },
+        coords={"rate": [0.0, 0.6]},
+        attrs={"num_classes": 3, "tail": 0.25},
+    )
+    out = tail_statistics(ds)
+    se = np.array([np.std([0.6, 0.7, 0.8], ddof=1) / np.sqrt(3), np.std([1.0, 1.2, 1.1, 1.3], ddof=1) / 2])
+    np.testing.assert_allclose(out.tail_alpha_mean.values, [0.7, 1.15], rtol=1e-12)
+    np.testing.assert_allclose(out.tail_alpha_se.values, se, rtol=1e-12)
+    half = student_t.ppf(0.975, [2, 3]) * se
+    np.testing.assert_allclose(out.tail_alpha_ci_high.values - out.tail_alpha_mean.values, half, rtol=1e-12)
+    assert out.tail_runs.values.tolist() == [3, 4]
+    one = tail_statistics(ds.isel(run=[0]))
+    assert np.isnan(one.tail_alpha_se.values).all() and one.tail_alpha_mean.values.tolist() == [0.6, 1.0]
+    fig = plot_label_noise(out)
+    drawn = [line.get_ydata() for line in fig.axes[0].lines]
+    assert any(np.allclose(y, out.tail_alpha_mean.values) for y in drawn)
+    assert any(np.allclose(y, out.tail_alpha_pooled.values) for y in drawn)
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 
@@ -128,6 +164,8 @@ def test_cli_estimate_options_and_imitate(tmp_path, capsys):
         "--no-standardize",
         "--init",
         "keep",
+        "--dtype",
+        "float64",
         "--quiet",
         "--out",
         str(out),
@@ -135,6 +173,8 @@ def test_cli_estimate_options_and_imitate(tmp_path, capsys):
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "alpha (increment)" in text and "alpha (step)" in text and "median alpha/beta" in text
+    answer = next(line for line in text.splitlines() if line.startswith("answer: "))
+    assert " windows at 95% (alpha < beta in " in answer and "alpha - beta = " in answer and "(Fieller)" in answer
     with xr.open_dataset(out, engine="h5netcdf") as est:
         assert est.attrs["weighting"] == "step" and est.attrs["window"] == 10 and est.attrs["init"] == "keep"
         assert est.attrs["data_standardize"] == "none" and "alpha_by_weighting" in est
@@ -142,8 +182,12 @@ def test_cli_estimate_options_and_imitate(tmp_path, capsys):
         assert tr.attrs["record_every"] == 2 and tr.attrs["n_runs"] == 2 and tr.attrs["init"] == "keep"
         assert "Linear(in_features=12, out_features=3" in tr.attrs["net"]  # width 12, depth 1
         np.testing.assert_allclose(tr.features.values[0, 0], tr.features.values[1, 0])  # init keep
+        assert tr.attrs["dtype"] == "float64" and tr.features.dtype == np.float64
     assert main(["imitate", str(out), "--out", str(tmp_path / "im.nc"), "--quiet", "--paths-per-run", "1"]) == 0
-    assert "median relative error of the class means" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "median relative error of the class means" in text
+    for c in ("class_mean_error", "centred_cosine", "gram_distance", "nc1", "ncm_accuracy", "separation_time"):
+        assert f"  {c}: LE-SDE " in text and "paper LE-ODE" in text, c  # one verdict line per comparison
     with xr.open_dataset(tmp_path / "im.nc", engine="h5netcdf") as im:
         assert im.attrs["elasticity"] == "tabulated" and im.attrs["transform"] == "identity"
     # --runs, the 0.1 spelling of --n-runs, is gone: a usage error
@@ -173,6 +217,12 @@ def test_cli_estimate_options_and_imitate(tmp_path, capsys):
         str(tmp_path / "ln.nc"),
     ]
     assert main(argv) == 0
-    assert "r(alpha)" in capsys.readouterr().out and (tmp_path / "ln.png").exists()
+    text = capsys.readouterr().out
+    assert "r(alpha)" in text and (tmp_path / "ln.png").exists()
     with xr.open_dataset(tmp_path / "ln.nc", engine="h5netcdf") as ln:
         assert ln.rate.values.tolist() == pytest.approx([0, 0.6667]) and ln.attrs["steps"] == 60
+        # the table prints the mean over runs with its interval: the numbers the figure draws
+        d = ln.isel(rate=1)
+        m, lo, hi = (float(d[f"tail_alpha_{k}"]) for k in ("mean", "ci_low", "ci_high"))
+        assert f"{m:6.3f} [{lo:6.3f}, {hi:6.3f}]" in text
+        assert m == pytest.approx(float(d.tail_alpha.mean())) and lo < m < hi

@@ -51,6 +51,7 @@ class EstimateJob:
     init: str = "reinit"
     seed: int = 0
     device: str = "cpu"
+    dtype: str = "float32"  # the step estimand needs float64 (benchmarks/RESULTS.md, Estimands)
     # the estimate (lesde.empirical.estimate) and the fit (lesde.empirical.fit)
     form: str = "feature"
     weighting: str | None = None
@@ -106,6 +107,13 @@ def add_parser(sub) -> None:
     s.add_argument("--fit", default=None, choices=["power", "exp", "const", "auto"], help="E(t) model (default power)")
     s.add_argument("--feature", default=d.feature, help="what is tracked: logits, penultimate or a module's name")
     s.add_argument("--device", default=d.device, help="torch device, e.g. cpu or cuda")
+    s.add_argument(
+        "--dtype",
+        default=d.dtype,
+        choices=["float32", "float64"],
+        help="precision of the training and the track (the step weighting needs float64 to resolve well-fitted "
+        "samples)",
+    )
     s.add_argument("--seed", type=int, default=d.seed, help="seeds the data subset, the runs and the probes")
     s.add_argument("--quiet", action="store_true", help=QUIET)
     s.add_argument(
@@ -132,10 +140,12 @@ def run(args) -> None:
                  weighting=args.weighting)  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}
     if len(rates) > 1:  # the label-corruption experiment: one track per rate, the tail index of each
+        if args.dtype != EstimateJob.dtype:
+            raise ValueError("--dtype applies to a single estimate; the label-corruption experiment tracks in float32")
         label_noise_cli(args.out, rates=rates, progress=not args.quiet, **common, **given)
         return
     job = EstimateJob(**common, **given, net=args.net, feature=args.feature, record_every=args.record_every,
-                      standardize=args.standardize, init=args.init, label_noise=rates[0])  # fmt: skip
+                      standardize=args.standardize, init=args.init, label_noise=rates[0], dtype=args.dtype)  # fmt: skip
     if args.fit is not None:
         job.fit_model = args.fit
     if args.transform is not None:
@@ -161,11 +171,14 @@ def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", kee
     """Run ``job`` (an :class:`EstimateJob`; ``settings`` override its fields by name), write ``out`` and a PNG,
     print a summary with both estimands side by side. Returns the estimate Dataset (as written)."""
     import numpy as np
+    import torch
 
     from ..empirical import DEFAULT_RUNS, estimate, fit, load_dataset, track
     from ..plots import plot_elasticity, save_figure
+    from ..validation import check_choice
 
     job = dataclasses.replace(job or EstimateJob(), **settings)
+    check_choice("dtype", job.dtype, ("float32", "float64"))
     out = Path(out)
     data = load_dataset(job.dataset, classes=job.classes, per_class=job.per_class, label_noise=job.label_noise,
                         seed=job.seed, standardize=job.standardize)  # fmt: skip
@@ -175,7 +188,7 @@ def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", kee
     model = _build_net(job, x, int(y.max()) + 1)
     tr = track(model, x, y, lr=job.lr, steps=job.steps, n_runs=job.n_runs or DEFAULT_RUNS, probes=job.probes,
                record_every=job.record_every, feature=job.feature, seed=job.seed, init=job.init, device=job.device,
-               progress=progress)  # fmt: skip
+               dtype=getattr(torch, job.dtype), progress=progress)  # fmt: skip
     est = estimate(tr, form=job.form, window=job.window, weighting=job.weighting, transform=job.transform)
     fr = fit(est, model=job.fit_model)
     est = fr.curves(est)
@@ -257,6 +270,7 @@ def _estimate_summary(est, fr, tr) -> str:
             f"estimate (form={est.attrs['form']}, transform={est.attrs.get('transform')}, window="
             f"{_count(int(est.attrs['window']), 'step')}):",
             *_estimate_rows(est),
+            "answer: " + est.attrs["answer"],
             "fit: " + fr.summary().replace("\n", "\n     "),
             f"residual diffusion sigma_hat = {fr.noise:.4g}",
         ]
@@ -274,17 +288,23 @@ def label_noise_cli(out: str | Path, rates=None, **kwargs):
     out.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(out, engine="h5netcdf")
     png = save_figure(plot_label_noise(ds), out.with_suffix(".png"))
+    level = f"{100 * float(ds.attrs.get('tail_confidence', 0.95)):g}%"
     lines = [
         f"label corruption on {ds.attrs['dataset']} ({ds.attrs['net_desc']}, form={ds.attrs['form']}):",
-        f"  p: label-noise rate; r(alpha), r(beta): tail index of the integrated alpha_t, beta_t over the last "
-        f"{100 * ds.attrs['tail']:.0f}% of training, pooled over runs; accuracies: final, mean over runs",
-        "  p      r(alpha)  r(beta)   validation acc   train acc (corrupted labels)",
+        f"  tail index r: mean over {ds.sizes['run']} runs [{level} interval from their spread] (the figure's "
+        "numbers); pooled: from the estimate over all runs",
+        "  rate   r(alpha) [interval]        r(beta) [interval]         pooled a / b     validation acc   train acc "
+        "(corrupted labels)",
     ]
     for p in ds.rate.values:
         d = ds.sel(rate=p)
+        cells = [
+            f"{float(d[f'tail_{q}_mean']):6.3f} [{float(d[f'tail_{q}_ci_low']):6.3f}, {float(d[f'tail_{q}_ci_high']):6.3f}]"
+            for q in ("alpha", "beta")
+        ]
         lines.append(
-            f"  {p:5.3f}  {float(d.tail_alpha_pooled):8.3f}  {float(d.tail_beta_pooled):8.3f}   "
-            f"{float(d.validation_accuracy.mean()):14.3f}   {float(d.train_accuracy.mean()):.3f}"
+            f"  {p:5.3f}  {cells[0]}  {cells[1]}  {float(d.tail_alpha_pooled):6.3f} / {float(d.tail_beta_pooled):6.3f}"
+            f"  {float(d.validation_accuracy.mean()):14.3f}   {float(d.train_accuracy.mean()):.3f}"
         )
     lines += [f"wrote {out}", f"wrote {png}"]
     print("\n".join(lines))

@@ -96,7 +96,35 @@ def _summary(imit, est_path: Path, paths_per_run: int) -> str:
     if "nc1_quotient" in imit:
         nc = imit["nc1_quotient"].isel(time=-1).mean("run")
         lines.append(f"  final nc1_quotient: network {float(nc[0]):.4g}, LE-SDE {float(nc[1]):.4g}")
+    lines += _verdict_lines(imit)
     return "\n".join(lines)
+
+
+def _verdict_lines(imit) -> list[str]:
+    """One line per comparison: the LE-SDE's median discrepancy beside the frozen network's, its skill and verdict,
+    and the paper's reference LE-ODE."""
+    import json
+
+    import numpy as np
+
+    if "skill" not in imit:
+        return []
+    rows = [
+        "verdicts (discrepancy, for centred_cosine 1 - cos: median over runs and the times after 0; skill = 1 - "
+        "discrepancy / the frozen network's; imitates at skill >= 0.5, partly at >= 0.2):"
+    ]
+
+    def cell(c, p, who):
+        d = float(imit["discrepancy"].sel(comparison=c, process=p))
+        sk = float(imit["skill"].sel(comparison=c, process=p))
+        word = json.loads(imit.attrs.get(f"verdict_{c}", "{}")).get(p, "?")
+        return f"{who} {d:.3g}" + (f" (skill {sk:.2g})" if np.isfinite(sk) else "") + f": {word}"
+
+    for c in imit["comparison"].values:
+        null = float(imit["discrepancy"].sel(comparison=c, process="frozen"))
+        frozen = "" if np.isnan(null) else f" [frozen network {null:.3g}]"
+        rows.append(f"  {c}: {cell(c, 'le-sde', 'LE-SDE')}{frozen}; {cell(c, 'paper', 'paper LE-ODE')}")
+    return rows
 
 
 def run(args) -> None:

@@ -17,7 +17,9 @@ from .fitting import FitResult, ParamFit, fit
 from .imitation import drift_check, imitate
 from .label_corruption import RATES, label_noise_experiment, tail_index
 from .nets import Classifier, cnn, mlp
+from .tail_statistics import tail_statistics
 from .tracks import DEFAULT_RUNS, Checkpoint, Tracker, Validation, init_nets, simulate_discrete, track
+from .tracks.tracker import combine_runs
 
 __all__ = [
     "load_dataset",
@@ -28,6 +30,7 @@ __all__ = [
     "Checkpoint",
     "Validation",
     "Tracker",
+    "combine_runs",
     "init_nets",
     "simulate_discrete",
     "estimate",
@@ -38,6 +41,7 @@ __all__ = [
     "drift_check",
     "label_noise_experiment",
     "tail_index",
+    "tail_statistics",
     "DEFAULT_RUNS",
     "RATES",
 ]

@@ -1,28 +1,31 @@
-r"""Drive an LE-SDE with the elasticity estimated from a track and compare its class means with the network's.
+r"""Drive an LE-SDE with the elasticity estimated from a track and compare its classes with the network's, in raw
+and in scale-free terms, each against the network frozen at t = 0.
 
-The LE-SDE gets K from the track, one sample per probe (``samples_per_class`` = probe counts, ordered by class as
-the probes are), ``alpha``/``beta`` from a fit (:class:`~lesde.empirical.FitResult`) or, given an estimate
-Dataset, tabulated from its windows (linear interpolation, constant beyond the ends), the transform the estimate
-was made for (``estimate(..., transform=)``; the feature form's default is the identity), and the residual
-diffusion scale :math:`\hat\sigma` of the estimate unless ``noise`` is given. Path ``(r, j)`` starts at run ``r``'s
-initial probe features, so its class means start exactly at the network's, and ``paths_per_run`` independent
-noise realisations per run are averaged. The comparison, per run and time, is the relative error
+The LE-SDE (:mod:`lesde.empirical.imitation_sde`) gets K from the track, one sample per probe, the training set's
+class frequencies (attr ``class_counts``: how the network's steps sampled classes, never the probe counts),
+``alpha``/``beta`` from a fit (:class:`~lesde.empirical.FitResult`) or, given an estimate Dataset, tabulated from its
+windows (linear interpolation, constant beyond the ends), the transform the estimate was made for
+(``estimate(..., transform=)``; the feature form's default is the identity), and the residual diffusion scale
+:math:`\hat\sigma` of the estimate unless ``noise`` is given. Path ``(r, j)`` starts at run ``r``'s initial probe
+features, so its class means start exactly at the network's; ``paths_per_run`` noise realisations per run are
+averaged.
 
-.. math::
-
-    \varepsilon_r(t) = \frac{\| \bar M^{\text{LE-SDE}}_r(t) - M^{\text{net}}_r(t) \|_F}{\| M^{\text{net}}_r(t) \|_F},
-
-with :math:`M` the (K, m) matrix of class means, and the NC metrics computable from class means and within-class
-variances (:func:`lesde.metrics.means_metrics`) for both processes side by side along a ``process`` dim.
-The summary, in attrs and in the CLI: ``median_relative_error_first_half`` (the median over runs and the compared
-times in the first half of training, where a network's features still move) and ``median_relative_error`` (all times); a
-:class:`UserWarning` when the median over runs exceeds ``warn_above`` (0.5) at any time.
-Decision: :math:`\pi_l` follows the probe counts (``class_sampling="uniform-sample"``), which match the training
-set's class shares when probes are all samples or a stratified subset (the defaults).
+Processes, along the ``process`` dim: ``network``; ``le-sde``; ``frozen``, the null (the network's probes held at
+t = 0); and ``paper``, the original analysis's own method as a reference (``reference=True``): E(t) from the
+integrated ``means`` form, the LE-ODE (identity transform, no noise), and one scale :math:`c` of its class means
+fitted to the network's over the last quarter of the compared times (for its raw error; ``class_mean`` holds it
+unscaled). Each is compared with the network
+(:mod:`lesde.empirical.imitation_scores`): the raw relative error of the class means, the cosine of the centred
+class-mean displacements, the normalised Gram distance, NC1, the nearest-class-mean (NCM) accuracy and the time of
+separation (the first time the NCM accuracy reaches ``separation_level``), each with a verdict against the frozen
+network. ``relative_error(run, time)`` and its median over runs are the LE-SDE's raw error, with the summary attrs
+``median_relative_error_first_half`` (the first half of training, where a network's features still move) and
+``median_relative_error``; a :class:`UserWarning` when the median over runs exceeds ``warn_above`` (0.5).
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -32,62 +35,11 @@ import xarray as xr
 from ..schema import make_dataset
 from ..validation import check_int
 from .fitting import FitResult
+from .imitation_scores import COMPARISONS, class_stats, discrepancies, ncm_accuracy, separation_time, verdict
+from .imitation_sde import class_probs_of, elasticity_of, le_sde, metrics, simulate_from, transform_for
 
-PROCESSES = ("network", "le-sde")
-
-
-def elasticity_of(source) -> tuple:
-    """(alpha schedule, beta schedule, sigma_hat, the estimate's form/weighting/transform) from a FitResult or an
-    estimate Dataset (tabulated over its finite windows)."""
-    from ..schedules import Constant, Tabulated
-
-    if isinstance(source, FitResult):
-        return source.alpha, source.beta, source.noise, dict(source.extra), "fit"
-    if not isinstance(source, xr.Dataset) or "alpha" not in source:
-        raise TypeError("elasticity must be a FitResult (lesde.empirical.fit) or an estimate Dataset (estimate)")
-    t = source["time"].values
-
-    def tab(q):
-        y = source[q].values
-        ok = np.isfinite(t) & np.isfinite(y)
-        if ok.sum() == 0:
-            raise ValueError(f"the estimate has no finite {q}")
-        return Tabulated(t[ok], y[ok]) if ok.sum() >= 2 else Constant(float(y[ok][0]))
-
-    noise = source["noise"].values if "noise" in source else np.array([np.nan])
-    sigma = float(np.nanmedian(noise)) if np.isfinite(noise).any() else float("nan")
-    meta = {k: source.attrs[k] for k in ("form", "weighting", "transform") if k in source.attrs}
-    return tab("alpha"), tab("beta"), sigma, meta, "tabulated"
-
-
-def _transform_for(meta: dict, transform):
-    form, made_for = meta.get("form"), meta.get("transform")
-    if transform is None:
-        if form == "residual":
-            raise ValueError(
-                "form='residual' estimates E in Delta f = lr E r (the kernel form, NTK units), which no LE-SDE "
-                "transform reproduces; estimate with form='feature', transform=<the LE-SDE's transform>, or pass "
-                "transform= to imitate anyway"
-            )
-        return made_for if made_for not in (None, "n/a") else "identity"
-    if made_for not in (None, "n/a") and str(transform) != made_for or form == "residual":
-        warnings.warn(
-            f"imitating with transform={transform!r}, but the elasticity was estimated for "
-            f"{'the kernel (residual) form' if form == 'residual' else repr(made_for)}: its E(t) is not the one "
-            "this LE-SDE needs (estimate with form='feature', transform=...)",
-            UserWarning,
-            stacklevel=3,
-        )
-    return transform
-
-
-def _class_stats(F: np.ndarray, labels: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class means (..., K, m) and within-class variances (..., K) of features (..., P, m)."""
-    Y = (labels[:, None] == np.arange(K)).astype(np.float64)
-    Y /= Y.sum(0)
-    M = np.einsum("...pm,pk->...km", F, Y)
-    dev2 = ((F - M[..., labels, :]) ** 2).sum(-1)  # (..., P)
-    return M, np.einsum("...p,pk->...k", dev2, Y)
+PROCESSES = ("network", "le-sde", "frozen", "paper")
+TAIL = 0.25  # share of the compared times the reference's scale is fitted over
 
 
 def imitate(
@@ -101,14 +53,16 @@ def imitate(
     seed: int = 0,
     progress: bool = False,
     warn_above: float = 0.5,
+    reference: bool = True,
+    separation_level: float = 1.0,
 ) -> xr.Dataset:
-    r"""Simulate the LE-SDE driven by an estimated E(t) from the network's initial features and compare
-    class-mean trajectories.
+    r"""Simulate the LE-SDE driven by an estimated E(t) from the network's initial features and compare its classes
+    with the network's (module docstring).
 
     Parameters
     ----------
     track_ds : xarray.Dataset
-        A track (``features(run, step, probe, feature)``, ``label(probe)``, ``time(step)``).
+        A track (``features(run, step, probe, feature)``, ``label(probe)``, ``time(step)``, attr ``class_counts``).
     fit_result : FitResult or xarray.Dataset
         A fit (:func:`~lesde.empirical.fit`: the alpha and beta schedules) or an estimate
         (:func:`~lesde.empirical.estimate`: tabulated alpha and beta); either supplies :math:`\hat\sigma`.
@@ -124,20 +78,29 @@ def imitate(
     method, seed, progress : passed to :func:`lesde.simulate` (``dt`` = the track's learning rate).
     warn_above : float
         Warn when the median relative error over runs exceeds this at any compared time.
+    reference : bool
+        Also run the original analysis's method (process ``paper``); NaN when its ``means`` estimate fails.
+    separation_level : float
+        NCM accuracy at which the classes count as separated (1: every probe nearer its own class mean).
 
     Returns
     -------
     xarray.Dataset
-        ``class_mean(process, run, time, class, feature)``, ``within_var(process, run, time, class)``, NC metrics
-        ``(process, run, time)``, ``relative_error(run, time)``, ``relative_error_median(time)``; coordinates
-        ``process = ["network", "le-sde"]`` and ``step(time)``; attrs ``median_relative_error_first_half``,
-        ``median_relative_error``, ``transform``, ``elasticity`` ("fit" or "tabulated").
+        ``class_mean(process, run, time, class, feature)``, ``within_var(process, run, time, class)``, NC metrics and
+        ``ncm_accuracy`` over ``(process, run, time)``, ``separation_time(process, run)``; the comparisons with the
+        network (``class_mean_error``, ``centred_cosine``, ``gram_distance``, ``nc1_log_ratio``,
+        ``ncm_accuracy_gap`` over ``(process, run, time)``, ``separation_time_log_ratio(process, run)``), their
+        summaries ``discrepancy(process, comparison)`` (median over runs and times after 0), ``skill(process,
+        comparison)`` and attrs ``verdict_<comparison>``; ``relative_error(run, time)``,
+        ``relative_error_median(time)``; attrs ``median_relative_error_first_half``, ``median_relative_error``,
+        ``transform``, ``elasticity`` ("fit" or "tabulated"), ``class_probs`` and ``class_probs_from``.
     """
     paths_per_run = check_int("paths_per_run", paths_per_run)
     labels, K, counts = _probe_classes(track_ds)
+    pi, pi_from = class_probs_of(track_ds, K)
     lr = float(track_ds.attrs["lr"])
     alpha, beta, sigma_hat, meta, kind = elasticity_of(fit_result)
-    transform = _transform_for(meta, transform)
+    transform = transform_for(meta, transform)
     sigma = sigma_hat if noise is None else float(noise)
     if not np.isfinite(sigma) or sigma < 0:
         raise ValueError(f"noise must be a finite sigma >= 0 (the estimate carries none: {sigma_hat}); pass noise=")
@@ -146,18 +109,17 @@ def imitate(
     sub = track_ds.isel(step=idx)
     times = sub["time"].values.astype(np.float64)
     F = sub["features"].values.astype(np.float64)  # (R, T, P, m)
-    model = _le_sde(K, F.shape[-1], counts, alpha, beta, transform, sigma)
+    model = le_sde(K, F.shape[-1], counts, alpha, beta, transform, sigma, pi)
     sde = dict(paths_per_run=paths_per_run, lr=lr, method=method, seed=seed, progress=progress)
-    M_sde, V_sde = _simulate_from(model, F[:, 0], times, sde)  # (R, paths, T, K, m), (R, paths, T, K)
-    M_net, V_net = _class_stats(F, labels, K)  # (R, T, K, m), (R, T, K)
-    M_sde_mean, V_sde_mean = M_sde.mean(1), V_sde.mean(1)
-    rel = _relative_error(M_net, M_sde_mean)  # (R, T)
+    procs = {"network": _network(F, labels, K, counts, times, separation_level)}
+    procs["le-sde"] = _process(simulate_from(model, F[:, 0], times, sde), counts, times, separation_level)
+    procs["frozen"] = _frozen(procs["network"])
+    procs["paper"] = _paper(track_ds, F, procs["network"], counts, pi, times, sde, separation_level, reference)
+    rel = _relative_error(procs["network"]["class_mean"], procs["le-sde"]["class_mean"])
     med = np.median(rel, axis=0)  # over runs
     first = times <= times[-1] / 2
-    summary = dict(
-        median_relative_error_first_half=float(np.median(rel[:, first])),
-        median_relative_error=float(np.median(rel)),
-    )
+    summary = dict(median_relative_error_first_half=float(np.median(rel[:, first])),
+                   median_relative_error=float(np.median(rel)))  # fmt: skip
     if np.max(med) > warn_above:
         k = int(np.argmax(med > warn_above))
         warnings.warn(
@@ -168,15 +130,8 @@ def imitate(
             UserWarning,
             stacklevel=2,
         )
-    data = {
-        "class_mean": (("process", "run", "time", "class", "feature"), np.stack([M_net, M_sde_mean])),
-        "within_var": (("process", "run", "time", "class"), np.stack([V_net, V_sde_mean])),
-        "relative_error": (("run", "time"), rel),
-        "relative_error_median": ("time", med),
-    }
-    met_net, met_sde = _metrics(M_net, V_net, counts), _metrics(M_sde, V_sde, counts)
-    for k in met_net:  # the LE-SDE's metrics averaged over the paths of a run
-        data[k] = (("process", "run", "time"), np.stack([met_net[k], met_sde[k].mean(1)]))
+    data, verdicts = _comparison_variables(procs, times)
+    data.update(relative_error=(("run", "time"), rel), relative_error_median=("time", med))
     coords = {
         "process": list(PROCESSES),
         "run": np.arange(F.shape[0]),
@@ -184,6 +139,7 @@ def imitate(
         "step": ("time", sub["step"].values),
         "class": np.arange(K),
         "feature": np.arange(F.shape[-1]),
+        "comparison": list(COMPARISONS),
     }
     attrs = dict(
         source="imitate",
@@ -191,6 +147,7 @@ def imitate(
         fit=fit_result.to_json() if isinstance(fit_result, FitResult) else "",
         **{f"estimate_{k}": str(v) for k, v in meta.items()},
         **summary,
+        **verdicts,
         spec=model.to_spec(),
         noise=sigma,
         transform=str(transform),
@@ -199,6 +156,11 @@ def imitate(
         seed=seed,
         lr=lr,
         samples_per_class=counts.tolist(),
+        class_probs=pi.tolist(),
+        class_probs_from=pi_from,
+        separation_level=separation_level,
+        reference_scale=procs["paper"].get("scale", float("nan")),
+        reference=procs["paper"].get("note", ""),
     )
     return make_dataset(data, coords, time="training", attrs=attrs)
 
@@ -215,56 +177,90 @@ def _probe_classes(track_ds: xr.Dataset) -> tuple[np.ndarray, int, np.ndarray]:
     return labels, K, counts
 
 
-def _le_sde(K: int, m: int, counts: np.ndarray, alpha, beta, transform, sigma: float):
-    """The imitating LE-SDE: one sample per probe, classes drawn as the probes' class shares."""
-    from .. import LESDE
-
-    return LESDE(
-        K,
-        m,
-        counts.tolist(),
-        alpha=alpha,
-        beta=beta,
-        transform=transform,
-        noise=sigma,
-        class_sampling="uniform-sample",
-    )
+def _process(sim: dict, counts: np.ndarray, times: np.ndarray, level: float) -> dict:
+    """A simulated process's class means and variances (averaged over its paths), NC metrics and NCM accuracy
+    (averaged over paths) and time of separation (median over paths), per run."""
+    met = metrics(sim["class_mean"], sim["within_var"], counts)
+    out = {k: sim[k].mean(1) for k in ("class_mean", "within_var", "ncm_accuracy")}
+    out.update({k: v.mean(1) for k, v in met.items()})
+    out["t_sep"] = np.median(separation_time(sim["ncm_accuracy"], times, level), axis=1)
+    return out
 
 
-def _simulate_from(model, F0: np.ndarray, times: np.ndarray, sde: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Class means (R, paths, T, K, m) and within-class variances (R, paths, T, K) of ``paths_per_run`` LE-SDE
-    paths per run, each starting at its run's initial probe features F0 (R, P, m), with dt = the learning rate."""
-    from .. import simulate
-
-    R, per = F0.shape[0], sde["paths_per_run"]
-    x0 = torch.from_numpy(np.repeat(F0, per, axis=0))  # (R * paths_per_run, P, m)
-    sim = simulate(
-        model,
-        t_end=float(times[-1]),
-        dt=sde["lr"],
-        n_paths=R * per,
-        save_times=times,
-        method=sde["method"],
-        save="means",
-        dtype=torch.float64,
-        seed=sde["seed"],
-        x0=x0,
-        progress=sde["progress"],
-    )
-    T, K, m = len(times), model.num_classes, model.dim
-    return sim["class_mean"].values.reshape(R, per, T, K, m), sim["within_var"].values.reshape(R, per, T, K)
+def _network(F: np.ndarray, labels, K: int, counts, times, level: float) -> dict:
+    """The network's own classes, as a process with one path per run."""
+    M, V = class_stats(F, labels, K)
+    sim = {"class_mean": M[:, None], "within_var": V[:, None], "ncm_accuracy": ncm_accuracy(F, labels, K)[:, None]}
+    return _process(sim, counts, times, level)
 
 
-def _metrics(M: np.ndarray, V: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    """The NC metrics computable from class means (..., K, m) and within-class variances (..., K)."""
-    from ..metrics import means_metrics
+def _frozen(net: dict) -> dict:
+    """The null: the network's probes held at t = 0."""
+    out = {k: np.broadcast_to(v[:, :1], v.shape).copy() for k, v in net.items() if k != "t_sep"}
+    out["t_sep"] = np.where(net["t_sep"] == 0, 0.0, np.inf)  # separated from the start, or never
+    return out
 
-    out = means_metrics(
-        torch.from_numpy(np.ascontiguousarray(M)),
-        torch.from_numpy(np.ascontiguousarray(V)),
-        torch.as_tensor(counts),
-    )
-    return {k: v.numpy() for k, v in out.items()}
+
+def _paper(track_ds, F, net, counts, pi, times, sde, level, reference: bool) -> dict:
+    """The original analysis's method: the means form's E(t), the LE-ODE, one scale fitted over the tail."""
+    nan = {k: np.full_like(v, np.nan, dtype=np.float64) for k, v in net.items()}
+    if not reference:
+        return {**nan, "note": "not run (reference=False)"}
+    from .estimation import estimate
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            alpha, beta = elasticity_of(estimate(track_ds, form="means"))[:2]
+            model = le_sde(len(counts), F.shape[-1], counts, alpha, beta, "identity", 0.0, pi)
+            sim = simulate_from(model, F[:, 0], times, {**sde, "paths_per_run": 1})
+    except (ValueError, OverflowError) as e:
+        return {**nan, "note": f"failed: {e}"}
+    out = _process(sim, counts, times, level)
+    tail = times >= times[-1] * (1 - TAIL)
+    Mo, Mn = out["class_mean"][:, tail], net["class_mean"][:, tail]
+    with np.errstate(over="ignore", invalid="ignore"):
+        c = float((Mo * Mn).sum() / (Mo * Mo).sum())
+    c = c if np.isfinite(c) else float("nan")
+    out["scaled_class_mean"] = c * out["class_mean"]  # the raw error's; the scale-free comparisons ignore the scale
+    out.update(scale=c, note="E(t) from the means form, LE-ODE, one scale fitted over the last quarter")
+    return out
+
+
+def _comparison_variables(procs: dict, times: np.ndarray) -> tuple[dict, dict]:
+    """The per-process variables, the comparisons with the network, their summaries and the verdict lines."""
+    pt, prt = ("process", "run", "time"), ("process", "run")
+    net = procs["network"]
+    D = {p: discrepancies(procs[p], net, times) for p in PROCESSES}
+    ran = {p: bool(np.isfinite(procs[p]["class_mean"]).any()) for p in PROCESSES}  # a reference may not have run
+    D = {p: D[p] if ran[p] else {c: np.full_like(v, np.nan) for c, v in D[p].items()} for p in PROCESSES}
+
+    def stack(k):
+        return np.stack([procs[p][k] for p in PROCESSES])
+
+    data = {
+        "class_mean": (("process", "run", "time", "class", "feature"), stack("class_mean")),
+        "within_var": (("process", "run", "time", "class"), stack("within_var")),
+        "separation_time": (prt, stack("t_sep")),
+    }
+    for k in net:  # the NC metrics and the NCM accuracy
+        if k not in ("class_mean", "within_var", "t_sep", "scaled_class_mean"):
+            data[k] = (pt, stack(k))
+    names = {"centred_cosine": "centred_cosine", "nc1": "nc1_log_ratio", "ncm_accuracy": "ncm_accuracy_gap",
+             "class_mean_error": "class_mean_error", "gram_distance": "gram_distance"}  # fmt: skip
+    for c, var in names.items():
+        vals = np.stack([D[p][c] for p in PROCESSES])
+        data[var] = (pt, 1.0 - vals if c == "centred_cosine" else vals)
+    data["separation_time_log_ratio"] = (prt, np.stack([D[p]["separation_time"] for p in PROCESSES]))
+    nan4 = (np.nan, np.nan, np.nan)
+    summ = {
+        p: {c: verdict(c, D[p][c], D["frozen"][c]) if ran[p] else (*nan4, procs[p].get("note")) for c in COMPARISONS}
+        for p in PROCESSES
+    }
+    data["discrepancy"] = (("process", "comparison"), [[summ[p][c][0] for c in COMPARISONS] for p in PROCESSES])
+    data["skill"] = (("process", "comparison"), [[summ[p][c][2] for c in COMPARISONS] for p in PROCESSES])
+    verdicts = {f"verdict_{c}": json.dumps({p: summ[p][c][3] for p in ("le-sde", "paper")}) for c in COMPARISONS}
+    return data, verdicts
 
 
 def _relative_error(M_net: np.ndarray, M_sde: np.ndarray) -> np.ndarray:
@@ -292,7 +288,8 @@ def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, w
     - ``velocity(run, step, class, feature)``: the network's class-mean velocity
       :math:`(\bar M_k(t_b) - \bar M_k(t_a)) / (t_b - t_a)` over the window;
     - ``drift(run, step, class, feature)``: the LE-SDE drift :math:`\sum_l \pi_l E_{kl}(t) T_{kl} \bar M_l(t)`
-      (``LESDE.f``) at the network's class means, with the estimate's E(t) (tabulated), averaged over the window;
+      (``LESDE.f``, :math:`\pi` the training set's class shares) at the network's class means, with the estimate's
+      E(t) (tabulated), averaged over the window;
       for a ``form="residual"`` estimate, the kernel form's drift :math:`\sum_l \pi_l E_{kl}(t) \bar r_l(t)`
       with :math:`\bar r_l` the class-l probes' mean residual :math:`e_l - \mathrm{softmax}(f)` (what a
       cross-entropy step moves logits along; no LE-SDE transform has this drift);
@@ -307,42 +304,29 @@ def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, w
     state has no brake, so an LE-SDE that departs from the network's states grows away from them (the network's
     own motion stops as its residuals vanish). benchmarks/RESULTS.md shows both on MNIST-1D and digits.
     """
-    from .. import LESDE
-
     alpha, beta, sigma, meta, _ = elasticity_of(estimate_ds)
     kernel = meta.get("form") == "residual"
-    transform = "kernel" if kernel else _transform_for(meta, transform)
-    labels = track_ds["label"].values
-    K = int(track_ds.attrs.get("num_classes", labels.max() + 1))
-    counts = np.bincount(labels, minlength=K)
+    transform = "kernel" if kernel else transform_for(meta, transform)
+    labels, K, counts = _probe_classes(track_ds)
+    pi = class_probs_of(track_ds, K)[0]
     F_ = track_ds["features"].values.astype(np.float64)  # (R, S, P, m)
     R, S, P, m = F_.shape
     if not kernel:
-        model = LESDE(
-            K,
-            m,
-            counts.tolist(),
-            alpha=alpha,
-            beta=beta,
-            transform=transform,
-            noise=0.0,
-            class_sampling="uniform-sample",
-        )
-    pi = counts / counts.sum()
+        model = le_sde(K, m, counts, alpha, beta, transform, 0.0, pi)
 
     def drift_at(t: float, X: np.ndarray) -> np.ndarray:  # (R, P, m) -> class means of the drift (R, K, m)
         if not kernel:
             out = model.f(t, torch.from_numpy(X.reshape(R, P * m))).numpy().reshape(R, P, m)
-            return _class_stats(out, labels, K)[0]
+            return class_stats(out, labels, K)[0]
         # the kernel form: sum_l pi_l E_kl rbar_l, rbar_l the class-l probes' mean residual e_l - softmax(f)
         r = np.eye(K)[labels][None] - torch.softmax(torch.from_numpy(X), -1).numpy()
-        rbar = _class_stats(r, labels, K)[0]  # (R, K, K)
+        rbar = class_stats(r, labels, K)[0]  # (R, K, K)
         a, b = float(alpha(torch.tensor(t))), float(beta(torch.tensor(t)))
         E = b + (a - b) * np.eye(K)
         return np.einsum("kl,l,rlm->rkm", E, pi, rbar)
 
     steps, times = track_ds["step"].values, track_ds["time"].values
-    M, V = _class_stats(F_, labels, K)  # (R, S, K, m), (R, S, K)
+    M, V = class_stats(F_, labels, K)  # (R, S, K, m), (R, S, K)
     edges = np.unique(np.linspace(0, S - 1, check_int("windows", windows) + 1).round().astype(int))
     W = len(edges) - 1
     vel, drift = np.zeros((R, W, K, m)), np.zeros((R, W, K, m))
@@ -386,4 +370,4 @@ def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, w
     return ds
 
 
-__all__ = ["imitate", "drift_check", "elasticity_of"]
+__all__ = ["imitate", "drift_check", "elasticity_of", "PROCESSES"]

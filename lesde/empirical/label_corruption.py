@@ -35,6 +35,7 @@ from ..schema import make_dataset
 from ..validation import check_positive_float
 from .data import load_dataset
 from .estimation import estimate
+from .tail_statistics import tail_statistics
 from .tracks import Validation, track
 
 RATES = (0.0, 0.2, 0.4, 0.6, 2 / 3, 0.8)
@@ -85,8 +86,9 @@ def label_noise_experiment(
     Returns
     -------
     xarray.Dataset with ``tail_alpha(rate, run)``, ``tail_beta(rate, run)``, ``tail_alpha_pooled(rate)``,
-    ``tail_beta_pooled(rate)``, ``validation_accuracy(rate, run)``, ``train_accuracy(rate, run)`` (final, on the
-    corrupted training labels of the probes), ``alpha``, ``beta``, ``alpha_integrated``, ``beta_integrated``
+    ``tail_beta_pooled(rate)``, the mean over runs with its error and interval (``tail_alpha_mean``, ``_se``,
+    ``_ci_low``, ``_ci_high``, :func:`~lesde.empirical.tail_statistics`), ``validation_accuracy(rate, run)``,
+    ``train_accuracy(rate, run)`` (final, on the corrupted training labels of the probes), ``alpha``, ``beta``, ``alpha_integrated``, ``beta_integrated``
     over ``(rate, step)`` and ``time(step)``.
     """
     if tiny:
@@ -116,7 +118,7 @@ def label_noise_experiment(
         net_desc=f"MLP {width}x{depth}, lr {lr}, batch size 1, {steps} steps, {n_runs} runs",
         torch_threads=torch.get_num_threads(),
     )
-    return _experiment_dataset(rows, rates, n_runs, attrs)
+    return tail_statistics(_experiment_dataset(rows, rates, n_runs, attrs))
 
 
 def _one_rate(p: float, cell: dict, train: dict, est: dict, progress: bool) -> dict:

@@ -19,7 +19,8 @@ theory                :func:`plot_theory`, :func:`plot_theory_panel`         :fu
 """
 
 from ._style import PALETTE, TITLES, MissingVariables, missing_variables, save_figure
-from .empirical import plot_elasticity, plot_imitation, plot_imitation_diagnosis, plot_label_noise
+from .empirical import plot_elasticity, plot_label_noise
+from .imitation_plots import plot_imitation, plot_imitation_diagnosis
 from .nc import class_mean_cosines, path_quantiles, plot_class_mean_cosines, plot_collapse, plot_nc_metrics
 from .phase import phase_plot
 from .sgd import plot_compare

@@ -1,5 +1,5 @@
-"""Figures for the empirical workflow: E(t) under both estimands with the fit and its band, network vs LE-SDE
-class means, the imitation diagnosis (which term fails), and the label-corruption experiment.
+"""Figures of the elasticity estimate: E(t) under both estimands with the fit and its band and alpha - beta, and
+the label-corruption experiment (the imitation figures are in :mod:`lesde.plots.imitation_plots`).
 
 Decisions: a power-law fit is drawn on log-log axes when the estimate it fits is positive over the window
 (otherwise linear axes with the same curve); the fit's band is the 16-84% range of the curve over 400 draws of
@@ -18,22 +18,18 @@ import xarray as xr
 
 from ._style import (
     PALETTE,
-    THEORY,
     band,
     finish,
     fit_y,
-    legend,
     legend_below,
-    log_from_lines,
     reference,
     require,
     subplots,
     time_label,
 )
 
-__all__ = ["plot_elasticity", "plot_imitation", "plot_imitation_diagnosis", "plot_label_noise"]
+__all__ = ["plot_elasticity", "plot_label_noise"]
 
-COLORS = PALETTE
 _SYMBOL = {"alpha": r"\alpha", "beta": r"\beta"}
 _ACCURACY = {"validation_accuracy": "validation accuracy, final", "train_accuracy": "training accuracy, final"}
 
@@ -116,7 +112,8 @@ def _elasticity_panel(ax, est: xr.Dataset, q: str, symbol: str, what: str, fits:
 
 def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
     r"""alpha(t) and beta(t): the selected estimand with its confidence band, the other estimand with error bars,
-    and the fitted schedule with its band, one panel each.
+    and the fitted schedule with its band, one panel each; and alpha(t) - beta(t) with its band and the zero line
+    (when the estimate has it), the comparison the estimate's ``answer`` summarises.
 
     Parameters
     ----------
@@ -136,9 +133,12 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
         est = fit_result.curves(est)
     fits = json.loads(est.attrs["fit"])["fits"] if "fit" in est.attrs and "fit_time" in est.coords else {}
     panels = [p for p in ELASTICITY_PANELS if p[0] in est]
-    fig, axes = subplots(len(panels), fig=fig, panel=(3.5, 3.8))
+    difference = "alpha_minus_beta_lower" in est
+    fig, axes = subplots(len(panels) + difference, fig=fig, ncols=3, panel=(3.5, 3.8))
     for ax, (q, symbol, what) in zip(axes, panels):
         _elasticity_panel(ax, est, q, symbol, what, fits)
+    if difference:  # time on the alpha panel's axis, so the windows line up
+        _difference_panel(axes[len(panels)], est, axes[0].get_xscale())
     finish(
         fig,
         f"Elasticity E(t) of {est.attrs.get('net', 'the network')} on {est.attrs.get('dataset', '?')} "
@@ -148,155 +148,35 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
     return fig
 
 
-#: legend names of the processes of an imitation Dataset
-_IMITATION_NAMES = {"network": "network", "le-sde": "LE-SDE"}
+def _difference_panel(ax, est: xr.Dataset, xscale: str) -> None:
+    """alpha - beta with its band (the selected estimand), the other estimand's bars, and the zero line; the title
+    counts the windows whose interval lies above zero, as the estimate's ``answer`` does."""
+    from scipy.stats import t as student_t
 
-
-def _class_panel(ax, t, net: np.ndarray, sde: np.ndarray, k: int, run: int, J: int, xlabel: str) -> None:
-    """Class k's mean, network solid and LE-SDE dashed, one colour per coordinate; symlog where the LE-SDE leaves
-    the network's range."""
-    for j in range(J):
-        ax.plot(t, net[:, k, j], "-", color=COLORS[j], lw=1.2)
-        ax.plot(t, sde[:, k, j], "--", color=COLORS[j], lw=1.2)
-    if np.nanmax(np.abs(sde[..., :J])) > 10 * max(np.nanmax(np.abs(net[..., :J])), 1e-12):
-        # linear inside the network's range (rounded up to a power of ten), logarithmic beyond
-        lin = 10.0 ** np.ceil(np.log10(max(np.nanmax(np.abs(net[..., :J])), 1e-6)))
-        ax.set_yscale("symlog", linthresh=lin, linscale=1.5)
-    ax.set_title(f"class {k} mean, run {run}")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(r"coordinate of $\bar X_k$")
-
-
-def _error_panel(ax, imit: xr.Dataset, xlabel: str) -> None:
-    """Relative error of the class means: the median over runs, each run thin, their min-max band."""
-    t1 = imit["time"].values[1:]
-    err = imit["relative_error"].isel(time=slice(1, None))  # t = 0: both start at the network's means (error 0)
-    med = err.median("run").values
-    fit_y(ax, [med, [0.3, 0.5]], [err.min("run").values, err.max("run").values])
-    band(ax, t1, err.min("run").values, err.max("run").values, color=PALETTE[0], alpha=0.3, zorder=1,
-         label=f"min-max over {imit.sizes['run']} runs")  # fmt: skip
-    if imit.sizes["run"] <= 10:
-        for r in range(imit.sizes["run"]):
-            ax.plot(t1, err.isel(run=r).values, color=PALETTE[0], lw=0.5, alpha=0.6,
-                    label="each run" if r == 0 else None)  # fmt: skip
-    ax.plot(t1, med, color=PALETTE[0], lw=1.6, label=f"median of {imit.sizes['run']} runs")
-    reference(ax, 0.5, ls=":", label="warning level 0.5")
-    reference(ax, 0.3, ls=":", color=PALETTE[2], label="aim 0.3")
-    ax.set_title("relative error of the class means")
-    ax.set_ylabel(r"$\|\bar X^{\rm SDE} - \bar X^{\rm net}\|_F / \|\bar X^{\rm net}\|_F$")
-    ax.set_xlabel(xlabel)
-    legend(ax, loc="best")
-
-
-def plot_imitation(imit: xr.Dataset, *, run: int = 0, coords: int = 3, classes: int = 4, fig=None):
-    """Per class (the first ``classes``), the class mean of one run (network solid, LE-SDE dashed; one colour per
-    coordinate), the relative error over runs and the NC1 quotient, as a two-column grid; a symlog scale where the
-    LE-SDE leaves the network's range. Returns the Figure."""
-    from matplotlib.lines import Line2D
-
-    require(imit, ("class_mean", "relative_error"), "imitation", "imit")
-    K = min(imit.sizes["class"], classes)
-    fig, axes = subplots(K + 1 + ("nc1_quotient" in imit), fig=fig)
-    t = imit["time"].values
-    net = imit.class_mean.sel(process="network").isel(run=run).values  # (T, K, m)
-    sde = imit.class_mean.sel(process="le-sde").isel(run=run).values
-    J = min(imit.sizes["feature"], coords)
-    xlabel = time_label(imit)
-    for k in range(K):
-        _class_panel(axes[k], t, net, sde, k, run, J, xlabel)
-    handles = [Line2D([], [], color="k", ls="-", label="network"), Line2D([], [], color="k", ls="--", label="LE-SDE")]
-    handles += [Line2D([], [], color=COLORS[j], label=f"coordinate {j}") for j in range(J)]
-    legend(axes[0], handles=handles, ncol=2, loc="best")
-    _error_panel(axes[K], imit, xlabel)
-    if "nc1_quotient" in imit:
-        ax = axes[K + 1]
-        q = imit["nc1_quotient"].mean("run")
-        fit_y(ax, [q.values])
-        for i, p in enumerate(imit["process"].values):
-            ax.plot(t, q.sel(process=p).values, color=PALETTE[i], lw=1.4, label=_IMITATION_NAMES.get(str(p), str(p)))
-        ax.set_title("NC1 quotient, mean over runs")
-        ax.set_ylabel(r"$\mathrm{tr}\,\Sigma_W / \mathrm{tr}\,\Sigma_B$")
-        ax.set_xlabel(xlabel)
-        legend(ax, loc="best")
-    finish(
-        fig,
-        f"Imitation: T = {imit.attrs.get('transform')}, E(t) {imit.attrs.get('elasticity', '')} "
-        f"({imit.attrs.get('estimate_form', '?')}, {imit.attrs.get('estimate_weighting', '?')} weighting)\n"
-        f"median relative error, first half: {float(imit.attrs.get('median_relative_error_first_half', np.nan)):.3g}",
-    )
-    return fig
-
-
-def plot_imitation_diagnosis(imit: xr.Dataset, checks: dict[str, xr.Dataset], est: xr.Dataset, *, fig=None):
-    """Which term of the LE-SDE fails: (a) class-mean norms, network vs LE-SDE; (b) the estimated E(t);
-    (c) the drift on the network's own states against the network's velocity (``drift_check``, one line per
-    check); (d) within-class variance, network vs what the LE-SDE's noise gives. Returns the Figure."""
-    require(imit, ("class_mean",), "imitation", "imit")
-    fig, ax = subplots(4, fig=fig)
-    t = imit["time"].values
-    xlabel = time_label(imit)
-    M = imit["class_mean"]
-    for p, ls in (("network", "-"), ("le-sde", "--")):
-        n = np.linalg.norm(M.sel(process=p).values.reshape(M.sizes["run"], len(t), -1), axis=-1)
-        ax[0].plot(t, np.median(n, 0), ls, color="k", label=_IMITATION_NAMES[p])
-    log_from_lines(ax[0])
-    ax[0].set_title("(a) class means, median over runs")
-    ax[0].set_ylabel(r"$\|(\bar X_1, \ldots, \bar X_K)\|_F$")
-    te = est["time"].values
-    for i, q in enumerate(("alpha", "beta")):
-        ax[1].plot(
-            te,
-            np.abs(est[q].values),
-            "o-",
-            ms=2.5,
-            color=PALETTE[i],
-            label=f"$|{_SYMBOL[q]}_t|$ ({est.attrs.get('weighting')} weighting)",
-        )
-    log_from_lines(ax[1])
-    if (te > 0).all() and te.max() / te.min() > 100:
-        ax[1].set_xscale("log")
-    ax[1].set_title(f"(b) E(t) estimated for T = {est.attrs.get('transform')}")
-    ax[1].set_ylabel("elasticity")
-
-    def nrm(x):  # median over runs of the Frobenius norm per window
-        return np.median(np.linalg.norm(x.values.reshape(x.sizes["run"], x.sizes["step"], -1), axis=-1), 0)
-
-    for i, (name, dc) in enumerate(checks.items()):
-        td = dc["time"].values
-        if i == 0:
-            ax[2].plot(td, nrm(dc["velocity"]), "-", color="k", lw=2, label="network velocity")
-        ax[2].plot(
-            td,
-            nrm(dc["drift"]),
-            "--",
-            color=PALETTE[i % len(PALETTE)],
-            label=f"drift, {name} (error {np.median(dc['drift_error'].values):.2g}, "
-            f"cos {np.median(dc['drift_cosine'].values):.2g})",
-        )
-    log_from_lines(ax[2])
-    ax[2].set_title("(c) drift at the network's class means")
-    ax[2].set_ylabel("Frobenius norm, median over runs")
-    dc = next(iter(checks.values()))
-    ax[3].plot(dc["time"].values, dc["within_var"].median("run").values, "-", color="k", label="network")
-    ax[3].plot(
-        dc["time"].values,
-        dc["within_var_model"].values,
-        "--",
-        color=THEORY,
-        label=rf"LE-SDE noise, $\hat\sigma={dc.attrs.get('noise', np.nan):.3g}$",
-    )
-    log_from_lines(ax[3])
-    ax[3].set_title("(d) noise: within-class variance")
-    ax[3].set_ylabel(r"$\mathrm{mean}_i\|X_i - \bar X_{y_i}\|^2$")
-    for a in ax:
-        a.set_xlabel(xlabel)
-        legend(a, loc="best")
-    finish(
-        fig,
-        "Why the LE-SDE does not imitate the network (median relative error, first half: "
-        f"{float(imit.attrs.get('median_relative_error_first_half', np.nan)):.3g})",
-    )
-    return fig
+    t = np.asarray(est["time"].values, dtype=float)
+    chosen = est.attrs.get("weighting", "n/a")
+    conf = float(est.attrs.get("confidence", 0.95))
+    ax.set_xscale(xscale)
+    fit_y(ax, [est["alpha_minus_beta"].values, [0.0]],
+          [est["alpha_minus_beta_lower"].values, est["alpha_minus_beta_upper"].values], log=False)  # fmt: skip
+    band(ax, t, est["alpha_minus_beta_lower"].values, est["alpha_minus_beta_upper"].values, color=PALETTE[0],
+         zorder=1, label=f"{100 * conf:.0f}% CI ({chosen} weighting)")  # fmt: skip
+    ax.plot(t, est["alpha_minus_beta"].values, "o-", ms=2.5, lw=1, color=PALETTE[0], zorder=3,
+            label=r"$\alpha_t - \beta_t$")  # fmt: skip
+    if "alpha_minus_beta_by_weighting" in est:
+        z = student_t.ppf(0.5 + conf / 2, np.maximum(est["dof"].values, 1))
+        for w in est["weighting"].values:
+            if w != chosen:
+                ax.errorbar(t, est["alpha_minus_beta_by_weighting"].sel(weighting=w).values,
+                            yerr=z * est["alpha_minus_beta_by_weighting_se"].sel(weighting=w).values, fmt="s",
+                            ms=2.5, lw=0.7, color=PALETTE[1], alpha=0.85, zorder=1.8,
+                            label=f"{w} weighting, {100 * conf:.0f}% CI bars")  # fmt: skip
+    reference(ax, 0.0, color="0.3", ls="--", lw=0.8, label=r"$\alpha_t = \beta_t$")
+    above = est.attrs.get("windows_alpha_above_beta", int(np.sum(est["alpha_minus_beta_lower"].values > 0)))
+    ax.set_title(rf"$\alpha_t - \beta_t$: above 0 in {above} of {est.sizes['step']} windows")
+    ax.set_xlabel(time_label(est))
+    ax.set_ylabel(r"$\alpha_t - \beta_t$ (intra minus inter)")
+    legend_below(ax)
 
 
 def plot_label_noise(ds: xr.Dataset, *, fig=None):
@@ -306,9 +186,15 @@ def plot_label_noise(ds: xr.Dataset, *, fig=None):
     fig, ax = subplots(2, fig=fig, panel=(3.5, 2.6))
     p = ds["rate"].values
     K = ds.attrs["num_classes"]
+    level = f"{100 * float(ds.attrs.get('tail_confidence', 0.95)):g}%"
     for i, q in enumerate(("alpha", "beta")):
-        r = ds[f"tail_{q}"]
-        y, lo, hi = r.mean("run").values, r.min("run").values, r.max("run").values
+        if f"tail_{q}_mean" in ds:  # the numbers the table prints: mean over runs and its interval
+            y, lo, hi = (ds[f"tail_{q}_{k}"].values for k in ("mean", "ci_low", "ci_high"))
+            what = f"mean of {ds.sizes['run']} runs, bars {level} interval"
+        else:
+            r = ds[f"tail_{q}"]
+            y, lo, hi = r.mean("run").values, r.min("run").values, r.max("run").values
+            what = f"mean of {ds.sizes['run']} runs, bars min-max"
         ax[0].errorbar(
             p,
             y,
@@ -317,8 +203,11 @@ def plot_label_noise(ds: xr.Dataset, *, fig=None):
             color=PALETTE[i],
             capsize=3,
             ms=3,
-            label=rf"$r$ of $\int {_SYMBOL[q]}$: mean of {ds.sizes['run']} runs, bars min-max",
+            label=rf"$r$ of $\int {_SYMBOL[q]}$: {what}",
         )
+        if f"tail_{q}_pooled" in ds:
+            ax[0].plot(p, ds[f"tail_{q}_pooled"].values, "D", mfc="none", color=PALETTE[i], ms=4,
+                       label=rf"$r$ of $\int {_SYMBOL[q]}$: estimate pooled over runs")  # fmt: skip
     reference(ax[0], x=(K - 1) / K, color="0.4", ls=":", label=r"$p=(K-1)/K$: labels carry no signal")
     ax[0].set_xlabel("label-noise rate $p$")
     ax[0].set_ylabel("tail index $r$")

@@ -14,7 +14,8 @@ The forms (a registry, :data:`FORMS`):
 chosen estimand with Student-t intervals, ``alpha_integrated`` / ``beta_integrated``, the integrated
 :math:`A(t) = \int_0^t \alpha` (the trapezoid rule over the windows, the first window's value held back to t = 0,
 unless the form integrates itself; :func:`~lesde.empirical.tail_index` reads them), and for the regression forms
-both estimands side by side. It warns when the errors ignore run-to-run correlation (one run),
+both estimands side by side, and the comparison of alpha and beta with its uncertainty (attr ``answer``). It
+warns when the errors cannot include run-to-run variation (one run),
 when many steps were at the rounding floor, and when the two estimands differ beyond their joint uncertainty
 (Bonferroni over the windows at a family-wise false-alarm probability of 1e-3, so an LE process, where both
 estimate the same E, almost never warns).
@@ -31,6 +32,7 @@ import xarray as xr
 from ...schema import make_dataset
 from ...validation import check_choice, check_int
 from . import _pooling as pool
+from . import answer
 from .means_form import means_form
 from .regression_forms import WEIGHTINGS, feature_form, residual_form
 
@@ -41,6 +43,8 @@ FORMS: dict[str, Callable[..., dict]] = {
     "means": means_form,
 }
 DISAGREEMENT_LEVEL = 1e-3  # family-wise false-alarm probability of the disagreement warning
+#: how a single run's block lengths are chosen (attr ``se_block_rule``)
+BLOCK_RULE = "Politis-White (2004/2009) non-overlapping batch means per window, 1 <= b <= window / 4"
 #: the track attrs an estimate carries over
 KEPT_ATTRS = ("source", "lr", "steps", "n_runs", "feature", "num_classes", "class_counts", "seed", "spec")
 
@@ -92,6 +96,13 @@ def estimate(
     class), ``E_se``, ``alpha_by_weighting``/``beta_by_weighting`` (and ``_se``), ``alpha_disagreement``,
     ``beta_disagreement``, ``alpha_integrated``, ``beta_integrated``, ``noise``, ``n_obs``, ``n_steps``,
     ``n_excluded`` and coordinates ``time``, ``step_start``, ``step_stop``; attrs ``weighting``, ``se_cluster``.
+    The comparison (:mod:`~lesde.empirical.estimation.answer`): ``alpha_beta_cov``, ``alpha_minus_beta`` with
+    ``_se``, ``_lower``, ``_upper``, ``alpha_over_beta`` with Fieller's ``_ci_low``, ``_ci_high``, and per weighting
+    ``alpha_minus_beta_by_weighting`` (and ``_se``), ``alpha_beta_cov_by_weighting``; with one run
+    ``block_length`` (the blocks the errors come from, attr ``se_block_rule``). Attr ``answer``: the one-line
+    verdict (windows where alpha > beta, whole-track difference and ratio, decay exponents), its numbers in attrs
+    ``windows_alpha_above_beta``, ``pooled_alpha_minus_beta`` (and ``_ci``), ``pooled_alpha_over_beta`` (and
+    ``_ci``), ``decay_exponent_alpha`` (and ``_ci``), ``decay_exponent_beta`` (and ``_ci``).
 
     Examples
     --------
@@ -108,6 +119,8 @@ def estimate(
     extra = {}
     if form != "means":
         extra = dict(rounding_tolerance=r["rounding_tolerance"], excluded_steps=int(np.sum(r["n_excluded"])))
+    if r.get("block_length") is not None:
+        extra.update(se_block_rule=BLOCK_RULE, pooled_block_length=r["pooled_block_length"])
     ds = make_dataset(
         data,
         coords,
@@ -124,6 +137,9 @@ def estimate(
             **extra,
         ),
     )
+    p = r["pooled"][weighting]
+    pooled = answer.compare(*p["alpha"][:2], *p["beta"][:2], p["cov"], p["alpha"][2], confidence)
+    ds.attrs.update(answer.summary(ds, {**pooled, "dof": p["alpha"][2]}, confidence))
     _warn(ds)
     return ds
 
@@ -153,6 +169,7 @@ def _variables(r: dict, weighting: str, confidence: float, K: int) -> tuple[dict
     sel = r["by_weighting"][weighting]
     (alpha, alpha_se, alpha_dof), (beta, beta_se, beta_dof) = sel["alpha"], sel["beta"]
     q = pool.t_quantile(confidence, alpha_dof)
+    c = answer.compare(alpha, alpha_se, beta, beta_se, sel["cov"], alpha_dof, confidence)
     time = sel["time"]
     integ = r.get("integrated") or {"alpha": _integrate(time, alpha), "beta": _integrate(time, beta)}
     data = {
@@ -165,6 +182,14 @@ def _variables(r: dict, weighting: str, confidence: float, K: int) -> tuple[dict
         "beta_lower": ("step", beta - pool.t_quantile(confidence, beta_dof) * beta_se),
         "beta_upper": ("step", beta + pool.t_quantile(confidence, beta_dof) * beta_se),
         "dof": ("step", alpha_dof),
+        "alpha_beta_cov": ("step", sel["cov"]),
+        "alpha_minus_beta": ("step", c["difference"]),
+        "alpha_minus_beta_se": ("step", c["difference_se"]),
+        "alpha_minus_beta_lower": ("step", c["difference_lower"]),
+        "alpha_minus_beta_upper": ("step", c["difference_upper"]),
+        "alpha_over_beta": ("step", c["ratio"]),
+        "alpha_over_beta_ci_low": ("step", c["ratio_lower"]),
+        "alpha_over_beta_ci_high": ("step", c["ratio_upper"]),
         "E": (("step", "class", "class_other"), sel["E"][0]),
         "E_se": (("step", "class", "class_other"), sel["E"][1]),
         "alpha_integrated": ("step", integ["alpha"]),
@@ -187,19 +212,28 @@ def _variables(r: dict, weighting: str, confidence: float, K: int) -> tuple[dict
             data[f"{qn}_by_weighting"] = (("weighting", "step"), np.stack([bw[w][qn][0] for w in WEIGHTINGS]))
             data[f"{qn}_by_weighting_se"] = (("weighting", "step"), np.stack([bw[w][qn][1] for w in WEIGHTINGS]))
             data[f"{qn}_disagreement"] = ("step", r[f"{qn}_disagreement"])
+        diffs = [answer.compare(*bw[w]["alpha"][:2], *bw[w]["beta"][:2], bw[w]["cov"], bw[w]["alpha"][2], confidence)
+                 for w in WEIGHTINGS]  # fmt: skip
+        ws = ("weighting", "step")
+        data["alpha_minus_beta_by_weighting"] = (ws, np.stack([d["difference"] for d in diffs]))
+        data["alpha_minus_beta_by_weighting_se"] = (ws, np.stack([d["difference_se"] for d in diffs]))
+        data["alpha_beta_cov_by_weighting"] = (ws, np.stack([bw[w]["cov"] for w in WEIGHTINGS]))
         data["n_excluded"] = ("step", r["n_excluded"])
         coords["weighting"] = list(WEIGHTINGS)
+    if r.get("block_length") is not None:
+        data["block_length"] = ("step", r["block_length"])
     return data, coords
 
 
 def _warn(ds: xr.Dataset) -> None:
     """The warnings an estimate calls for: errors clustered by step, steps at the rounding floor, estimands that
     differ."""
-    if ds.attrs["se_cluster"] == "step" and ds.attrs["form"] != "means":
+    if ds.attrs["se_cluster"] == "block" and ds.attrs["form"] != "means":
         warnings.warn(
-            "the track has one run, so standard errors are clustered by step and ignore the correlation between "
-            "the steps of one run (on networks they can be several times too small); track n_runs >= 2 for "
-            "run-clustered errors",
+            "the track has one run: standard errors come from blocks of its steps (they account for the "
+            "correlation of neighbouring steps) but cannot include how much another initialisation or sample order "
+            "would change the estimate, which on networks is often larger; track n_runs >= 2 for run-clustered "
+            "errors",
             UserWarning,
             stacklevel=3,
         )

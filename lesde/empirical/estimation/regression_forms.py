@@ -51,8 +51,13 @@ Decisions:
   :math:`1 - p` is 0 or 6e-8 for such samples, and their per-step coefficients would be rounding noise divided by
   rounding noise).
 - Standard errors are cluster-robust (:mod:`lesde.empirical.estimation._pooling`): one cluster per run when the
-  track has several (``se_cluster = "run"``), per step otherwise (then they ignore the correlation between the
-  steps of one run, and a warning says so). Intervals use Student's t with ``dof`` = clusters - 1.
+  track has several (``se_cluster = "run"``); with one run, blocks of consecutive steps whose length each window's
+  influences choose (``se_cluster = "block"``, the lengths in ``block_length``), which accounts for the
+  autocorrelation of neighbouring steps but not for how much another initialisation or sample order would change
+  the run (a warning says so). Intervals use Student's t with ``dof`` = clusters - 1. Alpha and beta share the
+  clusters, so ``alpha_beta_cov`` is their clustered covariance and the difference and ratio of
+  :mod:`~lesde.empirical.estimation.comparison` account for their correlation; ``pooled`` holds both estimands
+  over the whole track (one window) for the answer.
 - Each window's ``time`` is the estimand's weighted mean of :math:`t_{s-1} = (s-1)\eta` (the time at which step
   :math:`s` evaluates :math:`E`), which removes the first-order bias of pooling a changing :math:`E(t)`.
 - ``noise`` is the residual scale of the least-squares (increment) fit,
@@ -125,12 +130,19 @@ def _regression(ds: xr.Dataset, v: np.ndarray, window: int) -> dict:
     w = valid.astype(np.float64)
     num, cnt, sq = (np.nan_to_num(cs[k]) * w[..., None] for k in ("num", "cnt", "sq"))
     den = cnt * np.where(valid[..., None], vvk, 0)  # (R, S, K): d for the pair (k, L_s)
-    per_step, res = _estimands(num, den, Lh, pool.Clusters(S, starts, by_run=R > 1))
+    cl = _clusters(num, den, Lh, starts)
+    per_step, res = _estimands(num, den, Lh, cl)
     t_prev = (ds["step"].values[1:] - 1) * lr  # the time at which step s evaluates E
-    out: dict = {"by_weighting": {}}
+    out: dict = {"by_weighting": {}, "pooled": {}}
+    whole = _clusters(num, den, Lh, np.array([0]))  # every step in one window: the answer over the whole track
+    pooled = _estimands(num, den, Lh, whole, ("alpha", "beta"))[1]
     for wt in WEIGHTINGS:
         r_ = res[wt]
         out["by_weighting"][wt] = {q: (r_[q]["est"], r_[q]["se"], r_[q]["dof"]) for q in r_}
+        out["by_weighting"][wt]["cov"] = pool.covariance(r_["alpha"], r_["beta"])
+        p_ = pooled[wt]
+        out["pooled"][wt] = {q: (p_[q]["est"], p_[q]["se"], p_[q]["dof"]) for q in p_}
+        out["pooled"][wt]["cov"] = pool.covariance(p_["alpha"], p_["beta"])
         tw = per_step["alpha"][1] + per_step["beta"][1] if wt == "increment" else w  # each step's weight in time
         tws = np.add.reduceat(tw.sum(0), starts)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -153,7 +165,9 @@ def _regression(ds: xr.Dataset, v: np.ndarray, window: int) -> dict:
         n_obs=red[3].sum((1, 2)),
         n_steps=np.add.reduceat(w.sum(0), starts),
         n_excluded=np.add.reduceat((ok & ~valid).sum(0).astype(np.float64), starts),
-        se_cluster="run" if R > 1 else "step",
+        se_cluster="run" if R > 1 else "block",
+        block_length=cl.block,
+        pooled_block_length=None if whole.block is None else int(whole.block[0]),
         rounding_tolerance=f"||v|| >= {ROUNDING_FACTOR:g} * {eps:.3g} * rms ||f|| / max(|alpha|, |beta|)",
     )
     return out
@@ -181,18 +195,39 @@ def _above_rounding_floor(cs: dict, Lh: np.ndarray, vvk: np.ndarray, ok: np.ndar
     return ok & (vnorm >= floor)
 
 
-def _estimands(num: np.ndarray, den: np.ndarray, Lh: np.ndarray, cl: pool.Clusters) -> tuple[dict, dict]:
-    """The per-step sums (n, d) of E, alpha and beta, and both estimands of each pooled over the windows."""
-    pair = (np.einsum("rsk,rsl->rskl", num, Lh), np.einsum("rsk,rsl->rskl", den, Lh))
+def _clusters(num: np.ndarray, den: np.ndarray, Lh: np.ndarray, starts: np.ndarray) -> pool.Clusters:
+    """The runs as clusters when there are several; with one run, blocks of steps whose length each window's
+    influences choose (the longest over alpha, beta and both estimands, so all share one set of clusters)."""
+    R, S = num.shape[:2]
+    if R > 1:
+        return pool.Clusters(S, starts)
+    pilot = _estimands(num, den, Lh, pool.Clusters(S, starts, block=1), ("alpha", "beta"))[1]
+    stops = np.append(starts[1:], S)
+    block = np.ones(len(starts), dtype=np.int64)
+    for w, (a, b) in enumerate(zip(starts, stops)):
+        cap = max(1, (b - a) // pool.MIN_BLOCKS)
+        for r_ in pilot.values():
+            for q in ("alpha", "beta"):
+                block[w] = max(block[w], pool.block_length(r_[q]["psi"][0, a:b], cap))
+    return pool.Clusters(S, starts, block=block)
+
+
+def _estimands(
+    num: np.ndarray, den: np.ndarray, Lh: np.ndarray, cl: pool.Clusters, quantities=("E", "alpha", "beta")
+) -> tuple[dict, dict]:
+    """The per-step sums (n, d) of E, alpha and beta, and both estimands of ``quantities`` pooled over the
+    windows of ``cl``."""
     n_a, d_a = (num * Lh).sum(-1), (den * Lh).sum(-1)
-    per_step = {"E": pair, "alpha": (n_a, d_a), "beta": (num.sum(-1) - n_a, den.sum(-1) - d_a)}
+    per_step = {"alpha": (n_a, d_a), "beta": (num.sum(-1) - n_a, den.sum(-1) - d_a)}
+    if "E" in quantities:
+        per_step["E"] = (np.einsum("rsk,rsl->rskl", num, Lh), np.einsum("rsk,rsl->rskl", den, Lh))
 
     def own(n, d):  # each step's own coefficient, weight 1 where the step has data
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(d > 0, n / d, 0.0), (d > 0).astype(np.float64)
 
     res = {
-        wt: {q: pool.ratio(*(nd if wt == "increment" else own(*nd)), cl) for q, nd in per_step.items()}
+        wt: {q: pool.ratio(*(per_step[q] if wt == "increment" else own(*per_step[q])), cl) for q in quantities}
         for wt in WEIGHTINGS
     }
     return per_step, res
