@@ -24,8 +24,9 @@ def key_seed(seed: int, key: Any) -> int:
 
     Examples
     --------
-    >>> key_seed(0, {"setting": {"label_noise": 0.2}, "run": 1}) == key_seed(0, {"run": 1, "setting": {"label_noise": 0.2}})
-    True
+    >>> a = key_seed(0, {"setting": {"label_noise": 0.2}, "run": 1})
+    >>> a == key_seed(0, {"run": 1, "setting": {"label_noise": 0.2}}), a == key_seed(0, {"setting": {}, "run": 1})
+    (True, False)
     """
     text = json.dumps(key, sort_keys=True, separators=(",", ":"))
     words = np.frombuffer(hashlib.sha256(text.encode()).digest(), dtype=np.uint32)
