@@ -49,6 +49,7 @@ _INDEX = {  # index coordinates: a long_name, no units
     "process": "stochastic process",
     "component": "component of the flattened SDE state",
     "snr_mode": "nonzero singular value of the SNR matrix, largest first",
+    "setting": "experiment setting (the keywords of its data)",
 }
 
 _METRIC_LONG = {
@@ -161,6 +162,8 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "done": {"long_name": "sweep cell finished and written (1) or missing (0)", "units": "1"},
     "method": {"long_name": "integration method that produced the sweep cell", "units": "1"},
     "status": {"long_name": "sweep cell status: pending, ok or failed (message in attrs failed_cells)", "units": "1"},
+    # --- empirical experiments (lesde.empirical.run_experiment) ---
+    "seconds": {"long_name": "wall time of the experiment cell where it ran", "units": "s"},
     "separable_pairs": {"long_name": "separable class pairs, summed over the cell's paths (-1: none)", "units": "1"},
     "all_separable_paths": {"long_name": "paths on which every class pair is separable (-1: none)", "units": "1"},
     # --- theory (lesde.theory.attach adds these; each carries a `prediction` attr naming the result) ---
