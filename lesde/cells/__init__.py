@@ -29,6 +29,7 @@ from .stores import (
     failed_cells,
     open_locked,
     partial_folder,
+    read_attrs,
     record_failures,
     remove_partials,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "open_locked",
     "partial_folder",
     "remove_partials",
+    "read_attrs",
     "record_failures",
     "failed_cells",
     "describe_failures",

@@ -4,7 +4,7 @@ folders written whole, and the per-cell status and failure messages.
 - :func:`open_locked` creates a store (through ``fill``) in a hidden sibling ``.NAME.partial-PID-XXXX`` renamed
   into place when complete, or checks the one there (``check``), and holds its lock while the block runs
   (:mod:`~lesde.cells.locking`); two processes creating one store at once: one wins, the other gets
-  :class:`~lesde.cells.StoreBusy`.
+  :class:`~lesde.cells.StoreBusy`; :func:`read_attrs` reads an existing store's identity for its ``check``.
 - :func:`partial_folder` writes a folder inside a store the same way (a cell's result), so a process killed while
   writing leaves only a hidden folder, which the next writer removes (:func:`remove_partials`).
 - A store's ``status`` variable holds ``"pending"``, ``"ok"`` or ``"failed"`` per cell, written last; its attr
@@ -32,6 +32,7 @@ __all__ = [
     "open_locked",
     "partial_folder",
     "remove_partials",
+    "read_attrs",
     "record_failures",
     "failed_cells",
     "describe_failures",
@@ -131,6 +132,19 @@ def remove_partials(folder: Path) -> None:
     (call it holding the store's lock, when no other process writes there)."""
     for partial in folder.glob(f".*{PARTIAL}*"):
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def read_attrs(path: Path, kind: str) -> dict:
+    """The root attrs of the existing store at ``path``, or a StoreError saying it is not a readable ``kind``
+    store (``"lesde sweep"``, ``"lesde experiment"``)."""
+    import zarr
+
+    if not path.is_dir():
+        raise StoreError(f"store {path} exists and is not a zarr store (a folder); give another store path")
+    try:
+        return dict(zarr.open_group(str(path), mode="r", zarr_format=2).attrs)
+    except Exception as e:  # noqa: BLE001 - any unreadable store is refused with its reason
+        raise StoreError(f"store {path} exists but is not a readable {kind} store ({type(e).__name__}: {e})") from None
 
 
 def record_failures(attrs: MutableMapping, cells: Iterable[int], failed: Mapping[int, tuple[str, str]]) -> None:

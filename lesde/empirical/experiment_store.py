@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..cells import SEEDING, StoreError, open_locked, partial_folder, record_failures, remove_partials
+from ..cells import SEEDING, StoreError, open_locked, partial_folder, read_attrs, record_failures, remove_partials
 from ..schema import make_dataset
 from .experiment_cells import CellResult, Experiment
 
@@ -96,14 +96,7 @@ def _differences(stored: Any, given: Any, where: str = "") -> list[str]:
 
 
 def _check_existing(path: Path, exp: Experiment) -> None:
-    import zarr
-
-    if not path.is_dir():
-        raise StoreError(f"store {path} exists and is not a zarr store (a folder); give another store path")
-    try:
-        attrs = dict(zarr.open_group(str(path), mode="r", zarr_format=2).attrs)
-    except Exception as e:  # noqa: BLE001 - any unreadable store is refused with its reason
-        raise StoreError(f"store {path} exists but is not a readable lesde experiment store ({e})") from None
+    attrs = read_attrs(path, "lesde experiment")
     if attrs.get("kind") != _KIND or "experiment_hash" not in attrs:
         raise StoreError(f"store {path} exists but is not a lesde experiment store (a sweep's, or another file)")
     if attrs.get("store_version") != STORE_VERSION:

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..cells import StoreBusy, StoreError, hold_sigint, open_locked, record_failures
+from ..cells import StoreBusy, StoreError, hold_sigint, open_locked, read_attrs, record_failures
 from .batch import COUNT_VARS, SEPARABILITY_VARS, BatchResult
 from .spec import SweepSpec, cell_label, load_spec, spec_hash
 
@@ -115,16 +115,7 @@ def _fill(folder: Path, spec: SweepSpec, time: np.ndarray, metrics: list[str]) -
 
 
 def _check_existing(path: Path, spec: SweepSpec) -> None:
-    import zarr
-
-    if not path.is_dir():
-        raise StoreError(f"store {path} exists and is not a zarr store (a folder); give another store path")
-    try:
-        attrs = dict(zarr.open_group(str(path), mode="r", zarr_format=2).attrs)
-    except Exception as e:  # noqa: BLE001 - any unreadable store is refused with its reason
-        raise StoreError(
-            f"store {path} exists but is not a readable lesde sweep store ({type(e).__name__}: {e})"
-        ) from None
+    attrs = read_attrs(path, "lesde sweep")
     if "spec_hash" not in attrs:
         raise StoreError(f"store {path} exists but is not a lesde sweep store (no spec_hash attr)")
     if "store_version" not in attrs:
