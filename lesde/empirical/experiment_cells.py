@@ -153,16 +153,14 @@ class Experiment:
     seed: int = 0
 
     def __post_init__(self):
-        check_positive_float("lr", self.lr)
-        for name in ("steps", "n_runs", "record_every"):
-            check_int(name, getattr(self, name))
-        if self.probes is not None:
-            check_int("probes", self.probes)
-        if self.validation_every is not None:
-            check_int("validation_every", self.validation_every)
+        checked = dict(lr=check_positive_float("lr", self.lr), seed=check_seed("seed", self.seed))
+        for name in ("steps", "n_runs", "record_every", "probes", "validation_every"):
+            value = getattr(self, name)
+            checked[name] = value if value is None else check_int(name, value)
+        for name, value in checked.items():  # plain numbers: lr=1 and lr=1.0 are one experiment
+            object.__setattr__(self, name, value)
         check_choice("init", self.init, INITS)
         check_choice("dtype", self.dtype, DTYPES)
-        check_seed("seed", self.seed)
         settings = tuple(dict(s) for s in self.settings)
         if not settings or not all(isinstance(s, dict) for s in self.settings):
             raise ValueError("settings must be a non-empty sequence of keyword dicts for data (e.g. [{}])")
