@@ -95,8 +95,8 @@ def label_noise_experiment(
     """Run the label-corruption experiment; one Dataset over ``rate`` (module docstring).
 
     Every (rate, run) is a cell of :func:`~lesde.empirical.run_experiment` (seeded by its key: a run's numbers do
-    not depend on where it ran), written into ``store`` (a zarr folder; default: a temporary one) and resumed from
-    it; ``executor``, ``workers``, ``scheduler``, ``retry_failed`` and ``worker_timeout`` are those of
+    not depend on where it ran), written into ``store`` (a zarr folder holding every cell's track, ~70 MB per cell
+    at full size; default: a temporary one, removed at the end) and resumed from it; ``executor``, ``workers``, ``scheduler``, ``retry_failed`` and ``worker_timeout`` are those of
     :func:`~lesde.empirical.run_experiment`. The estimates and tail indices are computed from the store once
     every cell is done. ``tiny=True`` shrinks everything (geomnist 16 x 16, 24 images per class, 120 steps,
     2 runs, width 16) to run in seconds, for tests and smoke checks; ``dtype`` is the training precision
