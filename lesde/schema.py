@@ -164,6 +164,7 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "status": {"long_name": "sweep cell status: pending, ok or failed (message in attrs failed_cells)", "units": "1"},
     # --- empirical experiments (lesde.empirical.run_experiment) ---
     "seconds": {"long_name": "wall time of the experiment cell where it ran", "units": "s"},
+    "cpu_seconds": {"long_name": "CPU time of the experiment cell's process while it ran", "units": "s"},
     "separable_pairs": {"long_name": "separable class pairs, summed over the cell's paths (-1: none)", "units": "1"},
     "all_separable_paths": {"long_name": "paths on which every class pair is separable (-1: none)", "units": "1"},
     # --- theory (lesde.theory.attach adds these; each carries a `prediction` attr naming the result) ---

@@ -314,7 +314,7 @@ def test_a_diverging_run_fails_alone_and_is_retried_only_when_asked(tmp_path, mo
     failed = failed_cells(summary)
     assert sorted(failed) == [2, 3] and failed[2]["cell"] == "scale=30, run 0"
     assert failed[2]["error"].startswith("FloatingPointError: the run diverged: probe features are not finite from")
-    assert np.isfinite(summary["seconds"].values).all()
+    assert np.isfinite(summary["seconds"].values).all() and (summary["cpu_seconds"].values > 0).all()
     with pytest.raises(ExperimentIncomplete, match=r"^2 of 4 cells failed: scale=30, run 0 \(FloatingPointError"):
         require_complete(summary)
     ran, real = [], experiments_mod.run_cell

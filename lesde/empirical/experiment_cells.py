@@ -208,13 +208,15 @@ class Cell:
 
 @dataclass
 class CellResult:
-    """A cell's track (one run), or its error message; ``seconds``: the cell's wall time where it ran."""
+    """A cell's track (one run), or its error message; ``seconds`` and ``cpu_seconds``: the cell's wall time and
+    its process's CPU time where it ran (on a loaded machine the CPU time is what the cell costs a free core)."""
 
     setting: int
     run: int
     track: xr.Dataset | None
     error: str | None
     seconds: float
+    cpu_seconds: float = float("nan")
 
 
 def _check_finite(tr: xr.Dataset) -> None:
@@ -249,10 +251,10 @@ def _track_cell(cell: Cell) -> xr.Dataset:
 
 def run_cell(cell: Cell) -> CellResult:
     """Train and track one cell; a failure of :data:`CELL_FAILURES` or a diverging run gives a failed result."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         tr, error = _track_cell(cell), None
         _check_finite(tr)
     except CELL_FAILURES as e:
         tr, error = None, f"{type(e).__name__}: {e}"
-    return CellResult(cell.setting, cell.run, tr, error, time.perf_counter() - t0)
+    return CellResult(cell.setting, cell.run, tr, error, time.perf_counter() - t0, time.process_time() - cpu0)

@@ -2,16 +2,16 @@
 
 Layout (zarr format 2, no consolidated metadata, so attrs written later are never stale):
 
-- the root: ``status(setting, run)`` (``"pending"``, ``"ok"`` or ``"failed"``) and ``seconds(setting, run)``
-  (a finished cell's wall time where it ran: what cluster sizes are planned from, and the one value a rerun does
-  not reproduce), coordinates ``setting`` (labels such as ``"label_noise=0.2"``) and ``run``; attrs
+- the root: ``status(setting, run)`` (``"pending"``, ``"ok"`` or ``"failed"``), ``seconds(setting, run)`` and
+  ``cpu_seconds(setting, run)`` (a finished cell's wall time and CPU time where it ran: what cluster sizes are
+  planned from, and the only values a rerun does not reproduce), coordinates ``setting`` (labels such as ``"label_noise=0.2"``) and ``run``; attrs
   ``experiment`` (JSON of :meth:`Experiment.describe`), its ``experiment_hash``, ``settings``, ``n_runs``,
   ``seed``, ``store_version``, ``seeding`` and ``failed_cells`` (JSON: flat cell index -> label and error);
 - ``tracks/s{i}-r{r}``: the track of cell (setting i, run r), a zarr group of its own.
 
 Safety, as for sweep stores (the primitives are :mod:`lesde.cells`): the store is created whole before any cell
 runs and written by one process at a time (:class:`~lesde.cells.StoreBusy` for a second); a cell is written
-track first (into a hidden folder renamed into place), then ``seconds``, its failure message and last its
+track first (into a hidden folder renamed into place), then its times, its failure message and last its
 ``status``, with Ctrl-C held, so a process killed at any moment leaves a store whose ``ok`` cells are whole, and a
 rerun recomputes the others. A store written by another experiment is refused, naming the first differences.
 """
@@ -56,6 +56,7 @@ def _fill(folder: Path, exp: Experiment) -> None:
         {
             "status": (("setting", "run"), np.full(shape, "pending", dtype=_STATUS_DTYPE)),
             "seconds": (("setting", "run"), np.full(shape, np.nan)),
+            "cpu_seconds": (("setting", "run"), np.full(shape, np.nan)),
         },
         {"setting": [exp.setting_label(i) for i in range(shape[0])], "run": np.arange(shape[1])},
         attrs=dict(
@@ -150,6 +151,7 @@ class ExperimentStore:
         cell = i * self.experiment.n_runs + r
         failed = {cell: (self.experiment.label(cell), result.error)} if result.error else {}
         self.group["seconds"][i, r] = result.seconds
+        self.group["cpu_seconds"][i, r] = result.cpu_seconds
         record_failures(self.group.attrs, [cell], failed)
         self.group["status"][i, r] = "failed" if result.error else "ok"
 
@@ -161,7 +163,8 @@ def _open(path: Path) -> xr.Dataset:
 
 
 def open_experiment(store: str | Path) -> xr.Dataset:
-    """An experiment store's summary: ``status(setting, run)``, ``seconds(setting, run)`` and its attrs."""
+    """An experiment store's summary: ``status``, ``seconds`` and ``cpu_seconds`` over ``(setting, run)``, and its
+    attrs."""
     path = Path(store)
     if not path.exists():
         raise FileNotFoundError(f"store {path} does not exist")

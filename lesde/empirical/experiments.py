@@ -14,7 +14,7 @@ Semantics a long experiment relies on (those of a sweep):
 - **Ctrl-C** never writes the cell in progress and is held while a finished cell is written;
   :func:`run_experiment` raises :class:`ExperimentInterrupted` (``lesde estimate`` exits 130). Rerunning the same
   call resumes: only the missing cells run, and the store ends equal to an uninterrupted run's (every track bit
-  for bit; ``seconds`` are wall times).
+  for bit; the cells' times are measured).
 - **A failed cell** (a numerical error, a diverging run, a Dask worker killed while running it) is recorded as
   ``failed`` with its message in ``attrs["failed_cells"]``; the others go on. A rerun retries failed cells only
   with ``retry_failed=True`` (``--retry-failed``). Dask itself reruns a killed worker's task elsewhere up to
@@ -113,7 +113,7 @@ def run_experiment(
     Returns
     -------
     xarray.Dataset
-        ``status(setting, run)`` and ``seconds(setting, run)``, the failures' messages in
+        ``status``, ``seconds`` and ``cpu_seconds`` over ``(setting, run)``, the failures' messages in
         ``attrs["failed_cells"]`` (:func:`open_experiment`); the tracks are read with :func:`experiment_tracks`.
 
     Raises
