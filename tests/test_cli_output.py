@@ -228,7 +228,8 @@ def test_the_demo_tables_name_what_the_figures_name():
 
 
 def test_the_estimate_table_explains_its_columns_and_counts_in_words():
-    from lesde.cli.cmd_estimate import _count, _estimate_rows
+    from lesde.cli.estimate_summary import count as _count
+    from lesde.cli.estimate_summary import estimate_rows as _estimate_rows
 
     assert (_count(1, "step"), _count(2, "step"), _count(0, "step")) == ("1 step", "2 steps", "0 steps")
     from test_plots import _estimate

@@ -168,7 +168,7 @@ def test_store_refuses_other_spec_and_resumes_done(reference, monkeypatch):
     with pytest.raises(sweep.StoreError, match="different sweep spec"):
         sweep.run(other, store, progress=False)
     # a rerun on a finished store computes nothing and returns the same numbers
-    monkeypatch.setattr(sweep.executors, "run_batch", lambda *a, **k: pytest.fail("a finished store recomputed"))
+    monkeypatch.setattr(sweep.runner, "run_batch", lambda *a, **k: pytest.fail("a finished store recomputed"))
     again = sweep.run(small(), store, progress=False)
     xr.testing.assert_identical(first.drop_attrs(), again.drop_attrs())
 

@@ -99,14 +99,14 @@ def _during_write(monkeypatch):
 
 
 def _between_batches(monkeypatch):
-    real = sweep.executors.run_batch
+    real = sweep.runner.run_batch
 
     def run_batch(batch, device="cpu"):
         if batch.batch_id == 2:
             raise KeyboardInterrupt
         return real(batch, device)
 
-    monkeypatch.setattr(sweep.executors, "run_batch", run_batch)
+    monkeypatch.setattr(sweep.runner, "run_batch", run_batch)
 
 
 @pytest.mark.parametrize(
@@ -236,13 +236,13 @@ def test_failed_cells_are_retried_only_when_asked(overflowed, tmp_path, monkeypa
     ds, store = overflowed
     copy = tmp_path / "copy.zarr"
     shutil.copytree(store, copy)
-    real, ran = sweep.executors.run_batch, []
+    real, ran = sweep.runner.run_batch, []
 
     def run_batch(batch, device="cpu"):
         ran.append(list(batch.cells))
         return real(batch, device)
 
-    monkeypatch.setattr(sweep.executors, "run_batch", run_batch)
+    monkeypatch.setattr(sweep.runner, "run_batch", run_batch)
     again = sweep.run(overflowing(), copy, progress=False)
     assert ran == []  # nothing pending: the failed cell is not retried
     assert_same_store(again, ds)
@@ -478,7 +478,7 @@ def test_an_unreachable_scheduler_fails_in_bounded_time(tmp_path):
 def test_the_local_cluster_listens_on_127_0_0_1_only():
     import psutil
 
-    from lesde.sweep.executors import _local_cluster
+    from lesde.cells.executors import _local_cluster
 
     cluster = _local_cluster(1)
     try:

@@ -118,3 +118,43 @@ save_figure(plot_imitation(imit), OUT / "imitation.png")
 values = {"alpha_median": float(est.alpha.median()), "beta_median": float(est.beta.median())}
 assert np.isfinite(list(values.values())).all() and np.isfinite(err.values).any()
 print(values)
+
+# %% [markdown]
+# ## Many runs as cells: here, or on a cluster
+#
+# `track(n_runs=4)` trains the runs together in this process. For many runs and many settings (label-noise
+# rates, widths, datasets), the same work is an *experiment* of cells, one run of one setting each, written into
+# a resumable zarr store as they finish: `Experiment` names the data (here `DatasetLoader`, any module-level
+# function or `functools.partial` that returns `(x, y)` works), the network factory and the training;
+# `run_experiment` runs the missing cells; `experiment_tracks` reads a setting's runs back as one track for
+# `estimate`. Each cell is seeded by its key (the experiment's seed, its setting and its run), so it has the same
+# numbers whether it ran here or on a worker, alone or beside others; Ctrl-C and a rerun resume where it stopped,
+# and failed cells are recorded and retried with `retry_failed=True`.
+#
+# | | here, one cell after the other | on a Dask cluster |
+# | --- | --- | --- |
+# | Python | `run_experiment(exp, "runs.zarr")` | `run_experiment(exp, "runs.zarr", workers=2)` (a LocalCluster on 127.0.0.1) or `scheduler="tcp://HOST:8786"` |
+# | command line | `lesde estimate --dataset digits --n-runs 4 --store runs.zarr --out est.nc` | the same with `--workers 2` or `--scheduler tcp://HOST:8786` (`--retry-failed` reruns failed cells) |
+#
+# A script that starts a LocalCluster needs the `if __name__ == "__main__":` guard of Python's multiprocessing
+# (a notebook does not); `lesde example copy cnn_on_arrays.py` is a complete one, with a CNN of its own on
+# image arrays from an `.npz` file.
+
+# %%
+from functools import partial
+
+experiment = emp.Experiment(
+    data=emp.DatasetLoader("digits", classes=3),
+    net=partial(emp.mlp, width=64 if TINY else 256),
+    lr=0.02,
+    steps=60 if TINY else 3000,
+    n_runs=2 if TINY else 4,
+    probes=30 if TINY else 150,
+    seed=0,
+)
+summary = emp.run_experiment(experiment, OUT / "digits_runs.zarr", progress=not TINY)  # or workers=2
+runs = emp.experiment_tracks(OUT / "digits_runs.zarr")
+est_cells = emp.estimate(runs, form="feature", window=10 if TINY else None)
+print(f"{int((summary.status == 'ok').sum())} of {summary.status.size} cells done; "
+      f"median alpha {float(est_cells.alpha.median()):+.4f} (stacked track: {values['alpha_median']:+.4f})")
+assert (summary.status == "ok").all() and np.isfinite(est_cells.alpha.values).any()

@@ -11,6 +11,11 @@ and writes ``out``:
   probe features over time), so the file stays small;
 - ``<out stem>_elasticity.png`` next to it: alpha(t), beta(t) with CIs and the fit.
 
+With ``--store exp.zarr`` every run (every (rate, run) with several ``--label-noise`` rates) is a cell of an
+experiment (:mod:`lesde.empirical.experiments`) written into that resumable store, here or on a Dask cluster
+(``--workers N`` / ``--scheduler ADDR``); the estimate and the figure are computed from the store when every cell is
+done. Failed cells exit 1 (``--retry-failed`` runs them again), Ctrl-C exits 130 and the same command resumes.
+
 :func:`label_noise_cli` (``lesde estimate --label-noise P1 P2 ...``) runs
 :func:`lesde.empirical.label_noise_experiment` and writes its Dataset and figure.
 """
@@ -23,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .console import QUIET
+from .estimate_summary import estimate_summary
 
 TRANSFORMS = ["identity", "residual", "residual-projection", "softmax-residual"]
 
@@ -119,6 +125,17 @@ def add_parser(sub) -> None:
     s.add_argument(
         "--out", required=True, metavar="EST.nc", help="NetCDF file to write (and EST_elasticity.png next to it)"
     )
+    s.add_argument(
+        "--store",
+        default=None,
+        help="run every (setting, run) as a cell into this resumable zarr store (resumed if it exists); the "
+        "estimate is computed from it when every cell is done (default: no store, the runs stacked in one track)",
+    )
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, default=None, help="with --store: start a Dask LocalCluster of N workers")
+    g.add_argument("--scheduler", default=None, help="with --store: address of a running Dask scheduler to join")
+    s.add_argument("--retry-failed", action="store_true", help="with --store: run the cells recorded as failed")
+    s.add_argument("--worker-timeout", type=float, default=60.0, help="seconds without Dask workers before failing")
     s.set_defaults(fn=run, output=("out", "file"))
 
 
@@ -139,10 +156,10 @@ def run(args) -> None:
     given = dict(lr=args.lr, probes=args.probes, form=args.form, window=args.window,
                  weighting=args.weighting)  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}
+    cells = _cell_options(args)
     if len(rates) > 1:  # the label-corruption experiment: one track per rate, the tail index of each
-        if args.dtype != EstimateJob.dtype:
-            raise ValueError("--dtype applies to a single estimate; the label-corruption experiment tracks in float32")
-        label_noise_cli(args.out, rates=rates, progress=not args.quiet, **common, **given)
+        label_noise_cli(args.out, rates=rates, progress=not args.quiet, dtype=args.dtype, **common, **given,
+                        **(cells or {}))  # fmt: skip
         return
     job = EstimateJob(**common, **given, net=args.net, feature=args.feature, record_every=args.record_every,
                       standardize=args.standardize, init=args.init, label_noise=rates[0], dtype=args.dtype)  # fmt: skip
@@ -150,7 +167,67 @@ def run(args) -> None:
         job.fit_model = args.fit
     if args.transform is not None:
         job.transform = args.transform
-    estimate_cli(job, out=args.out, progress=not args.quiet)
+    estimate_cli(job, out=args.out, progress=not args.quiet, cells=cells)
+
+
+def _cell_options(args) -> dict | None:
+    """The options of lesde.empirical.run_experiment given on the command line; None without --store."""
+    from .failures import UsageError
+
+    if args.store is None:
+        given = [f"--{n}" for n in ("workers", "scheduler") if getattr(args, n) is not None]
+        if given or args.retry_failed:
+            option = (given or ["--retry-failed"])[0]
+            raise UsageError(f"{option} runs the runs as cells into a store: give --store PATH")
+        return None
+    return dict(store=args.store, workers=args.workers, scheduler=args.scheduler, retry_failed=args.retry_failed,
+                worker_timeout=args.worker_timeout)  # fmt: skip
+
+
+def _cells_failed(e, retry_failed: bool):
+    """An experiment's failed cells as the command's failure (exit code 1), with the retry hint."""
+    from .failures import CellsFailed
+
+    return CellsFailed(e.failures + ("" if retry_failed else "; rerun with --retry-failed to retry them"))
+
+
+def _net_factory(job: EstimateJob):
+    import functools
+
+    from ..empirical import cnn, mlp
+    from ..validation import check_choice
+
+    check_choice("net", job.net, ("mlp", "cnn"))
+    if job.net == "mlp":
+        return functools.partial(mlp, width=job.width, depth=job.depth)
+    return functools.partial(cnn, width=job.width)
+
+
+def _stored_track(job: EstimateJob, progress: bool, store, **options):
+    """Every run of ``job`` as a cell of an experiment in ``store`` (here or on a Dask cluster), then the runs
+    read back as one track."""
+    from ..empirical import (
+        DEFAULT_RUNS,
+        DatasetLoader,
+        Experiment,
+        ExperimentIncomplete,
+        experiment_tracks,
+        run_experiment,
+    )
+    from ..empirical.experiments import require_complete
+
+    data = DatasetLoader(job.dataset, classes=job.classes, per_class=job.per_class, seed=job.seed,
+                         standardize=job.standardize, channel=job.net == "cnn")  # fmt: skip
+    exp = Experiment(data=data, net=_net_factory(job), lr=job.lr, steps=job.steps,
+                     settings=[{"label_noise": job.label_noise}], n_runs=job.n_runs or DEFAULT_RUNS,
+                     probes=job.probes, record_every=job.record_every, feature=job.feature, init=job.init,
+                     seed=job.seed, dtype=job.dtype)  # fmt: skip
+    summary = run_experiment(exp, store, device=job.device, progress=progress, **options)
+    try:
+        require_complete(summary)
+    except ExperimentIncomplete as e:
+        raise _cells_failed(e, options.get("retry_failed", False)) from None
+    return experiment_tracks(store, 0)
 
 
 def _build_net(job: EstimateJob, inputs, num_classes: int):
@@ -167,9 +244,14 @@ def _build_net(job: EstimateJob, inputs, num_classes: int):
 
 
 def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", keep_steps: int = 400,
-                 progress: bool = True, **settings):  # fmt: skip
+                 progress: bool = True, cells: dict | None = None, **settings):  # fmt: skip
     """Run ``job`` (an :class:`EstimateJob`; ``settings`` override its fields by name), write ``out`` and a PNG,
-    print a summary with both estimands side by side. Returns the estimate Dataset (as written)."""
+    print a summary with both estimands side by side. Returns the estimate Dataset (as written).
+
+    ``cells`` (``store`` and the other options of :func:`lesde.empirical.run_experiment`) trains every run as a
+    cell of an experiment in that store, here or on a Dask cluster, each seeded by its key (so the numbers differ
+    from the stacked track's, where every run draws from one generator); failed cells raise
+    :class:`~lesde.cli.failures.CellsFailed` (exit code 1)."""
     import numpy as np
     import torch
 
@@ -186,9 +268,12 @@ def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", kee
     if x.ndim == 2 and job.net == "cnn":
         x = x[:, None]
     model = _build_net(job, x, int(y.max()) + 1)
-    tr = track(model, x, y, lr=job.lr, steps=job.steps, n_runs=job.n_runs or DEFAULT_RUNS, probes=job.probes,
-               record_every=job.record_every, feature=job.feature, seed=job.seed, init=job.init, device=job.device,
-               dtype=getattr(torch, job.dtype), progress=progress)  # fmt: skip
+    if cells:
+        tr = _stored_track(job, progress, **cells)
+    else:
+        tr = track(model, x, y, lr=job.lr, steps=job.steps, n_runs=job.n_runs or DEFAULT_RUNS, probes=job.probes,
+                   record_every=job.record_every, feature=job.feature, seed=job.seed, init=job.init,
+                   device=job.device, dtype=getattr(torch, job.dtype), progress=progress)  # fmt: skip
     est = estimate(tr, form=job.form, window=job.window, weighting=job.weighting, transform=job.transform)
     fr = fit(est, model=job.fit_model)
     est = fr.curves(est)
@@ -203,88 +288,22 @@ def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", kee
     est.to_netcdf(out, engine="h5netcdf")
     tr.isel(step=keep).to_netcdf(out, mode="a", group="track", engine="h5netcdf")
     png = save_figure(plot_elasticity(est), out.with_name(out.stem + "_elasticity.png"))
-    print(_estimate_summary(est, fr, tr))
+    print(estimate_summary(est, fr, tr))
     print(f"wrote {out}\nwrote {png}")
     return est
-
-
-def _count(n: int, word: str) -> str:
-    """'1 step', '3 steps'."""
-    return f"{n} {word}" if int(n) == 1 else f"{n} {word}s"
-
-
-#: what each weighting (estimand) is, as the elasticity figure's legend names it
-WEIGHTINGS = {
-    "increment": "increment weighting: the least-squares drift coefficient of the window (summed increments over "
-    "summed regressor norms; what lesde imitate needs)",
-    "step": "step weighting: the mean over the window's steps of each step's own coefficient (the typical step)",
-}
-
-
-def _estimate_rows(est) -> list[str]:
-    import numpy as np
-
-    both = "alpha_by_weighting" in est
-    weightings = ("increment", "step") if both else (est.attrs.get("weighting", "increment"),)
-    cluster = est.attrs.get("se_cluster", "run")
-    rows = [
-        f"  per window (time t = its mean training time step x lr), estimate +- one standard error (clustered by "
-        f"{cluster}); the columns are alpha_t and beta_t under each weighting, as the elasticity figure names them:",
-        *(f"    {WEIGHTINGS[w]}" for w in weightings if w in WEIGHTINGS),
-        (f"{'  window time':<16}" + "".join(f"{f'{q} ({w})':<23}" for q in ("alpha", "beta") for w in weightings)).rstrip(),
-    ]
-    for i in np.unique(np.linspace(0, est.sizes["step"] - 1, 6).round().astype(int)):
-        w = est.isel(step=i)
-        if both:
-            cells = [
-                f"{float(w[f'{q}_by_weighting'].sel(weighting=k)):+10.4g} +- "
-                f"{float(w[f'{q}_by_weighting_se'].sel(weighting=k)):<7.2g}"
-                for q in ("alpha", "beta")
-                for k in weightings
-            ]
-        else:
-            cells = [f"{float(w[q]):+10.4g} +- {float(w[f'{q}_se']):<7.2g}" for q in ("alpha", "beta")]
-        rows.append(f"  t={float(w.time):10.4g}  " + "  ".join(cells))
-    if both:
-        ratio = {
-            k: float(np.nanmedian(est.alpha_by_weighting.sel(weighting=k) / est.beta_by_weighting.sel(weighting=k)))
-            for k in weightings
-        }
-        excluded = int(est.attrs.get("excluded_steps", 0))
-        rows.append(
-            f"  median alpha/beta over windows: increment weighting {ratio['increment']:.3g}, step weighting "
-            f"{ratio['step']:.3g} (reported as alpha, beta: {est.attrs['weighting']} weighting; "
-            f"{_count(excluded, 'step')} at rounding level dropped)"
-        )
-    return rows
-
-
-def _estimate_summary(est, fr, tr) -> str:
-    acc = tr["accuracy"]
-    return "\n".join(
-        [
-            f"tracked {_count(tr.sizes['run'], 'run')} x {_count(int(tr.attrs['steps']), 'step')} x "
-            f"{_count(tr.sizes['probe'], 'probe')} (lr={tr.attrs['lr']}, feature={tr.attrs['feature']}, "
-            f"engine={tr.attrs.get('engine')}); probe accuracy "
-            f"{float(acc.isel(step=0).mean()):.3f} -> {float(acc.isel(step=-1).mean()):.3f}",
-            f"estimate (form={est.attrs['form']}, transform={est.attrs.get('transform')}, window="
-            f"{_count(int(est.attrs['window']), 'step')}):",
-            *_estimate_rows(est),
-            "answer: " + est.attrs["answer"],
-            "fit: " + fr.summary().replace("\n", "\n     "),
-            f"residual diffusion sigma_hat = {fr.noise:.4g}",
-        ]
-    )
 
 
 def label_noise_cli(out: str | Path, rates=None, **kwargs):
     """Run the label-corruption experiment (keywords of :func:`lesde.empirical.label_noise_experiment`), write
     ``out`` (NetCDF) and ``<out stem>.png``, print the table."""
-    from ..empirical import RATES, label_noise_experiment
+    from ..empirical import RATES, ExperimentIncomplete, label_noise_experiment
     from ..plots import plot_label_noise, save_figure
 
     out = Path(out)
-    ds = label_noise_experiment(rates=RATES if rates is None else rates, **kwargs)
+    try:
+        ds = label_noise_experiment(rates=RATES if rates is None else rates, **kwargs)
+    except ExperimentIncomplete as e:
+        raise _cells_failed(e, kwargs.get("retry_failed", False)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(out, engine="h5netcdf")
     png = save_figure(plot_label_noise(ds), out.with_suffix(".png"))

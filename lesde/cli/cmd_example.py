@@ -11,7 +11,9 @@ def add_parser(sub) -> None:
     actions = s.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(s))
     actions.add_parser("list", help="each example's name and one line about it", description="list the examples")
     c = actions.add_parser("copy", help="copy an example into a folder", description="copy an example")
-    c.add_argument("name", metavar="NAME", help="an example's name from `lesde example list` (the suffix may be left off)")
+    c.add_argument(
+        "name", metavar="NAME", help="an example's name from `lesde example list` (the suffix may be left off)"
+    )
     c.add_argument("dir", nargs="?", default=".", metavar="DIR", help="folder (or file path) to copy it to")
     c.add_argument("--force", action="store_true", help="overwrite an existing file")
     c.add_argument("--quiet", action="store_true", help=QUIET)

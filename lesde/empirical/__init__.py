@@ -5,14 +5,25 @@ The stages follow the data:
 ``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> :mod:`.tracks` (``track``, or ``Tracker`` in your own
 training loop, or ``simulate_discrete``, the ground truth; one track layout) -> :mod:`.estimation` (``estimate``:
 the feature, residual and means forms) -> ``fitting.fit`` -> ``imitation.imitate`` (and ``imitation.drift_check``);
-``label_corruption`` is the paper's label-corruption experiment over these stages. The command-line jobs
-(``lesde estimate``, ``lesde imitate``) are in :mod:`lesde.cli`.
+:mod:`.experiments` runs many tracked runs of many settings as cells (here or on a Dask cluster, into one resumable
+store: ``Experiment``, ``run_experiment``, ``experiment_tracks``), and ``label_corruption`` is the paper's
+label-corruption experiment on them. The command-line jobs (``lesde estimate``, ``lesde imitate``) are in
+:mod:`lesde.cli`.
 """
 
 from __future__ import annotations
 
 from .data import load_dataset
 from .estimation import estimate
+from .experiments import (
+    DatasetLoader,
+    Experiment,
+    ExperimentIncomplete,
+    ExperimentInterrupted,
+    experiment_tracks,
+    open_experiment,
+    run_experiment,
+)
 from .fitting import FitResult, ParamFit, fit
 from .imitation import drift_check, imitate
 from .label_corruption import RATES, label_noise_experiment, tail_index
@@ -39,6 +50,13 @@ __all__ = [
     "ParamFit",
     "imitate",
     "drift_check",
+    "Experiment",
+    "DatasetLoader",
+    "run_experiment",
+    "open_experiment",
+    "experiment_tracks",
+    "ExperimentInterrupted",
+    "ExperimentIncomplete",
     "label_noise_experiment",
     "tail_index",
     "tail_statistics",

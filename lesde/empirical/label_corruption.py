@@ -15,6 +15,10 @@ the decay exponent of the elasticity: the LE-SDE predicts separation for :math:`
 and the paper reports :math:`r` rising with the noise rate. Validation accuracy is
 measured on the clean test split.
 
+Every (rate, run) is a cell of an experiment (:mod:`lesde.empirical.experiments`): it runs here or on a Dask
+cluster, into a resumable store, and its numbers depend on the seed, the rate and the run only (each run seeded
+by its key, the probes and the corrupted labels by the experiment's seed).
+
 Decisions: the default estimator is ``form="means"`` (the integrated estimator the original analysis took the
 tail index from; ``form="feature"``/``"residual"`` integrate the windowed regression estimates instead). The tail
 index is computed per run (from each run's own estimate) and pooled (from the estimate over all runs);
@@ -24,8 +28,12 @@ time only through the :math:`\log|A|` term.
 
 from __future__ import annotations
 
+import functools
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,10 +41,10 @@ import xarray as xr
 
 from ..schema import make_dataset
 from ..validation import check_positive_float
-from .data import load_dataset
 from .estimation import estimate
+from .experiments import DatasetLoader, Experiment, experiment_tracks, require_complete, run_experiment
+from .nets import mlp
 from .tail_statistics import tail_statistics
-from .tracks import Validation, track
 
 RATES = (0.0, 0.2, 0.4, 0.6, 2 / 3, 0.8)
 TINY = dict(per_class=24, steps=120, n_runs=2, probes=36, width=16, options={"n_train": 24, "n_test": 12, "size": 16})
@@ -77,11 +85,23 @@ def label_noise_experiment(
     tiny: bool = False,
     progress: bool = True,
     device: str = "cpu",
+    dtype: str = "float32",
+    store: str | Path | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    retry_failed: bool = False,
+    worker_timeout: float = 60.0,
 ) -> xr.Dataset:
     """Run the label-corruption experiment; one Dataset over ``rate`` (module docstring).
 
-    ``tiny=True`` shrinks everything (geomnist 16 x 16, 24 images per class, 120 steps, 2 runs, width 16) to run
-    in seconds, for tests and smoke checks.
+    Every (rate, run) is a cell of :func:`~lesde.empirical.run_experiment` (seeded by its key: a run's numbers do
+    not depend on where it ran), written into ``store`` (a zarr folder holding every cell's track, ~70 MB per cell
+    at full size; default: a temporary one, removed at the end) and resumed from it; ``executor``, ``workers``, ``scheduler``, ``retry_failed`` and ``worker_timeout`` are those of
+    :func:`~lesde.empirical.run_experiment`. The estimates and tail indices are computed from the store once
+    every cell is done. ``tiny=True`` shrinks everything (geomnist 16 x 16, 24 images per class, 120 steps,
+    2 runs, width 16) to run in seconds, for tests and smoke checks; ``dtype`` is the training precision
+    (``"float32"`` or ``"float64"``).
 
     Returns
     -------
@@ -90,6 +110,13 @@ def label_noise_experiment(
     ``_ci_low``, ``_ci_high``, :func:`~lesde.empirical.tail_statistics`), ``validation_accuracy(rate, run)``,
     ``train_accuracy(rate, run)`` (final, on the corrupted training labels of the probes), ``alpha``, ``beta``, ``alpha_integrated``, ``beta_integrated``
     over ``(rate, step)`` and ``time(step)``.
+
+    Raises
+    ------
+    ExperimentIncomplete
+        When cells failed (the store keeps the others; ``retry_failed=True`` runs them again).
+    ExperimentInterrupted
+        On Ctrl-C (rerun with the same store to resume).
     """
     if tiny:
         per_class, steps, n_runs, probes, width = (TINY[k] for k in ("per_class", "steps", "n_runs", "probes", "width"))
@@ -98,10 +125,24 @@ def label_noise_experiment(
     for p in rates:
         if not 0 <= p < 1:
             raise ValueError(f"rates must lie in [0, 1), got {p}")
-    cell = dict(dataset=dataset, classes=classes, per_class=per_class, seed=seed, options=options)
-    train = dict(width=width, depth=depth, lr=lr, steps=steps, n_runs=n_runs, probes=probes, device=device)
+    exp = Experiment(
+        data=DatasetLoader(dataset, classes=classes, per_class=per_class, seed=seed, validation=True, options=options),
+        net=functools.partial(mlp, width=width, depth=depth),
+        lr=lr,
+        steps=steps,
+        settings=[{"label_noise": p} for p in rates],
+        n_runs=n_runs,
+        probes=probes,
+        validation_every=steps,  # step 0 and the last step
+        dtype=dtype,
+        seed=seed,
+    )
+    cells = dict(executor=executor, workers=workers, scheduler=scheduler, device=device, retry_failed=retry_failed,
+                 worker_timeout=worker_timeout, progress=progress)  # fmt: skip
     est = dict(form=form, window=window, weighting=weighting, tail=tail)
-    rows = [_one_rate(p, cell, train, est, progress) for p in rates]
+    with _store_path(store) as path:
+        require_complete(run_experiment(exp, path, **cells))
+        rows = [_one_rate(experiment_tracks(path, i), est) for i in range(len(rates))]
     attrs = dict(
         source="label_noise_experiment",
         dataset=dataset,
@@ -114,6 +155,8 @@ def label_noise_experiment(
         weighting=str(rows[0]["est"].attrs.get("weighting")),
         tail=tail,
         seed=seed,
+        seeding=rows[0]["seeding"],
+        dtype=dtype,
         tiny=int(tiny),
         net_desc=f"MLP {width}x{depth}, lr {lr}, batch size 1, {steps} steps, {n_runs} runs",
         torch_threads=torch.get_num_threads(),
@@ -121,40 +164,31 @@ def label_noise_experiment(
     return tail_statistics(_experiment_dataset(rows, rates, n_runs, attrs))
 
 
-def _one_rate(p: float, cell: dict, train: dict, est: dict, progress: bool) -> dict:
-    """Train and track at label-noise rate p, estimate (pooled and per run) and take the tail indices."""
-    from .nets import mlp
+@contextmanager
+def _store_path(store: str | Path | None) -> Iterator[Path]:
+    """``store``, or a temporary store removed when the block ends."""
+    if store is not None:
+        yield Path(store)
+        return
+    with tempfile.TemporaryDirectory(prefix="lesde-label-noise-") as tmp:
+        yield Path(tmp) / "experiment.zarr"
 
-    seed, options = cell["seed"], cell["options"]
-    x, y = load_dataset(cell["dataset"], classes=cell["classes"], per_class=cell["per_class"], label_noise=p,
-                        seed=seed, **options)  # fmt: skip
-    xv, yv = load_dataset(cell["dataset"], classes=cell["classes"], split="test", seed=seed, **options)
-    net = mlp(tuple(x.shape[1:]), int(y.max()) + 1, width=train["width"], depth=train["depth"])
-    n_runs, tail = train["n_runs"], est["tail"]
+
+def _one_rate(tr: xr.Dataset, est: dict) -> dict:
+    """The estimates (pooled and per run), tail indices and accuracies of one rate's runs."""
     kw = dict(form=est["form"], window=est["window"], weighting=est["weighting"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # per-run estimates have one cluster per step: known
-        tr = track(
-            net,
-            x,
-            y,
-            lr=train["lr"],
-            steps=train["steps"],
-            n_runs=n_runs,
-            probes=min(train["probes"], len(y)),
-            seed=seed,
-            validation=Validation(xv, yv, every=train["steps"]),  # step 0 and the last step
-            device=train["device"],
-            progress=progress,
-        )
         pooled = estimate(tr, **kw)
-        per_run = [estimate(tr.isel(run=[r]), **kw) for r in range(n_runs)]
+        per_run = [estimate(tr.isel(run=[r]), **kw) for r in range(tr.sizes["run"])]
+    tail = est["tail"]
     return dict(
         est=pooled,
         tail={q: [tail_index(e, q, tail) for e in per_run] for q in ("alpha", "beta")},
         pooled={q: tail_index(pooled, q, tail) for q in ("alpha", "beta")},
         val=tr["validation_accuracy"].isel(validation_step=-1).values,
         train=tr["accuracy"].isel(step=-1).values,
+        seeding=tr.attrs["seeding"],
     )
 
 

@@ -41,8 +41,9 @@ produced each cell.
 
 The parts, one module each: :mod:`~lesde.sweep.spec` (load and check the spec, its canonical hash),
 :mod:`~lesde.sweep.plan` (cells -> batches, per-cell seeds, ``method="auto"``), :mod:`~lesde.sweep.batch`
-(run one batch, isolate failing cells), :mod:`~lesde.sweep.store` (zarr layout, creation, locking, status),
-:mod:`~lesde.sweep.executors` (local, Dask) and :mod:`~lesde.sweep.runner` (:func:`run`, text summaries).
+(run one batch, isolate failing cells), :mod:`~lesde.sweep.store` (zarr layout, creation, locking, status) and
+:mod:`~lesde.sweep.runner` (:func:`run`, text summaries). The executors (local, Dask), the store's locking and
+atomic creation, and the seeds by key are :mod:`lesde.cells`, which empirical experiments share.
 
 Semantics a long sweep relies on:
 
@@ -68,12 +69,12 @@ are averaged with ``nanmean`` (a metric undefined on some paths, e.g. 0/0 at t =
 
 from __future__ import annotations
 
+from ..cells import SchedulerUnreachable, StoreBusy, StoreError, WorkersGone, hold_sigint
 from .batch import BatchResult, run_batch
-from .executors import SchedulerUnreachable, WorkersGone
 from .plan import Batch, cell_seed, plan
 from .runner import SweepInterrupted, describe_failures, failed_cells, format_table, run
 from .spec import DEMO_SPEC, SweepSpec, demo_spec, load_spec, spec_hash
-from .store import StoreBusy, StoreError, hold_sigint, open_sweep
+from .store import open_sweep
 
 __all__ = [
     "run",

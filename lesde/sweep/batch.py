@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..cells import worker_device
 from ..model import LESDE
 from ..schedules import as_schedule
 from ..simulate import DTYPES, simulate
@@ -74,19 +75,6 @@ def _schedule(spec: dict, n_paths: int, name: str):
     return as_schedule(params, name)
 
 
-def _worker_device(device: str) -> str:
-    """On a Dask worker named by an integer, spread ``cuda`` over the visible GPUs."""
-    if device != "cuda" or not torch.cuda.is_available():
-        return device
-    try:
-        from distributed import get_worker
-
-        name = get_worker().name
-    except (ImportError, ValueError):
-        return device
-    return f"cuda:{int(name) % torch.cuda.device_count()}" if isinstance(name, int) else device
-
-
 @contextmanager
 def _no_partial_results() -> Iterator[None]:
     """simulate's warning about returning the completed part: the sweep raises KeyboardInterrupt instead."""
@@ -112,7 +100,7 @@ def _simulate_cells(batch: Batch, model: LESDE, lo: int, hi: int, device: str) -
             n_paths=count * n,
             method=batch.method,
             save=save,
-            device=_worker_device(device),
+            device=worker_device(device),
             dtype=dtype,
             seed=list(batch.seeds[lo:hi]),  # cell j's paths equal a run of its own with seed seeds[j]
             progress=False,

@@ -20,14 +20,12 @@ run the model, else ``"euler"``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ..cells import key_seed
 from ..config import build_model
 from ..integrators import check as method_reason
 from .spec import SCHEDULE_FIELDS, SweepSpec, cell_config, cell_values, load_spec
@@ -73,11 +71,9 @@ class Batch:
 
 
 def cell_seed(spec: SweepSpec, cell: int) -> int:
-    """The seed of a cell: ``SeedSequence([seed, sha256 of the cell's grid values])`` -> uint32."""
-    values = json.dumps(sorted(cell_values(spec, cell).items()), sort_keys=True, separators=(",", ":"))
-    words = np.frombuffer(hashlib.sha256(values.encode()).digest(), dtype=np.uint32)
-    entropy = [int(spec.simulate["seed"]), *map(int, words)]
-    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0])
+    """The seed of a cell: ``SeedSequence([seed, sha256 of the cell's grid values])`` -> uint32
+    (:func:`lesde.cells.key_seed` of the sorted (grid key, value) pairs)."""
+    return key_seed(spec.simulate["seed"], sorted(cell_values(spec, cell).items()))
 
 
 def _batchable(model: dict[str, Any], name: str, per_cell: bool = False) -> bool:

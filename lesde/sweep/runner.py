@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import json
-from contextlib import closing
+import functools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
+from ..cells import check_executor, describe_failures, failed_cells, interrupted_as, run_cells
 from ..metrics import ONLINE_METRICS
-from ..validation import check_choice, check_device, check_int, check_positive_float
-from .executors import EXECUTORS, require_dask
+from ..validation import check_device
+from .batch import run_batch
 from .plan import plan
 from .spec import SweepSpec, load_spec, time_axis
-from .store import hold_sigint, open_store, open_sweep
+from .store import open_store, open_sweep
 
 __all__ = ["run", "SweepInterrupted", "format_table", "describe_failures", "failed_cells"]
 
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped the sweep; the message says how many cells the store holds. Rerun to resume."""
-
-
-def _count_ok(store: Path) -> int:
-    import zarr
-
-    try:
-        group = zarr.open_group(str(store), mode="r", zarr_format=2)
-        return int((np.asarray(group["status"][...]).astype(str) == "ok").sum())
-    except Exception:  # noqa: BLE001 - no store yet, or unreadable: nothing of it counts
-        return 0
 
 
 def run(
@@ -89,62 +78,37 @@ def run(
     >>> ds.p_all_separable.sel(time=1e4)  # doctest: +SKIP
     """
     spec = load_spec(spec)
-    if workers is not None or scheduler is not None:
-        executor = "dask"
-    check_choice("executor", executor, EXECUTORS)
-    if executor == "dask":
-        require_dask()  # a missing extra is reported before a store is opened or a bar drawn
-    if workers is not None and scheduler is not None:
-        raise ValueError("pass either workers (start a LocalCluster) or scheduler (join a cluster), not both")
-    if workers is not None:
-        check_int("workers", workers)
-    worker_timeout = check_positive_float("worker_timeout", worker_timeout)
+    executor, worker_timeout = check_executor(executor, workers, scheduler, worker_timeout)
     device = str(check_device(device))
     store = Path(store)
-    try:
+    with interrupted_as(SweepInterrupted, store, spec.n_cells):
         batches = plan(spec)  # also resolves method="auto" before any work
         time = time_axis(spec.simulate)
         with open_store(store, spec, time, list(ONLINE_METRICS)) as st:
             status = st.status()
             todo = (status == "pending") | ((status == "failed") & retry_failed)
             work = [b.subset([j for j, c in enumerate(b.cells) if todo[c]]) for b in batches if todo[b.cells].any()]
-            bar = tqdm(total=spec.n_cells, initial=int((~todo).sum()), unit="cell", disable=not progress, desc="sweep")
-            try:
-                if work:
-                    results = EXECUTORS[executor](
-                        work, device, workers=workers, scheduler=scheduler, worker_timeout=worker_timeout
-                    )
-                    with closing(results):  # an interrupt closes the generator at once: a cluster shuts down
-                        for result in results:
-                            with hold_sigint():
-                                st.write(result)
-                            bar.update(len(result.cells))
-            finally:
-                bar.close()
-    except KeyboardInterrupt:
-        raise SweepInterrupted(
-            f"{_count_ok(store)} of {spec.n_cells} cells are in {store}; rerun the same command to resume"
-        ) from None
+            run_cells(
+                functools.partial(run_batch, device=device),
+                work,
+                st.write,
+                total=spec.n_cells,
+                done=int((~todo).sum()),
+                desc="sweep",
+                progress=progress,
+                executor=executor,
+                size=lambda result: len(result.cells),
+                workers=workers,
+                scheduler=scheduler,
+                worker_timeout=worker_timeout,
+                name="lesde-sweep-batch",
+                unit="batches",
+            )
     return open_sweep(store)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # summaries
-
-
-def failed_cells(ds: xr.Dataset) -> dict[int, dict[str, str]]:
-    """Flat cell index -> {"cell": label, "error": message} of a sweep Dataset's failed cells."""
-    return {int(k): v for k, v in json.loads(ds.attrs.get("failed_cells", "{}")).items()}
-
-
-def describe_failures(ds: xr.Dataset, limit: int = 4) -> str:
-    """One line naming the failed cells and their errors ("" if none)."""
-    failed = failed_cells(ds)
-    if not failed:
-        return ""
-    items = [f"{v['cell']} ({v['error']})" for _, v in sorted(failed.items())]
-    more = f"; and {len(items) - limit} more (see the store's status variable)" if len(items) > limit else ""
-    return f"{len(failed)} of {ds['status'].size} cells failed: " + "; ".join(items[:limit]) + more
 
 
 def format_table(ds: xr.Dataset, time: float | None = None, x: str = "alpha_exponent", y: str = "alpha_scale") -> str:

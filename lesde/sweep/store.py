@@ -11,7 +11,8 @@ Wilson bounds, the NC metrics averaged over paths; NaN until written); int64 ``(
 Safety:
 
 - **Creation.** The store is created before any batch runs (so a bad path fails at once), in a hidden sibling
-  ``.NAME.partial-PID-XXXX`` that is renamed into place when complete: a store on disk is always whole. An error
+  ``.NAME.partial-PID-XXXX`` that is renamed into place when complete: a store on disk is always whole
+  (:func:`lesde.cells.open_locked`, which experiment stores share). An error
   during creation removes the partial folder; one left by a killed process is removed by the next sweep that
   finds its creator gone.
 - **One writer.** The sweep holds an exclusive ``flock`` on the store's folder while it runs. Two sweeps that
@@ -29,11 +30,8 @@ from ``done``) but are not resumed: their cells were seeded per batch.
 
 from __future__ import annotations
 
-import errno
+import functools
 import json
-import os
-import shutil
-import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,15 +40,14 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..cells import StoreBusy, StoreError, hold_sigint, open_locked, read_attrs, record_failures
 from .batch import COUNT_VARS, SEPARABILITY_VARS, BatchResult
-from .locking import PARTIAL, StoreBusy, StoreError, hold_sigint, lock, remove_stale_partials
 from .spec import SweepSpec, cell_label, load_spec, spec_hash
 
 __all__ = ["StoreError", "StoreBusy", "SweepStore", "open_store", "open_sweep", "hold_sigint", "STORE_VERSION"]
 
 STORE_VERSION = 2
 SEEDING = "per cell: numpy SeedSequence([simulate.seed, *uint32 words of sha256(the cell's grid values)])"
-STATUS = ("pending", "ok", "failed")
 _STATUS_DTYPE = "<U7"
 _METHOD_DTYPE = "<U32"
 
@@ -112,44 +109,13 @@ def _layout(spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> tuple[xr.D
     return ds, encoding
 
 
-def _create(path: Path, spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> int | None:
-    """Create the store via a locked hidden sibling; the lock descriptor, or None if another process won."""
-    tmp = path.parent / f".{path.name}{PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    fd = None
-    try:
-        fd = lock(tmp)
-        ds, encoding = _layout(spec, time, metrics)
-        ds.to_zarr(str(tmp), mode="a", compute=False, zarr_format=2, consolidated=False, encoding=encoding)
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()  # an empty folder made by the user: take its place
-        try:
-            os.rename(tmp, path)
-        except OSError as e:
-            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                raise
-            os.close(fd)
-            fd = None
-            return None  # another sweep created it first
-        result, fd = fd, None
-        return result
-    finally:
-        if fd is not None:
-            os.close(fd)
-        shutil.rmtree(tmp, ignore_errors=True)
+def _fill(folder: Path, spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> None:
+    ds, encoding = _layout(spec, time, metrics)
+    ds.to_zarr(str(folder), mode="a", compute=False, zarr_format=2, consolidated=False, encoding=encoding)
 
 
 def _check_existing(path: Path, spec: SweepSpec) -> None:
-    import zarr
-
-    if not path.is_dir():
-        raise StoreError(f"store {path} exists and is not a zarr store (a folder); give another store path")
-    try:
-        attrs = dict(zarr.open_group(str(path), mode="r", zarr_format=2).attrs)
-    except Exception as e:  # noqa: BLE001 - any unreadable store is refused with its reason
-        raise StoreError(
-            f"store {path} exists but is not a readable lesde sweep store ({type(e).__name__}: {e})"
-        ) from None
+    attrs = read_attrs(path, "lesde sweep")
     if "spec_hash" not in attrs:
         raise StoreError(f"store {path} exists but is not a lesde sweep store (no spec_hash attr)")
     if "store_version" not in attrs:
@@ -169,32 +135,9 @@ def _check_existing(path: Path, spec: SweepSpec) -> None:
 def open_store(path: str | Path, spec: SweepSpec, time: np.ndarray, metrics: list[str]) -> Iterator[SweepStore]:
     """The store at ``path`` for ``spec``, created if missing, locked for this process while the block runs."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StoreError(f"cannot create the folder of store {path}: {e.strerror or e}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise StoreError(f"cannot write store {path}: its folder {path.parent} is not writable")
-    remove_stale_partials(path)
-    fd = None
-    try:
-        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-            with hold_sigint():  # a Ctrl-C here is raised once the store is complete (and the lock released)
-                try:
-                    fd = _create(path, spec, time, metrics)
-                except OSError as e:
-                    raise StoreError(f"cannot create store {path}: {e.strerror or e}") from None
-        if fd is None:
-            _check_existing(path, spec)
-            fd = lock(path)
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-        raise
-    try:
+    fill = functools.partial(_fill, spec=spec, time=time, metrics=metrics)
+    with open_locked(path, fill, functools.partial(_check_existing, path, spec), user="sweep"):
         yield SweepStore(path, spec)
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -330,12 +273,7 @@ class SweepStore:
         for name in COUNT_VARS:
             self._put(name, at, np.where(failed[:, None], -1, result.counts[name]))
         self._put("method", idx, np.full(len(cells), result.method, dtype=_METHOD_DTYPE))
-        messages = json.loads(group.attrs.get("failed_cells", "{}"))
-        for c in result.cells:
-            messages.pop(str(c), None)
-        for c, msg in result.failed.items():
-            messages[str(c)] = {"cell": cell_label(spec, c), "error": msg}
-        group.attrs["failed_cells"] = json.dumps(messages, sort_keys=True)
+        record_failures(group.attrs, result.cells, {c: (cell_label(spec, c), m) for c, m in result.failed.items()})
         self._put("done", idx, (~failed).astype(np.int8))
         self._put("status", idx, np.where(failed, "failed", "ok").astype(_STATUS_DTYPE))
 

@@ -1,10 +1,11 @@
-"""One writer per store, stores that are whole on disk, and Ctrl-C deferred while a store is written.
+"""One writer per store, stores that are whole on disk, and Ctrl-C deferred while a store is written (sweep and
+experiment stores alike).
 
 A store is created in a hidden sibling folder ``.NAME.partial-PID-XXXX`` renamed into place when complete; a
 process killed during creation leaves that folder, which the next writer removes (:func:`remove_stale_partials`)
 once its creating process is gone. The writer holds an exclusive ``flock`` on the store's folder
 (:func:`lock`); a second writer gets :class:`StoreBusy`. :func:`hold_sigint` defers Ctrl-C until a write
-finishes, so an interrupt never leaves half a batch in a store.
+finishes, so an interrupt never leaves half a batch or half a cell in a store.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ PARTIAL = ".partial-"
 
 
 class StoreError(ValueError):
-    """A store that cannot be used: not a lesde sweep store, another spec's, too old to resume, or damaged."""
+    """A store that cannot be used: not a lesde store of its kind, another spec's or experiment's, too old to
+    resume, or damaged."""
 
 
 class StoreBusy(StoreError):
@@ -46,15 +48,16 @@ def hold_sigint() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def lock(folder: Path) -> int:
-    """An exclusive flock on ``folder`` (held by the returned descriptor), or StoreBusy."""
+def lock(folder: Path, user: str = "sweep") -> int:
+    """An exclusive flock on ``folder`` (held by the returned descriptor), or StoreBusy naming the other ``user``
+    (``"sweep"``, ``"experiment"``)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise StoreBusy(
-            f"store {folder} is in use by another lesde sweep (it holds the store's lock); wait for it to finish "
+            f"store {folder} is in use by another lesde {user} (it holds the store's lock); wait for it to finish "
             "(then rerun to see its result) or use another store path"
         ) from None
     return fd

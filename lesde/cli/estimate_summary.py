@@ -1,0 +1,75 @@
+"""What ``lesde estimate`` prints about one estimate: the track it came from, the estimate per window with both
+estimands side by side, the answer line and the fit."""
+
+from __future__ import annotations
+
+
+def count(n: int, word: str) -> str:
+    """'1 step', '3 steps'."""
+    return f"{n} {word}" if int(n) == 1 else f"{n} {word}s"
+
+
+#: what each weighting (estimand) is, as the elasticity figure's legend names it
+WEIGHTINGS = {
+    "increment": "increment weighting: the least-squares drift coefficient of the window (summed increments over "
+    "summed regressor norms; what lesde imitate needs)",
+    "step": "step weighting: the mean over the window's steps of each step's own coefficient (the typical step)",
+}
+
+
+def estimate_rows(est) -> list[str]:
+    import numpy as np
+
+    both = "alpha_by_weighting" in est
+    weightings = ("increment", "step") if both else (est.attrs.get("weighting", "increment"),)
+    cluster = est.attrs.get("se_cluster", "run")
+    rows = [
+        f"  per window (time t = its mean training time step x lr), estimate +- one standard error (clustered by "
+        f"{cluster}); the columns are alpha_t and beta_t under each weighting, as the elasticity figure names them:",
+        *(f"    {WEIGHTINGS[w]}" for w in weightings if w in WEIGHTINGS),
+        (
+            f"{'  window time':<16}" + "".join(f"{f'{q} ({w})':<23}" for q in ("alpha", "beta") for w in weightings)
+        ).rstrip(),
+    ]
+    for i in np.unique(np.linspace(0, est.sizes["step"] - 1, 6).round().astype(int)):
+        w = est.isel(step=i)
+        if both:
+            cells = [
+                f"{float(w[f'{q}_by_weighting'].sel(weighting=k)):+10.4g} +- "
+                f"{float(w[f'{q}_by_weighting_se'].sel(weighting=k)):<7.2g}"
+                for q in ("alpha", "beta")
+                for k in weightings
+            ]
+        else:
+            cells = [f"{float(w[q]):+10.4g} +- {float(w[f'{q}_se']):<7.2g}" for q in ("alpha", "beta")]
+        rows.append(f"  t={float(w.time):10.4g}  " + "  ".join(cells))
+    if both:
+        ratio = {
+            k: float(np.nanmedian(est.alpha_by_weighting.sel(weighting=k) / est.beta_by_weighting.sel(weighting=k)))
+            for k in weightings
+        }
+        excluded = int(est.attrs.get("excluded_steps", 0))
+        rows.append(
+            f"  median alpha/beta over windows: increment weighting {ratio['increment']:.3g}, step weighting "
+            f"{ratio['step']:.3g} (reported as alpha, beta: {est.attrs['weighting']} weighting; "
+            f"{count(excluded, 'step')} at rounding level dropped)"
+        )
+    return rows
+
+
+def estimate_summary(est, fr, tr) -> str:
+    acc = tr["accuracy"]
+    return "\n".join(
+        [
+            f"tracked {count(tr.sizes['run'], 'run')} x {count(int(tr.attrs['steps']), 'step')} x "
+            f"{count(tr.sizes['probe'], 'probe')} (lr={tr.attrs['lr']}, feature={tr.attrs['feature']}, "
+            f"engine={tr.attrs.get('engine')}); probe accuracy "
+            f"{float(acc.isel(step=0).mean()):.3f} -> {float(acc.isel(step=-1).mean()):.3f}",
+            f"estimate (form={est.attrs['form']}, transform={est.attrs.get('transform')}, window="
+            f"{count(int(est.attrs['window']), 'step')}):",
+            *estimate_rows(est),
+            "answer: " + est.attrs["answer"],
+            "fit: " + fr.summary().replace("\n", "\n     "),
+            f"residual diffusion sigma_hat = {fr.noise:.4g}",
+        ]
+    )
