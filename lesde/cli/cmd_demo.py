@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..atomic_write import write_netcdf
 from .console import QUIET
 
 
@@ -76,7 +77,7 @@ def residual_demo(out_dir: Path, progress: bool = True, device: str = "cpu") -> 
     met = to_dataset(sim)
     met.attrs["demo"] = "residual-transform LE-SDE (lesde demo)"
     nc_path = out_dir / "residual.nc"
-    met.to_netcdf(nc_path, engine="h5netcdf")
+    write_netcdf(met, nc_path)
     fig = plot_nc_metrics(
         met,
         metrics=RESIDUAL_PANELS,

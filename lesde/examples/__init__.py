@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+from ..atomic_write import atomic_path
+
 __all__ = ["names", "describe", "path", "copy", "UnknownExample", "ExampleExists"]
 
 _SUFFIXES = (".toml", ".py")
@@ -104,6 +106,6 @@ def copy(name: str, dest: str | Path = ".", force: bool = False) -> Path:
     if target.exists() and not force:
         raise ExampleExists(f"{target} exists; pass --force (force=True) to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with path(file) as src:
-        shutil.copyfile(src, target)
+    with path(file) as src, atomic_path(target) as tmp:
+        shutil.copyfile(src, tmp)
     return target

@@ -23,6 +23,8 @@ here or in the kind modules ever calls ``matplotlib.use``: the backend stays the
 from __future__ import annotations
 
 import math
+import os
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -314,7 +316,15 @@ def save_figure(fig, path: str | Path, dpi: int = 150, close: bool = True) -> Pa
             f"cannot write a figure as {path.name!r}: accepted extensions are {', '.join(sorted(formats))}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    # written whole or not at all: a temporary name beside the target (same suffix, so that matplotlib picks the
+    # format; a leading dot, so that a glob for results does not see it), renamed onto the target, which a failure
+    # or a kill part-way through leaves as it was (os.replace within one folder is atomic on POSIX)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=ext)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     if close:
         plt.close(fig)
     return path
