@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +120,12 @@ def format_table(ds: xr.Dataset, time: float | None = None, x: str = "alpha_expo
         if d not in ds["p_all_separable"].dims or d == "time":
             swept = [s for s in ds["p_all_separable"].dims if s != "time"]
             raise ValueError(f"{name}={d!r} is not a swept dimension of this sweep; accepted: {', '.join(swept)}")
-    time = float(ds.attrs.get("summary_time", ds.time[-1])) if time is None else float(time)
-    p = ds["p_all_separable"].sel(time=time, method="nearest").transpose(y, x)
+    if time is None:
+        time = float(ds.attrs.get("summary_time", ds.time[-1]))
+    elif isinstance(time, bool) or not isinstance(time, numbers.Real) or not math.isfinite(time):
+        raise ValueError(f"time={time!r} must be a finite number (the nearest save time is shown)")
+    ds = ds.sortby([x, y])  # rows and columns in increasing order, whatever the order of the spec's grid
+    p = ds["p_all_separable"].sel(time=float(time), method="nearest").transpose(y, x)
     failed = (ds["status"] == "failed").transpose(y, x).values if "status" in ds else np.zeros(p.shape, bool)
     head = f"P(all pairs separable) at t = {float(p.time):g}; rows {y}, columns {x}"
     lines = [head, f"{y:>12} | " + " ".join(f"{float(v):>5g}" for v in p[x].values)]
