@@ -216,7 +216,7 @@ def mse_decomposition(
     labels, K, counts = check_labels(labels, N, H.device)
     W, b = finite_features("W", W), finite_features("b", b, ndim=1)
     if W.shape[-2:] != (K, m) or b.shape[-1] != K:
-        raise ValueError(shapes_message(f"W (..., K={K}, m={m}) and b (..., K={K}) for features (..., N, m={m})", W=W, b=b))
+        raise ValueError(shapes_message(f"W (..., K={K}, m={m}) and b (..., K={K}) for these features", W=W, b=b))
     Yt = torch.nn.functional.one_hot(labels, K).to(H.dtype)  # (N, K)
     counts = counts.to(H.dtype)
     pi = counts / N  # (K,)
