@@ -13,7 +13,7 @@ import xarray as xr
 
 from ..cells import check_executor, describe_failures, failed_cells, interrupted_as, run_cells
 from ..metrics import ONLINE_METRICS
-from ..validation import check_device
+from ..validation import check_bool, check_device, check_path
 from .batch import run_batch
 from .plan import plan
 from .spec import SweepSpec, load_spec, time_axis
@@ -82,7 +82,8 @@ def run(
     spec = load_spec(spec)
     executor, worker_timeout = check_executor(executor, workers, scheduler, worker_timeout)
     device = str(check_device(device))
-    store = Path(store)
+    store = check_path("store", store, "phase.zarr")
+    retry_failed = check_bool("retry_failed", retry_failed)
     with interrupted_as(SweepInterrupted, store, spec.n_cells):
         batches = plan(spec)  # also resolves method="auto" before any work
         time = time_axis(spec.simulate)
