@@ -300,3 +300,24 @@ def test_example_copy_never_overwrites_without_a_real_force(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(NotADirectoryError, match=r"is a file, not a folder; give a folder or a file name ending"):
         lesde.examples.copy("simulate", tmp_path / "afile")
+
+
+# ------------------------------------------------------------------------------------------ the command line
+
+
+@pytest.mark.parametrize("kind", ["sgd", "cosines", "theory"])
+def test_plot_on_a_zarr_store_of_another_kind_is_one_error_line(tmp_path, capsys, kind):
+    """lesde writes its stores without consolidated metadata: reading one must not add xarray's RuntimeWarning
+    about it to the one error line."""
+    from lesde import cli
+
+    store = tmp_path / "s.zarr"
+    xr.Dataset({"p_all_separable": (("time",), np.zeros(2))}, coords={"time": [0.0, 1.0]}).to_zarr(
+        store, consolidated=False
+    )
+    assert cli.main(["plot", kind, str(store), "--out", str(tmp_path / "p.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lesde plot: error: "), err
+    assert cli.main(["plot", "sgd", str(tmp_path), "--out", str(tmp_path / "p.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"lesde plot: error: {tmp_path} is not a readable zarr store ("), err
