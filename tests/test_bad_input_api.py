@@ -133,6 +133,19 @@ def test_plot_imitation_refuses_a_run_out_of_range():
         plots.path_quantiles(imit["relative_error"], qs=(0.5, float("nan")))
 
 
+def test_plots_refuse_an_empty_time_axis_and_metrics_they_cannot_draw(sim):
+    ufm = sgd.UFM.from_tirer_bruna(3, 2, 4, lambda_W=0.01, lambda_H=0.01)
+    cmp = sgd.compare(ufm, lr=0.1, t_end=0.2, batch_size=2, n_runs=2, n_save=3, progress=False)
+    with pytest.raises(ValueError, match=r"^ds has an empty time axis: the sgd figure has nothing to draw"):
+        plots.plot_compare(cmp.isel(time=slice(0, 0)))
+    with pytest.raises(ValueError, match=r"^sim_ds has an empty time axis"):
+        plots.plot_class_mean_cosines(sim.isel(time=slice(0, 0)))
+    with pytest.raises(ValueError, match=r"^metrics=\['nc_one'\] are not in ds; it has loss, accuracy"):
+        plots.plot_compare(cmp, metrics=("nc_one",))
+    with pytest.raises(TypeError, match=r"^metrics must be a tuple of variable names, e.g. \('nc1',\)"):
+        plots.plot_compare(cmp, metrics="nc1")
+
+
 # ------------------------------------------------------------------------------------------ theory.attach
 
 

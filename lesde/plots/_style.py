@@ -142,6 +142,8 @@ def require(ds: Any, names: Iterable[str], kind: str, arg: str = "ds") -> xr.Dat
     missing = [n for n in names if n not in ds.variables]
     if missing:
         raise missing_variables(kind, f"the variables {', '.join(missing)}", ds)
+    if ds.sizes.get("time", 1) == 0:
+        raise ValueError(f"{arg} has an empty time axis: the {kind} figure has nothing to draw")
     return ds
 
 
