@@ -10,6 +10,29 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
+import signal
+import sys
+
+
+def _interrupted_at_start_up(signum, frame) -> None:
+    # exit at once: nothing has been read or written yet, and a KeyboardInterrupt raised inside torch's or xarray's
+    # imports would end in a traceback before the command's own handler exists
+    print("lesde: interrupted while starting", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+def _is_the_command() -> bool:
+    """Whether this process is the ``lesde`` command (its entry script, or ``python -m lesde.cli``) importing lesde."""
+    if sys.argv[:1] == ["-m"]:  # argv[0] while ``python -m`` imports the packages of the module it runs
+        return any(a in ("lesde.cli", "lesde.cli.__main__", "-mlesde.cli") for a in getattr(sys, "orig_argv", ()))
+    return bool(sys.argv) and os.path.basename(sys.argv[0]) in ("lesde", "lesde.exe")
+
+
+# Ctrl-C while the command starts (the imports of torch and xarray take seconds) exits 130 with one line; the
+# command's main restores Python's handler once it can report an interrupt itself. A library import is untouched.
+if _is_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_at_start_up)
 
 try:
     __version__ = importlib.metadata.version("lesde")  # one source: the installed distribution's metadata

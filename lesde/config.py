@@ -46,7 +46,7 @@ from . import schedules
 from .integrators import known_methods
 from .model import LESDE
 from .simulate import DTYPES, save_times_for, simulate
-from .validation import SEED_LIMIT
+from .validation import SEED_LIMIT, check_path
 
 __all__ = [
     "ConfigError",
@@ -73,7 +73,7 @@ class ConfigError(ValueError):
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file; a missing file, a folder or bad TOML raise with the file's name."""
-    path = Path(path)
+    path = check_path("path", path, "simulate.toml")
     if not path.exists():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     if not path.is_file():

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,6 +83,20 @@ def as_tensor(name: str, value: Any, dtype: torch.dtype = torch.float64) -> torc
     return t
 
 
+def check_path(name: str, value: Any, example: str = "out.nc") -> Path:
+    """A file-system path (str or os.PathLike, not empty) as a Path; anything else refused naming ``name``."""
+    if isinstance(value, (str, os.PathLike)) and str(value):
+        return Path(value)
+    raise TypeError(f"{name} must be a path (str or pathlib.Path) such as {example!r}, got {value!r:.60}")
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """True or False (numpy bools too); a string such as "no", which Python would read as True, is refused."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r:.60}")
+
+
 #: seeds are unsigned 32-bit integers everywhere: the range every generator lesde seeds accepts, whose values every
 #: file format and coordinate (float64 included) stores exactly
 SEED_LIMIT = 2**32
@@ -132,8 +148,6 @@ def check_device(device: Any, dtype: torch.dtype | None = None, name: str = "dev
 def free_host_bytes() -> int:
     """Host memory available to a new allocation: Linux's MemAvailable (free pages plus the page cache the kernel
     can reclaim), else the POSIX count of free pages, else 8 GiB."""
-    import os
-
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:

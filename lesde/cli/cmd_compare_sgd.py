@@ -33,6 +33,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..atomic_write import write_netcdf
 from .console import QUIET
 
 #: legend names of the processes (those of the figure)
@@ -96,7 +97,7 @@ def compare_from_config(config: dict[str, Any], out: str | Path, progress: bool 
     ds = sgd.compare(problem, dtype=getattr(torch, dtype), **{"progress": progress, **run_})
     ds.attrs["config"] = json.dumps(config, default=str)
     out = Path(out)
-    ds.to_netcdf(out, engine="h5netcdf")
+    write_netcdf(ds, out)
     png = save_figure(plot_compare(ds), out.with_suffix(".png"))
     print(summary(ds))
     print(f"wrote {out}\nwrote {png}")

@@ -15,6 +15,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..atomic_write import write_netcdf
     from ..theory import attach, summary
     from .files import open_result
 
@@ -23,7 +24,7 @@ def run(args) -> int:
         from ..plots import plot_theory, save_figure
 
         save_figure(plot_theory(ds), args.plot)
-    ds.to_netcdf(args.out, engine="h5netcdf")
+    write_netcdf(ds, args.out)
     print(summary(ds))
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
     return 0

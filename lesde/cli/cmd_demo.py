@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..atomic_write import write_netcdf
 from .console import QUIET
 
 
@@ -73,10 +74,12 @@ def residual_demo(out_dir: Path, progress: bool = True, device: str = "cpu") -> 
     model = lesde.LESDE(K, DIM, N_PER_CLASS, alpha=ALPHA, beta=BETA, transform="residual", noise=NOISE)
     sim = lesde.simulate(model, t_end=T_END, dt=DT, n_paths=N_PATHS, n_save=N_SAVE, save="full",
                          dtype=torch.float64, progress=progress, device=device)  # fmt: skip
+    if sim.attrs.get("interrupted"):  # simulate returns the completed part of an interrupted run: not a demo's result
+        raise KeyboardInterrupt(sim.attrs["interrupted"])
     met = to_dataset(sim)
     met.attrs["demo"] = "residual-transform LE-SDE (lesde demo)"
     nc_path = out_dir / "residual.nc"
-    met.to_netcdf(nc_path, engine="h5netcdf")
+    write_netcdf(met, nc_path)
     fig = plot_nc_metrics(
         met,
         metrics=RESIDUAL_PANELS,

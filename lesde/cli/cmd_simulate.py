@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..atomic_write import write_netcdf
 from .console import QUIET
 
 
@@ -41,7 +42,7 @@ def run(args) -> None:
 
     ds = simulate_from_config(load_toml(args.config), source=args.config, device=args.device, progress=not args.quiet)
     out = Path(args.out)
-    ds.to_netcdf(out, engine="h5netcdf")
+    write_netcdf(ds, out)
     print(f"wrote {out} ({', '.join(f'{k}: {v}' for k, v in ds.sizes.items())}); method={ds.attrs['method']}")
     if ds.attrs.get("interrupted"):
         raise KeyboardInterrupt(f"{ds.attrs['interrupted']}; the completed part is in {out}")

@@ -62,7 +62,13 @@ def open_result(path: str | Path, folder: str = "zarr"):
             from ..sweep import open_sweep
 
             return open_sweep(p)
-        return xr.open_zarr(p).load()
+        # consolidated=False: lesde writes its stores without consolidated metadata, and xarray's fallback to
+        # reading them otherwise warns (a RuntimeWarning after the command's own lines)
+        try:
+            with xr.open_zarr(p, consolidated=False) as ds:
+                return ds.load()
+        except Exception as e:  # noqa: BLE001 - whatever zarr says about a folder that is not a zarr store
+            raise ValueError(f"{path} is not a readable zarr store ({type(e).__name__}: {e})") from None
     try:
         with xr.open_dataset(p, engine="h5netcdf") as ds:
             return ds.load()

@@ -4,6 +4,7 @@ into one line on stderr and an exit code (:mod:`lesde.cli.failures`)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -96,6 +97,8 @@ def _prepare(args) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lesde ARGV``; returns the exit code (0 success, 1 a failed run, 2 bad input, 130 interrupted)."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # from here on Ctrl-C is reported below
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
     prefix = f"lesde {args.command}"

@@ -26,6 +26,9 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+from ..atomic_write import atomic_path
+from ..validation import check_bool, check_path
+
 __all__ = ["names", "describe", "path", "copy", "UnknownExample", "ExampleExists"]
 
 _SUFFIXES = (".toml", ".py")
@@ -99,11 +102,16 @@ def copy(name: str, dest: str | Path = ".", force: bool = False) -> Path:
         The written file.
     """
     file = _resolve(name)
-    dest = Path(dest)
+    dest = check_path("dest", dest, ".")
+    force = check_bool("force", force)
     target = dest if dest.suffix == Path(file).suffix and not dest.is_dir() else dest / file
     if target.exists() and not force:
         raise ExampleExists(f"{target} exists; pass --force (force=True) to overwrite it")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise NotADirectoryError(
+            f"dest={str(dest)!r} is a file, not a folder; give a folder or a file name ending in {Path(file).suffix}"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
-    with path(file) as src:
-        shutil.copyfile(src, target)
+    with path(file) as src, atomic_path(target) as tmp:
+        shutil.copyfile(src, tmp)
     return target

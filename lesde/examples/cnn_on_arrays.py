@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lesde.atomic_write import write_netcdf
 from lesde.empirical import Experiment, estimate, experiment_tracks, fit, load_dataset, run_experiment
 from lesde.empirical.experiments import require_complete
 from lesde.plots import plot_elasticity, save_figure
@@ -114,7 +115,7 @@ def run(out_dir, tiny: bool = False, arrays=None, workers=None, scheduler=None, 
     result = fit(est, model="power")
     est = result.curves(est)
     est.attrs.update(dataset=str(arrays), net=f"small CNN ({size['channels']} channels)")
-    est.to_netcdf(out / f"{STEM}.nc", engine="h5netcdf")
+    write_netcdf(est, out / f"{STEM}.nc")
     png = save_figure(plot_elasticity(est, result), out / f"{STEM}.png")
     acc = tracks["validation_accuracy"].isel(validation_step=-1) if "validation_accuracy" in tracks else None
     print(f"{tracks.sizes['run']} runs x {tracks.attrs['steps']} steps x {tracks.sizes['probe']} probes; "

@@ -45,6 +45,7 @@ import xarray as xr
 
 import lesde
 from lesde import metrics
+from lesde.atomic_write import write_netcdf
 from lesde.plots import TITLES, plot_collapse, save_figure
 
 # --- model ---
@@ -147,7 +148,7 @@ def run(out_dir: str | Path, tiny: bool = False, progress: bool = False) -> tupl
     out.mkdir(parents=True, exist_ok=True)
     full, online = simulate_both(tiny, progress)
     ds = collapse_metrics(full, online)
-    ds.to_netcdf(out / f"{STEM}.nc", engine="h5netcdf")
+    write_netcdf(ds, out / f"{STEM}.nc")
     title = (
         f"Residual-transform LE-SDE: $K={K}$, $m={M}$, $n={N_PER_CLASS}$, $\\alpha={ALPHA:g}$, $\\beta={BETA:g}$, "
         f"$\\sigma={SIGMA:g}$, {ds.sizes['path']} paths"

@@ -26,6 +26,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import xarray as xr
 
+from lesde.atomic_write import write_netcdf
 from lesde.extras import require_extra
 from lesde.plots import plot_compare, save_figure
 from lesde.sgd import UFM, compare, digits_mlp
@@ -98,7 +99,7 @@ def main() -> xr.Dataset:
     ds.attrs.pop("problem", None)
     ds.attrs["lr"] = f"ufm={UFM_LR}, digits-mlp={MLP_LR}"
     ds.attrs["batch_size"] = f"ufm={UFM_BATCH}, digits-mlp={MLP_BATCH}"
-    ds.to_netcdf(OUT / "sgd_vs_sde.nc", engine="h5netcdf")
+    write_netcdf(ds, OUT / "sgd_vs_sde.nc")
     for name, r in runs.items():
         end = r.isel(time=-1).mean("run")
         print(

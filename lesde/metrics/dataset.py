@@ -107,7 +107,10 @@ def to_dataset(
         if "samples_per_class" not in sim_ds.attrs:
             raise ValueError("a save='means' Dataset needs the attr samples_per_class (JSON list of ints)")
         spc = sim_ds.attrs["samples_per_class"]
-        spc = json.loads(spc) if isinstance(spc, str) else spc
+        try:
+            spc = json.loads(spc) if isinstance(spc, str) else spc
+        except ValueError:
+            raise ValueError(f"sim_ds.attrs['samples_per_class'] is damaged: {spc[:60]!r} is not JSON") from None
         K = sim_ds.sizes["class"]
         counts = [int(spc)] * K if np.ndim(spc) == 0 else [int(c) for c in np.asarray(spc).ravel()]
         chosen = select(names, MEANS_METRICS, "only class means and within-class variances are available")
@@ -123,6 +126,9 @@ def to_dataset(
             f"(save='means'); it has {list(sim_ds.data_vars)}"
         )
     lead = _lead(inputs[0], core[0])
+    empty = [str(d) for d in (*lead, *core[0]) if inputs[0].sizes[d] == 0]
+    if empty:  # nothing to measure: refused rather than returned as empty (or NaN) metrics
+        raise ValueError(f"sim_ds has an empty {', '.join(map(repr, empty))} axis; the metrics need at least one entry")
     inputs = [_core_whole(v.transpose(*lead, *c), c) for v, c in zip(inputs, core)]
     results = xr.apply_ufunc(
         kernel if len(chosen) > 1 else lambda *arrays: kernel(*arrays)[0],  # one output: an array, not a 1-tuple

@@ -31,13 +31,27 @@ def check_features(name: str, x: Any, ndim: int = 2) -> torch.Tensor:
         x.is_floating_point() and x.dtype not in FLOAT_DTYPES
     ):
         raise TypeError(
-            f"{name} has dtype {x.dtype}; accepted dtypes: float32, float64 (cast with .float() or .double())"
+            f"{name} has dtype {x.dtype}; accepted dtypes: float32, float64 and integers (converted to float64); "
+            "cast with .float() or .double()"
         )
     if not x.is_floating_point():
         x = x.double()
     if x.ndim < ndim:
         raise ValueError(f"{name} must have at least {ndim} dims, got shape {tuple(x.shape)}")
     return x
+
+
+def finite_features(name: str, x: Any, ndim: int = 2) -> torch.Tensor:
+    """:func:`check_features` with finite entries: NaN and inf refused up front rather than returned as NaN."""
+    t = check_features(name, x, ndim)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf; every entry must be finite")
+    return t
+
+
+def shapes_message(expected: str, **arrays: torch.Tensor) -> str:
+    """``expected ...; got name (shape), ...``: the message of a shape mismatch between several arrays."""
+    return f"expected {expected}; got " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
 
 
 def check_finite(name: str, summary: torch.Tensor) -> None:

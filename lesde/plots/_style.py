@@ -23,6 +23,8 @@ here or in the kind modules ever calls ``matplotlib.use``: the backend stays the
 from __future__ import annotations
 
 import math
+import os
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,8 @@ def require(ds: Any, names: Iterable[str], kind: str, arg: str = "ds") -> xr.Dat
     missing = [n for n in names if n not in ds.variables]
     if missing:
         raise missing_variables(kind, f"the variables {', '.join(missing)}", ds)
+    if ds.sizes.get("time", 1) == 0:
+        raise ValueError(f"{arg} has an empty time axis: the {kind} figure has nothing to draw")
     return ds
 
 
@@ -150,6 +154,35 @@ def missing_variables(kind: str, needs: str, ds: xr.Dataset, source: str = "this
     return MissingVariables(f"the {kind} figure needs {needs}; {source} has {has}" + (f"; {how}" if how else ""))
 
 
+def check_count(name: str, value: Any, size: int | None = None, what: str = "") -> int:
+    """An integer option of a figure (a run index below ``size``, a number of panels >= 1), refused naming it."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
+    value = int(value)
+    if size is not None and not 0 <= value < size:
+        raise ValueError(f"{name}={value} is out of range: {what} has {size}, so {name} must be in [0, {size - 1}]")
+    if size is None and value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return value
+
+
+def check_axes_and_figure(ax=None, fig=None) -> None:
+    """Refuse, naming the parameter, an ``ax`` that is not a matplotlib Axes or a ``fig`` that is not a Figure
+    (None means "a new one")."""
+    from matplotlib.axes import Axes
+    from matplotlib.figure import FigureBase
+
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None (a new figure), got {type(ax).__name__}: {ax!r:.60}")
+    if fig is not None and not isinstance(fig, FigureBase):
+        raise TypeError(
+            f"fig must be a matplotlib Figure (or SubFigure) or None (a new figure), got {type(fig).__name__}: "
+            f"{fig!r:.60}"
+        )
+
+
 def subplots(n: int = 1, *, ax=None, fig=None, ncols: int = 2, panel: tuple[float, float] = PANEL):
     """(fig, list of n axes): the given ``ax`` (n == 1), axes laid out on the given ``fig``, or a new figure.
 
@@ -158,6 +191,7 @@ def subplots(n: int = 1, *, ax=None, fig=None, ncols: int = 2, panel: tuple[floa
     """
     import matplotlib.pyplot as plt
 
+    check_axes_and_figure(ax, fig)
     if ax is not None:
         if n != 1:
             raise ValueError(f"this figure has {n} panels: pass fig= (a Figure to draw on), not ax=")
@@ -299,13 +333,20 @@ def log_from_lines(ax) -> bool:
     return fit_y(ax, [line.get_ydata() for line in ax.lines])
 
 
-def save_figure(fig, path: str | Path, dpi: int = 150, close: bool = True) -> Path:
+def save_figure(fig, path: str | Path, dpi: float | str = 150, close: bool = True) -> Path:
     """Write ``fig`` to ``path``; the format follows the extension (.png, .pdf, .svg, ...). Returns the path.
 
     ``close`` (default) releases the figure from pyplot afterwards (the CLI and scripts write many figures).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure (what the plot functions return), got {type(fig).__name__}")
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise TypeError(f"path must be a file name (str or Path) such as 'figure.png', got {path!r:.60}")
+    if dpi != "figure" and (isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 0 < dpi < math.inf):
+        raise ValueError(f"dpi must be a positive number of dots per inch (or 'figure'), got {dpi!r}")
     path = Path(path)
     formats = fig.canvas.get_supported_filetypes()
     ext = path.suffix.lstrip(".").lower()
@@ -314,7 +355,15 @@ def save_figure(fig, path: str | Path, dpi: int = 150, close: bool = True) -> Pa
             f"cannot write a figure as {path.name!r}: accepted extensions are {', '.join(sorted(formats))}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    # written whole or not at all: a temporary name beside the target (same suffix, so that matplotlib picks the
+    # format; a leading dot, so that a glob for results does not see it), renamed onto the target, which a failure
+    # or a kill part-way through leaves as it was (os.replace within one folder is atomic on POSIX)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=ext)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     if close:
         plt.close(fig)
     return path

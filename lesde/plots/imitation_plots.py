@@ -12,6 +12,7 @@ from ._style import (
     PALETTE,
     THEORY,
     band,
+    check_count,
     finish,
     fit_y,
     legend,
@@ -77,6 +78,8 @@ def plot_imitation(imit: xr.Dataset, *, run: int = 0, coords: int = 3, classes: 
     from matplotlib.lines import Line2D
 
     require(imit, ("class_mean", "relative_error"), "imitation", "imit")
+    run = check_count("run", run, imit.sizes.get("run", 1), "the imitation's run dim")
+    coords, classes = check_count("coords", coords), check_count("classes", classes)
     K = min(imit.sizes["class"], classes)
     scores = [v for v in _SCORES if v in imit]
     n = K + 1 + ("nc1_quotient" in imit) + len(scores)

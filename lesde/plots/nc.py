@@ -79,6 +79,8 @@ def path_quantiles(var: xr.DataArray, qs: Iterable[float] = (BAND[0], 0.5, BAND[
     vals = np.asarray(var.transpose("time", *other).values, dtype=np.float64).reshape(var.sizes["time"], -1)
     vals = np.where(np.isfinite(vals), vals, np.nan)  # (T, paths)
     qs = list(qs)
+    if not all(isinstance(q, (int, float, np.number)) and 0 <= q <= 1 for q in qs):
+        raise ValueError(f"qs must be quantiles in [0, 1], got {qs!r}")
     out = np.full((len(qs), vals.shape[0]), np.nan)
     has = ~np.all(np.isnan(vals), axis=1)  # nanquantile warns on all-NaN rows
     if has.any():

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._style import PALETTE, THEORY, dim_label, finish, legend_below, reference, require, subplots
+from ._style import PALETTE, THEORY, check_count, dim_label, finish, legend_below, reference, require, subplots
 from ._titles import describe, num_classes
 
 __all__ = ["phase_plot"]
@@ -107,7 +107,16 @@ def _selection(ds: xr.Dataset, x: str, y: str, select: dict[str, Any] | None):
     """P(all separable) and its Wilson bounds over (x, y, time) at the chosen values of the other swept dims."""
     done = ds["done"] > 0
     P, lower, upper = (ds[n].where(done) for n in ("p_all_separable", "p_all_separable_lower", "p_all_separable_upper"))
+    if select is not None and not isinstance(select, dict):
+        raise TypeError(f"select must be a dict {{swept dim: value}}, got {type(select).__name__}")
     chosen = dict(select or {})
+    others = [d for d in P.dims if d not in (x, y, "time")]
+    bad = [d for d in chosen if d not in others]
+    if bad:
+        raise ValueError(
+            f"select={select!r}: {', '.join(map(repr, bad))} not among the other swept dims; accepted: "
+            f"{', '.join(others) or 'none (the sweep has no other swept dims)'}"
+        )
     for d in P.dims:
         if d not in (x, y, "time") and d not in chosen:
             chosen[d] = P[d].values[0]
@@ -239,10 +248,17 @@ def phase_plot(
     """
     require(ds, NEEDS, "phase")
     x, y = _dim(ds, x), _dim(ds, y)
+    if x == y:
+        raise ValueError(f"x and y must be two different swept dims, got x = y = {x!r}")
+    check_count("curve_times", curve_times)
+    if curve_at is not None and not (isinstance(curve_at, (int, float, np.number)) and np.isfinite(curve_at)):
+        raise ValueError(f"curve_at={curve_at!r} must be a finite value of {y} (the nearest grid value is used)")
     ds = ds.sortby([x, y])  # cell edges lie half-way between neighbours: the grid must be in order
     P, lower, upper, chosen = _selection(ds, x, y, select)
     if time is None:
         time = float(ds.attrs.get("summary_time", ds["time"].values[-1]))
+    elif isinstance(time, bool) or not isinstance(time, (int, float, np.number)) or not np.isfinite(time):
+        raise ValueError(f"time={time!r} must be a finite number (the nearest save time is drawn)")
     heat = P.sel(time=time, method="nearest").transpose(y, x)
     xs, ys = np.asarray(heat[x].values, float), np.asarray(heat[y].values, float)
     xlog, ylog = _is_log(xs), _is_log(ys)

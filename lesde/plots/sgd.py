@@ -59,7 +59,8 @@ def plot_compare(ds: xr.Dataset, *, metrics: tuple[str, ...] = _PLOT_METRICS, fi
     Parameters
     ----------
     ds : Dataset of :func:`lesde.sgd.compare` (dims ``process, run, time``).
-    metrics : NC metrics to add after loss and accuracy (those the Dataset has).
+    metrics : NC metrics to add after loss and accuracy (by default those of the four the Dataset has; names
+        given explicitly must all be in the Dataset).
     fig : matplotlib Figure, optional
 
     Returns
@@ -67,6 +68,11 @@ def plot_compare(ds: xr.Dataset, *, metrics: tuple[str, ...] = _PLOT_METRICS, fi
     matplotlib.figure.Figure
     """
     require(ds, ("loss", "accuracy", "process"), "sgd")
+    if isinstance(metrics, str):
+        raise TypeError(f"metrics must be a tuple of variable names, e.g. ({metrics!r},), not the string {metrics!r}")
+    if metrics is not _PLOT_METRICS and (absent := [m for m in metrics if m not in ds.data_vars]):
+        # the default names those the Dataset may have; names asked for explicitly must be there
+        raise ValueError(f"metrics={absent!r} are not in ds; it has {', '.join(map(str, ds.data_vars))}")
     names = ["loss", "accuracy"] + [m for m in metrics if m in ds]
     fig, axes = subplots(len(names), fig=fig)
     for ax, name in zip(axes, names):

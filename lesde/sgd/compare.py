@@ -1,8 +1,8 @@
 """SGD, its SME and gradient flow from one initial point, side by side in one Dataset (``process`` dim).
 
-The three processes are recorded at the same times ``t = step * lr``: SGD takes ``round(t_end / lr)`` steps, the
-SME is integrated with Euler-Maruyama at ``sme_dt = lr / substeps``, all from ``problem.init(seed)`` (or
-``theta0``). The default ``substeps = 8`` (:data:`lesde.sgd.sme.SME_SUBSTEPS`): at ``substeps = 1`` Euler-Maruyama
+The three processes are recorded at the same times ``t = step * lr``: SGD takes the whole steps that end by
+``t_end`` (``floor(t_end / lr)``: never past ``t_end``), the SME is integrated with Euler-Maruyama at
+``sme_dt = lr / substeps``, all from ``problem.init(seed)`` (or ``theta0``). The default ``substeps = 8`` (:data:`lesde.sgd.sme.SME_SUBSTEPS`): at ``substeps = 1`` Euler-Maruyama
 is SGD with Gaussian noise, whose weak error against SGD is O(lr^2), so the comparison would not show the SME's own
 O(lr) error (:mod:`lesde.sgd.sme`). Gradient flow takes one step per SGD step by default (RK4: its O(lr^4) error is
 far below the SME's O(lr), and eight times as many steps would dominate the run), and ``substeps`` steps when
@@ -27,7 +27,7 @@ from ..validation import check_int, check_positive_float
 from ._record import even_steps
 from .flow import gradient_flow
 from .minibatch import run_sgd
-from .options import RunOptions
+from .options import RunOptions, whole_steps
 from .sme import SGDSDE, SME_SUBSTEPS, run_sme
 
 PROCESSES = ("sgd", "sme", "gradient_flow")
@@ -57,7 +57,8 @@ def compare(
     ----------
     problem : a :class:`~lesde.sgd.problems.Problem`.
     lr, batch_size, sampling : the SGD being approximated (the SME uses the same three).
-    t_end : final time; SGD takes ``round(t_end / lr)`` steps.
+    t_end : final time; SGD takes the whole steps ``floor(t_end / lr)`` that end by ``t_end`` (``t_end < lr``
+        is refused).
     n_runs : independent SGD runs and SME paths.
     n_save : the number of recorded times (shared by the three processes): exactly ``n_save``, at the steps
         ``round(linspace(0, steps, n_save))``, or every step when ``n_save > steps + 1``.
@@ -81,9 +82,10 @@ def compare(
     t_end = check_positive_float("t_end", t_end)
     flow_substeps = 1 if substeps is None else check_int("substeps", substeps)
     substeps = SME_SUBSTEPS if substeps is None else flow_substeps
-    steps = max(1, round(t_end / lr))
+    steps = whole_steps(t_end, lr, "lr")
     wanted = even_steps(steps, check_int("n_save", n_save, minimum=2))
     opts = RunOptions(n_runs, seed, theta0, save, metrics, device, dtype, progress)
+    opts.check_problem(problem)
     with opts.bar(steps * (1 + substeps + flow_substeps), "compare") as bar:
         common = opts.keywords(progress=bar)
         bar.set_postfix_str("sgd")

@@ -16,7 +16,7 @@ import xarray as xr
 
 from ..validation import check_choice, check_positive_float
 from ._record import RunRecorder, record_steps
-from .options import RunOptions
+from .options import RunOptions, whole_steps
 
 
 def _euler(problem, theta: torch.Tensor, dt: float) -> torch.Tensor:
@@ -56,7 +56,7 @@ def gradient_flow(
     Parameters
     ----------
     problem : a :class:`~lesde.sgd.problems.Problem`.
-    t_end : final time (rounded to a whole number of ``dt`` steps).
+    t_end : final time: the run takes the whole ``dt`` steps that end by ``t_end`` (``t_end < dt`` is refused).
     dt : step of the fixed-step methods; for ``"scipy"`` the spacing of the output grid.
     n_runs : copies of the (deterministic) solution, so the Dataset lines up with SGD runs.
     seed, theta0 : the initial point, as in :func:`~lesde.sgd.run_sgd`.
@@ -73,7 +73,7 @@ def gradient_flow(
     dt = check_positive_float("dt", dt)
     check_choice("method", method, FLOW_METHODS)
     opts = RunOptions(n_runs, seed, theta0, save, metrics, device, dtype, progress)
-    steps = max(1, round(t_end / dt))
+    steps = whole_steps(t_end, dt, "dt")
     problem, theta = opts.start(problem)
     rec = opts.recorder(problem)
     wanted = record_steps(steps, record_every, n_save)

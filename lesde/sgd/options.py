@@ -11,11 +11,12 @@ from the same point by construction.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
 
-from ..validation import check_choice, check_int, check_seed
+from ..validation import as_tensor, check_choice, check_device, check_int, check_seed
 from ._record import SAVE_MODES, RunRecorder, progress_bar
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -40,6 +41,27 @@ class RunOptions:
         if self.dtype not in DTYPES.values():
             raise ValueError(f"dtype={self.dtype} is not supported; accepted: torch.float32, torch.float64")
         object.__setattr__(self, "seed", check_seed("seed", self.seed))
+        if self.device is not None:
+            object.__setattr__(self, "device", check_device(self.device, self.dtype))
+        if self.theta0 is not None:  # complex, NaN, inf and non-numbers refused here, not found as a diverged run
+            object.__setattr__(self, "theta0", as_tensor("theta0", self.theta0, self.dtype))
+
+    def check_problem(self, problem) -> None:
+        """Refuse what is not a :class:`~lesde.sgd.Problem` (an LE-SDE above all: a model to simulate, not a loss
+        to train on)."""
+        from ..model import LESDE
+        from .problems import Problem
+
+        if isinstance(problem, LESDE):
+            raise TypeError(
+                "problem is an LESDE, a model of feature dynamics to integrate with lesde.simulate; the SGD runners "
+                "train a loss: pass a lesde.sgd.Problem (lesde.sgd.UFM, lesde.sgd.ModuleProblem, lesde.sgd.digits_mlp)"
+            )
+        if not isinstance(problem, Problem):
+            raise TypeError(
+                f"problem must be a lesde.sgd.Problem (lesde.sgd.UFM, lesde.sgd.ModuleProblem, "
+                f"lesde.sgd.digits_mlp), got {type(problem).__name__}"
+            )
 
     def keywords(self, **changes: Any) -> dict[str, Any]:
         """The options as the runners' keywords (``changes`` replace some), e.g. to hand them to another runner."""
@@ -48,6 +70,7 @@ class RunOptions:
     def start(self, problem) -> tuple[Any, torch.Tensor]:
         """The problem on the options' device and dtype, and the initial point ``(n_runs, P)``: ``theta0`` (shared
         ``(P,)`` or per run) or ``problem.init`` drawn from a CPU generator seeded with ``seed``."""
+        self.check_problem(problem)
         problem = (
             problem.to(device=self.device, dtype=self.dtype)
             if self.device is not None
@@ -79,4 +102,17 @@ class RunOptions:
         return {"seed": self.seed, "device": str(problem.device), "dtype": str(self.dtype)}
 
 
-__all__ = ["RunOptions"]
+def whole_steps(t_end: float, step: float, step_name: str) -> int:
+    """The number of whole steps of size ``step`` in [0, t_end]: a run never passes ``t_end`` (one that is not a
+    multiple of ``step`` ends at the last whole step before it, up to rounding); a ``t_end`` shorter than one step
+    is refused rather than run one step past it."""
+    n = math.floor(t_end / step * (1 + 1e-9))  # 1e-9: 0.6 / 0.2 = 2.9999999999999996 is 3 steps
+    if n < 1:
+        raise ValueError(
+            f"t_end={t_end:g} is shorter than one step ({step_name}={step:g}): no step would end by t_end; "
+            f"give t_end >= {step_name}"
+        )
+    return n
+
+
+__all__ = ["RunOptions", "whole_steps"]

@@ -163,6 +163,9 @@ class Problem(nn.Module):
         return new if out is None else out.copy_(new)
 
     def _check_theta(self, theta: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(theta) or theta.dtype not in (torch.float32, torch.float64):
+            got = f"a tensor of dtype {theta.dtype}" if torch.is_tensor(theta) else type(theta).__name__
+            raise TypeError(f"theta must be a float32 or float64 tensor (runs, {self.num_params}), got {got}")
         if theta.ndim != 2 or theta.shape[1] != self.num_params:
             raise ValueError(f"theta must have shape (runs, {self.num_params}), got {tuple(theta.shape)}")
         return theta

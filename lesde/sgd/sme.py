@@ -50,7 +50,7 @@ from torch import nn
 from ..validation import check_choice, check_int, check_positive_float
 from ._record import record_steps
 from .minibatch import SAMPLERS
-from .options import RunOptions
+from .options import RunOptions, whole_steps
 
 #: default Euler-Maruyama steps per SGD step (``dt = lr / SME_SUBSTEPS``): fine enough that the SME's O(lr) weak
 #: error against SGD, not the scheme's, is what a comparison measures (module docstring)
@@ -156,7 +156,7 @@ def run_sme(
 
     :math:`\\theta \\leftarrow \\theta + f\\,\\Delta t + G\\,\\Delta W`, :math:`\\Delta W \\sim N(0, \\Delta t I_N)`
     per path. ``dt`` defaults to ``lr / SME_SUBSTEPS`` (``lr / 8``; ``dt = lr`` is Gaussian-noise SGD, see the
-    module docstring); ``t_end`` is rounded to a whole number of steps. A path whose parameters become NaN/inf is
+    module docstring); the run takes the whole steps that end by ``t_end`` (``t_end < dt`` is refused). A path whose parameters become NaN/inf is
     masked (NaN from then on, counted in the ``n_diverged`` attr, with a ``UserWarning``). Observations are computed on the fly, so large ``P`` costs no trajectory memory.
     ``n_runs`` SDE paths are recorded along the ``run`` dim, so the Dataset lines up with SGD's; ``record_every``
     counts SME steps (or lists the SME steps to record); the other arguments are those of
@@ -169,7 +169,7 @@ def run_sme(
     t_end = check_positive_float("t_end", t_end)
     dt = sme.lr / SME_SUBSTEPS if dt is None else check_positive_float("dt", dt)
     opts = RunOptions(n_runs, seed, theta0, save, metrics, device, dtype, progress)
-    steps = max(1, round(t_end / dt))
+    steps = whole_steps(t_end, dt, "dt")
     problem, theta = opts.start(sme.problem)
     sme = sme.to(device=problem.device, dtype=dtype)
     gen = torch.Generator(device=problem.device).manual_seed(seed + 2)

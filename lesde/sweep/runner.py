@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import xarray as xr
 
 from ..cells import check_executor, describe_failures, failed_cells, interrupted_as, run_cells
 from ..metrics import ONLINE_METRICS
-from ..validation import check_device
+from ..validation import check_bool, check_device, check_path
 from .batch import run_batch
 from .plan import plan
 from .spec import SweepSpec, load_spec, time_axis
@@ -80,7 +82,8 @@ def run(
     spec = load_spec(spec)
     executor, worker_timeout = check_executor(executor, workers, scheduler, worker_timeout)
     device = str(check_device(device))
-    store = Path(store)
+    store = check_path("store", store, "phase.zarr")
+    retry_failed = check_bool("retry_failed", retry_failed)
     with interrupted_as(SweepInterrupted, store, spec.n_cells):
         batches = plan(spec)  # also resolves method="auto" before any work
         time = time_axis(spec.simulate)
@@ -118,8 +121,12 @@ def format_table(ds: xr.Dataset, time: float | None = None, x: str = "alpha_expo
         if d not in ds["p_all_separable"].dims or d == "time":
             swept = [s for s in ds["p_all_separable"].dims if s != "time"]
             raise ValueError(f"{name}={d!r} is not a swept dimension of this sweep; accepted: {', '.join(swept)}")
-    time = float(ds.attrs.get("summary_time", ds.time[-1])) if time is None else float(time)
-    p = ds["p_all_separable"].sel(time=time, method="nearest").transpose(y, x)
+    if time is None:
+        time = float(ds.attrs.get("summary_time", ds.time[-1]))
+    elif isinstance(time, bool) or not isinstance(time, numbers.Real) or not math.isfinite(time):
+        raise ValueError(f"time={time!r} must be a finite number (the nearest save time is shown)")
+    ds = ds.sortby([x, y])  # rows and columns in increasing order, whatever the order of the spec's grid
+    p = ds["p_all_separable"].sel(time=float(time), method="nearest").transpose(y, x)
     failed = (ds["status"] == "failed").transpose(y, x).values if "status" in ds else np.zeros(p.shape, bool)
     head = f"P(all pairs separable) at t = {float(p.time):g}; rows {y}, columns {x}"
     lines = [head, f"{y:>12} | " + " ".join(f"{float(v):>5g}" for v in p[x].values)]

@@ -41,6 +41,7 @@ import numpy as np
 import xarray as xr
 
 from ..cells import StoreBusy, StoreError, hold_sigint, open_locked, read_attrs, record_failures
+from ..validation import check_path
 from .batch import COUNT_VARS, SEPARABILITY_VARS, BatchResult
 from .spec import SweepSpec, cell_label, load_spec, spec_hash
 
@@ -200,7 +201,7 @@ def open_sweep(store: str | Path) -> xr.Dataset:
     (``alpha.exponent``, as lesde 0.1 wrote them) are renamed as the spec names them (``alpha_exponent``). A damaged chunk raises
     :class:`StoreError` naming the store, the chunk file and its cells.
     """
-    path = Path(store)
+    path = check_path("store", store, "phase.zarr")
     if not path.exists():
         raise FileNotFoundError(f"store {path} does not exist")
     lazy = _open_zarr(path)

@@ -92,7 +92,7 @@ def _describe(ds: xr.Dataset, kind: str) -> str:
     if kind == "training":
         return f"a training run of problem {ds.attrs['problem']}"
     if kind == "simulation":
-        spec = json.loads(ds.attrs["spec"])
+        spec = json_attr(ds, "spec")
         return f"an LE-SDE simulation (transform {spec.get('transform')!r}, noise {spec.get('noise')!r}, save={ds.attrs.get('save')!r})"
     if kind == "sweep":
         return "a sweep store"
@@ -168,13 +168,15 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"attach needs an xarray.Dataset, got {type(ds).__name__}")
     kind = dataset_kind(ds)
+    _check_readable(ds, kind)
     if kind == "training":
         out, skipped = _training(ds)
     elif kind == "simulation":
         from .lesde_predictions import lesde_predictions
 
-        if json.loads(ds.attrs["spec"]).get("model") != "LESDE":
+        if json_attr(ds, "spec").get("model") != "LESDE":
             raise NoPredictionError(f"{_describe(ds, kind)}: a simulation of a model other than the LE-SDE")
+        _check_lesde_spec(ds)
         out, skipped = lesde_predictions(ds)
     elif kind == "sweep":
         from .phase_predictions import phase_predictions
@@ -191,21 +193,67 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
     return finalize(result, theory_predictions=list(out), theory_skipped=skipped)
 
 
+def json_attr(ds: xr.Dataset, name: str) -> dict:
+    """The JSON object lesde wrote in ``ds.attrs[name]``; a ValueError naming the attr when it is not one (a
+    damaged file, or attrs edited by hand)."""
+    raw = ds.attrs[name]
+    try:
+        value = json.loads(raw) if isinstance(raw, (str, bytes, bytearray)) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"ds.attrs[{name!r}] is damaged: lesde writes a JSON object there (the parameters the predictions "
+            f"read), found {str(raw)[:80]!r}; rerun the command that made the file"
+        )
+    return value
+
+
+def _check_readable(ds: xr.Dataset, kind: str) -> None:
+    """Refuse up front what the predictions could only fail on deep inside: a damaged attr, no times."""
+    if kind in ("simulation", "sweep"):
+        json_attr(ds, "spec")
+    elif kind == "training":
+        json_attr(ds, "problem")
+    if kind != "unknown" and ds.sizes.get("time", 1) == 0:
+        raise ValueError("ds has an empty time axis: attach predicts at the Dataset's own times and needs at least one")
+
+
+def _check_lesde_spec(ds: xr.Dataset) -> None:
+    """Refuse a ``spec`` attr that names the LE-SDE but does not rebuild one (parameters missing or wrong)."""
+    from ..model import LESDE
+
+    try:
+        LESDE.from_spec(json_attr(ds, "spec"))
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(
+            f"ds.attrs['spec'] does not describe an LE-SDE lesde can rebuild ({type(e).__name__}: {e})"
+        ) from None
+
+
 def _training(ds: xr.Dataset):
     from ..sgd.ufm_problem import UFM
     from .ufm_predictions import ufm_predictions
 
-    problem = json.loads(ds.attrs["problem"])
+    problem = json_attr(ds, "problem")
     if problem.get("kind") != "ufm":
         raise NoPredictionError(
             f"no prediction applies to {_describe(ds, 'training')}: the closed forms describe the unconstrained-"
             f"features model, not a {problem.get('kind')!r} problem. {WHAT_APPLIES}"
         )
-    return ufm_predictions(ds, UFM(**{k: v for k, v in problem.items() if k != "kind"}))
+    try:
+        ufm = UFM(**{k: v for k, v in problem.items() if k != "kind"})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"ds.attrs['problem'] does not describe a UFM lesde can rebuild ({e})") from None
+    return ufm_predictions(ds, ufm)
 
 
 def summary(ds: xr.Dataset) -> str:
     """One paragraph: for each distance ``attach`` added, its largest value and where (time, process)."""
+    import xarray as xr
+
     from ._summary import summary as _summary
 
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"summary needs the xarray.Dataset lesde.theory.attach returns, got {type(ds).__name__}")
     return _summary(ds)

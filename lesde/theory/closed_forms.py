@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..metrics.geometry import one_vs_rest_distance as _one_vs_rest_distance
-from ..metrics.inputs import check_features, check_labels
+from ..metrics.inputs import check_labels, finite_features, shapes_message
 from ..validation import as_tensor, check_int, check_positive_float
 
 __all__ = [
@@ -133,8 +133,16 @@ def ufm_mse_loss(W: torch.Tensor, H: torch.Tensor, Y: torch.Tensor, lambda_W: fl
 
     .. math:: \\frac{1}{2Kn}\\|WH - Y\\|_F^2 + \\frac{\\lambda_W}{2K}\\|W\\|_F^2 + \\frac{\\lambda_H}{2Kn}\\|H\\|_F^2
 
-    with W (..., K, d), H (..., d, N), Y (K, N) and Kn = N.
+    with W (..., K, d), H (..., d, N), Y (K, N) and Kn = N. Integer arrays are converted to float64; NaN and inf are
+    refused.
     """
+    W, H, Y = finite_features("W", W), finite_features("H", H), finite_features("Y", Y)
+    lambda_W = check_positive_float("lambda_W", lambda_W, allow_zero=True)
+    lambda_H = check_positive_float("lambda_H", lambda_H, allow_zero=True)
+    if Y.ndim != 2 or W.shape[-2] != Y.shape[0] or W.shape[-1] != H.shape[-2] or H.shape[-1] != Y.shape[1]:
+        raise ValueError(shapes_message("W (..., K, d), H (..., d, N), Y (K, N)", W=W, H=H, Y=Y))
+    dtype = torch.promote_types(torch.promote_types(W.dtype, H.dtype), Y.dtype)
+    W, H, Y = W.to(dtype), H.to(dtype), Y.to(dtype)
     K, N = Y.shape[-2], Y.shape[-1]
     fit = ((W @ H - Y) ** 2).sum((-2, -1))
     return fit / (2 * N) + lambda_W / (2 * K) * (W**2).sum((-2, -1)) + lambda_H / (2 * N) * (H**2).sum((-2, -1))
@@ -150,8 +158,12 @@ def optimal_classifier(H: torch.Tensor, Y: torch.Tensor, lambda_W: float) -> tor
 
     so the factor n comes from the loss normalizing the fit by Kn but the penalty on W only by K.
     H (..., d, N), Y (K, N) -> W (..., K, d). ``lambda_W = 0`` uses the pseudo-inverse (minimum-norm solution).
+    Integer arrays are converted to float64; NaN and inf are refused.
     """
     lw = check_positive_float("lambda_W", lambda_W, allow_zero=True)
+    H, Y = finite_features("H", H), finite_features("Y", Y)
+    if Y.ndim != 2 or H.shape[-1] != Y.shape[1]:
+        raise ValueError(shapes_message("H (..., d, N) and Y (K, N) with the same N", H=H, Y=Y))
     K, N = Y.shape[-2], Y.shape[-1]
     Y = Y.to(H.dtype)
     gram = H @ H.transpose(-1, -2)  # (..., d, d)
@@ -190,6 +202,7 @@ def mse_decomposition(
     Parameters
     ----------
     features : (..., N, m); labels : (N,) ints 0..K-1; W : (..., K, m); b : (..., K); weight_decay : lambda >= 0.
+        Integer features, W and b are converted to float64; NaN and inf are refused.
 
     Returns
     -------
@@ -198,9 +211,12 @@ def mse_decomposition(
     L_LS + L_perp), and the classifier ``W_LS`` (..., K, m), ``b_LS`` (..., K).
     """
     lam = check_positive_float("weight_decay", weight_decay, allow_zero=True)
-    H = check_features("features", features)
+    H = finite_features("features", features)
     N, m = H.shape[-2], H.shape[-1]
     labels, K, counts = check_labels(labels, N, H.device)
+    W, b = finite_features("W", W), finite_features("b", b, ndim=1)
+    if W.shape[-2:] != (K, m) or b.shape[-1] != K:
+        raise ValueError(shapes_message(f"W (..., K={K}, m={m}) and b (..., K={K}) for these features", W=W, b=b))
     Yt = torch.nn.functional.one_hot(labels, K).to(H.dtype)  # (N, K)
     counts = counts.to(H.dtype)
     pi = counts / N  # (K,)
@@ -325,7 +341,7 @@ def one_vs_rest_distance(code: Any, per_point: bool = False) -> Any:
     -------
     float for one code (numpy array (K,) with ``per_point``); for a batch, a numpy array (...) or (..., K).
     """
-    W = check_features("code", code).to(torch.float64)
+    W = finite_features("code", code).to(torch.float64)
     if W.shape[-2] < 2:
         raise ValueError(f"code must have shape (K, d) with K >= 2, got {tuple(W.shape)}")
     dist = _one_vs_rest_distance(W, per_point=per_point).cpu().numpy()
