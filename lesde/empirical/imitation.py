@@ -36,7 +36,15 @@ from ..schema import make_dataset
 from ..validation import check_int
 from .fitting import FitResult
 from .imitation_scores import COMPARISONS, class_stats, discrepancies, ncm_accuracy, separation_time, verdict
-from .imitation_sde import class_probs_of, elasticity_of, le_sde, metrics, simulate_from, transform_for
+from .imitation_sde import (
+    check_same_track,
+    class_probs_of,
+    elasticity_of,
+    le_sde,
+    metrics,
+    simulate_from,
+    transform_for,
+)
 
 PROCESSES = ("network", "le-sde", "frozen", "paper")
 TAIL = 0.25  # share of the compared times the reference's scale is fitted over
@@ -96,6 +104,9 @@ def imitate(
         ``transform``, ``elasticity`` ("fit" or "tabulated"), ``class_probs`` and ``class_probs_from``.
     """
     paths_per_run = check_int("paths_per_run", paths_per_run)
+    if not isinstance(track_ds, xr.Dataset) or "features" not in track_ds:
+        raise TypeError(f"track_ds must be a track Dataset (lesde.empirical.track), got {type(track_ds).__name__}")
+    check_same_track(track_ds, fit_result)
     labels, K, counts = _probe_classes(track_ds)
     pi, pi_from = class_probs_of(track_ds, K)
     lr = float(track_ds.attrs["lr"])

@@ -247,4 +247,22 @@ def make_engine(nets: list[nn.Module], feature: str, in_shape: tuple[int, ...]):
     return FunctionalEngine(nets, feature)
 
 
-__all__ = ["make_engine", "FunctionalEngine", "MLPEngine", "FeatureHook", "resolve_feature", "FORCE"]
+def first_forward(engine, probes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probes' features and logits before training; a network that does not accept inputs of this shape is
+    refused in one line naming the shape."""
+    try:
+        feat, logits = engine.forward(probes)
+    except RuntimeError as e:
+        msg = " ".join(str(e).split())[:200]
+        raise ValueError(
+            f"the network does not accept the inputs: one sample has shape {tuple(probes.shape[1:])} ({msg}); build "
+            "the network for this input shape (mlp(in_dim=...), cnn(in_shape=...))"
+        ) from None
+    if logits.ndim != 3:
+        raise ValueError(
+            f"the network must return logits (B, K) for inputs (B, ...), got shape {tuple(logits.shape[1:])}"
+        )
+    return feat, logits
+
+
+__all__ = ["first_forward", "make_engine", "FunctionalEngine", "MLPEngine", "FeatureHook", "resolve_feature", "FORCE"]

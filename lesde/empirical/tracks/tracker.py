@@ -174,10 +174,9 @@ class Tracker:
         """Record the optimizer step just taken on training sample ``index`` (of class ``label``)."""
         if self._out is None:
             raise RuntimeError("this Tracker is closed")
-        i = int(index.item() if torch.is_tensor(index) else index)
-        if isinstance(index, bool) or not 0 <= i < len(self._label_of):
-            raise ValueError(f"index must be a training-sample index in [0, {len(self._label_of)}), got {index!r}")
-        lab = int(label.item() if torch.is_tensor(label) else label)
+        n = len(self._label_of)
+        i = check_int("index", index, minimum=0, maximum=n - 1)  # 2.7 is refused, not truncated to 2
+        lab = check_int("label", label, minimum=0)
         if lab != self._label_of[i]:
             raise ValueError(f"label={lab} but sample {i} has label {self._label_of[i]} in the tracked data")
         fwd = self._watch.training_forward(i, self.x)
