@@ -100,10 +100,6 @@ class TrackBuffer:
         )
 
 
-class DivergedError(FloatingPointError):
-    """The network's features or logits became NaN or inf while it was tracked."""
-
-
 def _check_finite(j: int, *values) -> None:
     """Refuse NaN or inf records (R, ...) at recorded step j, naming the runs: a diverged training or a model that
     returns NaN would otherwise be tracked, estimated and plotted as NaN without a word."""
@@ -116,14 +112,14 @@ def _check_finite(j: int, *values) -> None:
     runs = bad.nonzero().flatten().tolist()
     where = f"run{'s' if len(runs) > 1 else ''} {', '.join(map(str, runs[:8]))}{', ...' if len(runs) > 8 else ''}"
     if j == 0:
-        raise DivergedError(
+        raise FloatingPointError(
             f"the network returns NaN or inf features or logits before any training ({where}): check the model's "
             "forward and the inputs' scale"
         )
-    raise DivergedError(
-        f"the training diverged: the network's features or logits are NaN or inf at recorded step {j} ({where}); "
-        "lower the learning rate (or standardise the inputs)"
+    raise FloatingPointError(
+        f"the run diverged: probe features are not finite from recorded step {j} on ({where}; NaN or inf features "
+        "or logits); lower the learning rate or standardise the inputs"
     )
 
 
-__all__ = ["TrackBuffer", "DivergedError"]
+__all__ = ["TrackBuffer"]
