@@ -23,7 +23,7 @@ import torch
 import xarray as xr
 
 from lesde.empirical import load_dataset, mlp, track
-from lesde.empirical.tracks._zarr_checkpoint import CheckpointError
+from lesde.empirical.tracks import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, EVERY = 40, 4

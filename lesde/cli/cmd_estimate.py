@@ -202,15 +202,18 @@ def _check_rates(args, rates) -> None:
 
 def _check_windows(job: EstimateJob) -> None:
     """Refuse, before any training, a track too short for the fit: E(t) needs >= 3 windows (2 for const, auto)."""
-    from ..empirical.estimation._pooling import window_starts
     from .failures import UsageError
 
-    S = job.steps // max(job.record_every, 1) + (job.form == "means")
+    given = (job.steps, job.record_every, 1 if job.window is None else job.window)
+    if not all(isinstance(v, int) and v >= 1 for v in given):
+        return  # the track and the estimate name the bad value
+    S = job.steps // job.record_every + (job.form == "means")
     least = 2 if job.form == "means" else 1
     window = max(least, S // 40) if job.window is None else job.window
-    W = len(window_starts(S, window)) if S >= window > 0 else 0
+    q, r = divmod(S, max(window, 1))  # estimate's windows: a remainder shorter than half a window joins the last
+    W = q + (r > 0 and (q == 0 or r >= window / 2))
     need = 2 if job.fit_model in ("const", "auto") else 3
-    if 0 < window and W < need:
+    if W < need:
         raise UsageError(
             f"--steps {job.steps} gives {count(W, 'estimate window')} of {count(window, 'recorded step')}; "
             f"fitting E(t) with --fit {job.fit_model} needs at least {need}: give more --steps or a smaller --window"
