@@ -33,7 +33,7 @@ import torch
 import xarray as xr
 
 from ..schema import make_dataset
-from ..validation import check_int
+from ..validation import check_int, check_positive_float
 from .fitting import FitResult
 from .imitation_scores import COMPARISONS, class_stats, discrepancies, ncm_accuracy, separation_time, verdict
 from .imitation_sde import (
@@ -112,7 +112,10 @@ def imitate(
     lr = float(track_ds.attrs["lr"])
     alpha, beta, sigma_hat, meta, kind = elasticity_of(fit_result)
     transform = transform_for(meta, transform)
-    sigma = sigma_hat if noise is None else float(noise)
+    if noise is not None:
+        noise = check_positive_float("noise", noise, allow_zero=True)
+    warn_above = check_positive_float("warn_above", warn_above)
+    sigma = sigma_hat if noise is None else noise
     if not np.isfinite(sigma) or sigma < 0:
         raise ValueError(f"noise must be a finite sigma >= 0 (the estimate carries none: {sigma_hat}); pass noise=")
     S = track_ds.sizes["step"]

@@ -40,7 +40,7 @@ import torch
 import xarray as xr
 
 from ..schema import make_dataset
-from ..validation import check_positive_float, check_real
+from ..validation import check_choice, check_positive_float, check_real
 from .estimation import estimate
 from .experiments import DatasetLoader, Experiment, experiment_tracks, require_complete, run_experiment
 from .nets import mlp
@@ -56,6 +56,9 @@ def tail_index(est: xr.Dataset, quantity: str = "alpha", tail: float = 0.25) -> 
     tail = check_positive_float("tail", tail)
     if tail > 1:
         raise ValueError(f"tail is a fraction of the windows in (0, 1], got {tail}")
+    quantity = check_choice("quantity", quantity, ("alpha", "beta"))
+    if f"{quantity}_integrated" not in est:
+        raise ValueError(f"est has no {quantity}_integrated: pass an estimate (lesde.empirical.estimate)")
     A = est[f"{quantity}_integrated"].values
     s = est["step"].values.astype(np.float64)
     n = max(1, int(round(tail * len(s))))

@@ -194,6 +194,8 @@ def simulate_discrete(
     >>> dict(ds.features.sizes)
     {'run': 2, 'step': 11, 'probe': 12, 'feature': 3}
     """
+    if not all(hasattr(model, a) for a in ("on", "labels", "to_spec")):
+        raise TypeError(f"model must be a lesde.LESDE (the process to run), got {type(model).__name__}")
     lr = check_positive_float("lr", lr)
     runs = check_int("n_runs", DEFAULT_RUNS if n_runs is None else n_runs)
     steps, record_every = check_int("steps", steps), check_int("record_every", record_every)
