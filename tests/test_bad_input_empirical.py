@@ -14,7 +14,19 @@ import xarray as xr
 from torch import nn
 
 from lesde.cli.main import main
-from lesde.empirical import Tracker, estimate, fit, imitate, label_noise_experiment, load_dataset, mlp, track
+from lesde.empirical import (
+    Tracker,
+    cnn,
+    estimate,
+    fit,
+    imitate,
+    label_noise_experiment,
+    load_dataset,
+    mlp,
+    simulate_discrete,
+    tail_index,
+    track,
+)
 from lesde.empirical.fitting import FitError
 
 
@@ -52,6 +64,33 @@ class NoLinear(nn.Module):
 
     def forward(self, x):
         return x @ self.w
+
+
+# ---------------------------------------------------------------- data and networks
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [(dict(per_class=-1), ValueError, "per_class must be an integer >= 1, got -1"),
+     (dict(per_class=0), ValueError, "per_class must be an integer >= 1"),
+     (dict(seed=-1), ValueError, r"seed must be an integer in \[0, 2\*\*32\)"),
+     (dict(seed=2**62), ValueError, r"seed must be an integer in \[0, 2\*\*32\)"),
+     (dict(classes=2.5), TypeError, "classes must be an int, a list of ints or None, got 2.5")],
+)  # fmt: skip
+def test_load_dataset_checks_its_arguments_up_front(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        load_dataset("gaussian-mixture", **{"classes": 3, **kwargs})
+
+
+@pytest.mark.parametrize("channels, match", [((), "at least one convolution"), ((0,), "channels must be an integer")])
+def test_cnn_refuses_empty_or_zero_channels(channels, match):
+    with pytest.raises(ValueError, match=match):
+        cnn((1, 10), 3, channels=channels)
+
+
+def test_simulate_discrete_refuses_a_model_that_is_not_an_lesde():
+    with pytest.raises(TypeError, match="model must be a lesde.LESDE"):
+        simulate_discrete(None, lr=0.01, steps=5)
 
 
 # ---------------------------------------------------------------- track: data and network that do not fit
@@ -195,7 +234,20 @@ def test_imitate_refuses_an_estimate_of_another_track(base, other):
             imitate(base, elasticity)
 
 
+@pytest.mark.parametrize("kwargs, match", [(dict(noise=-1.0), "noise must be >= 0"),
+                                           (dict(noise=float("nan")), "noise must be finite"),
+                                           (dict(warn_above=float("nan")), "warn_above must be finite")])  # fmt: skip
+def test_imitate_names_a_bad_noise_or_threshold(base, est, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        imitate(base, est, **kwargs)
+
+
 # ---------------------------------------------------------------- label-noise experiment
+
+
+def test_tail_index_names_an_unknown_quantity(est):
+    with pytest.raises(ValueError, match="quantity='gamma' is not supported"):
+        tail_index(est, "gamma")
 
 
 @pytest.mark.parametrize(
