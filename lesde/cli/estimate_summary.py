@@ -61,7 +61,7 @@ def estimate_summary(est, fr, tr) -> str:
     acc = tr["accuracy"]
     return "\n".join(
         [
-            f"tracked {count(tr.sizes['run'], 'run')} x {count(int(tr.attrs['steps']), 'step')} x "
+            f"tracked {count(tr.sizes['run'], 'run')} x {count(int(tr.attrs.get('steps_completed', tr.attrs['steps'])), 'step')} x "
             f"{count(tr.sizes['probe'], 'probe')} (lr={tr.attrs['lr']}, feature={tr.attrs['feature']}, "
             f"engine={tr.attrs.get('engine')}); probe accuracy "
             f"{float(acc.isel(step=0).mean()):.3f} -> {float(acc.isel(step=-1).mean()):.3f}",
