@@ -59,9 +59,10 @@ def estimate_rows(est) -> list[str]:
 
 def estimate_summary(est, fr, tr) -> str:
     acc = tr["accuracy"]
+    done = int(tr.attrs.get("steps_completed", tr.attrs["steps"]))  # fewer when Ctrl-C stopped the track
     return "\n".join(
         [
-            f"tracked {count(tr.sizes['run'], 'run')} x {count(int(tr.attrs.get('steps_completed', tr.attrs['steps'])), 'step')} x "
+            f"tracked {count(tr.sizes['run'], 'run')} x {count(done, 'step')} x "
             f"{count(tr.sizes['probe'], 'probe')} (lr={tr.attrs['lr']}, feature={tr.attrs['feature']}, "
             f"engine={tr.attrs.get('engine')}); probe accuracy "
             f"{float(acc.isel(step=0).mean()):.3f} -> {float(acc.isel(step=-1).mean()):.3f}",
@@ -93,7 +94,8 @@ def label_noise_table(ds) -> str:
     for p in ds.rate.values:
         d = ds.sel(rate=p)
         cells = [
-            f"{float(d[f'tail_{q}_mean']):6.3f} [{float(d[f'tail_{q}_ci_low']):6.3f}, {float(d[f'tail_{q}_ci_high']):6.3f}]"
+            f"{float(d[f'tail_{q}_mean']):6.3f} "
+            f"[{float(d[f'tail_{q}_ci_low']):6.3f}, {float(d[f'tail_{q}_ci_high']):6.3f}]"
             for q in ("alpha", "beta")
         ]
         lines.append(

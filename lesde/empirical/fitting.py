@@ -263,7 +263,8 @@ def fit_curve(
             popt, pcov = curve_fit(f, t, y, p0=p0, sigma=se, absolute_sigma=True, maxfev=20000)
     except (RuntimeError, OptimizeWarning, ValueError, FloatingPointError) as e:
         raise FitError(
-            f"fitting {quantity} with model={model!r} to {len(t)} points did not converge ({' '.join(str(e).split())}); "
+            f"fitting {quantity} with model={model!r} to {len(t)} points did not converge "
+            f"({' '.join(str(e).split())}); "
             "try model='auto' or 'const', tmin= to skip a transient, a longer track (more windows), or imitate with "
             "the tabulated estimate"
         ) from None
