@@ -112,6 +112,25 @@ def test_penultimate_of_a_module_without_a_linear_is_refused(data):
         track(NoLinear(), *data, feature="penultimate", **KW)
 
 
+class UnusedLast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(10, 3), nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.a(x)
+
+
+def test_penultimate_of_a_linear_the_forward_never_calls_is_refused(data):
+    """Not a shape error, not NaN features: the message names the module and the fix."""
+    x, y = data
+    with pytest.raises(ValueError, match="last nn.Linear 'b', which the network's forward never calls"):
+        track(UnusedLast(), x, y, feature="penultimate", **KW)
+    net = UnusedLast()
+    with pytest.raises(ValueError, match="never calls"):
+        Tracker(net, x, y, steps=2, optimizer=torch.optim.SGD(net.parameters(), lr=0.05), feature="penultimate")
+
+
 def test_an_absent_cuda_device_is_refused(data):
     if torch.cuda.is_available():
         pytest.skip("CUDA is present here")

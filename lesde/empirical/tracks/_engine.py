@@ -58,7 +58,7 @@ class FeatureHook:
     """Captures the feature of every forward of ``module`` (a hook on its input or output)."""
 
     def __init__(self, net: nn.Module, kind: str, name: str | None):
-        self.kind, self.value, self.handle = kind, None, None
+        self.kind, self.value, self.handle, self.name = kind, None, None, name
         if kind == "logits":
             return
         mod = dict(net.named_modules())[name]
@@ -81,7 +81,11 @@ class FeatureHook:
             return logits
         v, self.value = self.value, None
         if v is None:
-            raise RuntimeError("the feature module was not called in the network's forward")
+            which = "input of the network's last nn.Linear" if self.kind == "input" else "output of module"
+            raise ValueError(
+                f"the feature is the {which} {self.name!r}, which the network's forward never calls; name a module "
+                "the forward calls (feature='<module name>') or track the logits"
+            )
         return v.flatten(1) if v.ndim > 2 else v
 
     def remove(self) -> None:
