@@ -131,6 +131,21 @@ def test_penultimate_of_a_linear_the_forward_never_calls_is_refused(data):
         Tracker(net, x, y, steps=2, optimizer=torch.optim.SGD(net.parameters(), lr=0.05), feature="penultimate")
 
 
+@pytest.mark.parametrize("seed", [-5, 2**62])
+def test_track_tracker_and_simulate_discrete_refuse_a_seed_out_of_range(data, seed):
+    import lesde
+
+    x, y = data
+    match = r"seed must be an integer in \[0, 2\*\*32\)"
+    with pytest.raises(ValueError, match=match):
+        track(mlp(10, 3, width=8), x, y, seed=seed, **KW)
+    net = mlp(10, 3, width=8)
+    with pytest.raises(ValueError, match=match):
+        Tracker(net, x, y, steps=2, optimizer=torch.optim.SGD(net.parameters(), lr=0.05), seed=seed)
+    with pytest.raises(ValueError, match=match):
+        simulate_discrete(lesde.LESDE(3, 3, 10, alpha=1.0, beta=0.2, noise=0.1), lr=0.01, steps=5, seed=seed)
+
+
 def test_an_absent_cuda_device_is_refused(data):
     if torch.cuda.is_available():
         pytest.skip("CUDA is present here")

@@ -42,7 +42,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from ...validation import check_int, check_positive_float
+from ...validation import check_int, check_positive_float, check_seed
 from ._buffer import TrackBuffer
 from ._engine import FeatureHook, resolve_feature
 from ._step_watch import StepWatch
@@ -109,7 +109,7 @@ class Tracker:
         self.run = check_int("run", run, minimum=0)
         x, self.labels = check_data(inputs, labels)
         self._label_of = self.labels.tolist()  # a list: indexing a tensor per step costs more than the check
-        self.model, self.feature, self.seed = model, feature, seed
+        self.model, self.feature, self.seed = model, feature, check_seed("seed", seed)
         params = list(model.parameters())
         self.device = params[0].device if params else torch.device("cpu")
         self.dtype = params[0].dtype if params and params[0].is_floating_point() else torch.float32
