@@ -325,7 +325,7 @@ def track(
     feature : str
         ``"logits"``, ``"penultimate"`` (the input of the last ``nn.Linear``) or a submodule name (its output).
     seed : int
-        Seeds initialisations, sample order and probe subset.
+        Seeds initialisations, sample order and probe subset (an integer in [0, 2**32)).
     init : {"reinit", "keep"}
         Re-initialise every run under its own seed (default), or start every run from ``net``'s weights.
     validation : Validation or (inputs, labels), optional
