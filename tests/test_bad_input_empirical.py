@@ -352,3 +352,18 @@ def test_imitate_on_a_file_that_is_not_an_estimate_is_one_line(capsys, tmp_path)
     code, err = cli_error(capsys, "imitate", str(path), "--out", str(tmp_path / "i.nc"))
     assert code == 2 and err.count("\n") == 0 and "is not a file written by lesde estimate" in err
     assert "Errno" not in err and not (tmp_path / "i.nc").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [(["--window", "0"], "--window must be an integer >= 1"),
+     (["--form", "means", "--window", "1"], "--window must be an integer >= 2"),
+     (["--n-runs", "0"], "n_runs must be an integer >= 1, got 0")],
+)  # fmt: skip
+def test_estimate_options_refused_before_training(capsys, tmp_path, monkeypatch, extra, match):
+    """Before: --window 0 was refused only after the training, --n-runs 0 silently ran the default 8 runs."""
+    from lesde.empirical.tracks import tracking
+
+    monkeypatch.setattr(tracking, "run_track", lambda *a, **k: pytest.fail("trained"))
+    code, err = cli_error(capsys, *CLI, "--steps", "20", *extra, "--out", str(tmp_path / "e.nc"))
+    assert code == 2 and match in err

@@ -204,11 +204,13 @@ def _check_windows(job: EstimateJob) -> None:
     """Refuse, before any training, a track too short for the fit: E(t) needs >= 3 windows (2 for const, auto)."""
     from .failures import UsageError
 
-    given = (job.steps, job.record_every, 1 if job.window is None else job.window)
-    if not all(isinstance(v, int) and v >= 1 for v in given):
-        return  # the track and the estimate name the bad value
+    least = 2 if job.form == "means" else 1  # the means form fits a slope over each window
+    if job.window is not None and job.window < least:  # the estimate would say so only after the training
+        raise UsageError(f"--window must be an integer >= {least} (recorded steps per estimate window"
+                         f"{' of --form means' if least == 2 else ''}), got {job.window}")  # fmt: skip
+    if not all(isinstance(v, int) and v >= 1 for v in (job.steps, job.record_every)):
+        return  # the track names the bad value before training
     S = job.steps // job.record_every + (job.form == "means")
-    least = 2 if job.form == "means" else 1
     window = max(least, S // 40) if job.window is None else job.window
     q, r = divmod(S, max(window, 1))  # estimate's windows: a remainder shorter than half a window joins the last
     W = q + (r > 0 and (q == 0 or r >= window / 2))
@@ -257,7 +259,6 @@ def _stored_track(job: EstimateJob, progress: bool, store, **options):
     """Every run of ``job`` as a cell of an experiment in ``store`` (here or on a Dask cluster), then the runs
     read back as one track."""
     from ..empirical import (
-        DEFAULT_RUNS,
         DatasetLoader,
         Experiment,
         ExperimentIncomplete,
@@ -269,7 +270,7 @@ def _stored_track(job: EstimateJob, progress: bool, store, **options):
     data = DatasetLoader(job.dataset, classes=job.classes, per_class=job.per_class, seed=job.seed,
                          standardize=job.standardize, channel=job.net == "cnn")  # fmt: skip
     exp = Experiment(data=data, net=_net_factory(job), lr=job.lr, steps=job.steps,
-                     settings=[{"label_noise": job.label_noise}], n_runs=job.n_runs or DEFAULT_RUNS,
+                     settings=[{"label_noise": job.label_noise}], n_runs=_runs(job),
                      probes=job.probes, record_every=job.record_every, feature=job.feature, init=job.init,
                      seed=job.seed, dtype=job.dtype)  # fmt: skip
     summary = run_experiment(exp, store, device=job.device, progress=progress, **options)
@@ -278,6 +279,13 @@ def _stored_track(job: EstimateJob, progress: bool, store, **options):
     except ExperimentIncomplete as e:
         raise _cells_failed(e, options.get("retry_failed", False)) from None
     return experiment_tracks(store, 0)
+
+
+def _runs(job: EstimateJob) -> int:
+    """The job's runs: DEFAULT_RUNS when none are given (0 stays 0, for track to refuse)."""
+    from ..empirical import DEFAULT_RUNS
+
+    return DEFAULT_RUNS if job.n_runs is None else job.n_runs
 
 
 def _build_net(job: EstimateJob, inputs, num_classes: int):
@@ -305,7 +313,7 @@ def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", kee
     import numpy as np
     import torch
 
-    from ..empirical import DEFAULT_RUNS, estimate, fit, load_dataset, track
+    from ..empirical import estimate, fit, load_dataset, track
     from ..plots import plot_elasticity, save_figure
     from ..validation import check_choice
 
@@ -321,7 +329,7 @@ def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", kee
     if cells:
         tr = _stored_track(job, progress, **cells)
     else:
-        tr = track(model, x, y, lr=job.lr, steps=job.steps, n_runs=job.n_runs or DEFAULT_RUNS, probes=job.probes,
+        tr = track(model, x, y, lr=job.lr, steps=job.steps, n_runs=_runs(job), probes=job.probes,
                    record_every=job.record_every, feature=job.feature, seed=job.seed, init=job.init,
                    device=job.device, dtype=getattr(torch, job.dtype), progress=progress)  # fmt: skip
     interrupted = bool(tr.attrs.get("interrupted"))
