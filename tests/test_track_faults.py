@@ -221,12 +221,12 @@ def test_a_checkpoint_of_other_settings_is_refused(half_done, data):
 
 @pytest.fixture()
 def small_disk(tmp_path):
-    """A 640 KiB tmpfs (root only; skipped where mounting is not possible), unmounted afterwards."""
+    """A 400 KiB tmpfs (root only; skipped where mounting is not possible), unmounted afterwards."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no mount command")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=640k", "tmpfs", str(mnt)], capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], capture_output=True)
     if r.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
     yield mnt
@@ -236,13 +236,13 @@ def small_disk(tmp_path):
 def test_a_full_disk_is_one_error_and_the_checkpoint_resumes(data, reference, small_disk):
     store = small_disk / "track.zarr"
     with pytest.raises(OSError, match=r"checkpoint .*track\.zarr.*(No space|space left)") as info:
-        run(data, store, steps=400)
+        run(data, store, steps=240)
     assert "last complete checkpoint is kept" in str(info.value)
     saved = json.loads((store / "progress" / ".zattrs").read_text())
-    assert 0 < saved["completed_step"] < 400
+    assert 0 < saved["completed_step"] < 240
     subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
-    full = run(data, steps=400)
-    assert_identical(full, run(data, store, steps=400))
+    full = run(data, steps=240)
+    assert_identical(full, run(data, store, steps=240))
 
 
 # ---------------------------------------------------------------- lesde estimate and lesde imitate
