@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .console import QUIET
-from .estimate_summary import estimate_summary
+from .estimate_summary import count, estimate_summary, interrupted_note, label_noise_table
+from .failures import EXIT_INTERRUPTED
 
 TRANSFORMS = ["identity", "residual", "residual-projection", "softmax-residual"]
 
@@ -143,6 +145,7 @@ def run(args) -> None:
     from ..empirical import DEFAULT_RUNS
 
     rates = args.label_noise or [0.0]
+    _check_rates(args, rates)
     common = dict(
         dataset=args.dataset,
         classes=args.classes,
@@ -160,14 +163,63 @@ def run(args) -> None:
     if len(rates) > 1:  # the label-corruption experiment: one track per rate, the tail index of each
         label_noise_cli(args.out, rates=rates, progress=not args.quiet, dtype=args.dtype, **common, **given,
                         **(cells or {}))  # fmt: skip
-        return
+        return 0
     job = EstimateJob(**common, **given, net=args.net, feature=args.feature, record_every=args.record_every,
                       standardize=args.standardize, init=args.init, label_noise=rates[0], dtype=args.dtype)  # fmt: skip
     if args.fit is not None:
         job.fit_model = args.fit
     if args.transform is not None:
         job.transform = args.transform
-    estimate_cli(job, out=args.out, progress=not args.quiet, cells=cells)
+    _check_windows(job)
+    est = estimate_cli(job, out=args.out, progress=not args.quiet, cells=cells)
+    return EXIT_INTERRUPTED if est is not None and est.attrs.get("interrupted") else 0
+
+
+#: options that several --label-noise rates (the label-corruption experiment: an MLP tracked on its logits,
+#: estimated and summarised by its tail index) do not use, with the value that means "not given"
+_UNUSED_BY_EXPERIMENT = {"net": "mlp", "feature": "logits", "record_every": 1, "standardize": None, "init": "reinit",
+                         "fit": None, "transform": None}  # fmt: skip
+
+
+def _check_rates(args, rates) -> None:
+    """Refuse, before any training, duplicate rates and the options the label-corruption experiment ignores."""
+    from .failures import UsageError
+
+    seen = set()
+    for p in rates:
+        if p in seen:
+            raise UsageError(f"--label-noise lists the rate {p:g} twice; give each rate once")
+        seen.add(p)
+    if len(rates) > 1:
+        for name, unused in _UNUSED_BY_EXPERIMENT.items():
+            if getattr(args, name) != unused:
+                option = "--" + name.replace("_", "-")
+                raise UsageError(
+                    f"{option} does not apply to the label-corruption experiment (several --label-noise rates train "
+                    f"an MLP on its logits and report tail indices); drop {option}, or give one rate"
+                )
+
+
+def _check_windows(job: EstimateJob) -> None:
+    """Refuse, before any training, a track too short for the fit: E(t) needs >= 3 windows (2 for const, auto)."""
+    from .failures import UsageError
+
+    least = 2 if job.form == "means" else 1  # the means form fits a slope over each window
+    if job.window is not None and job.window < least:  # the estimate would say so only after the training
+        raise UsageError(f"--window must be an integer >= {least} (recorded steps per estimate window"
+                         f"{' of --form means' if least == 2 else ''}), got {job.window}")  # fmt: skip
+    if not all(isinstance(v, int) and v >= 1 for v in (job.steps, job.record_every)):
+        return  # the track names the bad value before training
+    S = job.steps // job.record_every + (job.form == "means")
+    window = max(least, S // 40) if job.window is None else job.window
+    q, r = divmod(S, max(window, 1))  # estimate's windows: a remainder shorter than half a window joins the last
+    W = q + (r > 0 and (q == 0 or r >= window / 2))
+    need = 2 if job.fit_model in ("const", "auto") else 3
+    if W < need:
+        raise UsageError(
+            f"--steps {job.steps} gives {count(W, 'estimate window')} of {count(window, 'recorded step')}; "
+            f"fitting E(t) with --fit {job.fit_model} needs at least {need}: give more --steps or a smaller --window"
+        )
 
 
 def _cell_options(args) -> dict | None:
@@ -207,7 +259,6 @@ def _stored_track(job: EstimateJob, progress: bool, store, **options):
     """Every run of ``job`` as a cell of an experiment in ``store`` (here or on a Dask cluster), then the runs
     read back as one track."""
     from ..empirical import (
-        DEFAULT_RUNS,
         DatasetLoader,
         Experiment,
         ExperimentIncomplete,
@@ -219,7 +270,7 @@ def _stored_track(job: EstimateJob, progress: bool, store, **options):
     data = DatasetLoader(job.dataset, classes=job.classes, per_class=job.per_class, seed=job.seed,
                          standardize=job.standardize, channel=job.net == "cnn")  # fmt: skip
     exp = Experiment(data=data, net=_net_factory(job), lr=job.lr, steps=job.steps,
-                     settings=[{"label_noise": job.label_noise}], n_runs=job.n_runs or DEFAULT_RUNS,
+                     settings=[{"label_noise": job.label_noise}], n_runs=_runs(job),
                      probes=job.probes, record_every=job.record_every, feature=job.feature, init=job.init,
                      seed=job.seed, dtype=job.dtype)  # fmt: skip
     summary = run_experiment(exp, store, device=job.device, progress=progress, **options)
@@ -228,6 +279,13 @@ def _stored_track(job: EstimateJob, progress: bool, store, **options):
     except ExperimentIncomplete as e:
         raise _cells_failed(e, options.get("retry_failed", False)) from None
     return experiment_tracks(store, 0)
+
+
+def _runs(job: EstimateJob) -> int:
+    """The job's runs: DEFAULT_RUNS when none are given (0 stays 0, for track to refuse)."""
+    from ..empirical import DEFAULT_RUNS
+
+    return DEFAULT_RUNS if job.n_runs is None else job.n_runs
 
 
 def _build_net(job: EstimateJob, inputs, num_classes: int):
@@ -255,7 +313,7 @@ def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", kee
     import numpy as np
     import torch
 
-    from ..empirical import DEFAULT_RUNS, estimate, fit, load_dataset, track
+    from ..empirical import estimate, fit, load_dataset, track
     from ..plots import plot_elasticity, save_figure
     from ..validation import check_choice
 
@@ -271,31 +329,56 @@ def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", kee
     if cells:
         tr = _stored_track(job, progress, **cells)
     else:
-        tr = track(model, x, y, lr=job.lr, steps=job.steps, n_runs=job.n_runs or DEFAULT_RUNS, probes=job.probes,
+        tr = track(model, x, y, lr=job.lr, steps=job.steps, n_runs=_runs(job), probes=job.probes,
                    record_every=job.record_every, feature=job.feature, seed=job.seed, init=job.init,
                    device=job.device, dtype=getattr(torch, job.dtype), progress=progress)  # fmt: skip
-    est = estimate(tr, form=job.form, window=job.window, weighting=job.weighting, transform=job.transform)
-    fr = fit(est, model=job.fit_model)
+    interrupted = bool(tr.attrs.get("interrupted"))
+    try:
+        est = estimate(tr, form=job.form, window=job.window, weighting=job.weighting, transform=job.transform)
+        fr = fit(est, model=job.fit_model)
+    except (ValueError, RuntimeError) as e:
+        if not interrupted:
+            raise
+        raise KeyboardInterrupt(f"{interrupted_note(tr)}; too short to estimate ({e}), nothing written") from None
     est = fr.curves(est)
     est.attrs.update(
         dataset=job.dataset, classes=str(job.classes), net=job.net, width=job.width, depth=job.depth, init=job.init,
         final_accuracy=float(tr["accuracy"].isel(step=-1).mean()), final_loss=float(tr["loss"].isel(step=-1).mean()),
         **{f"data_{k}": v for k, v in data.info.items() if k != "dataset"},
     )  # fmt: skip
+    if interrupted:  # what the estimate was built from, in the root attrs (decisions.md, Interrupted estimates)
+        done = int(tr.attrs["steps_completed"])
+        est.attrs.update(interrupted=1, steps_completed=done, steps_requested=int(job.steps), steps=done)
     S = tr.sizes["step"]
     keep = np.unique(np.linspace(0, S - 1, min(S, keep_steps)).round().astype(int))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    est.to_netcdf(out, engine="h5netcdf")
-    tr.isel(step=keep).to_netcdf(out, mode="a", group="track", engine="h5netcdf")
-    png = save_figure(plot_elasticity(est), out.with_name(out.stem + "_elasticity.png"))
+    png = _write_estimate(est, tr.isel(step=keep), out, plot_elasticity, save_figure)
     print(estimate_summary(est, fr, tr))
     print(f"wrote {out}\nwrote {png}")
+    if interrupted:
+        print(f"lesde estimate: {interrupted_note(tr)}; {out} holds the estimate of those steps, marked interrupted",
+              file=sys.stderr)  # fmt: skip
     return est
+
+
+def _write_estimate(est, thinned, out: Path, plot, save_figure) -> Path:
+    """The figure, then the NetCDF (root group and ``track`` group in one temporary file renamed into place, last:
+    a kill at any moment leaves the previous result or the whole new one)."""
+    from ..atomic_write import atomic_path
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png = out.with_name(out.stem + "_elasticity.png")
+    with atomic_path(png) as tmp:
+        save_figure(plot(est), tmp)
+    with atomic_path(out) as tmp:
+        est.to_netcdf(tmp, engine="h5netcdf")
+        thinned.to_netcdf(tmp, mode="a", group="track", engine="h5netcdf")
+    return png
 
 
 def label_noise_cli(out: str | Path, rates=None, **kwargs):
     """Run the label-corruption experiment (keywords of :func:`lesde.empirical.label_noise_experiment`), write
     ``out`` (NetCDF) and ``<out stem>.png``, print the table."""
+    from ..atomic_write import atomic_path, write_netcdf
     from ..empirical import RATES, ExperimentIncomplete, label_noise_experiment
     from ..plots import plot_label_noise, save_figure
 
@@ -305,28 +388,11 @@ def label_noise_cli(out: str | Path, rates=None, **kwargs):
     except ExperimentIncomplete as e:
         raise _cells_failed(e, kwargs.get("retry_failed", False)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
-    ds.to_netcdf(out, engine="h5netcdf")
-    png = save_figure(plot_label_noise(ds), out.with_suffix(".png"))
-    level = f"{100 * float(ds.attrs.get('tail_confidence', 0.95)):g}%"
-    lines = [
-        f"label corruption on {ds.attrs['dataset']} ({ds.attrs['net_desc']}, form={ds.attrs['form']}):",
-        f"  tail index r: mean over {ds.sizes['run']} runs [{level} interval from their spread] (the figure's "
-        "numbers); pooled: from the estimate over all runs",
-        "  rate   r(alpha) [interval]        r(beta) [interval]         pooled a / b     validation acc   train acc "
-        "(corrupted labels)",
-    ]
-    for p in ds.rate.values:
-        d = ds.sel(rate=p)
-        cells = [
-            f"{float(d[f'tail_{q}_mean']):6.3f} [{float(d[f'tail_{q}_ci_low']):6.3f}, {float(d[f'tail_{q}_ci_high']):6.3f}]"
-            for q in ("alpha", "beta")
-        ]
-        lines.append(
-            f"  {p:5.3f}  {cells[0]}  {cells[1]}  {float(d.tail_alpha_pooled):6.3f} / {float(d.tail_beta_pooled):6.3f}"
-            f"  {float(d.validation_accuracy.mean()):14.3f}   {float(d.train_accuracy.mean()):.3f}"
-        )
-    lines += [f"wrote {out}", f"wrote {png}"]
-    print("\n".join(lines))
+    png = out.with_suffix(".png")
+    with atomic_path(png) as tmp:
+        save_figure(plot_label_noise(ds), tmp)
+    write_netcdf(ds, out)
+    print(label_noise_table(ds) + f"\nwrote {out}\nwrote {png}")
     return ds
 
 

@@ -51,28 +51,49 @@ def imitate_cli(est_path: str | Path, out: str | Path, transform: str | None = N
     ``elasticity="estimate"`` (default) drives the LE-SDE with the tabulated estimate, ``"fit"`` with the fitted
     schedules; ``transform`` defaults to the one the estimate was made for.
     """
-    import xarray as xr
-
+    from ..atomic_write import atomic_path, write_netcdf
     from ..empirical import FitResult, imitate
     from ..plots import plot_imitation, save_figure
     from ..validation import check_choice
 
     check_choice("elasticity", elasticity, ELASTICITY)
     est_path, out = Path(est_path), Path(out)
-    with (
-        xr.open_dataset(est_path, engine="h5netcdf") as est,
-        xr.open_dataset(est_path, group="track", engine="h5netcdf") as tr,
-    ):
-        if "fit" not in est.attrs:
-            raise ValueError(f"{est_path} has no 'fit' attr: it must be written by lesde estimate")
-        src = FitResult.from_json(est.attrs["fit"]) if elasticity == "fit" else est.load()
-        imit = imitate(tr.load(), src, transform=transform, paths_per_run=paths_per_run, seed=seed, progress=progress)
+    est, tr = _read_estimate(est_path)
+    src = FitResult.from_json(est.attrs["fit"]) if elasticity == "fit" else est
+    imit = imitate(tr, src, transform=transform, paths_per_run=paths_per_run, seed=seed, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    imit.to_netcdf(out, engine="h5netcdf")
-    png = save_figure(plot_imitation(imit), out.with_name(out.stem + "_trajectories.png"))
+    png = out.with_name(out.stem + "_trajectories.png")
+    with atomic_path(png) as tmp:  # the figure, then the NetCDF: each whole or the previous one intact
+        save_figure(plot_imitation(imit), tmp)
+    write_netcdf(imit, out)
     print(_summary(imit, est_path, paths_per_run))
     print(f"wrote {out}\nwrote {png}")
     return imit
+
+
+def _read_estimate(path: Path):
+    """The estimate (root group) and the thinned track (group ``track``) of a ``lesde estimate`` file, loaded; a
+    file that is not one is refused in one line (UsageError, exit code 2)."""
+    import xarray as xr
+
+    from .failures import UsageError
+
+    what = f"{path} is not a file written by lesde estimate"
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as est:
+            est = est.load()
+    except Exception as e:  # noqa: BLE001 - whatever h5py says about a file that is not NetCDF-4
+        raise UsageError(f"{what} (not a NetCDF-4 file: {type(e).__name__})") from None
+    if "fit" not in est.attrs or "alpha" not in est:
+        raise UsageError(f"{what}: it has no estimate (no 'alpha' variable or 'fit' attr); run lesde estimate first")
+    try:
+        with xr.open_dataset(path, group="track", engine="h5netcdf") as tr:
+            tr = tr.load()
+    except (OSError, KeyError, ValueError):
+        raise UsageError(f"{what}: it has no 'track' group (the network's features that imitate starts from)") from None
+    if "features" not in tr:
+        raise UsageError(f"{what}: its 'track' group holds no 'features'")
+    return est, tr
 
 
 def _summary(imit, est_path: Path, paths_per_run: int) -> str:

@@ -59,9 +59,10 @@ def estimate_rows(est) -> list[str]:
 
 def estimate_summary(est, fr, tr) -> str:
     acc = tr["accuracy"]
+    done = int(tr.attrs.get("steps_completed", tr.attrs["steps"]))  # fewer when Ctrl-C stopped the track
     return "\n".join(
         [
-            f"tracked {count(tr.sizes['run'], 'run')} x {count(int(tr.attrs['steps']), 'step')} x "
+            f"tracked {count(tr.sizes['run'], 'run')} x {count(done, 'step')} x "
             f"{count(tr.sizes['probe'], 'probe')} (lr={tr.attrs['lr']}, feature={tr.attrs['feature']}, "
             f"engine={tr.attrs.get('engine')}); probe accuracy "
             f"{float(acc.isel(step=0).mean()):.3f} -> {float(acc.isel(step=-1).mean()):.3f}",
@@ -73,3 +74,32 @@ def estimate_summary(est, fr, tr) -> str:
             f"residual diffusion sigma_hat = {fr.noise:.4g}",
         ]
     )
+
+
+def interrupted_note(tr) -> str:
+    """'interrupted after step 3553 of 12000' for a track stopped by Ctrl-C."""
+    return f"interrupted after step {int(tr.attrs['steps_completed'])} of {int(tr.attrs['steps'])}"
+
+
+def label_noise_table(ds) -> str:
+    """The label-corruption experiment's table: per rate, the tail indices with their intervals and accuracies."""
+    level = f"{100 * float(ds.attrs.get('tail_confidence', 0.95)):g}%"
+    lines = [
+        f"label corruption on {ds.attrs['dataset']} ({ds.attrs['net_desc']}, form={ds.attrs['form']}):",
+        f"  tail index r: mean over {ds.sizes['run']} runs [{level} interval from their spread] (the figure's "
+        "numbers); pooled: from the estimate over all runs",
+        "  rate   r(alpha) [interval]        r(beta) [interval]         pooled a / b     validation acc   train acc "
+        "(corrupted labels)",
+    ]
+    for p in ds.rate.values:
+        d = ds.sel(rate=p)
+        cells = [
+            f"{float(d[f'tail_{q}_mean']):6.3f} "
+            f"[{float(d[f'tail_{q}_ci_low']):6.3f}, {float(d[f'tail_{q}_ci_high']):6.3f}]"
+            for q in ("alpha", "beta")
+        ]
+        lines.append(
+            f"  {p:5.3f}  {cells[0]}  {cells[1]}  {float(d.tail_alpha_pooled):6.3f} / {float(d.tail_beta_pooled):6.3f}"
+            f"  {float(d.validation_accuracy.mean()):14.3f}   {float(d.train_accuracy.mean()):.3f}"
+        )
+    return "\n".join(lines)

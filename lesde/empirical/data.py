@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..extras import require
-from ..validation import check_choice, check_int, check_positive_float
+from ..validation import check_choice, check_int, check_positive_float, check_seed
 
 
 class Data(tuple):
@@ -140,6 +140,21 @@ LOADERS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
+def _check_counts(classes, per_class, seed) -> int:
+    """``classes`` and ``per_class`` as None, an int or a list of ints (class ids >= 0, counts >= 1); the seed."""
+    for arg, value in (("classes", classes), ("per_class", per_class)):
+        if value is None:
+            continue
+        if isinstance(value, (int, np.integer)):
+            check_int(arg, value)
+            continue
+        if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray, torch.Tensor)):
+            raise TypeError(f"{arg} must be an int, a list of ints or None, got {value!r}")
+        for v in value:
+            check_int(arg, v, minimum=0 if arg == "classes" else 1)
+    return check_seed("seed", seed)
+
+
 def load_dataset(
     name: str,
     classes: int | Sequence[int] | None = None,
@@ -187,6 +202,7 @@ def load_dataset(
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
     split = check_choice("split", split, ("train", "test"))
+    seed = _check_counts(classes, per_class, seed)
     if split == "test" and label_noise:
         raise ValueError("label_noise corrupts training labels; the test split stays clean (label_noise=0)")
     k_req = check_int("classes", classes) if isinstance(classes, (int, np.integer)) else None

@@ -34,12 +34,17 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 import xarray as xr
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 
 from ..schedules import Constant, Exponential, PowerLaw, Schedule
-from ..validation import check_choice
+from ..validation import check_choice, check_positive_float, check_real
 
 CHI2_DOF_WARN = 3.0
+
+
+class FitError(RuntimeError):
+    """A model that cannot be fitted to an estimate (too few windows, no convergence); the message says what to
+    try."""
 
 
 @dataclass
@@ -252,7 +257,22 @@ def fit_curve(
             f"with positive standard errors, got {len(t)}"
         )
     p0 = guess(t, y, offset)
-    popt, pcov = curve_fit(f, t, y, p0=p0, sigma=se, absolute_sigma=True, maxfev=20000)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", OptimizeWarning)  # covariance not estimable: the fit is not determined
+            popt, pcov = curve_fit(f, t, y, p0=p0, sigma=se, absolute_sigma=True, maxfev=20000)
+    except (RuntimeError, OptimizeWarning, ValueError, FloatingPointError) as e:
+        raise FitError(
+            f"fitting {quantity} with model={model!r} to {len(t)} points did not converge "
+            f"({' '.join(str(e).split())}); "
+            "try model='auto' or 'const', tmin= to skip a transient, a longer track (more windows), or imitate with "
+            "the tabulated estimate"
+        ) from None
+    if not (np.all(np.isfinite(popt)) and np.all(np.isfinite(np.diag(pcov)))):
+        raise FitError(
+            f"fitting {quantity} with model={model!r}: the parameters or their errors are not finite (the data do not "
+            "determine them); try model='const' or 'auto', or a longer track"
+        )
     chi2 = float((((y - f(t, *popt)) / se) ** 2).sum())
     dof = len(t) - len(names)
     chi2_dof = chi2 / dof
@@ -311,6 +331,18 @@ def fit(
     """
     choices = [*_MODELS, "auto"]
     model = check_choice("model", model, choices)
+    if not isinstance(estimate_ds, xr.Dataset) or "time" not in estimate_ds.coords:
+        raise TypeError(
+            f"estimate_ds must be an estimate Dataset (lesde.empirical.estimate), got {type(estimate_ds).__name__}"
+        )
+    if isinstance(quantities, str) or not all(isinstance(q, str) for q in quantities) or not len(quantities):
+        raise ValueError(
+            f"quantities must be a non-empty tuple of variable names such as ('alpha', 'beta'), got {quantities!r}"
+        )
+    if tmin is not None:
+        tmin = check_real("tmin", tmin)
+    if offset is not None:
+        offset = check_positive_float("offset", offset, allow_zero=True)
     t = estimate_ds["time"].values
     sel = np.ones_like(t, dtype=bool) if tmin is None else t >= tmin
     fits = {}
@@ -320,14 +352,14 @@ def fit(
         y = estimate_ds[q].values[sel]
         se = estimate_ds[f"{q}_se"].values[sel] if f"{q}_se" in estimate_ds else None
         if model == "auto":
-            cands = []
+            cands, why = [], []
             for name in _MODELS:
                 try:
                     cands.append(fit_curve(t[sel], y, se, name, offset, q, warn=False))
-                except (RuntimeError, ValueError):  # a form that cannot be fitted simply loses the comparison
-                    continue
+                except (RuntimeError, ValueError) as e:  # a form that cannot be fitted simply loses the comparison
+                    why.append(str(e).split(";")[0])
             if not cands:
-                raise RuntimeError(f"no model could be fitted to {q}")
+                raise FitError(f"model='auto': no model could be fitted to {q} ({'; '.join(why)})")
             best = min(cands, key=lambda f: f.aic)
             fits[q] = fit_curve(t[sel], y, se, best.model, offset, q)  # refit to warn about the chosen one only
         else:
@@ -338,7 +370,10 @@ def fit(
         else float("nan")
     )
     carried = {k: estimate_ds.attrs[k] for k in ("form", "weighting", "transform") if k in estimate_ds.attrs}
+    for k, kind in (("lr", float), ("num_classes", int), ("feature", str)):  # what imitate checks its track against
+        if k in estimate_ds.attrs:
+            carried[k] = kind(estimate_ds.attrs[k])
     return FitResult(fits, noise, carried)
 
 
-__all__ = ["fit", "fit_curve", "FitResult", "ParamFit"]
+__all__ = ["fit", "fit_curve", "FitResult", "ParamFit", "FitError"]

@@ -33,10 +33,18 @@ import torch
 import xarray as xr
 
 from ..schema import make_dataset
-from ..validation import check_int
+from ..validation import check_int, check_positive_float
 from .fitting import FitResult
 from .imitation_scores import COMPARISONS, class_stats, discrepancies, ncm_accuracy, separation_time, verdict
-from .imitation_sde import class_probs_of, elasticity_of, le_sde, metrics, simulate_from, transform_for
+from .imitation_sde import (
+    check_same_track,
+    class_probs_of,
+    elasticity_of,
+    le_sde,
+    metrics,
+    simulate_from,
+    transform_for,
+)
 
 PROCESSES = ("network", "le-sde", "frozen", "paper")
 TAIL = 0.25  # share of the compared times the reference's scale is fitted over
@@ -96,12 +104,18 @@ def imitate(
         ``transform``, ``elasticity`` ("fit" or "tabulated"), ``class_probs`` and ``class_probs_from``.
     """
     paths_per_run = check_int("paths_per_run", paths_per_run)
+    if not isinstance(track_ds, xr.Dataset) or "features" not in track_ds:
+        raise TypeError(f"track_ds must be a track Dataset (lesde.empirical.track), got {type(track_ds).__name__}")
+    check_same_track(track_ds, fit_result)
     labels, K, counts = _probe_classes(track_ds)
     pi, pi_from = class_probs_of(track_ds, K)
     lr = float(track_ds.attrs["lr"])
     alpha, beta, sigma_hat, meta, kind = elasticity_of(fit_result)
     transform = transform_for(meta, transform)
-    sigma = sigma_hat if noise is None else float(noise)
+    if noise is not None:
+        noise = check_positive_float("noise", noise, allow_zero=True)
+    warn_above = check_positive_float("warn_above", warn_above)
+    sigma = sigma_hat if noise is None else noise
     if not np.isfinite(sigma) or sigma < 0:
         raise ValueError(f"noise must be a finite sigma >= 0 (the estimate carries none: {sigma_hat}); pass noise=")
     S = track_ds.sizes["step"]

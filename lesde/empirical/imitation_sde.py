@@ -53,6 +53,22 @@ def elasticity_of(source) -> tuple:
     return tab("alpha"), tab("beta"), sigma, meta, "tabulated"
 
 
+def check_same_track(track_ds: xr.Dataset, source) -> None:
+    """Refuse an elasticity estimated from another track than ``track_ds``: another learning rate, number of
+    classes or tracked feature (the LE-SDE would run on the wrong clock, classes or coordinates)."""
+    made = dict(source.extra) if isinstance(source, FitResult) else dict(getattr(source, "attrs", {}))
+    for k in ("lr", "num_classes", "feature"):
+        if k not in made or k not in track_ds.attrs:
+            continue
+        a, b = made[k], track_ds.attrs[k]
+        same = np.isclose(float(a), float(b), rtol=1e-9, atol=0) if k == "lr" else str(a) == str(b)
+        if not same:
+            raise ValueError(
+                f"the elasticity was estimated from another track: {k}={a!r} in the estimate, {b!r} in track_ds; "
+                "imitate the track the estimate was made from"
+            )
+
+
 def transform_for(meta: dict, transform):
     """The LE-SDE's transform: the one the estimate was made for unless ``transform`` is given (with a warning when
     they differ); the kernel (residual) form is refused, no transform reproduces it."""
@@ -156,4 +172,4 @@ def metrics(M: np.ndarray, V: np.ndarray, counts: np.ndarray) -> dict[str, np.nd
     return out
 
 
-__all__ = ["elasticity_of", "transform_for", "class_probs_of", "le_sde", "simulate_from", "metrics"]
+__all__ = ["elasticity_of", "check_same_track", "transform_for", "class_probs_of", "le_sde", "simulate_from", "metrics"]

@@ -40,7 +40,7 @@ import torch
 import xarray as xr
 
 from ..schema import make_dataset
-from ..validation import check_positive_float
+from ..validation import check_choice, check_positive_float, check_real
 from .estimation import estimate
 from .experiments import DatasetLoader, Experiment, experiment_tracks, require_complete, run_experiment
 from .nets import mlp
@@ -56,6 +56,9 @@ def tail_index(est: xr.Dataset, quantity: str = "alpha", tail: float = 0.25) -> 
     tail = check_positive_float("tail", tail)
     if tail > 1:
         raise ValueError(f"tail is a fraction of the windows in (0, 1], got {tail}")
+    quantity = check_choice("quantity", quantity, ("alpha", "beta"))
+    if f"{quantity}_integrated" not in est:
+        raise ValueError(f"est has no {quantity}_integrated: pass an estimate (lesde.empirical.estimate)")
     A = est[f"{quantity}_integrated"].values
     s = est["step"].values.astype(np.float64)
     n = max(1, int(round(tail * len(s))))
@@ -121,10 +124,16 @@ def label_noise_experiment(
     if tiny:
         per_class, steps, n_runs, probes, width = (TINY[k] for k in ("per_class", "steps", "n_runs", "probes", "width"))
     options = dict(TINY["options"]) if tiny and dataset == "geomnist" else {}
-    rates = [float(p) for p in rates]
-    for p in rates:
+    if isinstance(rates, (str, bytes)) or not hasattr(rates, "__iter__"):
+        raise TypeError(f"rates must be a sequence of label-noise rates in [0, 1), got {rates!r}")
+    rates = [check_real("rates", p) for p in rates]
+    if not rates:
+        raise ValueError("rates is empty; give at least one label-noise rate in [0, 1)")
+    for i, p in enumerate(rates):
         if not 0 <= p < 1:
             raise ValueError(f"rates must lie in [0, 1), got {p}")
+        if p in rates[:i]:
+            raise ValueError(f"rates lists {p:g} twice; give each rate once (a rate's runs are repeated by n_runs)")
     exp = Experiment(
         data=DatasetLoader(dataset, classes=classes, per_class=per_class, seed=seed, validation=True, options=options),
         net=functools.partial(mlp, width=width, depth=depth),

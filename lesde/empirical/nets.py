@@ -63,7 +63,10 @@ def cnn(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (16
     >>> tuple(net(torch.zeros(2, 1, 8, 8)).shape)
     (2, 3)
     """
-    in_shape = tuple(int(s) for s in in_shape)
+    in_shape = tuple(check_int("in_shape", s) for s in in_shape)
+    channels = tuple(check_int("channels", c) for c in channels)
+    if not channels:
+        raise ValueError("channels must list at least one convolution's output channels, e.g. (16, 32)")
     if len(in_shape) not in (2, 3):
         raise ValueError(f"in_shape must be (C, L) for Conv1d or (C, H, W) for Conv2d, got {in_shape}")
     conv, pool = (nn.Conv1d, nn.MaxPool1d) if len(in_shape) == 2 else (nn.Conv2d, nn.MaxPool2d)

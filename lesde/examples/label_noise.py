@@ -24,35 +24,42 @@ from lesde.plots import plot_label_noise, save_figure
 RATES = (0.0, 0.2, 0.4, 0.6, 2 / 3, 0.8)
 TAIL = 0.25  # average log|A| / log s over the last quarter of the windows
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--tiny", action="store_true", help="a smoke run: small images, few steps and runs")
-parser.add_argument("--out", default="label_noise.nc", help="NetCDF file to write (and a PNG next to it)")
-parser.add_argument("--quiet", action="store_true", help="no progress bars")
-args, ignored = parser.parse_known_args()
-if ignored:
-    print(f"label_noise.py: ignored arguments {' '.join(ignored)} (it runs the rates {RATES})")
 
-print(f"training {len(RATES)} label-noise rates{' (tiny run)' if args.tiny else ''} ...")
-ds = label_noise_experiment(
-    dataset="geomnist",  # 32x32 shapes; every rate trains n_runs fresh MLPs on its own corrupted labels
-    rates=RATES,
-    form="means",  # the integrated estimator the paper took its tail index from
-    tail=TAIL,
-    tiny=args.tiny,
-    progress=not args.quiet,
-)
-ds.to_netcdf(args.out, engine="h5netcdf")
-png = save_figure(plot_label_noise(ds), args.out.rsplit(".", 1)[0] + ".png")
+def main() -> None:
+    """Parse the options, run the experiment, write the NetCDF and the figure, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="a smoke run: small images, few steps and runs")
+    parser.add_argument("--out", default="label_noise.nc", help="NetCDF file to write (and a PNG next to it)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args, ignored = parser.parse_known_args()
+    if ignored:
+        print(f"label_noise.py: ignored arguments {' '.join(ignored)} (it runs the rates {RATES})")
 
-print(
-    f"p: label-noise rate; r(alpha), r(beta): tail index of the integrated alpha_t, beta_t over the last "
-    f"{100 * TAIL:.0f}% of training, pooled over runs; val acc: final validation accuracy (clean labels)"
-)
-print(f"{'p':>6} {'r(alpha)':>9} {'r(beta)':>9} {'val acc':>8}")
-for p in ds.rate.values:
-    d = ds.sel(rate=p)
-    print(
-        f"{p:6.3f} {float(d.tail_alpha_pooled):9.3f} {float(d.tail_beta_pooled):9.3f} "
-        f"{float(d.validation_accuracy.mean()):8.3f}"
+    print(f"training {len(RATES)} label-noise rates{' (tiny run)' if args.tiny else ''} ...")
+    ds = label_noise_experiment(
+        dataset="geomnist",  # 32x32 shapes; every rate trains n_runs fresh MLPs on its own corrupted labels
+        rates=RATES,
+        form="means",  # the integrated estimator the paper took its tail index from
+        tail=TAIL,
+        tiny=args.tiny,
+        progress=not args.quiet,
     )
-print(f"wrote {args.out}\nwrote {png}")
+    ds.to_netcdf(args.out, engine="h5netcdf")
+    png = save_figure(plot_label_noise(ds), args.out.rsplit(".", 1)[0] + ".png")
+
+    print(
+        f"p: label-noise rate; r(alpha), r(beta): tail index of the integrated alpha_t, beta_t over the last "
+        f"{100 * TAIL:.0f}% of training, pooled over runs; val acc: final validation accuracy (clean labels)"
+    )
+    print(f"{'p':>6} {'r(alpha)':>9} {'r(beta)':>9} {'val acc':>8}")
+    for p in ds.rate.values:
+        d = ds.sel(rate=p)
+        print(
+            f"{p:6.3f} {float(d.tail_alpha_pooled):9.3f} {float(d.tail_beta_pooled):9.3f} "
+            f"{float(d.validation_accuracy.mean()):8.3f}"
+        )
+    print(f"wrote {args.out}\nwrote {png}")
+
+
+if __name__ == "__main__":  # importing the example runs nothing
+    main()

@@ -30,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from ...schema import make_dataset
-from ...validation import check_choice, check_int
+from ...validation import check_choice, check_int, check_positive_float
 from . import _pooling as pool
 from . import answer
 from .means_form import means_form
@@ -137,6 +137,7 @@ def estimate(
             **extra,
         ),
     )
+    _refuse_all_nan(ds)
     p = r["pooled"][weighting]
     pooled = answer.compare(*p["alpha"][:2], *p["beta"][:2], p["cov"], p["alpha"][2], confidence)
     ds.attrs.update(answer.summary(ds, {**pooled, "dof": p["alpha"][2]}, confidence))
@@ -145,7 +146,10 @@ def estimate(
 
 
 def _check(track_ds: xr.Dataset, form, window, confidence, weighting, transform) -> tuple[str, int, str]:
-    """The checked form, window (default: about 40 windows over the track) and weighting."""
+    """The checked form, window (default: about 40 windows over the track, at least 2 steps for ``means``) and
+    weighting."""
+    if not isinstance(track_ds, xr.Dataset):
+        raise TypeError(f"track_ds must be an xarray.Dataset from lesde.empirical.track, got {type(track_ds).__name__}")
     form = check_choice("form", form, FORMS)
     if form == "means" and weighting is not None:
         raise ValueError("weighting applies to the regression forms ('feature', 'residual'), not form='means'")
@@ -153,10 +157,20 @@ def _check(track_ds: xr.Dataset, form, window, confidence, weighting, transform)
     for name in ("features", "increment", "sampled_label", "sampled_index", "label", "step"):
         if name not in track_ds.variables:
             raise ValueError(f"track_ds has no {name!r}: pass a track from lesde.empirical (track, Tracker, ...)")
+    _check_layout(track_ds)
     S = track_ds.sizes["step"] - (0 if form == "means" else 1)
-    if S < 1:
-        raise ValueError("the track holds no SGD step (only step 0); track at least one step")
-    window = max(1, S // 40) if window is None else check_int("window", window)
+    least = 2 if form == "means" else 1  # the means form fits a slope over each window
+    if S < least:
+        raise ValueError(
+            f"the track holds {track_ds.sizes['step']} recorded step (step 0 only); an estimate needs at least one SGD "
+            "step after it: track at least one step"
+        )
+    window = max(least, S // 40) if window is None else check_int("window", window)
+    if window < least:
+        raise ValueError(
+            f"window={window}: form='means' fits the slope of the integrated estimators over each window and needs "
+            "window >= 2 recorded steps (one step gives NaN); give window >= 2 or use form='feature'"
+        )
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if transform is not None and form != "feature":
@@ -223,6 +237,44 @@ def _variables(r: dict, weighting: str, confidence: float, K: int) -> tuple[dict
     if r.get("block_length") is not None:
         data["block_length"] = ("step", r["block_length"])
     return data, coords
+
+
+def _check_layout(track_ds: xr.Dataset) -> None:
+    """The dims and attrs every form reads: features over (run, step, probe, feature), a positive lr, the number of
+    classes; and features that move."""
+    dims = track_ds["features"].dims
+    if dims != ("run", "step", "probe", "feature"):
+        raise ValueError(
+            f"track_ds['features'] has dims {dims}, expected ('run', 'step', 'probe', 'feature'); a single run "
+            "selected with isel(run=0) keeps the dim with isel(run=[0])"
+        )
+    for attr in ("lr", "num_classes"):
+        if attr not in track_ds.attrs:
+            raise ValueError(
+                f"track_ds has no {attr!r} attr (the track's learning rate and number of classes are read from its "
+                "attrs): keep the attrs of the track (xarray drops them in some operations; keep_attrs=True)"
+            )
+    check_positive_float("track_ds.attrs['lr']", track_ds.attrs["lr"])
+    if track_ds.sizes["step"] > 1 and not np.any(track_ds["increment"].values[:, 1:]):
+        raise ValueError(
+            "every increment of the track is 0: its features never move (a constant feature, a frozen network or a "
+            "learning rate too small to change them), so alpha and beta are undefined; track a feature that moves"
+        )
+
+
+def _refuse_all_nan(ds: xr.Dataset) -> None:
+    """An estimate whose alpha or beta is NaN in every window says nothing: refused with its likely cause."""
+    for q in ("alpha", "beta"):
+        if np.isnan(ds[q].values).all():
+            cause = (
+                "the class means of the features are 0 or do not change (their logs are undefined)"
+                if ds.attrs["form"] == "means"
+                else "every regressor is 0 (zero features or residuals)"
+            )
+            raise ValueError(
+                f"{q} is NaN in every window of the estimate (form={ds.attrs['form']!r}): {cause}; try another form, "
+                "feature or a longer track"
+            )
 
 
 def _warn(ds: xr.Dataset) -> None:

@@ -10,10 +10,20 @@ builder of the track Dataset.
 
 from __future__ import annotations
 
+from ._zarr_checkpoint import CheckpointError
 from .discrete_process import simulate_discrete
 from .track_inputs import DEFAULT_RUNS, init_nets
 from .track_options import Checkpoint, Validation
 from .tracker import Tracker
 from .tracking import track
 
-__all__ = ["track", "Tracker", "simulate_discrete", "init_nets", "DEFAULT_RUNS", "Checkpoint", "Validation"]
+__all__ = [
+    "track",
+    "Tracker",
+    "simulate_discrete",
+    "init_nets",
+    "DEFAULT_RUNS",
+    "Checkpoint",
+    "CheckpointError",
+    "Validation",
+]

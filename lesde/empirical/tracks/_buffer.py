@@ -62,6 +62,7 @@ class TrackBuffer:
 
     def record(self, j, feat, logits, prev=None, s_feat=None, s_logit=None, s_idx=None) -> None:
         """Recorded step j: probe features/logits (R, P, .) after the step, and the sampled example before it."""
+        _check_finite(j, feat, logits, s_logit)
         a = self.arrays
         a["features"][:, j] = feat
         if "logits" in a:
@@ -97,6 +98,28 @@ class TrackBuffer:
             validation={k: v[:, :validations] for k, v in self.val.items()},
             validation_steps=self.validation_steps[:validations],
         )
+
+
+def _check_finite(j: int, *values) -> None:
+    """Refuse NaN or inf records (R, ...) at recorded step j, naming the runs: a diverged training or a model that
+    returns NaN would otherwise be tracked, estimated and plotted as NaN without a word."""
+    bad = torch.zeros(values[0].shape[0], dtype=torch.bool, device=values[0].device)
+    for v in values:
+        if v is not None:
+            bad |= ~torch.isfinite(v.reshape(v.shape[0], -1)).all(1)
+    if not bool(bad.any()):
+        return
+    runs = bad.nonzero().flatten().tolist()
+    where = f"run{'s' if len(runs) > 1 else ''} {', '.join(map(str, runs[:8]))}{', ...' if len(runs) > 8 else ''}"
+    if j == 0:
+        raise FloatingPointError(
+            f"the network returns NaN or inf features or logits before any training ({where}): check the model's "
+            "forward and the inputs' scale"
+        )
+    raise FloatingPointError(
+        f"the run diverged: probe features are not finite from recorded step {j} on ({where}; NaN or inf features "
+        "or logits); lower the learning rate or standardise the inputs"
+    )
 
 
 __all__ = ["TrackBuffer"]

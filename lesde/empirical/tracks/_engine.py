@@ -58,7 +58,7 @@ class FeatureHook:
     """Captures the feature of every forward of ``module`` (a hook on its input or output)."""
 
     def __init__(self, net: nn.Module, kind: str, name: str | None):
-        self.kind, self.value, self.handle = kind, None, None
+        self.kind, self.value, self.handle, self.name = kind, None, None, name
         if kind == "logits":
             return
         mod = dict(net.named_modules())[name]
@@ -81,7 +81,11 @@ class FeatureHook:
             return logits
         v, self.value = self.value, None
         if v is None:
-            raise RuntimeError("the feature module was not called in the network's forward")
+            which = "input of the network's last nn.Linear" if self.kind == "input" else "output of module"
+            raise ValueError(
+                f"the feature is the {which} {self.name!r}, which the network's forward never calls; name a module "
+                "the forward calls (feature='<module name>') or track the logits"
+            )
         return v.flatten(1) if v.ndim > 2 else v
 
     def remove(self) -> None:
@@ -247,4 +251,22 @@ def make_engine(nets: list[nn.Module], feature: str, in_shape: tuple[int, ...]):
     return FunctionalEngine(nets, feature)
 
 
-__all__ = ["make_engine", "FunctionalEngine", "MLPEngine", "FeatureHook", "resolve_feature", "FORCE"]
+def first_forward(engine, probes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probes' features and logits before training; a network that does not accept inputs of this shape is
+    refused in one line naming the shape."""
+    try:
+        feat, logits = engine.forward(probes)
+    except RuntimeError as e:
+        msg = " ".join(str(e).split())[:200]
+        raise ValueError(
+            f"the network does not accept the inputs: one sample has shape {tuple(probes.shape[1:])} ({msg}); build "
+            "the network for this input shape (mlp(in_dim=...), cnn(in_shape=...))"
+        ) from None
+    if logits.ndim != 3:
+        raise ValueError(
+            f"the network must return logits (B, K) for inputs (B, ...), got shape {tuple(logits.shape[1:])}"
+        )
+    return feat, logits
+
+
+__all__ = ["first_forward", "make_engine", "FunctionalEngine", "MLPEngine", "FeatureHook", "resolve_feature", "FORCE"]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ...validation import check_int, check_positive_float
+from ...validation import check_int, check_positive_float, check_seed
 from .track_inputs import DEFAULT_RUNS, select_probes
 from .track_layout import TrackRecords, track_dataset
 
@@ -194,7 +194,9 @@ def simulate_discrete(
     >>> dict(ds.features.sizes)
     {'run': 2, 'step': 11, 'probe': 12, 'feature': 3}
     """
-    lr = check_positive_float("lr", lr)
+    if not all(hasattr(model, a) for a in ("on", "labels", "to_spec")):
+        raise TypeError(f"model must be a lesde.LESDE (the process to run), got {type(model).__name__}")
+    lr, seed = check_positive_float("lr", lr), check_seed("seed", seed)
     runs = check_int("n_runs", DEFAULT_RUNS if n_runs is None else n_runs)
     steps, record_every = check_int("steps", steps), check_int("record_every", record_every)
     if record_every > steps:

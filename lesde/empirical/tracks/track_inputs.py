@@ -65,6 +65,8 @@ def check_data(inputs, labels, name: str = "inputs") -> tuple[torch.Tensor, torc
         raise TypeError(f"{name} must be a real-valued tensor or array, got dtype {x.dtype}")
     if x.ndim < 2:
         raise ValueError(f"{name} must be (N, ...) with one row per sample, got shape {tuple(x.shape)}")
+    if len(x) == 0 or x[0].numel() == 0:
+        raise ValueError(f"{name} hold no samples (shape {tuple(x.shape)}); give at least one sample per class")
     if x.is_floating_point():
         bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
         if bad.any():

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...validation import check_choice, check_device, check_int, check_positive_float
+from ...validation import check_choice, check_device, check_int, check_positive_float, check_seed
 from .track_inputs import DEFAULT_RUNS, INITS, check_data
 
 #: steps between two checkpoint writes when none is given
@@ -183,7 +183,7 @@ def track_request(
         probes=probes,
         record_every=record_every,
         feature=feature,
-        seed=check_int("seed", seed, minimum=-(2**63)),
+        seed=check_seed("seed", seed),
         init=init,
         validation=validation,
         checkpoint=checkpoint,

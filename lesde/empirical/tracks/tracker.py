@@ -42,7 +42,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from ...validation import check_int, check_positive_float
+from ...validation import check_int, check_positive_float, check_seed
 from ._buffer import TrackBuffer
 from ._engine import FeatureHook, resolve_feature
 from ._step_watch import StepWatch
@@ -109,7 +109,7 @@ class Tracker:
         self.run = check_int("run", run, minimum=0)
         x, self.labels = check_data(inputs, labels)
         self._label_of = self.labels.tolist()  # a list: indexing a tensor per step costs more than the check
-        self.model, self.feature, self.seed = model, feature, seed
+        self.model, self.feature, self.seed = model, feature, check_seed("seed", seed)
         params = list(model.parameters())
         self.device = params[0].device if params else torch.device("cpu")
         self.dtype = params[0].dtype if params and params[0].is_floating_point() else torch.float32
@@ -174,10 +174,9 @@ class Tracker:
         """Record the optimizer step just taken on training sample ``index`` (of class ``label``)."""
         if self._out is None:
             raise RuntimeError("this Tracker is closed")
-        i = int(index.item() if torch.is_tensor(index) else index)
-        if isinstance(index, bool) or not 0 <= i < len(self._label_of):
-            raise ValueError(f"index must be a training-sample index in [0, {len(self._label_of)}), got {index!r}")
-        lab = int(label.item() if torch.is_tensor(label) else label)
+        n = len(self._label_of)
+        i = check_int("index", index, minimum=0, maximum=n - 1)  # 2.7 is refused, not truncated to 2
+        lab = check_int("label", label, minimum=0)
         if lab != self._label_of[i]:
             raise ValueError(f"label={lab} but sample {i} has label {self._label_of[i]} in the tracked data")
         fwd = self._watch.training_forward(i, self.x)

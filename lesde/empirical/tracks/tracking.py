@@ -77,7 +77,7 @@ def plan_track(req: TrackRequest) -> TrackPlan:
     eng = _engine.make_engine(nets, req.feature, tuple(req.inputs.shape[1:]))
     X = req.inputs.to(device=req.device, dtype=req.dtype)
     PX = X[probe_idx.to(req.device)]
-    feat0, logits0 = eng.forward(PX)  # (R, P, m), (R, P, K)
+    feat0, logits0 = _engine.first_forward(eng, PX)  # (R, P, m), (R, P, K)
     K = logits0.shape[-1]
     if req.labels.max() >= K:
         raise ValueError(f"labels go up to {int(req.labels.max())} but the network returns {K} logits")
@@ -325,7 +325,7 @@ def track(
     feature : str
         ``"logits"``, ``"penultimate"`` (the input of the last ``nn.Linear``) or a submodule name (its output).
     seed : int
-        Seeds initialisations, sample order and probe subset.
+        Seeds initialisations, sample order and probe subset (an integer in [0, 2**32)).
     init : {"reinit", "keep"}
         Re-initialise every run under its own seed (default), or start every run from ``net``'s weights.
     validation : Validation or (inputs, labels), optional
