@@ -1,4 +1,4 @@
-"""The plan of a :func:`lesde.simulate` run: its memory, checked before any work (refused with the numbers when it
+"""The plan of a `lesde.simulate` run: its memory, checked before any work (refused with the numbers when it
 does not fit), and the chunks of whole path blocks it runs in; and the thread count of small CPU steps."""
 
 from __future__ import annotations

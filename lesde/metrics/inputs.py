@@ -1,4 +1,4 @@
-"""Input checks and the one scale normalisation shared by the NC metrics and :mod:`lesde.separability`."""
+"""Input checks and the one scale normalisation shared by the NC metrics and `lesde.separability`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ def degenerate_ratio(dtype: torch.dtype) -> float:
     Beyond this ratio the denominator is below the dtype's resolution relative to the numerator, so the dtype
     cannot tell it from zero; a finite cap keeps means over paths and log-scale plots usable.
 
+    ```pycon
     >>> degenerate_ratio(torch.float64)
     4503599627370496.0
+
+    ```
     """
     return 1.0 / torch.finfo(dtype).eps
 
