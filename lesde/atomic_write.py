@@ -6,6 +6,7 @@ temporary name keeps the suffix (so that engines that choose the format by the e
 a dot (so that a glob for results does not see it).
 
 ```pycon
+>>> from lesde.atomic_write import write_netcdf
 >>> import numpy as np, xarray as xr, tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.nc"
 >>> write_netcdf(xr.Dataset({"a": ("t", np.arange(3.0))}), out)

@@ -173,6 +173,8 @@ def separable(features: torch.Tensor, labels: torch.Tensor, method: str = "ncm",
 
     Examples
     --------
+    >>> import torch
+    >>> from lesde.separability import separable
     >>> x = torch.tensor([[0.0], [0.1], [1.0], [1.1]])
     >>> separable(x, torch.tensor([0, 0, 1, 1]))[0, 1].item()
     True

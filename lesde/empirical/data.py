@@ -181,6 +181,7 @@ def load_dataset(
 
     Examples
     --------
+    >>> from lesde.empirical import load_dataset
     >>> x, y = load_dataset("digits", classes=3, per_class=[50, 30, 20])
     >>> tuple(x.shape), y.bincount().tolist()
     ((100, 1, 8, 8), [50, 30, 20])

@@ -300,6 +300,7 @@ def fit(
 
     Examples
     --------
+    >>> from lesde.empirical import fit
     >>> import numpy as np, xarray as xr
     >>> t = np.linspace(0, 10, 30)
     >>> ds = xr.Dataset({"alpha": ("step", 2 * (1 + t) ** -0.5), "alpha_se": ("step", np.full(30, 1e-3)),

@@ -36,6 +36,8 @@ def mlp(in_dim: int | Sequence[int], num_classes: int, width: int = 256, depth: 
     ``in_dim`` is the flattened input size or the input shape (without the batch dim).
 
     ```pycon
+    >>> import torch
+    >>> from lesde.empirical import mlp
     >>> net = mlp(40, 3, width=16, depth=2)
     >>> tuple(net(torch.zeros(5, 1, 40)).shape)
     (5, 3)
@@ -63,6 +65,8 @@ def cnn(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (16
     (Conv1d, e.g. mnist1d ``(1, 40)``). Convolutions are padded so an 8x8 image survives two poolings.
 
     ```pycon
+    >>> import torch
+    >>> from lesde.empirical import cnn
     >>> net = cnn((1, 8, 8), 3)
     >>> tuple(net(torch.zeros(2, 1, 8, 8)).shape)
     (2, 3)

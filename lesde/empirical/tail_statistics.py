@@ -29,11 +29,12 @@ def tail_statistics(ds: xr.Dataset, confidence: float = 0.95) -> xr.Dataset:
 
     Examples
     --------
+    >>> from lesde.empirical import tail_statistics
     >>> import numpy as np, xarray as xr
     >>> ds = xr.Dataset({"tail_alpha": (("rate", "run"), [[0.6, 0.7, 0.8]]),
     ...                  "tail_beta": (("rate", "run"), [[0.9, 0.9, 0.9]])}, coords={"rate": [0.0]})
     >>> out = tail_statistics(ds)
-    >>> round(float(out.tail_alpha_mean), 3), round(float(out.tail_alpha_se), 4)
+    >>> round(float(out.tail_alpha_mean[0]), 3), round(float(out.tail_alpha_se[0]), 4)
     (0.7, 0.0577)
     """
     if not 0 < confidence < 1:

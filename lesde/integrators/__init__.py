@@ -69,6 +69,7 @@ def describe(method: str) -> str:
     """One line about ``method``: its strong and weak orders and what it is and takes (``lesde methods``).
 
     ```pycon
+    >>> from lesde.integrators import describe
     >>> describe("euler").split(";")[0]
     'strong order 1, weak order 1'
 

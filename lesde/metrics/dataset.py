@@ -76,6 +76,7 @@ def to_dataset(
 
     Examples
     --------
+    >>> from lesde.metrics import to_dataset
     >>> import lesde
     >>> sim = lesde.simulate(lesde.LESDE(3, 4, 5), t_end=0.5, dt=0.05, n_paths=4, n_save=11, save="full",
     ...                      progress=False)

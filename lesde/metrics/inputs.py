@@ -18,6 +18,8 @@ def degenerate_ratio(dtype: torch.dtype) -> float:
     cannot tell it from zero; a finite cap keeps means over paths and log-scale plots usable.
 
     ```pycon
+    >>> import torch
+    >>> from lesde.metrics import degenerate_ratio
     >>> degenerate_ratio(torch.float64)
     4503599627370496.0
 

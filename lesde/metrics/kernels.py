@@ -53,6 +53,8 @@ def least_squares_classifier(
         b : Tensor (..., K)
 
         ```pycon
+        >>> import torch
+        >>> from lesde.metrics import least_squares_classifier
         >>> H = torch.eye(3, dtype=torch.float64); W, b = least_squares_classifier(H, torch.arange(3))
         >>> torch.allclose(H @ W.mT + b, torch.eye(3, dtype=torch.float64))
         True

@@ -297,6 +297,9 @@ REGISTRY: dict[str, tuple[Callable[[Any], torch.Tensor], str]] = {
 SEED_VARIANTS: tuple[str, ...] = ("gnc3_unnormalized", "gnc1_uncentered")
 
 METRIC_NAMES: tuple[str, ...] = tuple(REGISTRY)
+"""Every metric name `nc_metrics`, `online_metrics` and `to_dataset` accept (``names=``), in the order of the
+table in `lesde.metrics`; `ALIASES` adds names for groups of them, `MEANS_METRICS` are those computed from the
+class means alone and `SEED_VARIANTS` the GNC paper's own definitions."""
 MEANS_METRICS: tuple[str, ...] = tuple(k for k, (_, need) in REGISTRY.items() if need == "means")
 ONLINE_METRICS: tuple[str, ...] = (
     "nc1",

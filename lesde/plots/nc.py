@@ -70,6 +70,9 @@ def path_quantiles(var: xr.DataArray, qs: Iterable[float] = (BAND[0], 0.5, BAND[
     """Quantiles over every dim except ``time``, NaN and inf ignored. Returns (len(qs), T) float64.
 
     ```pycon
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from lesde.plots import path_quantiles
     >>> da = xr.DataArray(np.arange(6.0).reshape(3, 2), dims=("path", "time"))
     >>> path_quantiles(da, (0.5,)).tolist()
     [[2.0, 3.0]]
@@ -184,6 +187,9 @@ def plot_nc_metrics(
 
     Examples
     --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from lesde.plots import plot_nc_metrics
     >>> ds = xr.Dataset({"nc1": (("path", "time"), np.exp(-np.arange(6.0)).reshape(1, 6).repeat(3, 0))},
     ...                 coords={"time": np.arange(6.0)})
     >>> type(plot_nc_metrics(ds)).__name__

@@ -13,6 +13,7 @@ and the categorical ``label`` carry a ``long_name`` but no ``units``; every othe
 
 Examples
 --------
+>>> from lesde.schema import make_dataset
 >>> import numpy as np
 >>> ds = make_dataset({"nc1": np.ones((2, 3))}, {"time": [0.0, 0.5, 1.0]}, lead=("path", "time"), time="sde",
 ...                   attrs={"seed": 0})

@@ -126,6 +126,7 @@ def run_sgd(
 
     Examples
     --------
+    >>> from lesde.sgd import run_sgd
     >>> from lesde.sgd import UFM
     >>> ds = run_sgd(UFM(3, 4, 5, loss="mse"), lr=0.1, batch_size=2, steps=20, n_runs=4, metrics=False)
     >>> ds.loss.dims

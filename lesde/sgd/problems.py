@@ -194,6 +194,9 @@ class ModuleProblem(Problem):
 
     Examples
     --------
+    >>> from torch import nn
+    >>> import torch
+    >>> from lesde.sgd import ModuleProblem
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
     >>> prob = ModuleProblem(net, torch.randn(12, 4, dtype=torch.float64), torch.arange(12) % 3)
     >>> prob.per_sample_grads(prob.init(2)).shape

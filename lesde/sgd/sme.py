@@ -74,6 +74,8 @@ class SGDSDE(nn.Module):
 
     Examples
     --------
+    >>> import torch
+    >>> from lesde.sgd import SGDSDE
     >>> import torchsde
     >>> from lesde.sgd import UFM
     >>> sme = SGDSDE(UFM(3, 2, 4, loss="mse", weight_decay_W=0.01, weight_decay_H=0.01), lr=0.05, batch_size=2)

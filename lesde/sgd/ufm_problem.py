@@ -105,6 +105,8 @@ class UFM(Problem):
 
     Examples
     --------
+    >>> import torch
+    >>> from lesde.sgd import UFM
     >>> ufm = UFM(3, 2, 4, loss="mse", weight_decay_W=1e-2, weight_decay_H=1e-2)
     >>> theta = ufm.init(5, torch.Generator().manual_seed(0))
     >>> theta.shape, ufm.loss(theta).shape

@@ -73,6 +73,7 @@ def run(
 
     Examples
     --------
+    >>> import lesde.examples, lesde.sweep
     >>> lesde.examples.copy("phase_diagram.toml", ".")  # doctest: +SKIP
     >>> ds = lesde.sweep.run("phase_diagram.toml", "phase.zarr")  # doctest: +SKIP
     >>> ds.p_all_separable.sel(time=1e4)  # doctest: +SKIP

@@ -53,6 +53,7 @@ def ce_ufm_minimizer(
 
     Examples
     --------
+    >>> from lesde.theory import ce_ufm_minimizer
     >>> sol = ce_ufm_minimizer(4, 8, 8, 1e-2, 1e-2)
     >>> round(sol["x"], 4), sol["collapsed"]
     (7.3754, False)

@@ -72,6 +72,7 @@ def simplex_etf(K: int, m: int, dtype: torch.dtype = torch.float64) -> torch.Ten
 
     Examples
     --------
+    >>> from lesde.theory import simplex_etf
     >>> M = simplex_etf(3, 2)
     >>> round(float(M[0] @ M[1]), 12)
     -0.5

@@ -107,6 +107,7 @@ def estimate(
 
     Examples
     --------
+    >>> from lesde.empirical import estimate
     >>> import lesde
     >>> from lesde.empirical import simulate_discrete
     >>> model = lesde.LESDE(3, 3, 10, alpha=1.0, beta=0.25, noise=0.05)

@@ -192,6 +192,7 @@ def simulate_discrete(
 
     Examples
     --------
+    >>> from lesde.empirical import simulate_discrete
     >>> import lesde
     >>> model = lesde.LESDE(3, 3, 4, alpha=1.0, beta=0.2, noise=0.1)
     >>> ds = simulate_discrete(model, lr=0.01, steps=10, n_runs=2)

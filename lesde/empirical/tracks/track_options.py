@@ -39,6 +39,7 @@ class Checkpoint:
 
     Examples
     --------
+    >>> from lesde.empirical import Checkpoint
     >>> Checkpoint("track.zarr", every=500)
     Checkpoint(path='track.zarr', every=500)
     """

@@ -312,6 +312,8 @@ def combine_runs(tracks: Sequence[xr.Dataset]) -> xr.Dataset:
 
     Examples
     --------
+    >>> from lesde.empirical import Tracker
+    >>> from lesde.empirical import combine_runs
     >>> import torch, torch.nn.functional as F
     >>> from lesde.empirical import load_dataset, mlp
     >>> x, y = load_dataset("gaussian-mixture", classes=3, per_class=5)

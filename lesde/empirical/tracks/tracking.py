@@ -353,6 +353,8 @@ def track(
 
     Examples
     --------
+    >>> from lesde.empirical import Validation
+    >>> from lesde.empirical import track
     >>> from lesde.empirical import load_dataset, mlp
     >>> x, y = load_dataset("gaussian-mixture", classes=3, per_class=10)
     >>> ds = track(mlp(10, 3, width=8), x, y, lr=0.05, steps=4, n_runs=2, progress=False)
