@@ -57,7 +57,8 @@ def capture(name: str) -> dict:
                 buffer = io.StringIO()
                 with contextlib.redirect_stdout(buffer):
                     exec(compile(cell.source, str(script), "exec"), namespace)
-                outputs.append(buffer.getvalue().rstrip("\n"))
+                # the run's folder is a temporary one: shown as ".", the scripts' default LESDE_TUTORIAL_OUT
+                outputs.append(buffer.getvalue().rstrip("\n").replace(tmp + "/", "./").replace(tmp, "."))
         finally:
             os.chdir(cwd)
     return {

@@ -145,9 +145,7 @@ def site(tmp_path_factory) -> Path:
 
 
 ANCHOR = re.compile(r'<h[1-6] id="(lesde\.[\w.]+)"')
-TABLE = re.compile(
-    r'doc-section-title">(Parameters|Other Parameters):</span></p>\s*<table>(.*?)</table>', re.S
-)
+TABLE = re.compile(r'doc-section-title">(Parameters|Other Parameters):</span></p>\s*<table>(.*?)</table>', re.S)
 ROW = re.compile(r"<tr class=\"doc-section-item\">(.*?)</tr>", re.S)
 CELL = re.compile(r"<td>(.*?)</td>", re.S)
 
@@ -180,7 +178,9 @@ def test_the_rendered_parameter_tables_match_the_signatures(site):
                 if name not in signature:
                     bad.append(f"{page.parent.name}: {owner}: {name} is not a parameter of the signature")
                 elif _plain(default) != _plain(signature[name]):
-                    bad.append(f"{page.parent.name}: {owner}({name}=...) shows {default!r}, signature {signature[name]!r}")
+                    bad.append(
+                        f"{page.parent.name}: {owner}({name}=...) shows {default!r}, signature {signature[name]!r}"
+                    )
     assert rows > 200, rows
     assert not bad, f"{len(bad)} mismatches:\n" + "\n".join(bad)
 
@@ -208,6 +208,8 @@ def test_no_page_loads_anything_from_the_internet(site):
 def test_no_rest_markup_is_left_on_the_api_pages(site):
     leftovers = re.compile(r":(?:func|class|meth|mod|math|attr|data|exc):`|\.\. (?:math|code-block)::")
     hits = [
-        f"{p.parent.name}: {m.group(0)}" for p in (site / "api").glob("*/index.html") for m in leftovers.finditer(p.read_text())
+        f"{p.parent.name}: {m.group(0)}"
+        for p in (site / "api").glob("*/index.html")
+        for m in leftovers.finditer(p.read_text())
     ]
     assert not hits, hits
