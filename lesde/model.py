@@ -179,8 +179,7 @@ class LESDE(nn.Module):
         }
 
     def to_spec(self) -> dict:
-        """The model's constructor arguments as a plain dict (JSON- and TOML-ready; stored as the ``spec`` attr of
-        every Dataset `lesde.simulate` writes); `from_spec` rebuilds the model from it."""
+        """The constructor arguments as a plain dict (the ``spec`` attr of the Datasets); `from_spec` inverts it."""
         return copy.deepcopy(self._spec)
 
     @classmethod
