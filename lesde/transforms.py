@@ -57,7 +57,7 @@ class Transform(nn.Module):
         return False
 
     def dense(self, W: torch.Tensor) -> torch.Tensor:
-        """The (.., K*m, K*m) matrix of the linear map vec(V) -> vec(apply(W, V)) (fixed transforms only).
+        """The ``(..., K*m, K*m)`` matrix of the linear map vec(V) -> vec(apply(W, V)) (fixed transforms only).
 
         Computed in W's dtype and on W's device, for one (K, K) or a batch (S, K, K) of weights in one call.
         """

@@ -23,7 +23,7 @@ Decisions (written down because the sources leave them open):
   (= (1/2C) ||W~_LS M~ - I||_F^2 when balanced). With lambda = 0 and a singular second moment W~_LS is the
   minimum-norm solution (pseudo-inverse); the decomposition still holds exactly.
 - ``softmax_code`` optimises the dual form of the one-vs-rest distance,
-  dist(w_k, conv{w_j}_{j != k}) = max_{||u|| <= 1} min_{j != k} u^T (w_k - w_j),
+  ``dist(w_k, conv{w_j}_{j != k}) = max_{||u|| <= 1} min_{j != k} u^T (w_k - w_j)``,
   jointly over the code W and one unit "witness" u_k per point, with a log-sum-exp soft minimum whose temperature
   is annealed, from several random starts; the reported distance is then computed exactly (a small QP per point).
   For K <= d + 1 the answer is known (the GNC paper's Theorem 3.3: the simplex ETF) and returned directly unless
