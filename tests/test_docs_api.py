@@ -213,3 +213,13 @@ def test_no_rest_markup_is_left_on_the_api_pages(site):
         for m in leftovers.finditer(p.read_text())
     ]
     assert not hits, hits
+
+
+def test_no_formula_in_prose_renders_as_emphasis(site):
+    """``K*m`` or ``x_{i}`` in plain prose would be Markdown emphasis (or attributes): formulas go in code or math."""
+    bad = []
+    for page in (site / "api").glob("*/index.html"):
+        for m in re.finditer(r"<em(?: [^>]*)?>([^<]*)</em>|<em [^>]*>", page.read_text()):
+            if m.group(0).startswith("<em ") or re.search(r"[,=()^{}]", m.group(1) or ""):
+                bad.append(f"{page.parent.name}: {m.group(0)[:80]}")
+    assert not bad, bad
