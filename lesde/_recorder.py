@@ -104,7 +104,7 @@ def _online_metrics(model, X) -> dict[str, torch.Tensor]:
 
     The values of ``nc_metrics(X, labels, names=ONLINE_METRICS)`` and ``pair_stats(X, labels)`` on the state X
     itself (what save='full' stores), computed in one pass over the deviations by
-    :func:`lesde.metrics.online_metrics`: X divided by its largest entry per path and split into class means and
+    `lesde.metrics.online_metrics`: X divided by its largest entry per path and split into class means and
     deviations exactly as nc_metrics does (same unit, so the class sums cannot overflow and the noise-floor
     decisions are the same; same summation, so even cancelling deviations agree to rounding).
     """

@@ -1,4 +1,4 @@
-"""The plan of a :func:`lesde.simulate` run: its memory, checked before any work (refused with the numbers when it
+"""The plan of a `lesde.simulate` run: its memory, checked before any work (refused with the numbers when it
 does not fit), and the chunks of whole path blocks it runs in; and the thread count of small CPU steps."""
 
 from __future__ import annotations
@@ -95,8 +95,6 @@ def intra_op_threads(dev: torch.device, elements_per_step: int):
 
 
 SMALL_STEP_ELEMENTS = 2**17
-
-
 
 
 __all__ = ["RunPlan", "plan_run", "intra_op_threads", "METRIC_VARS"]

@@ -5,11 +5,15 @@ half-written file under the path's name: ``os.replace`` within one folder is ato
 temporary name keeps the suffix (so that engines that choose the format by the extension still do) and starts with
 a dot (so that a glob for results does not see it).
 
+```pycon
+>>> from lesde.atomic_write import write_netcdf
 >>> import numpy as np, xarray as xr, tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.nc"
 >>> write_netcdf(xr.Dataset({"a": ("t", np.arange(3.0))}), out)
 >>> xr.open_dataset(out, engine="h5netcdf")["a"].values.tolist(), sorted(p.name for p in out.parent.iterdir())
 ([0.0, 1.0, 2.0], ['x.nc'])
+
+```
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_netcdf(ds: Any, path: str | Path, **kwargs: Any) -> None:
-    """``ds.to_netcdf(path, engine="h5netcdf", **kwargs)`` through :func:`atomic_path`."""
+    """``ds.to_netcdf(path, engine="h5netcdf", **kwargs)`` through `atomic_path`."""
     kwargs.setdefault("engine", "h5netcdf")
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, **kwargs)

@@ -2,29 +2,31 @@
 ``simulate(...)`` keyword arguments. Schedules are inline tables, e.g.
 ``alpha = {kind = "PowerLaw", scale = 1.0, exponent = 0.5}``; dtypes are strings ("float32", "float64").
 
-Example (``lesde example copy simulate.toml``)::
+Example (``lesde example copy simulate.toml``):
 
-    [model]
-    num_classes = 4
-    dim = 8
-    samples_per_class = 20
-    alpha = {kind = "PowerLaw", scale = 2.0, exponent = 0.5}
-    beta = 0.5
-    transform = "residual"
-    noise = 1.0
+```toml
+[model]
+num_classes = 4
+dim = 8
+samples_per_class = 20
+alpha = {kind = "PowerLaw", scale = 2.0, exponent = 0.5}
+beta = 0.5
+transform = "residual"
+noise = 1.0
 
-    [simulate]
-    t_end = 10.0
-    dt = 0.01
-    n_paths = 64
-    n_save = 51
-    method = "euler"
-    save = "means"
+[simulate]
+t_end = 10.0
+dt = 0.01
+n_paths = 64
+n_save = 51
+method = "euler"
+save = "means"
+```
 
-Every key is checked before any work, by name and by type, and every error is a :class:`ConfigError` whose
+Every key is checked before any work, by name and by type, and every error is a `ConfigError` whose
 message starts with the file and the key (``run.toml: [simulate] t_end = '10' must be a number``). The checks
 also put the numbers in canonical form: a number where a real is expected becomes a float, so ``t_end = 10`` and
-``t_end = 10.0`` are the same config (sweep specs hash this form). The sweep spec (:mod:`lesde.sweep.spec`)
+``t_end = 10.0`` are the same config (sweep specs hash this form). The sweep spec (`lesde.sweep.spec`)
 reuses the ``[model]`` and ``[simulate]`` checks.
 """
 

@@ -24,7 +24,7 @@ class MissingExtra(ImportError):
 
 
 def require(module: str, extra: str, feature: str) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingExtra`: "<feature> needs <module> (pip install 'lesde[extra]')"."""
+    """Import ``module`` or raise `MissingExtra`: "<feature> needs <module> (pip install 'lesde[extra]')"."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
@@ -36,7 +36,7 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
 
 def require_extra(extra: str, feature: str) -> None:
     """Check, before any work, that every module of ``extra`` imports (a script's first line: a run that needs the
-    extra halfway through stops at once instead); raise :class:`MissingExtra` naming the first missing one."""
+    extra halfway through stops at once instead); raise `MissingExtra` naming the first missing one."""
     if extra not in EXTRAS:
         raise ValueError(f"extra={extra!r} is not one of lesde's extras; accepted: {', '.join(EXTRAS)}")
     for module in EXTRAS[extra]:

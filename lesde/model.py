@@ -1,19 +1,20 @@
 r"""The locally elastic SDE as a torchsde-contract ``nn.Module``.
 
-.. math::
-
-    dX_i = \sum_l \pi_l\, E_{y_i l}(t)\, T_{y_i l}\, \bar X_l\, dt + \sigma\, dW_i
+$$ dX_i = \sum_l \pi_l\, E_{y_i l}(t)\, T_{y_i l}\, \bar X_l\, dt + \sigma\, dW_i $$
 
 The state is flat, ``y`` of shape (batch, N*m), sample-major: sample i's features are ``y[:, i*m:(i+1)*m]``,
 and samples are ordered by class (class 0 first), so ``labels`` is non-decreasing. The drift depends on the
 state only through the K class means; everything below works on (B, K, m) means and broadcasts back.
 
+```pycon
 >>> import torch, torchsde, lesde
 >>> model = lesde.LESDE(3, 4, 5, alpha=1.0, beta=-0.2)
 >>> y0 = torch.randn(2, model.num_samples * model.dim)
 >>> ys = torchsde.sdeint(model, y0, torch.tensor([0.0, 0.1]), dt=0.01, method="euler")
 >>> ys.shape
 torch.Size([2, 2, 60])
+
+```
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ CLASS_SAMPLING = ("uniform-sample", "uniform-class")
 
 
 class LESDE(nn.Module):
-    r"""Locally elastic SDE over K classes of samples in :math:`\mathbb{R}^m`.
+    r"""Locally elastic SDE over K classes of samples in $\mathbb{R}^m$.
 
     Parameters
     ----------
@@ -46,8 +47,10 @@ class LESDE(nn.Module):
         Feature dimension m.
     samples_per_class : int or sequence of int
         n (balanced) or one n_k per class (imbalanced).
-    alpha, beta : float, Schedule or callable
+    alpha : float, Schedule or callable
         Intra-class (E_kk) and inter-class (E_kl, k != l) elasticity.
+    beta : float, Schedule or callable
+        Described with `alpha` above.
     elasticity : (K, K) array or callable t -> (K, K), optional
         A full elasticity matrix; overrides alpha and beta.
     transform : str or tensor
@@ -55,7 +58,7 @@ class LESDE(nn.Module):
         (m, m) / (K, K, m, m).
     noise : float, (K,) array, (m, m) array or "sampling"
         sigma, per-class sigmas, a PSD covariance, or the SGD-sampling fluctuation of the drift.
-    class_sampling : {"uniform-sample", "uniform-class"}
+    class_sampling : "uniform-sample" | "uniform-class"
         pi_l = n_l / N, or pi_l = 1 / K.
     lr : float, optional
         Learning rate eta; needed by ``noise="sampling"``.
@@ -67,9 +70,9 @@ class LESDE(nn.Module):
     ``.cuda()`` move them like any module's; the schedules follow the device and stay float64. The drift and the
     diffusion cast the (tiny) parameters to the state's dtype and never copy between host and device per call.
 
-    A subclass that overrides :meth:`f`, :meth:`g` or :meth:`g_prod` is honoured: ``method="euler"`` then steps
+    A subclass that overrides `f`, `g` or `g_prod` is honoured: ``method="euler"`` then steps
     the whole state through those methods, ``method="exact"`` refuses it (it relies on the class-mean structure
-    of this class's drift), and torchsde methods call them as usual (see :attr:`has_standard_dynamics`).
+    of this class's drift), and torchsde methods call them as usual (see `has_standard_dynamics`).
     """
 
     sde_type = "ito"
@@ -176,11 +179,12 @@ class LESDE(nn.Module):
         }
 
     def to_spec(self) -> dict:
+        """The constructor arguments as a plain dict (the ``spec`` attr of the Datasets); `from_spec` inverts it."""
         return copy.deepcopy(self._spec)
 
     @classmethod
     def from_spec(cls, spec: dict) -> LESDE:
-        """The model a :meth:`to_spec` dict (e.g. a Dataset's ``spec`` attr) describes; a callable schedule,
+        """The model a `to_spec` dict (e.g. a Dataset's ``spec`` attr) describes; a callable schedule,
         stored only by its repr, cannot be rebuilt (ValueError)."""
         kwargs = {k: v for k, v in spec.items() if k != "model"}
         for key in ("alpha", "beta", "elasticity"):
@@ -232,7 +236,7 @@ class LESDE(nn.Module):
     @property
     def has_standard_dynamics(self) -> bool:
         """False when a subclass overrides the drift or the diffusion (f, g, g_prod or sampling_noise): the
-        native integrators then may not use the class-mean structure of :meth:`f`."""
+        native integrators then may not use the class-mean structure of `f`."""
         cls = type(self)
         return all(getattr(cls, name) is getattr(LESDE, name) for name in ("f", "g", "g_prod", "sampling_noise"))
 
@@ -316,7 +320,7 @@ class LESDE(nn.Module):
         return self._cached(("sum", like.dtype, like.device), build)
 
     def averaging_matrix(self, like: torch.Tensor) -> torch.Tensor:
-        """(K, N) matrix of class averages: :meth:`class_sum_matrix` with row k divided by n_k."""
+        """(K, N) matrix of class averages: `class_sum_matrix` with row k divided by n_k."""
         return self._cached(
             ("avg", like.dtype, like.device), lambda: self.class_sum_matrix(like) / self.counts.to(like)[:, None]
         )
@@ -371,12 +375,12 @@ class LESDE(nn.Module):
         return self.sampling_noise(t, y, v)
 
     def sampling_noise(self, t, y, z: torch.Tensor) -> torch.Tensor:
-        r"""The SGD-sampling diffusion times ``z`` (B, N) without forming it (:func:`lesde.noise.sampling_noise`)."""
+        r"""The SGD-sampling diffusion times ``z`` (B, N) without forming it (`lesde.noise.sampling_noise`)."""
         return sampling_noise(self, t, y, z)
 
 
 class _Stratonovich(nn.Module):
-    """A Stratonovich view of an LE-SDE with state-independent noise (see :meth:`LESDE.as_stratonovich`)."""
+    """A Stratonovich view of an LE-SDE with state-independent noise (see `LESDE.as_stratonovich`)."""
 
     sde_type = "stratonovich"
 

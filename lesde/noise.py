@@ -1,17 +1,15 @@
 r"""The noise of the LE-SDE: what ``LESDE(noise=...)`` accepts, and the SGD-sampling diffusion.
 
-``noise`` is a scalar :math:`\sigma` (every sample), per-class :math:`\sigma_k` (K,), a PSD covariance
-:math:`\Sigma` (m, m) shared by the samples (held as :math:`L` with :math:`L L^\top = \Sigma`, so a singular
+``noise`` is a scalar $\sigma$ (every sample), per-class $\sigma_k$ (K,), a PSD covariance
+$\Sigma$ (m, m) shared by the samples (held as $L$ with $L L^\top = \Sigma$, so a singular
 covariance works), or ``"sampling"``: the fluctuation of the drift itself over the sampled example of one SGD step,
 
-.. math::
+$$ G(t, X) = \sqrt{\eta}\,\big[\sqrt{w_j}\,(v^{(j)} - \bar v)\big]_{j=1..N}, \qquad
+v^{(j)}_i = E(y_i, l_j)\, T(y_i, l_j)\, X_j, \quad \bar v = \sum_j w_j v^{(j)}, $$
 
-    G(t, X) = \sqrt{\eta}\,\big[\sqrt{w_j}\,(v^{(j)} - \bar v)\big]_{j=1..N}, \qquad
-    v^{(j)}_i = E(y_i, l_j)\, T(y_i, l_j)\, X_j, \quad \bar v = \sum_j w_j v^{(j)},
-
-with :math:`w_j = \pi_{l_j} / n_{l_j}` the probability that a step samples j (the LE-SDE paper's Section 3.2,
-"drift of the sampled step"). :func:`sampling_noise` computes :math:`G z` per class (:math:`O(N m)`), and
-:func:`sampling_diffusion` forms the (N m, N) matrix for the torchsde methods that need it.
+with $w_j = \pi_{l_j} / n_{l_j}$ the probability that a step samples j (the LE-SDE paper's Section 3.2,
+"drift of the sampled step"). `sampling_noise` computes $G z$ per class ($O(N m)$), and
+`sampling_diffusion` forms the (N m, N) matrix for the torchsde methods that need it.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ class NoiseSpec:
 
 
 def parse_noise(noise, K: int, m: int, N: int, lr: float | None) -> NoiseSpec:
-    """Check ``noise`` (a ValueError naming what is accepted) and return its :class:`NoiseSpec`."""
+    """Check ``noise`` (a ValueError naming what is accepted) and return its `NoiseSpec`."""
     if isinstance(noise, str):
         check_choice("noise", noise, ["sampling"])
         if lr is None:
@@ -90,8 +88,8 @@ def sampling_diffusion(model, t, y: torch.Tensor) -> torch.Tensor:
 
 
 def sampling_noise(model, t, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    r"""The sampling diffusion times z (B, N), per class: with :math:`S_l = \sum_{j \in l} \sqrt{w_j} z_j X_j`,
-    noise_k = :math:`\sqrt\eta\,[\mathrm{op}(E, S)_k - \bar v_k \sum_j \sqrt{w_j} z_j]`; (B, N m)."""
+    r"""The sampling diffusion times z (B, N), per class: with $S_l = \sum_{j \in l} \sqrt{w_j} z_j X_j$,
+    noise_k = $\sqrt\eta\,[\mathrm{op}(E, S)_k - \bar v_k \sum_j \sqrt{w_j} z_j]$; (B, N m)."""
     B, N, m = y.shape[0], model.num_samples, model.dim
     X = y.view(B, N, m)
     zw = z * model._sampling_weights(y)  # (B, N)

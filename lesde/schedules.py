@@ -1,19 +1,22 @@
-r"""Elasticity schedules: scalar functions of time :math:`t \mapsto a(t)`.
+r"""Elasticity schedules: scalar functions of time $t \mapsto a(t)$.
 
 Every schedule evaluates elementwise on tensors (``sched(t)``), knows its integral
-:math:`\int_{t_0}^{t_1} a(u)\,du` (in closed form where one exists, by Gauss-Legendre quadrature
+$\int_{t_0}^{t_1} a(u)\,du$ (in closed form where one exists, by Gauss-Legendre quadrature
 otherwise), and serialises to a plain dict for Dataset attrs and TOML.
 
 Parameters may be tensors with a leading batch dimension (one value per path): evaluation then
 broadcasts ``t`` against the parameters, as torch does. Sweeps use this to run many parameter cells
 as one batched simulation.
 
+```pycon
 >>> from lesde.schedules import PowerLaw
 >>> s = PowerLaw(2.0, 0.5)            # 2 (1 + t)^-0.5
 >>> float(s(3.0))
 1.0
 >>> float(s.integral(0.0, 3.0))       # 4 (sqrt(4) - 1)
 4.0
+
+```
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ class Schedule:
         raise NotImplementedError
 
     def integral(self, t0: Tensorish, t1: Tensorish, pieces: int = 64) -> torch.Tensor:
-        """:math:`\\int_{t_0}^{t_1} a(u) du`, broadcast like ``__call__``."""
+        """$\\int_{t_0}^{t_1} a(u) du$, broadcast like ``__call__``."""
         like = self._like()
         t0, t1 = _t(t0, like), _t(t1, like)
         if self.has_closed_integral:
@@ -126,7 +129,7 @@ def _gauss_legendre(fn: Callable, t0: torch.Tensor, t1: torch.Tensor, pieces: in
 
 
 class Constant(Schedule):
-    """:math:`a(t) = \\text{value}`."""
+    """$a(t) = \\text{value}$."""
 
     def __init__(self, value: Tensorish):
         self.params = _params("Constant", value=value)
@@ -140,7 +143,7 @@ class Constant(Schedule):
 
 
 class PowerLaw(Schedule):
-    """:math:`a(t) = \\text{scale}\\,(\\text{offset} + t)^{-\\text{exponent}}`."""
+    """$a(t) = \\text{scale}\\,(\\text{offset} + t)^{-\\text{exponent}}$."""
 
     def __init__(self, scale: Tensorish, exponent: Tensorish, offset: Tensorish = 1.0):
         self.params = _params("PowerLaw", scale=scale, exponent=exponent, offset=offset)
@@ -164,7 +167,7 @@ class PowerLaw(Schedule):
 
 
 class Exponential(Schedule):
-    """:math:`a(t) = \\text{scale}\\,e^{-\\text{rate}\\,t}` (decay for rate > 0)."""
+    """$a(t) = \\text{scale}\\,e^{-\\text{rate}\\,t}$ (decay for rate > 0)."""
 
     def __init__(self, scale: Tensorish, rate: Tensorish):
         self.params = _params("Exponential", scale=scale, rate=rate)

@@ -4,22 +4,22 @@ Three operational tests of whether classes k and l are separated, all on samples
 decide separability):
 
 ``ncm`` (default)
-    Nearest-class-mean: every sample of k is strictly nearer to :math:`\\bar X_k` than to :math:`\\bar X_l`, and
-    every sample of l strictly nearer to :math:`\\bar X_l` than to :math:`\\bar X_k`; i.e. the hyperplane bisecting
+    Nearest-class-mean: every sample of k is strictly nearer to $\\bar X_k$ than to $\\bar X_l$, and
+    every sample of l strictly nearer to $\\bar X_l$ than to $\\bar X_k$; i.e. the hyperplane bisecting
     the two means separates the classes.
 ``margin``
-    The ncm test with a relative margin :math:`\\delta \\ge 0` (argument ``margin``): for every sample x of k
+    The ncm test with a relative margin $\\delta \\ge 0$ (argument ``margin``): for every sample x of k
 
-    .. math:: \\|x - \\bar X_l\\|^2 - \\|x - \\bar X_k\\|^2 > \\delta\\, \\|\\bar X_k - \\bar X_l\\|^2,
+$$ \\|x - \\bar X_l\\|^2 - \\|x - \\bar X_k\\|^2 > \\delta\\, \\|\\bar X_k - \\bar X_l\\|^2, $$
 
     and symmetrically for the samples of l. Since the left side equals
-    :math:`2 \\|\\bar X_k - \\bar X_l\\|\\, s(x)` with s(x) the signed distance of x from the bisecting hyperplane
-    (positive on k's side), this asks every sample to lie farther than :math:`(\\delta/2)\\|\\bar X_k-\\bar X_l\\|`
+    $2 \\|\\bar X_k - \\bar X_l\\|\\, s(x)$ with s(x) the signed distance of x from the bisecting hyperplane
+    (positive on k's side), this asks every sample to lie farther than $(\\delta/2)\\|\\bar X_k-\\bar X_l\\|$
     from the bisector: delta = 0 is ncm, delta = 1 asks every sample to be at least as far from the bisector as its
     own class mean.
 ``linear``
     Some affine hyperplane strictly separates the two classes: exact LP feasibility of
-    :math:`y_i (w^\\top x_i + b) \\ge 1` (scipy ``linprog``/HiGHS), one LP per pair and batch item on the CPU
+    $y_i (w^\\top x_i + b) \\ge 1$ (scipy ``linprog``/HiGHS), one LP per pair and batch item on the CPU
     (the slow exact method; pairs already ncm-separable are linearly separable and skip the LP). Results are
     returned on the input's device.
 
@@ -28,13 +28,13 @@ Decisions (written down because the spec leaves them open):
 - The answer is scale- and translation-free: each batch item is divided by its max-abs value, centred on the
   mean of its class means and divided by the max-abs value again before any squaring, so a float64 state of
   magnitude 1e200 gives the same answer as the rescaled state and nothing overflows. Inputs are checked by the
-  functions :mod:`lesde.metrics` uses (one label check, one scale normalisation): NaN/inf and float16 raise.
-- ``ncm``/``margin`` use :math:`\\|x-a\\|^2-\\|x-b\\|^2 = 2x^\\top(b-a)+\\|a\\|^2-\\|b\\|^2` so all K^2 pairs come from
+  functions `lesde.metrics` uses (one label check, one scale normalisation): NaN/inf and float16 raise.
+- ``ncm``/``margin`` use $\\|x-a\\|^2-\\|x-b\\|^2 = 2x^\\top(b-a)+\\|a\\|^2-\\|b\\|^2$ so all K^2 pairs come from
   one (N, m) x (m, K) product per batch item: no Python loops over batch dims or pairs.
 - Every class 0..K-1 (K = max label + 1) must hold at least one sample; the diagonal is True.
 - ``margin`` is only meaningful for ``method="margin"``; passing a nonzero margin with ``ncm`` or ``linear`` is an
   error rather than silently ignored.
-- :func:`summary` treats the leading dim of a tensor (the dim named ``path`` of a DataArray) as paths. The
+- `summary` treats the leading dim of a tensor (the dim named ``path`` of a DataArray) as paths. The
   interval for ``separable_fraction`` is Wilson's interval on the pair counts pooled over paths (successes = all
   separable pairs, trials = paths x K(K-1)/2). Pairs within one path are correlated, so this interval is narrower
   than an interval over independent paths would be; it is a descriptive band, ``p_all_separable`` (one Bernoulli
@@ -160,9 +160,9 @@ def separable(features: torch.Tensor, labels: torch.Tensor, method: str = "ncm",
         Sample features with any leading batch dims (paths, times, runs).
     labels : Tensor, shape (N,)
         Integer class of each sample, classes 0..K-1 each non-empty.
-    method : {"ncm", "margin", "linear"}
+    method : "ncm" | "margin" | "linear"
         The test (module docstring). ``margin`` uses
-        :math:`\\|x-\\bar X_l\\|^2 - \\|x-\\bar X_k\\|^2 > \\delta \\|\\bar X_k - \\bar X_l\\|^2` for every sample x of k.
+        $\\|x-\\bar X_l\\|^2 - \\|x-\\bar X_k\\|^2 > \\delta \\|\\bar X_k - \\bar X_l\\|^2$ for every sample x of k.
     margin : float
         The relative margin delta >= 0 of ``method="margin"`` (must be 0 for the other methods).
 
@@ -173,6 +173,8 @@ def separable(features: torch.Tensor, labels: torch.Tensor, method: str = "ncm",
 
     Examples
     --------
+    >>> import torch
+    >>> from lesde.separability import separable
     >>> x = torch.tensor([[0.0], [0.1], [1.0], [1.1]])
     >>> separable(x, torch.tensor([0, 0, 1, 1]))[0, 1].item()
     True
@@ -187,7 +189,7 @@ def separable(features: torch.Tensor, labels: torch.Tensor, method: str = "ncm",
 def pair_stats(
     features: torch.Tensor, labels: torch.Tensor, method: str = "ncm", margin: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-item reduction of :func:`separable` (what ``simulate(save="metrics")`` stores).
+    """Per-item reduction of `separable` (what ``simulate(save="metrics")`` stores).
 
     Returns
     -------
@@ -205,7 +207,7 @@ def pair_stats(
 
 
 def separable_from_dataset(sim_ds: Any, method: str = "ncm", margin: float = 0.0) -> Any:
-    """:func:`separable` on a ``save="full"`` simulation Dataset.
+    """`separable` on a ``save="full"`` simulation Dataset.
 
     Parameters
     ----------
@@ -214,7 +216,8 @@ def separable_from_dataset(sim_ds: Any, method: str = "ncm", margin: float = 0.0
 
     Returns
     -------
-    xarray.DataArray, bool, dims (path, time, class, class_other), named ``separable``.
+    Any
+        Bool, dims (path, time, class, class_other), named ``separable``.
     """
     import xarray as xr
 
@@ -245,16 +248,16 @@ def separable_from_dataset(sim_ds: Any, method: str = "ncm", margin: float = 0.0
 def wilson_interval(successes: Any, trials: Any, confidence: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
     """Wilson score interval for a binomial proportion, elementwise.
 
-    .. math::
-        \\frac{\\hat p + z^2/2n \\pm z \\sqrt{\\hat p (1-\\hat p)/n + z^2/4n^2}}{1 + z^2/n},
-        \\quad \\hat p = s/n,\\ z = \\Phi^{-1}(1 - (1-\\text{confidence})/2).
+    $$ \\frac{\\hat p + z^2/2n \\pm z \\sqrt{\\hat p (1-\\hat p)/n + z^2/4n^2}}{1 + z^2/n},
+    \\quad \\hat p = s/n,\\ z = \\Phi^{-1}(1 - (1-\\text{confidence})/2). $$
 
     Entries with ``trials == 0`` get the uninformative interval (0, 1). Successes and trials must be finite,
     ``0 <= successes <= trials`` (a ValueError names the first entry that is not).
 
     Returns
     -------
-    (lower, upper) : float64 tensors of the broadcast shape of ``successes`` and ``trials``.
+    tuple[torch.Tensor, torch.Tensor]
+        (lower, upper) : float64 tensors of the broadcast shape of ``successes`` and ``trials``.
     """
     from scipy.stats import norm
 
@@ -310,8 +313,8 @@ def summary(sep: Any, confidence: float = 0.95) -> Any:
 
     Parameters
     ----------
-    sep : Tensor (path, ..., K, K) bool, or xarray.DataArray with dims ``path``, ``class``, ``class_other``
-        Output of :func:`separable` / :func:`separable_from_dataset`. For tensors dim 0 is the path dim.
+    sep : Tensor (path, ..., K, K) bool, or xarray.DataArray with dims path, class, class_other
+        Output of `separable` / `separable_from_dataset`. For tensors dim 0 is the path dim.
     confidence : float
         Level of the Wilson intervals.
 

@@ -1,13 +1,13 @@
 r"""``simulate``: integrate a model over many paths and return an xarray Dataset.
 
-Four stages, each a short function: :func:`_validate` (every argument checked before any work, errors naming
+Four stages, each a short function: `_validate` (every argument checked before any work, errors naming
 the parameter and the accepted values), ``plan_run`` in ``lesde/_run_plan.py`` (the memory the run needs,
-refused up front with the numbers when it does not fit, and the chunks of paths), :func:`_run` (the method
-integrates chunk by chunk into the recorder) and :func:`_dataset`.
+refused up front with the numbers when it does not fit, and the chunks of paths), `_run` (the method
+integrates chunk by chunk into the recorder) and `_dataset`.
 
 Reproducibility: the same seed gives identical output whatever the free memory, the thread count and
 ``chunk_size``: paths draw their noise per fixed block of paths seeded from (seed, block index)
-(:mod:`lesde.integrators.seeding`), and chunks only group whole blocks. ``seed`` may be a list of seeds, one per
+(`lesde.integrators.seeding`), and chunks only group whole blocks. ``seed`` may be a list of seeds, one per
 equal group of paths, each group then equal to a run of its own.
 """
 
@@ -277,19 +277,25 @@ def simulate(
     ----------
     model : LESDE or any torchsde-contract module
         Generic modules need ``f``, ``g`` and/or ``g_prod``, ``noise_type``, ``sde_type`` and ``brownian_size``.
-    t_end, dt : float
+    t_end : float
         Final time and the largest step; the steps between save times are equal and at most ``dt``.
+    dt : float
+        Described with `t_end` above.
     n_paths : int
         Independent paths; with per-path schedule parameters it must equal their length.
-    save_times, n_save : optional
+    save_times
         Output times (t = 0 is always included), or their number on an even grid (default 101).
+    n_save
+        Described with `save_times` above.
     method : str
-        ``"euler"``, ``"exact"`` or ``"torchsde:<name>"`` (see :func:`lesde.integrators.known_methods`); the
+        ``"euler"``, ``"exact"`` or ``"torchsde:<name>"`` (see `lesde.integrators.known_methods`); the
         method's ``check`` refuses a model it cannot integrate before any work, with the reason.
-    save : {"full", "means", "metrics"}
+    save : "full" | "means" | "metrics"
         Every sample; class means and within-class variance; or NC metrics and separability only.
-    device, dtype : optional
+    device
         Where and in which precision to run (``"mps"`` does not support float64).
+    dtype
+        Described with `device` above.
     seed : int in [0, 2^63), or a sequence of such ints
         Noise is drawn per block of paths from (seed, block index), so output depends on the seed alone, not on
         the chunking, the free memory or the thread count. A sequence of G seeds splits the paths into G equal
@@ -299,7 +305,7 @@ def simulate(
     progress : bool
         Show a tqdm progress bar over steps.
     chunk_size : int, optional
-        Paths per chunk (rounded to whole blocks of :data:`lesde.integrators.PATH_BLOCK` paths); default sized to
+        Paths per chunk (rounded to whole blocks of `lesde.integrators.PATH_BLOCK` paths); default sized to
         the device's free memory. It changes the memory used, never the numbers.
     x0_scale : float
         Standard deviation of the default initial features (finite, > 0).

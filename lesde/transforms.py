@@ -1,15 +1,15 @@
-r"""Transforms :math:`T_{kl} \in \mathbb{R}^{m\times m}` of the LE-SDE drift.
+r"""Transforms $T_{kl} \in \mathbb{R}^{m\times m}$ of the LE-SDE drift.
 
-Each transform is one small class with a single job, :meth:`Transform.apply`:
+Each transform is one small class with a single job, `Transform.apply`:
 
-.. math:: \text{out}_k = \sum_l W_{kl}\, T_{kl}\, V_l ,
+$$ \text{out}_k = \sum_l W_{kl}\, T_{kl}\, V_l , $$
 
 with ``W`` of shape (K, K) or (B, K, K) (the elasticity already weighted by the class probabilities) and
 ``V`` of shape (B, K, m). The drift is ``apply(E * pi, class_means)``; the SGD-sampling noise and the
 discrete LE process reuse the same operator. Low-rank transforms never form the (K, K, m, m) blocks.
 
-The residual family uses :math:`d_j = e_j - \tfrac1K 1_K` and :math:`u_j = U d_j` with
-:math:`U = [I_K; 0] \in \mathbb{R}^{m\times K}` (the first K coordinates; a fixed orthonormal choice the
+The residual family uses $d_j = e_j - \tfrac1K 1_K$ and $u_j = U d_j$ with
+$U = [I_K; 0] \in \mathbb{R}^{m\times K}$ (the first K coordinates; a fixed orthonormal choice the
 spec leaves open).
 """
 
@@ -57,7 +57,7 @@ class Transform(nn.Module):
         return False
 
     def dense(self, W: torch.Tensor) -> torch.Tensor:
-        """The (.., K*m, K*m) matrix of the linear map vec(V) -> vec(apply(W, V)) (fixed transforms only).
+        """The ``(..., K*m, K*m)`` matrix of the linear map vec(V) -> vec(apply(W, V)) (fixed transforms only).
 
         Computed in W's dtype and on W's device, for one (K, K) or a batch (S, K, K) of weights in one call.
         """
@@ -90,7 +90,7 @@ def _residual_vectors(K: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Identity(Transform):
-    """:math:`T_{kl} = I_m`: the drift of class k is :math:`\\sum_l W_{kl} \\bar X_l`."""
+    """$T_{kl} = I_m$: the drift of class k is $\\sum_l W_{kl} \\bar X_l$."""
 
     name = "identity"
 
@@ -105,7 +105,7 @@ class Identity(Transform):
 
 
 class Residual(Transform):
-    """:math:`T_{kl} = u_k u_l^\\top / \\|d_l\\|^2`: class k is pushed along its own simplex-ETF direction."""
+    """$T_{kl} = u_k u_l^\\top / \\|d_l\\|^2$: class k is pushed along its own simplex-ETF direction."""
 
     name = "residual"
 
@@ -126,7 +126,7 @@ class Residual(Transform):
 
 
 class ResidualProjection(Residual):
-    """:math:`T_{kl} = u_l u_l^\\top / \\|d_l\\|^2` (the original public code's variant)."""
+    """$T_{kl} = u_l u_l^\\top / \\|d_l\\|^2$ (the original public code's variant)."""
 
     name = "residual-projection"
 
@@ -137,7 +137,7 @@ class ResidualProjection(Residual):
 
 
 class SoftmaxResidual(Transform):
-    """Logit space (m == K): :math:`d_j(t) = e_j - \\mathrm{softmax}(\\bar X_j(t))`, recomputed from the state."""
+    """Logit space (m == K): $d_j(t) = e_j - \\mathrm{softmax}(\\bar X_j(t))$, recomputed from the state."""
 
     name = "softmax-residual"
     state_dependent = True
@@ -226,7 +226,7 @@ REGISTRY: dict[str, type[Transform]] = {
 
 
 def make_transform(transform: Any, num_classes: int, dim: int) -> Transform:
-    """Build a transform from a name in :data:`REGISTRY`, a tensor (m, m) or (K, K, m, m), or a spec dict."""
+    """Build a transform from a name in `REGISTRY`, a tensor (m, m) or (K, K, m, m), or a spec dict."""
     if isinstance(transform, Transform):
         return transform
     if isinstance(transform, str):

@@ -153,8 +153,7 @@ def test_finite_time_separability_law_matches_simulation():
 
 
 def _grid_sweep(tmp_path, exponents, scales, n_paths, times):
-    from lesde.sweep import demo_spec
-    from lesde.sweep import run
+    from lesde.sweep import demo_spec, run
 
     spec = demo_spec(exponents=exponents, scales=scales, simulate={"n_paths": n_paths, "save_times": times,
                      "t_end": times[-1]}, sweep={"time": times[-1]})  # fmt: skip

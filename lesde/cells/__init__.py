@@ -1,18 +1,18 @@
 """Cells of work, where they run and the stores they are written to: the machinery phase sweeps
-(:mod:`lesde.sweep`) and empirical experiments (:mod:`lesde.empirical.experiments`) share, below both so that
+(`lesde.sweep`) and empirical experiments (`lesde.empirical.experiments`) share, below both so that
 neither imports the other.
 
 A cell is the unit a long computation is resumed by: a grid point of a sweep, a (setting, run) of an experiment.
 The parts, one module each:
 
-- :mod:`~lesde.cells.keys`: a cell's seed from the run's seed and the cell's own key (:func:`key_seed`), so its
+- `keys`: a cell's seed from the run's seed and the cell's own key (`key_seed`), so its
   numbers do not depend on batching, on which cells are done or where a cell ran;
-- :mod:`~lesde.cells.executors`: ``"local"`` or ``"dask"`` (a LocalCluster on 127.0.0.1 with ``workers=N``, or
+- `executors`: ``"local"`` or ``"dask"`` (a LocalCluster on 127.0.0.1 with ``workers=N``, or
   a running cluster with ``scheduler=ADDRESS``), results yielded as they complete;
-- :mod:`~lesde.cells.locking` and :mod:`~lesde.cells.stores`: stores created whole or not at all, one writer at a
-  time (:class:`StoreBusy`), folders written whole, Ctrl-C held while a result is written (:func:`hold_sigint`),
+- `locking` and `stores`: stores created whole or not at all, one writer at a
+  time (`StoreBusy`), folders written whole, Ctrl-C held while a result is written (`hold_sigint`),
   per-cell ``status`` and failure messages;
-- :mod:`~lesde.cells.driver`: the loop that maps work over an executor and writes each result as it arrives,
+- `driver`: the loop that maps work over an executor and writes each result as it arrives,
   with a progress bar over cells.
 """
 

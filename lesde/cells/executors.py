@@ -4,10 +4,10 @@ An executor maps a function over items of work (a sweep's batches, an experiment
 as they complete; the caller, in this process, writes them. ``"dask"`` with ``workers=N`` starts a
 ``LocalCluster`` of N single-threaded processes that listens on 127.0.0.1 only (scheduler, workers and
 dashboard, on free ports); with ``scheduler=ADDRESS`` it joins a running cluster (an address it cannot reach
-within ``distributed.comm.timeouts.connect`` raises :class:`SchedulerUnreachable`). When no worker is left for
-``worker_timeout`` seconds the run stops with :class:`WorkersGone` instead of waiting forever. An item whose
+within ``distributed.comm.timeouts.connect`` raises `SchedulerUnreachable`). When no worker is left for
+``worker_timeout`` seconds the run stops with `WorkersGone` instead of waiting forever. An item whose
 task fails on the cluster (its worker killed, say) raises there, unless ``on_error`` turns the exception into a
-result. With ``device="cuda"`` on a cluster, :func:`worker_device` gives worker i ``cuda:(i mod device_count)``
+result. With ``device="cuda"`` on a cluster, `worker_device` gives worker i ``cuda:(i mod device_count)``
 when worker names are integers.
 """
 
@@ -101,7 +101,7 @@ def dask_results(
     """``fn(item)`` for every item on a Dask cluster, yielded as they complete (module docstring).
 
     ``fn`` must pickle (a module-level function, or a ``functools.partial`` of one); task keys are
-    ``{name}-{i}-{random}``; ``unit`` names the items in :class:`WorkersGone`'s message.
+    ``{name}-{i}-{random}``; ``unit`` names the items in `WorkersGone`'s message.
     """
     distributed = require_dask()
     Client, wait = distributed.Client, distributed.wait

@@ -24,6 +24,7 @@ def key_seed(seed: int, key: Any) -> int:
 
     Examples
     --------
+    >>> from lesde.cells import key_seed
     >>> a = key_seed(0, {"setting": {"label_noise": 0.2}, "run": 1})
     >>> a == key_seed(0, {"run": 1, "setting": {"label_noise": 0.2}}), a == key_seed(0, {"setting": {}, "run": 1})
     (True, False)

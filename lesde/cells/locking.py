@@ -2,9 +2,9 @@
 experiment stores alike).
 
 A store is created in a hidden sibling folder ``.NAME.partial-PID-XXXX`` renamed into place when complete; a
-process killed during creation leaves that folder, which the next writer removes (:func:`remove_stale_partials`)
+process killed during creation leaves that folder, which the next writer removes (`remove_stale_partials`)
 once its creating process is gone. The writer holds an exclusive ``flock`` on the store's folder
-(:func:`lock`); a second writer gets :class:`StoreBusy`. :func:`hold_sigint` defers Ctrl-C until a write
+(`lock`); a second writer gets `StoreBusy`. `hold_sigint` defers Ctrl-C until a write
 finishes, so an interrupt never leaves half a batch or half a cell in a store.
 """
 

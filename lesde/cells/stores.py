@@ -1,15 +1,15 @@
 """What every resumable store of cells shares: creation that leaves a store whole or nothing, one writer at a time,
 folders written whole, and the per-cell status and failure messages.
 
-- :func:`open_locked` creates a store (through ``fill``) in a hidden sibling ``.NAME.partial-PID-XXXX`` renamed
+- `open_locked` creates a store (through ``fill``) in a hidden sibling ``.NAME.partial-PID-XXXX`` renamed
   into place when complete, or checks the one there (``check``), and holds its lock while the block runs
-  (:mod:`~lesde.cells.locking`); two processes creating one store at once: one wins, the other gets
-  :class:`~lesde.cells.StoreBusy`; :func:`read_attrs` reads an existing store's identity for its ``check``.
-- :func:`partial_folder` writes a folder inside a store the same way (a cell's result), so a process killed while
-  writing leaves only a hidden folder, which the next writer removes (:func:`remove_partials`).
+  (`locking`); two processes creating one store at once: one wins, the other gets
+  `StoreBusy`; `read_attrs` reads an existing store's identity for its ``check``.
+- `partial_folder` writes a folder inside a store the same way (a cell's result), so a process killed while
+  writing leaves only a hidden folder, which the next writer removes (`remove_partials`).
 - A store's ``status`` variable holds ``"pending"``, ``"ok"`` or ``"failed"`` per cell, written last; its attr
   ``failed_cells`` (JSON) maps a failed cell's flat index to its label and error message
-  (:func:`record_failures`, :func:`failed_cells`, :func:`describe_failures`).
+  (`record_failures`, `failed_cells`, `describe_failures`).
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def open_locked(path: str | Path, fill: Callable[[Path], None], check: Callable[
     ``check()``, locked for this process while the block runs; yields the path.
 
     Creation runs with Ctrl-C held (a store on disk is always whole); an OSError during it is a
-    :class:`~lesde.cells.StoreError` naming the store, and ``user`` (``"sweep"``, ``"experiment"``) names the
-    other writer in :class:`~lesde.cells.StoreBusy`.
+    `StoreError` naming the store, and ``user`` (``"sweep"``, ``"experiment"``) names the
+    other writer in `StoreBusy`.
     """
     path = Path(path)
     try:
@@ -128,7 +128,7 @@ def partial_folder(path: Path) -> Iterator[Path]:
 
 
 def remove_partials(folder: Path) -> None:
-    """Remove the hidden partial folders inside ``folder``: left by a writer killed in :func:`partial_folder`
+    """Remove the hidden partial folders inside ``folder``: left by a writer killed in `partial_folder`
     (call it holding the store's lock, when no other process writes there)."""
     for partial in folder.glob(f".*{PARTIAL}*"):
         shutil.rmtree(partial, ignore_errors=True)

@@ -1,30 +1,32 @@
 """``lesde compare-sgd CONFIG.toml --out cmp.nc``: SGD, its SME and gradient flow from one TOML config
-(:func:`lesde.sgd.compare`), written as NetCDF with a PNG next to it.
+(`lesde.sgd.compare`), written as NetCDF with a PNG next to it.
 
-TOML layout (``lesde example copy compare_sgd.toml``)::
+TOML layout (``lesde example copy compare_sgd.toml``):
 
-    [problem]
-    kind = "ufm"              # or "digits-mlp"
-    # ufm: the arguments of lesde.sgd.UFM
-    num_classes = 4
-    samples_per_class = 8
-    dim = 8
-    loss = "mse"              # "ce" | "mse"
-    weight_decay_W = 1e-2
-    weight_decay_H = 1e-2
-    # digits-mlp: the arguments of lesde.sgd.digits_mlp (num_classes, samples_per_class, hidden, loss, ...)
+```toml
+[problem]
+kind = "ufm"              # or "digits-mlp"
+# ufm: the arguments of lesde.sgd.UFM
+num_classes = 4
+samples_per_class = 8
+dim = 8
+loss = "mse"              # "ce" | "mse"
+weight_decay_W = 1e-2
+weight_decay_H = 1e-2
+# digits-mlp: the arguments of lesde.sgd.digits_mlp (num_classes, samples_per_class, hidden, loss, ...)
 
-    [run]
-    lr = 0.05
-    batch_size = 4
-    t_end = 10.0
-    n_runs = 32
-    seed = 0                  # optional, as are the keys below: any keyword of lesde.sgd.compare
-    sampling = "with-replacement"   # or "shuffle"
-    n_save = 51
-    metrics = true            # the default set; "all" adds gnc2; or a list of names
-    device = "cpu"
-    dtype = "float64"         # or "float32"
+[run]
+lr = 0.05
+batch_size = 4
+t_end = 10.0
+n_runs = 32
+seed = 0                  # optional, as are the keys below: any keyword of lesde.sgd.compare
+sampling = "with-replacement"   # or "shuffle"
+n_save = 51
+metrics = true            # the default set; "all" adds gnc2; or a list of names
+device = "cpu"
+dtype = "float64"         # or "float32"
+```
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def summary(ds) -> str:
 
 
 def compare_from_config(config: dict[str, Any], out: str | Path, progress: bool = True):
-    """Run :func:`lesde.sgd.compare` from a parsed TOML config (layout in the module docstring); write ``out``
+    """Run `lesde.sgd.compare` from a parsed TOML config (layout in the module docstring); write ``out``
     (.nc) and the figure next to it (suffix ``.png``), print a summary and what was written. Returns the Dataset."""
     import torch
 

@@ -1,5 +1,5 @@
 """``lesde compare-theory FILE --out F.nc [--plot F.png]``: attach the predictions that apply
-(:func:`lesde.theory.attach`), write, plot, and print the summary."""
+(`lesde.theory.attach`), write, plot, and print the summary."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``lesde demo [--out DIR]``: the main job, small enough for a laptop CPU.
 
-1. A separability phase diagram over (p, c) for alpha_t = c (1+t)^-p, beta_t = 0 (:func:`phase_demo`, on the
-   sweep spec :data:`lesde.sweep.DEMO_SPEC`): writes ``phase.zarr`` and ``phase.png`` and prints P(all pairs
+1. A separability phase diagram over (p, c) for alpha_t = c (1+t)^-p, beta_t = 0 (`phase_demo`, on the
+   sweep spec `lesde.sweep.DEMO_SPEC`): writes ``phase.zarr`` and ``phase.png`` and prints P(all pairs
    separable) over the exponent p and the scale c, the names of the figure.
 2. A residual-transform LE-SDE whose class means align with a simplex ETF: writes ``residual.nc`` (NC
    metrics over path and time) and ``residual.png`` and prints, at six times, the metrics of the figure's panels
@@ -43,7 +43,7 @@ def phase_demo(outdir: str | Path = "lesde-demo", device: str = "cpu", progress:
 
 
 def phase_table(table: str) -> str:
-    """:func:`lesde.sweep.format_table`'s text (rows alpha_scale, columns alpha_exponent) with the swept dims named
+    """`lesde.sweep.format_table`'s text (rows alpha_scale, columns alpha_exponent) with the swept dims named
     as the figure names them: the scale c and the exponent p of alpha_t = c (1+t)^-p."""
     head, names, *rest = table.splitlines()
     head = head.replace(

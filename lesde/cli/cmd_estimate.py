@@ -1,7 +1,7 @@
 """``lesde estimate``: train with batch size 1, track every probe, estimate and fit E(t); with several
 ``--label-noise`` rates, the label-corruption experiment.
 
-:func:`estimate_cli` runs one :class:`EstimateJob` (every setting of the job, with its default, in one dataclass)
+`estimate_cli` runs one `EstimateJob` (every setting of the job, with its default, in one dataclass)
 and writes ``out``:
 
 - the root group: the estimate Dataset (alpha, beta, E over windows, both estimands), with the fit as JSON in
@@ -12,12 +12,12 @@ and writes ``out``:
 - ``<out stem>_elasticity.png`` next to it: alpha(t), beta(t) with CIs and the fit.
 
 With ``--store exp.zarr`` every run (every (rate, run) with several ``--label-noise`` rates) is a cell of an
-experiment (:mod:`lesde.empirical.experiments`) written into that resumable store, here or on a Dask cluster
+experiment (`lesde.empirical.experiments`) written into that resumable store, here or on a Dask cluster
 (``--workers N`` / ``--scheduler ADDR``); the estimate and the figure are computed from the store when every cell is
 done. Failed cells exit 1 (``--retry-failed`` runs them again), Ctrl-C exits 130 and the same command resumes.
 
-:func:`label_noise_cli` (``lesde estimate --label-noise P1 P2 ...``) runs
-:func:`lesde.empirical.label_noise_experiment` and writes its Dataset and figure.
+`label_noise_cli` (``lesde estimate --label-noise P1 P2 ...``) runs
+`lesde.empirical.label_noise_experiment` and writes its Dataset and figure.
 """
 
 from __future__ import annotations
@@ -303,13 +303,13 @@ def _build_net(job: EstimateJob, inputs, num_classes: int):
 
 def estimate_cli(job: EstimateJob | None = None, out: str | Path = "est.nc", keep_steps: int = 400,
                  progress: bool = True, cells: dict | None = None, **settings):  # fmt: skip
-    """Run ``job`` (an :class:`EstimateJob`; ``settings`` override its fields by name), write ``out`` and a PNG,
+    """Run ``job`` (an `EstimateJob`; ``settings`` override its fields by name), write ``out`` and a PNG,
     print a summary with both estimands side by side. Returns the estimate Dataset (as written).
 
-    ``cells`` (``store`` and the other options of :func:`lesde.empirical.run_experiment`) trains every run as a
+    ``cells`` (``store`` and the other options of `lesde.empirical.run_experiment`) trains every run as a
     cell of an experiment in that store, here or on a Dask cluster, each seeded by its key (so the numbers differ
     from the stacked track's, where every run draws from one generator); failed cells raise
-    :class:`~lesde.cli.failures.CellsFailed` (exit code 1)."""
+    `CellsFailed` (exit code 1)."""
     import numpy as np
     import torch
 
@@ -376,7 +376,7 @@ def _write_estimate(est, thinned, out: Path, plot, save_figure) -> Path:
 
 
 def label_noise_cli(out: str | Path, rates=None, **kwargs):
-    """Run the label-corruption experiment (keywords of :func:`lesde.empirical.label_noise_experiment`), write
+    """Run the label-corruption experiment (keywords of `lesde.empirical.label_noise_experiment`), write
     ``out`` (NetCDF) and ``<out stem>.png``, print the table."""
     from ..atomic_write import atomic_path, write_netcdf
     from ..empirical import RATES, ExperimentIncomplete, label_noise_experiment

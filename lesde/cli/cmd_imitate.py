@@ -1,5 +1,5 @@
 """``lesde imitate EST.nc --out imit.nc``: drive an LE-SDE with the E(t) of a ``lesde estimate`` file from the
-network's class means (:func:`lesde.empirical.imitate`), write its Dataset and ``<out stem>_trajectories.png``,
+network's class means (`lesde.empirical.imitate`), write its Dataset and ``<out stem>_trajectories.png``,
 and print how far the LE-SDE's class means are from the network's."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""``lesde methods``: the integration methods :func:`lesde.simulate` accepts, each with its orders and what it takes
-(:func:`lesde.integrators.describe`)."""
+"""``lesde methods``: the integration methods `lesde.simulate` accepts, each with its orders and what it takes
+(`lesde.integrators.describe`)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """``lesde plot KIND FILE --out F [--time T] [--metrics NAME ...]``: open the file, check what the kind needs, draw,
 save.
 
-The figure functions of :mod:`lesde.plots` take Datasets and open nothing; this module is where a file becomes
-the Dataset a kind draws (:data:`lesde.plots.KINDS` says which file each kind reads, and ``lesde plot --help``
+The figure functions of `lesde.plots` take Datasets and open nothing; this module is where a file becomes
+the Dataset a kind draws (`lesde.plots.KINDS` says which file each kind reads, and ``lesde plot --help``
 prints it).
 """
 

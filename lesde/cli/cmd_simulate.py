@@ -1,5 +1,5 @@
 """``lesde simulate CONFIG.toml --out run.nc``: ``LESDE(**[model])`` + ``simulate(**[simulate])`` from a TOML file
-(:mod:`lesde.config` checks the tables), written as NetCDF, with a one-line summary."""
+(`lesde.config` checks the tables), written as NetCDF, with a one-line summary."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 
 def simulate_from_config(config: dict[str, Any], source: str = "config", **overrides: Any):
-    """Build the model and run :func:`lesde.simulate` from a parsed config dict; ``overrides`` win over the file.
+    """Build the model and run `lesde.simulate` from a parsed config dict; ``overrides`` win over the file.
 
     ``source`` (the file's name) starts every error message.
     """

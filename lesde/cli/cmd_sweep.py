@@ -1,5 +1,5 @@
 """``lesde sweep SPEC.toml --store out.zarr [--workers N | --scheduler ADDR] [--device D] [--retry-failed]``: run or
-resume a phase-diagram sweep (:func:`lesde.sweep.run`) and print the cells done; failed cells exit 1."""
+resume a phase-diagram sweep (`lesde.sweep.run`) and print the cells done; failed cells exit 1."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ def add_parser(sub) -> None:
 
 
 def sweep_cli(spec_path: str | Path, store: str | Path, **options) -> int:
-    """Run (or resume) the sweep with ``options`` (those of :func:`lesde.sweep.run`) and print the summary.
+    """Run (or resume) the sweep with ``options`` (those of `lesde.sweep.run`) and print the summary.
 
-    Returns 0; raises :class:`~lesde.cli.failures.CellsFailed` when cells failed (exit code 1).
+    Returns 0; raises `CellsFailed` when cells failed (exit code 1).
     """
     from ..sweep import describe_failures
     from ..sweep import run as run_sweep

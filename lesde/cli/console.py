@@ -26,7 +26,7 @@ QUIET = "no progress bars and no 'wrote FILE' lines (tables, warnings and errors
 
 
 class _DropWrote(io.TextIOBase):
-    """A text stream passing on every line except those starting with :data:`WROTE` (complete lines only)."""
+    """A text stream passing on every line except those starting with `WROTE` (complete lines only)."""
 
     def __init__(self, target):
         self.target = target

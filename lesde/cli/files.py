@@ -51,7 +51,7 @@ def check_netcdf(path: str | Path) -> None:
 
 def open_result(path: str | Path, folder: str = "zarr"):
     """A lesde result loaded into memory: a NetCDF file, or a folder read as ``folder`` says (``"sweep"``: a sweep
-    store through :func:`lesde.sweep.open_sweep`; ``"zarr"``: any zarr store)."""
+    store through `lesde.sweep.open_sweep`; ``"zarr"``: any zarr store)."""
     import xarray as xr
 
     p = Path(path)

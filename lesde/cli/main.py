@@ -1,5 +1,5 @@
-"""The ``lesde`` parser, assembled from one module per subcommand, and :func:`main`, which turns every failure
-into one line on stderr and an exit code (:mod:`lesde.cli.failures`)."""
+"""The ``lesde`` parser, assembled from one module per subcommand, and `main`, which turns every failure
+into one line on stderr and an exit code (`lesde.cli.failures`)."""
 
 from __future__ import annotations
 

@@ -2,13 +2,13 @@
 
 The stages follow the data:
 
-``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> :mod:`.tracks` (``track``, or ``Tracker`` in your own
-training loop, or ``simulate_discrete``, the ground truth; one track layout) -> :mod:`.estimation` (``estimate``:
+``data.load_dataset`` -> ``nets.mlp`` / ``nets.cnn`` -> `.tracks` (``track``, or ``Tracker`` in your own
+training loop, or ``simulate_discrete``, the ground truth; one track layout) -> `.estimation` (``estimate``:
 the feature, residual and means forms) -> ``fitting.fit`` -> ``imitation.imitate`` (and ``imitation.drift_check``);
-:mod:`.experiments` runs many tracked runs of many settings as cells (here or on a Dask cluster, into one resumable
+`.experiments` runs many tracked runs of many settings as cells (here or on a Dask cluster, into one resumable
 store: ``Experiment``, ``run_experiment``, ``experiment_tracks``), and ``label_corruption`` is the paper's
 label-corruption experiment on them. The command-line jobs (``lesde estimate``, ``lesde imitate``) are in
-:mod:`lesde.cli`.
+`lesde.cli`.
 """
 
 from __future__ import annotations

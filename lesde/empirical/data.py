@@ -14,7 +14,7 @@ Decisions
   ``info``; ``standardize=False`` opts out. (At the default generator arguments the raw values are already close
   to mean 0, std 1: mean -3e-4, std 0.998; other arguments and other data are not.) ``standardize=True`` does the
   same for any data set.
-- geomnist (:mod:`lesde.empirical._geomnist`): the LE-SDE paper's triangles, rectangles and ellipses, 32 x 32,
+- geomnist (`lesde.empirical._geomnist`): the LE-SDE paper's triangles, rectangles and ellipses, 32 x 32,
   generated locally; 1000 training and 300 test images per class by default (options ``n_train``, ``n_test``,
   ``size``, ``jitter``, ``generator_seed``).
 - ``classes=k`` keeps the first ``k`` classes; a list keeps those classes, relabelled ``0..len-1`` in list order.
@@ -169,17 +169,17 @@ def load_dataset(
 
     Parameters
     ----------
-    name : {"mnist1d", "geomnist", "digits", "gaussian-mixture"} or "npz:PATH"
+    name : "mnist1d" | "geomnist" | "digits" | "gaussian-mixture" or "npz:PATH"
         The source. ``npz:PATH`` reads arrays ``x`` (inputs) and ``y`` (integer labels) from a user file.
     classes : int or list of int, optional
         ``k`` keeps classes ``0..k-1``; a list keeps those classes, relabelled in list order. Default: all.
     per_class : int or list of int, optional
         Samples per kept class, drawn without replacement with ``seed``; a list gives imbalanced counts.
     label_noise : float
-        Fraction :math:`q \\in [0, 1)` of samples whose label is replaced by a different uniform class.
+        Fraction $q \\in [0, 1)$ of samples whose label is replaced by a different uniform class.
     seed : int
         Seeds the subset draw, the label corruption and the Gaussian mixture.
-    split : {"train", "test"}
+    split : "train" | "test"
         Which split (module notes); label noise applies to the training split only.
     standardize : bool, optional
         Subtract the training split's mean and divide by its standard deviation (two scalars, in ``info``).
@@ -190,11 +190,13 @@ def load_dataset(
 
     Returns
     -------
-    Data, a pair ``(inputs, labels)``: inputs float32 (N, ...), labels int64 (N,) sorted by original class; its
-    ``info`` dict records name, split, standardisation and label noise.
+    Data
+        A pair ``(inputs, labels)``: inputs float32 (N, ...), labels int64 (N,) sorted by original class; its
+        ``info`` dict records name, split, standardisation and label noise.
 
     Examples
     --------
+    >>> from lesde.empirical import load_dataset
     >>> x, y = load_dataset("digits", classes=3, per_class=[50, 30, 20])
     >>> tuple(x.shape), y.bincount().tolist()
     ((100, 1, 8, 8), [50, 30, 20])

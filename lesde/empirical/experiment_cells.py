@@ -1,17 +1,17 @@
 r"""The cells of an empirical experiment: what one cell is, how it is seeded, and what a worker runs for it.
 
-An :class:`Experiment` is ``settings x runs`` cells. Cell ``(i, r)`` loads setting ``i``'s data
+An `Experiment` is ``settings x runs`` cells. Cell ``(i, r)`` loads setting ``i``'s data
 (``experiment.data(**settings[i])``: ``(x, y)`` or ``(x, y, x_val, y_val)``), builds the network
 (``experiment.net(input_shape, num_classes)``) and trains it by batch-size-1 SGD with every probe tracked, one run:
-:func:`~lesde.empirical.track` with ``n_runs=1``. ``data`` and ``net`` are any callables that pickle and import on
+`track` with ``n_runs=1``. ``data`` and ``net`` are any callables that pickle and import on
 the workers (module-level functions, ``functools.partial`` of them, dataclass instances such as
-:class:`DatasetLoader`).
+`DatasetLoader`).
 
 Seeding, so that a run's numbers depend on ``(seed, setting, run)`` alone, not on ``n_runs``, on the other
 settings, on which cells ran together or on where they ran:
 
 - the run's initialisation and sample order come from the cell's seed
-  :math:`s_{i,r}` = :func:`lesde.cells.key_seed` ``(seed, {"setting": settings[i], "run": r})``: the cell is
+  $s_{i,r}$ = `lesde.cells.key_seed` ``(seed, {"setting": settings[i], "run": r})``: the cell is
   ``track(net, x, y, n_runs=1, seed=s_{i,r}, ...)``;
 - the probes come from the experiment's ``seed`` (``select_probes(labels, probes, seed)``, as in a stacked
   track), the same for every run of a setting, so the runs pool into one estimate;
@@ -21,12 +21,12 @@ settings, on which cells ran together or on where they ran:
 A stacked ``track(n_runs=R, seed=seed)`` draws every run from one generator instead, so its numbers differ from
 the cells' (both are samples of the same runs; only the cells' do not depend on grouping).
 
-Failures: a cell whose data, network or training raises :data:`CELL_FAILURES`, or whose probe features stop
+Failures: a cell whose data, network or training raises `CELL_FAILURES`, or whose probe features stop
 being finite (a diverging run), is returned failed with its message; any other exception propagates (a bug is
 not a result). Ctrl-C during a cell run here lets the current step finish and raises KeyboardInterrupt: an
 interrupted run is never a result.
 
-An experiment's identity (what a store must have been written by to be resumed) is :meth:`Experiment.describe`:
+An experiment's identity (what a store must have been written by to be resumed) is `Experiment.describe`:
 its numbers and settings, and its callables by import name and arguments, never by their code.
 """
 
@@ -101,7 +101,7 @@ def canonical(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class DatasetLoader:
-    """An experiment's data from :func:`~lesde.empirical.load_dataset`, picklable for the workers.
+    """An experiment's data from `load_dataset`, picklable for the workers.
 
     ``loader(**setting)`` loads the training split with these arguments and the setting's keywords (e.g.
     ``label_noise=0.2``); with ``validation`` it also returns the clean test split (same classes, seed and
@@ -134,7 +134,7 @@ class Experiment:
 
     ``data(**setting)`` returns ``(x, y)`` or ``(x, y, x_val, y_val)``; ``net(input_shape, num_classes)`` returns
     the ``nn.Module``; ``settings`` are keyword dicts for ``data`` (default: one setting, ``{}``). The other
-    fields are those of :func:`~lesde.empirical.track` (``validation_every`` applies when ``data`` returns a
+    fields are those of `track` (``validation_every`` applies when ``data`` returns a
     validation set; ``dtype`` is ``"float32"`` or ``"float64"``).
     """
 
@@ -250,7 +250,7 @@ def _track_cell(cell: Cell) -> xr.Dataset:
 
 
 def run_cell(cell: Cell) -> CellResult:
-    """Train and track one cell; a failure of :data:`CELL_FAILURES` or a diverging run gives a failed result."""
+    """Train and track one cell; a failure of `CELL_FAILURES` or a diverging run gives a failed result."""
     t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         tr, error = _track_cell(cell), None

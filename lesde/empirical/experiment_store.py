@@ -5,12 +5,12 @@ Layout (zarr format 2, no consolidated metadata, so attrs written later are neve
 - the root: ``status(setting, run)`` (``"pending"``, ``"ok"`` or ``"failed"``), ``seconds(setting, run)`` and
   ``cpu_seconds(setting, run)`` (a finished cell's wall time and CPU time where it ran: what cluster sizes are
   planned from, and the only values a rerun does not reproduce), coordinates ``setting`` (labels such as ``"label_noise=0.2"``) and ``run``; attrs
-  ``experiment`` (JSON of :meth:`Experiment.describe`), its ``experiment_hash``, ``settings``, ``n_runs``,
+  ``experiment`` (JSON of `Experiment.describe`), its ``experiment_hash``, ``settings``, ``n_runs``,
   ``seed``, ``store_version``, ``seeding`` and ``failed_cells`` (JSON: flat cell index -> label and error);
 - ``tracks/s{i}-r{r}``: the track of cell (setting i, run r), a zarr group of its own.
 
-Safety, as for sweep stores (the primitives are :mod:`lesde.cells`): the store is created whole before any cell
-runs and written by one process at a time (:class:`~lesde.cells.StoreBusy` for a second); a cell is written
+Safety, as for sweep stores (the primitives are `lesde.cells`): the store is created whole before any cell
+runs and written by one process at a time (`StoreBusy` for a second); a cell is written
 track first (into a hidden folder renamed into place), then its times, its failure message and last its
 ``status``, with Ctrl-C held, so a process killed at any moment leaves a store whose ``ok`` cells are whole, and a
 rerun recomputes the others. A store written by another experiment is refused, naming the first differences.
@@ -127,7 +127,7 @@ def _track_folder(path: Path, setting: int, run: int) -> Path:
 
 
 class ExperimentStore:
-    """A store opened for writing by :func:`open_experiment_store` (this process holds its lock)."""
+    """A store opened for writing by `open_experiment_store` (this process holds its lock)."""
 
     def __init__(self, path: Path, exp: Experiment):
         import zarr
@@ -179,7 +179,7 @@ def open_experiment(store: str | Path) -> xr.Dataset:
 
 def experiment_tracks(store: str | Path, setting: int = 0) -> xr.Dataset:
     """The tracks of every run of setting ``setting`` (its index), one Dataset over ``run``, as
-    :func:`~lesde.empirical.estimate` reads them; every run of the setting must be ``ok``.
+    `estimate` reads them; every run of the setting must be ``ok``.
 
     ``attrs`` say ``n_runs``, the experiment's ``seed``, each run's seed (``run_seeds``), the ``setting`` and the
     ``seeding``.

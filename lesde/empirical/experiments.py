@@ -1,18 +1,18 @@
 r"""Empirical experiments as cells: many tracked runs of many settings, on one machine or a Dask cluster, into one
 resumable store.
 
-An :class:`~lesde.empirical.experiment_cells.Experiment` is ``settings x runs`` cells; a cell is one run of one
-setting (:func:`~lesde.empirical.experiment_cells.run_cell`: the setting's data, a fresh network, batch-size-1 SGD
+An `Experiment` is ``settings x runs`` cells; a cell is one run of one
+setting (`run_cell`: the setting's data, a fresh network, batch-size-1 SGD
 with every probe tracked), seeded by its key so that its numbers do not depend on where it ran or with which
-other cells. :func:`run_experiment` runs the missing cells on an executor of :mod:`lesde.cells` (``"local"``, or
+other cells. `run_experiment` runs the missing cells on an executor of `lesde.cells` (``"local"``, or
 Dask with ``workers=N`` / ``scheduler=ADDRESS``, the very executors phase sweeps use) and writes each into the
-store as it finishes (:mod:`~lesde.empirical.experiment_store`); :func:`experiment_tracks` reads a setting's runs
-back as one track for :func:`~lesde.empirical.estimate`.
+store as it finishes (`experiment_store`); `experiment_tracks` reads a setting's runs
+back as one track for `estimate`.
 
 Semantics a long experiment relies on (those of a sweep):
 
 - **Ctrl-C** never writes the cell in progress and is held while a finished cell is written;
-  :func:`run_experiment` raises :class:`ExperimentInterrupted` (``lesde estimate`` exits 130). Rerunning the same
+  `run_experiment` raises `ExperimentInterrupted` (``lesde estimate`` exits 130). Rerunning the same
   call resumes: only the missing cells run, and the store ends equal to an uninterrupted run's (every track bit
   for bit; the cells' times are measured).
 - **A failed cell** (a numerical error, a diverging run, a Dask worker killed while running it) is recorded as
@@ -23,13 +23,15 @@ Semantics a long experiment relies on (those of a sweep):
   is refused with one line naming the difference.
 
 Example, a small CNN on your own image arrays (any ``nn.Module`` factory and data loader that pickle and import
-on the workers; ``lesde example copy cnn_on_arrays.py`` for the whole script)::
+on the workers; ``lesde example copy cnn_on_arrays.py`` for the whole script):
 
-    exp = Experiment(data=functools.partial(load_arrays, "images.npz"), net=small_cnn, lr=0.01, steps=2000,
-                     n_runs=8, probes=120)
-    run_experiment(exp, "cnn.zarr")                 # here, one cell after the other
-    run_experiment(exp, "cnn.zarr", workers=2)      # or a LocalCluster of 2 processes on 127.0.0.1
-    est = estimate(experiment_tracks("cnn.zarr"))
+```python
+exp = Experiment(data=functools.partial(load_arrays, "images.npz"), net=small_cnn, lr=0.01, steps=2000,
+                 n_runs=8, probes=120)
+run_experiment(exp, "cnn.zarr")                 # here, one cell after the other
+run_experiment(exp, "cnn.zarr", workers=2)      # or a LocalCluster of 2 processes on 127.0.0.1
+est = estimate(experiment_tracks("cnn.zarr"))
+```
 """
 
 from __future__ import annotations
@@ -93,12 +95,12 @@ def run_experiment(
     Parameters
     ----------
     experiment : Experiment
-        The settings, runs, data, network and training (:class:`~lesde.empirical.experiment_cells.Experiment`).
+        The settings, runs, data, network and training (`Experiment`).
     store : path
         The zarr store (a folder), created before the first cell runs. Cells already ``ok`` there are skipped,
         failed ones too unless ``retry_failed``; a store of another experiment is refused, as is one that another
         process is writing.
-    executor : {"local", "dask"}
+    executor : "local" | "dask"
         ``"dask"`` with ``workers=N`` starts a LocalCluster of N processes on 127.0.0.1; with
         ``scheduler=ADDRESS`` it joins one. Passing ``workers`` or ``scheduler`` implies ``"dask"``.
     device : str
@@ -106,7 +108,7 @@ def run_experiment(
     retry_failed : bool
         Run the cells a previous run recorded as failed again.
     worker_timeout : float
-        Seconds without any Dask worker after which the run stops (:class:`~lesde.cells.WorkersGone`).
+        Seconds without any Dask worker after which the run stops (`WorkersGone`).
     progress : bool
         tqdm bar over cells.
 
@@ -114,7 +116,7 @@ def run_experiment(
     -------
     xarray.Dataset
         ``status``, ``seconds`` and ``cpu_seconds`` over ``(setting, run)``, the failures' messages in
-        ``attrs["failed_cells"]`` (:func:`open_experiment`); the tracks are read with :func:`experiment_tracks`.
+        ``attrs["failed_cells"]`` (`open_experiment`); the tracks are read with `experiment_tracks`.
 
     Raises
     ------
@@ -137,7 +139,7 @@ def run_experiment(
 
 
 def require_complete(summary: xr.Dataset, hint: str = "rerun with retry_failed=True to retry them") -> None:
-    """Raise :class:`ExperimentIncomplete` (naming the failed cells, then ``hint``) unless every cell is ``ok``."""
+    """Raise `ExperimentIncomplete` (naming the failed cells, then ``hint``) unless every cell is ``ok``."""
     failures = describe_failures(summary)
     if failures:
         raise ExperimentIncomplete(failures, hint)

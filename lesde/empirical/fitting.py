@@ -1,25 +1,23 @@
-r"""Fit functional forms to estimated elasticities and return schedules an :class:`~lesde.LESDE` accepts.
+r"""Fit functional forms to estimated elasticities and return schedules an `LESDE` accepts.
 
-Models (a registry; each maps to a :mod:`lesde.schedules` class):
+Models (a registry; each maps to a `lesde.schedules` class):
 
-=========  ===========================================  ===========================================
-name       :math:`a(t)`                                 schedule
-=========  ===========================================  ===========================================
-power      :math:`a\,(t_0 + t)^{-p}`                    ``PowerLaw(scale=a, exponent=p, offset=t_0)``
-exp        :math:`a\,e^{-r t}`                          ``Exponential(scale=a, rate=r)``
-const      :math:`a`                                    ``Constant(value=a)``
-=========  ===========================================  ===========================================
+| name | $a(t)$ | schedule |
+| --- | --- | --- |
+| power | $a\,(t_0 + t)^{-p}$ | ``PowerLaw(scale=a, exponent=p, offset=t_0)`` |
+| exp | $a\,e^{-r t}$ | ``Exponential(scale=a, rate=r)`` |
+| const | $a$ | ``Constant(value=a)`` |
 
 Fits are weighted least squares (``scipy.optimize.curve_fit`` with ``sigma`` = the estimate's standard errors).
 Parameter standard errors start from those the estimate's own errors imply (``absolute_sigma=True``); where those
-errors do not explain the scatter of the estimates about the curve (:math:`\chi^2/\nu > 1`, :math:`\nu = n - k`),
-they are scaled by :math:`\sqrt{\chi^2/\nu}` (the Birge ratio, what ``absolute_sigma=False`` does), so a model
-that misses the data's structure reports honestly wide errors (on MNIST-1D, :math:`\chi^2/\nu = 17.6` had made
+errors do not explain the scatter of the estimates about the curve ($\chi^2/\nu > 1$, $\nu = n - k$),
+they are scaled by $\sqrt{\chi^2/\nu}$ (the Birge ratio, what ``absolute_sigma=False`` does), so a model
+that misses the data's structure reports honestly wide errors (on MNIST-1D, $\chi^2/\nu = 17.6$ had made
 them about 4x too small). ``ParamFit`` reports ``chi2``, ``chi2_dof`` and ``error_scale``; a warning names fits
-with :math:`\chi^2/\nu > 3` (``CHI2_DOF_WARN``).
+with $\chi^2/\nu > 3$ (``CHI2_DOF_WARN``).
 ``AIC = chi^2 + 2 k`` (Gaussian likelihood with the estimate's variances, constants dropped), comparable across
 models fitted to the same data; ``model="auto"`` keeps the lowest AIC per quantity. The power law's offset
-:math:`t_0` is held fixed (default 1, the ``PowerLaw`` default, so that :math:`t = 0` is finite) unless
+$t_0$ is held fixed (default 1, the ``PowerLaw`` default, so that $t = 0$ is finite) unless
 ``offset=None``, which fits it too (often poorly conditioned over short time ranges).
 """
 
@@ -82,7 +80,7 @@ class ParamFit:
 @dataclass
 class FitResult:
     """Fits of alpha and beta (``fits["alpha"]``, ``fits["beta"]``), the residual noise scale, and in ``extra`` the
-    estimate's ``form``, ``weighting`` and ``transform`` (what :func:`~lesde.empirical.imitate` needs to know)."""
+    estimate's ``form``, ``weighting`` and ``transform`` (what `imitate` needs to know)."""
 
     fits: dict[str, ParamFit]
     noise: float = float("nan")
@@ -299,17 +297,18 @@ def fit(
     quantities: tuple[str, ...] = ("alpha", "beta"),
     tmin: float | None = None,
 ) -> FitResult:
-    r"""Fit ``alpha(t)`` and ``beta(t)`` of an :func:`~lesde.empirical.estimate` Dataset.
+    r"""Fit ``alpha(t)`` and ``beta(t)`` of an `estimate` Dataset.
 
     Parameters
     ----------
     estimate_ds : xarray.Dataset
         With ``alpha``, ``beta``, their ``_se`` and the ``time`` coordinate.
-    model : {"power", "exp", "const", "auto"}
+    model : "power" | "exp" | "const" | "auto"
         Functional form (module table); ``"auto"`` picks the lowest AIC per quantity.
     offset : float or None
-        Fixed power-law offset :math:`t_0` (default 1.0), or None to fit it.
-    quantities : names of the variables to fit.
+        Fixed power-law offset $t_0$ (default 1.0), or None to fit it.
+    quantities
+        names of the variables to fit.
     tmin : float, optional
         Ignore windows before this time (e.g. an initial transient).
 
@@ -321,6 +320,7 @@ def fit(
 
     Examples
     --------
+    >>> from lesde.empirical import fit
     >>> import numpy as np, xarray as xr
     >>> t = np.linspace(0, 10, 30)
     >>> ds = xr.Dataset({"alpha": ("step", 2 * (1 + t) ** -0.5), "alpha_se": ("step", np.full(30, 1e-3)),

@@ -1,26 +1,26 @@
 r"""Drive an LE-SDE with the elasticity estimated from a track and compare its classes with the network's, in raw
 and in scale-free terms, each against the network frozen at t = 0.
 
-The LE-SDE (:mod:`lesde.empirical.imitation_sde`) gets K from the track, one sample per probe, the training set's
+The LE-SDE (`lesde.empirical.imitation_sde`) gets K from the track, one sample per probe, the training set's
 class frequencies (attr ``class_counts``: how the network's steps sampled classes, never the probe counts),
-``alpha``/``beta`` from a fit (:class:`~lesde.empirical.FitResult`) or, given an estimate Dataset, tabulated from its
+``alpha``/``beta`` from a fit (`FitResult`) or, given an estimate Dataset, tabulated from its
 windows (linear interpolation, constant beyond the ends), the transform the estimate was made for
 (``estimate(..., transform=)``; the feature form's default is the identity), and the residual diffusion scale
-:math:`\hat\sigma` of the estimate unless ``noise`` is given. Path ``(r, j)`` starts at run ``r``'s initial probe
+$\hat\sigma$ of the estimate unless ``noise`` is given. Path ``(r, j)`` starts at run ``r``'s initial probe
 features, so its class means start exactly at the network's; ``paths_per_run`` noise realisations per run are
 averaged.
 
 Processes, along the ``process`` dim: ``network``; ``le-sde``; ``frozen``, the null (the network's probes held at
 t = 0); and ``paper``, the original analysis's own method as a reference (``reference=True``): E(t) from the
-integrated ``means`` form, the LE-ODE (identity transform, no noise), and one scale :math:`c` of its class means
+integrated ``means`` form, the LE-ODE (identity transform, no noise), and one scale $c$ of its class means
 fitted to the network's over the last quarter of the compared times (for its raw error; ``class_mean`` holds it
 unscaled). Each is compared with the network
-(:mod:`lesde.empirical.imitation_scores`): the raw relative error of the class means, the cosine of the centred
+(`lesde.empirical.imitation_scores`): the raw relative error of the class means, the cosine of the centred
 class-mean displacements, the normalised Gram distance, NC1, the nearest-class-mean (NCM) accuracy and the time of
 separation (the first time the NCM accuracy reaches ``separation_level``), each with a verdict against the frozen
 network. ``relative_error(run, time)`` and its median over runs are the LE-SDE's raw error, with the summary attrs
 ``median_relative_error_first_half`` (the first half of training, where a network's features still move) and
-``median_relative_error``; a :class:`UserWarning` when the median over runs exceeds ``warn_above`` (0.5).
+``median_relative_error``; a `UserWarning` when the median over runs exceeds ``warn_above`` (0.5).
 """
 
 from __future__ import annotations
@@ -72,18 +72,23 @@ def imitate(
     track_ds : xarray.Dataset
         A track (``features(run, step, probe, feature)``, ``label(probe)``, ``time(step)``, attr ``class_counts``).
     fit_result : FitResult or xarray.Dataset
-        A fit (:func:`~lesde.empirical.fit`: the alpha and beta schedules) or an estimate
-        (:func:`~lesde.empirical.estimate`: tabulated alpha and beta); either supplies :math:`\hat\sigma`.
+        A fit (`fit`: the alpha and beta schedules) or an estimate
+        (`estimate`: tabulated alpha and beta); either supplies $\hat\sigma$.
     transform : str, optional
         LE-SDE transform; default: the one the estimate was made for (``estimate(..., transform=)``), which is what
         its E(t) means. A different one is allowed with a warning.
     noise : float, optional
-        Diffusion :math:`\sigma`; default the estimate's :math:`\hat\sigma`.
+        Diffusion $\sigma$; default the estimate's $\hat\sigma$.
     paths_per_run : int
         LE-SDE paths per run (their class means are averaged).
     max_times : int
         At most this many recorded steps (evenly spaced) are compared.
-    method, seed, progress : passed to :func:`lesde.simulate` (``dt`` = the track's learning rate).
+    method
+        passed to `lesde.simulate` (``dt`` = the track's learning rate).
+    seed
+        Described with `method` above.
+    progress
+        Described with `method` above.
     warn_above : float
         Warn when the median relative error over runs exceeds this at any compared time.
     reference : bool
@@ -300,17 +305,17 @@ def drift_check(track_ds: xr.Dataset, estimate_ds: xr.Dataset, transform=None, w
     drift rather than the step-to-step fluctuation), with no simulation, so nothing compounds:
 
     - ``velocity(run, step, class, feature)``: the network's class-mean velocity
-      :math:`(\bar M_k(t_b) - \bar M_k(t_a)) / (t_b - t_a)` over the window;
-    - ``drift(run, step, class, feature)``: the LE-SDE drift :math:`\sum_l \pi_l E_{kl}(t) T_{kl} \bar M_l(t)`
-      (``LESDE.f``, :math:`\pi` the training set's class shares) at the network's class means, with the estimate's
+      $(\bar M_k(t_b) - \bar M_k(t_a)) / (t_b - t_a)$ over the window;
+    - ``drift(run, step, class, feature)``: the LE-SDE drift $\sum_l \pi_l E_{kl}(t) T_{kl} \bar M_l(t)$
+      (``LESDE.f``, $\pi$ the training set's class shares) at the network's class means, with the estimate's
       E(t) (tabulated), averaged over the window;
-      for a ``form="residual"`` estimate, the kernel form's drift :math:`\sum_l \pi_l E_{kl}(t) \bar r_l(t)`
-      with :math:`\bar r_l` the class-l probes' mean residual :math:`e_l - \mathrm{softmax}(f)` (what a
+      for a ``form="residual"`` estimate, the kernel form's drift $\sum_l \pi_l E_{kl}(t) \bar r_l(t)$
+      with $\bar r_l$ the class-l probes' mean residual $e_l - \mathrm{softmax}(f)$ (what a
       cross-entropy step moves logits along; no LE-SDE transform has this drift);
-    - ``drift_error(run, step)``: :math:`\|\text{drift} - \text{velocity}\|_F / \|\text{velocity}\|_F` and
+    - ``drift_error(run, step)``: $\|\text{drift} - \text{velocity}\|_F / \|\text{velocity}\|_F$ and
       ``drift_cosine(run, step)`` (does the drift point where the network moves?);
     - ``within_var(run, step)``: the network's mean within-class variance, and ``within_var_model(step)`` what the
-      LE-SDE's noise gives from the same start, :math:`V(0) + m \hat\sigma^2 (1 - 1/n_k) t` (the drift of the
+      LE-SDE's noise gives from the same start, $V(0) + m \hat\sigma^2 (1 - 1/n_k) t$ (the drift of the
       identity LE-SDE does not act on within-class deviations).
 
     A drift error of order 1 or more means the drift form itself (E T X) does not describe how the network moves.

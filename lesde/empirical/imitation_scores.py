@@ -1,30 +1,30 @@
 r"""How far a process's classes are from the network's, in raw and in scale-free terms, against the null of the
 network frozen at t = 0.
 
-Each comparison is a discrepancy :math:`D_p(r, t) \ge 0` between process :math:`p` (the LE-SDE, the frozen network,
-a reference LE-ODE) and the network, per run and compared time (:data:`COMPARISONS`). With :math:`M` the (K, m)
-class means, :math:`C = M - \bar M` the centred ones and :math:`\hat G = C C^\top / \|C C^\top\|_F` the normalised
+Each comparison is a discrepancy $D_p(r, t) \ge 0$ between process $p$ (the LE-SDE, the frozen network,
+a reference LE-ODE) and the network, per run and compared time (`COMPARISONS`). With $M$ the (K, m)
+class means, $C = M - \bar M$ the centred ones and $\hat G = C C^\top / \|C C^\top\|_F$ the normalised
 Gram matrix:
 
-- ``class_mean_error``: :math:`\|M_p - M_{\text{net}}\|_F / \|M_{\text{net}}\|_F`, the raw relative error;
-- ``centred_cosine``: :math:`1 - \cos(C_p(t) - C_p(0), C_{\text{net}}(t) - C_{\text{net}}(0))`, whether the classes
+- ``class_mean_error``: $\|M_p - M_{\text{net}}\|_F / \|M_{\text{net}}\|_F$, the raw relative error;
+- ``centred_cosine``: $1 - \cos(C_p(t) - C_p(0), C_{\text{net}}(t) - C_{\text{net}}(0))$, whether the classes
   move apart the way the network's do, whatever the scale (the cosine itself is stored; a process that does not
   move has cosine 0);
-- ``gram_distance``: :math:`\|\hat G_p - \hat G_{\text{net}}\|_F`, the geometry of the class means up to scale and
+- ``gram_distance``: $\|\hat G_p - \hat G_{\text{net}}\|_F$, the geometry of the class means up to scale and
   rotation;
-- ``nc1``: :math:`|\log(\mathrm{NC1}_p / \mathrm{NC1}_{\text{net}})|` with NC1 :math:`= \mathrm{tr}\,\Sigma_W /
-  \mathrm{tr}\,\Sigma_B` (``nc1_quotient``);
-- ``ncm_accuracy``: :math:`|a_p - a_{\text{net}}|`, :math:`a` the nearest-class-mean accuracy of the probes;
-- ``separation_time``: :math:`|\log(t^{\text{sep}}_p / t^{\text{sep}}_{\text{net}})|`, :math:`t^{\text{sep}}` the
+- ``nc1``: $|\log(\mathrm{NC1}_p / \mathrm{NC1}_{\text{net}})|$ with NC1 $= \mathrm{tr}\,\Sigma_W /
+  \mathrm{tr}\,\Sigma_B$ (``nc1_quotient``);
+- ``ncm_accuracy``: $|a_p - a_{\text{net}}|$, $a$ the nearest-class-mean accuracy of the probes;
+- ``separation_time``: $|\log(t^{\text{sep}}_p / t^{\text{sep}}_{\text{net}})|$, $t^{\text{sep}}$ the
   first compared time at which the NCM accuracy reaches ``separation_level`` (inf when it never does).
 
-The verdict (:func:`verdict`), decided here: the skill :math:`S = 1 - \tilde D_p / \tilde D_{\text{frozen}}`, with
-:math:`\tilde D` the median over runs and the compared times after t = 0, says what share of the frozen network's
-discrepancy the process removes; it **imitates** with :math:`S \ge 0.5`, does so **partly** with :math:`0.2 \le S
-< 0.5`, and is **no better than the frozen network** below (removing less than a fifth of the null's discrepancy is
+The verdict (`verdict`), decided here: the skill $S = 1 - \tilde D_p / \tilde D_{\text{frozen}}$, with
+$\tilde D$ the median over runs and the compared times after t = 0, says what share of the frozen network's
+discrepancy the process removes; it **imitates** with $S \ge 0.5$, does so **partly** with $0.2 \le S
+< 0.5$, and is **no better than the frozen network** below (removing less than a fifth of the null's discrepancy is
 not counted as imitating at all). The separation time has no usable null
 (a frozen network that starts unseparated never separates), so it imitates when the median over runs is within a
-factor of 2 of the network's (:math:`D \le \log 2`), and is not judged when the network does not separate within
+factor of 2 of the network's ($D \le \log 2$), and is not judged when the network does not separate within
 the track.
 """
 

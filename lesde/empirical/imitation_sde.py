@@ -3,13 +3,13 @@ frequencies, and its paths from the network's initial probe features.
 
 Decisions:
 
-- **Class frequencies are the training set's.** The LE-SDE's drift :math:`\sum_l \pi_l E_{kl} T_{kl} \bar X_l` weighs
-  class :math:`l` by how often a step samples it, which is the training set's share :math:`n_l / N` (a network's
+- **Class frequencies are the training set's.** The LE-SDE's drift $\sum_l \pi_l E_{kl} T_{kl} \bar X_l$ weighs
+  class $l$ by how often a step samples it, which is the training set's share $n_l / N$ (a network's
   step draws a training sample uniformly; attr ``class_counts`` of the track), or the discrete LE process's own
-  :math:`\pi` (its ``spec``), never the probes' counts: a stratified probe subset's counts (e.g. 99/102/99) differ
+  $\pi$ (its ``spec``), never the probes' counts: a stratified probe subset's counts (e.g. 99/102/99) differ
   from the training shares, and with an exploding common mode even that small imbalance couples into the class
   differences and makes the LE-SDE separate classes it would not. The model keeps one sample per probe; its
-  ``class_probs`` buffer is set to :math:`\pi` before it runs.
+  ``class_probs`` buffer is set to $\pi$ before it runs.
 - **Paths are simulated run by run with every sample saved**, so the nearest-class-mean accuracy (which needs the
   samples, not only their class moments) is computed per path and time and the samples are dropped.
 """

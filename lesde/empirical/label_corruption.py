@@ -1,29 +1,27 @@
 r"""The LE-SDE paper's label-corruption experiment: how the tail of the elasticity changes with label noise.
 
-For each label-noise rate :math:`p` (a fraction :math:`p` of the training labels replaced by a different class;
-:math:`p = (K-1)/K` leaves no information in them), train with batch size 1, track, estimate
-:math:`\alpha_t, \beta_t` and report the **tail index** of the integrated elasticity
-:math:`A(t) = \int_0^t \alpha`, :math:`B(t) = \int_0^t \beta`:
+For each label-noise rate $p$ (a fraction $p$ of the training labels replaced by a different class;
+$p = (K-1)/K$ leaves no information in them), train with batch size 1, track, estimate
+$\alpha_t, \beta_t$ and report the **tail index** of the integrated elasticity
+$A(t) = \int_0^t \alpha$, $B(t) = \int_0^t \beta$:
 
-.. math::
-
-    r = 1 - \operatorname{mean}_{s \in \text{tail}} \frac{\log |A(t_s)|}{\log s} ,
+$$ r = 1 - \operatorname{mean}_{s \in \text{tail}} \frac{\log |A(t_s)|}{\log s} , $$
 
 over the last ``tail`` fraction of the windows (``s`` the window's step; the original analysis used the last 10%
-of 10,000 iterations). With :math:`\alpha_t \propto t^{-q}`, :math:`\log|A| / \log s \to 1 - q`, so :math:`r` is
-the decay exponent of the elasticity: the LE-SDE predicts separation for :math:`r < 1` and none for :math:`r > 1`,
-and the paper reports :math:`r` rising with the noise rate. Validation accuracy is
+of 10,000 iterations). With $\alpha_t \propto t^{-q}$, $\log|A| / \log s \to 1 - q$, so $r$ is
+the decay exponent of the elasticity: the LE-SDE predicts separation for $r < 1$ and none for $r > 1$,
+and the paper reports $r$ rising with the noise rate. Validation accuracy is
 measured on the clean test split.
 
-Every (rate, run) is a cell of an experiment (:mod:`lesde.empirical.experiments`): it runs here or on a Dask
+Every (rate, run) is a cell of an experiment (`lesde.empirical.experiments`): it runs here or on a Dask
 cluster, into a resumable store, and its numbers depend on the seed, the rate and the run only (each run seeded
 by its key, the probes and the corrupted labels by the experiment's seed).
 
 Decisions: the default estimator is ``form="means"`` (the integrated estimator the original analysis took the
 tail index from; ``form="feature"``/``"residual"`` integrate the windowed regression estimates instead). The tail
 index is computed per run (from each run's own estimate) and pooled (from the estimate over all runs);
-``s`` is the step index (as in the original code), so :math:`r` does not depend on the learning rate's scaling of
-time only through the :math:`\log|A|` term.
+``s`` is the step index (as in the original code), so $r$ does not depend on the learning rate's scaling of
+time only through the $\log|A|$ term.
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ TINY = dict(per_class=24, steps=120, n_runs=2, probes=36, width=16, options={"n_
 
 
 def tail_index(est: xr.Dataset, quantity: str = "alpha", tail: float = 0.25) -> float:
-    r""":math:`1 - \mathrm{mean}(\log|A(t_s)| / \log s)` over the last ``tail`` fraction of an estimate's windows
+    r"""$1 - \mathrm{mean}(\log|A(t_s)| / \log s)$ over the last ``tail`` fraction of an estimate's windows
     (``A`` = ``{quantity}_integrated``)."""
     tail = check_positive_float("tail", tail)
     if tail > 1:
@@ -98,21 +96,22 @@ def label_noise_experiment(
 ) -> xr.Dataset:
     """Run the label-corruption experiment; one Dataset over ``rate`` (module docstring).
 
-    Every (rate, run) is a cell of :func:`~lesde.empirical.run_experiment` (seeded by its key: a run's numbers do
+    Every (rate, run) is a cell of `run_experiment` (seeded by its key: a run's numbers do
     not depend on where it ran), written into ``store`` (a zarr folder holding every cell's track, ~70 MB per cell
     at full size; default: a temporary one, removed at the end) and resumed from it; ``executor``, ``workers``, ``scheduler``, ``retry_failed`` and ``worker_timeout`` are those of
-    :func:`~lesde.empirical.run_experiment`. The estimates and tail indices are computed from the store once
+    `run_experiment`. The estimates and tail indices are computed from the store once
     every cell is done. ``tiny=True`` shrinks everything (geomnist 16 x 16, 24 images per class, 120 steps,
     2 runs, width 16) to run in seconds, for tests and smoke checks; ``dtype`` is the training precision
     (``"float32"`` or ``"float64"``).
 
     Returns
     -------
-    xarray.Dataset with ``tail_alpha(rate, run)``, ``tail_beta(rate, run)``, ``tail_alpha_pooled(rate)``,
-    ``tail_beta_pooled(rate)``, the mean over runs with its error and interval (``tail_alpha_mean``, ``_se``,
-    ``_ci_low``, ``_ci_high``, :func:`~lesde.empirical.tail_statistics`), ``validation_accuracy(rate, run)``,
-    ``train_accuracy(rate, run)`` (final, on the corrupted training labels of the probes), ``alpha``, ``beta``, ``alpha_integrated``, ``beta_integrated``
-    over ``(rate, step)`` and ``time(step)``.
+    xr.Dataset
+        xarray.Dataset with ``tail_alpha(rate, run)``, ``tail_beta(rate, run)``, ``tail_alpha_pooled(rate)``,
+        ``tail_beta_pooled(rate)``, the mean over runs with its error and interval (``tail_alpha_mean``, ``_se``,
+        ``_ci_low``, ``_ci_high``, `tail_statistics`), ``validation_accuracy(rate, run)``,
+        ``train_accuracy(rate, run)`` (final, on the corrupted training labels of the probes), ``alpha``, ``beta``, ``alpha_integrated``, ``beta_integrated``
+        over ``(rate, step)`` and ``time(step)``.
 
     Raises
     ------

@@ -1,8 +1,8 @@
 """Small classifiers for tracking: an MLP and a LeNet-style CNN (2-D for images, 1-D for sequences).
 
-Both are :class:`Classifier` modules: a ``body`` producing the penultimate feature ``h(x)`` and a linear
+Both are `Classifier` modules: a ``body`` producing the penultimate feature ``h(x)`` and a linear
 ``head`` producing the logits ``W h(x) + b``. ``forward(x, penultimate=True)`` returns ``(h, logits)``, which
-is how :func:`lesde.empirical.track` records either feature with one forward pass. Any ``nn.Module`` mapping
+is how `lesde.empirical.track` records either feature with one forward pass. Any ``nn.Module`` mapping
 inputs to logits can be tracked with ``feature="logits"``; ``"penultimate"`` needs a ``Classifier``.
 """
 
@@ -35,9 +35,14 @@ def mlp(in_dim: int | Sequence[int], num_classes: int, width: int = 256, depth: 
 
     ``in_dim`` is the flattened input size or the input shape (without the batch dim).
 
+    ```pycon
+    >>> import torch
+    >>> from lesde.empirical import mlp
     >>> net = mlp(40, 3, width=16, depth=2)
     >>> tuple(net(torch.zeros(5, 1, 40)).shape)
     (5, 3)
+
+    ```
     """
     in_dim = math.prod(in_dim) if isinstance(in_dim, (tuple, list, torch.Size)) else check_int("in_dim", in_dim)
     num_classes, width, depth = (
@@ -59,9 +64,14 @@ def cnn(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (16
     ``in_shape`` is ``(C, H, W)`` for images (Conv2d, e.g. digits ``(1, 8, 8)``) or ``(C, L)`` for sequences
     (Conv1d, e.g. mnist1d ``(1, 40)``). Convolutions are padded so an 8x8 image survives two poolings.
 
+    ```pycon
+    >>> import torch
+    >>> from lesde.empirical import cnn
     >>> net = cnn((1, 8, 8), 3)
     >>> tuple(net(torch.zeros(2, 1, 8, 8)).shape)
     (2, 3)
+
+    ```
     """
     in_shape = tuple(check_int("in_shape", s) for s in in_shape)
     channels = tuple(check_int("channels", c) for c in channels)

@@ -1,14 +1,14 @@
 r"""The tail index of the label-corruption experiment with its uncertainty, from the experiment's Dataset.
 
-:func:`~lesde.empirical.label_noise_experiment` takes the tail index :math:`r` of each run's own estimate
+`label_noise_experiment` takes the tail index $r$ of each run's own estimate
 (``tail_alpha(rate, run)``, ``tail_beta(rate, run)``) and of the estimate pooled over runs
 (``tail_alpha_pooled(rate)``). The runs are independent (own initialisation and sample order), so the mean of the
-per-run indices has the standard error :math:`s / \sqrt{R}` (:math:`s` their standard deviation) and a Student-t
-interval on :math:`R - 1` degrees of freedom. Decision: that mean is the number the table and the figure report
+per-run indices has the standard error $s / \sqrt{R}$ ($s$ their standard deviation) and a Student-t
+interval on $R - 1$ degrees of freedom. Decision: that mean is the number the table and the figure report
 (``tail_alpha_mean`` with ``_se``, ``_ci_low``, ``_ci_high``); the pooled index is kept beside it for reference
 but carries no interval, and it can differ from the mean by more than the spread of the runs: it is the index of
-:math:`|\operatorname{mean}_r A_r(t)|`, which is small (and its log large) where runs' integrated elasticities
-disagree in sign, while the mean is over each run's own :math:`\log|A_r|`. With one run the interval is NaN.
+$|\operatorname{mean}_r A_r(t)|$, which is small (and its log large) where runs' integrated elasticities
+disagree in sign, while the mean is over each run's own $\log|A_r|$. With one run the interval is NaN.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ def tail_statistics(ds: xr.Dataset, confidence: float = 0.95) -> xr.Dataset:
 
     Examples
     --------
+    >>> from lesde.empirical import tail_statistics
     >>> import numpy as np, xarray as xr
     >>> ds = xr.Dataset({"tail_alpha": (("rate", "run"), [[0.6, 0.7, 0.8]]),
     ...                  "tail_beta": (("rate", "run"), [[0.9, 0.9, 0.9]])}, coords={"rate": [0.0]})
     >>> out = tail_statistics(ds)
-    >>> round(float(out.tail_alpha_mean), 3), round(float(out.tail_alpha_se), 4)
+    >>> round(float(out.tail_alpha_mean[0]), 3), round(float(out.tail_alpha_se[0]), 4)
     (0.7, 0.0577)
     """
     if not 0 < confidence < 1:

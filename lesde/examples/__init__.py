@@ -1,12 +1,14 @@
 """The examples that ship with lesde: TOML configs for the config-driven commands and runnable scripts.
 
-They are package data (read with :mod:`importlib.resources`), so an installed lesde has them wherever it runs::
+They are package data (read with `importlib.resources`), so an installed lesde has them wherever it runs:
 
-    lesde example list                        # name and one line about each
-    lesde example copy phase_diagram.toml .   # then: lesde sweep phase_diagram.toml --store phase.zarr
+```bash
+lesde example list                        # name and one line about each
+lesde example copy phase_diagram.toml .   # then: lesde sweep phase_diagram.toml --store phase.zarr
+```
 
-From Python, :func:`copy` writes an example into a folder and :func:`path` gives a readable path to the
-packaged file (for :func:`lesde.sweep.run` or :func:`lesde.config.load_toml`).
+From Python, `copy` writes an example into a folder and `path` gives a readable path to the
+packaged file (for `lesde.sweep.run` or `lesde.config.load_toml`).
 
 Examples
 --------
@@ -90,11 +92,11 @@ def copy(name: str, dest: str | Path = ".", force: bool = False) -> Path:
     Parameters
     ----------
     name : str
-        An example's file name (see :func:`names`) or its stem.
-    dest : str or Path, default "."
+        An example's file name (see `names`) or its stem.
+    dest : str or Path
         A folder (the file keeps its name) or, when it ends in the example's suffix, the target file.
-    force : bool, default False
-        Overwrite an existing file; without it an existing target raises :class:`ExampleExists`.
+    force : bool
+        Overwrite an existing file; without it an existing target raises `ExampleExists`.
 
     Returns
     -------

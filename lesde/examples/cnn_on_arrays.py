@@ -3,7 +3,7 @@
 The arrays: an ``.npz`` file with ``x`` (N, C, H, W) float images, ``y`` (N,) integer labels 0..K-1 and, for a
 validation accuracy, ``x_test`` and ``y_test``. Without ``--arrays`` the script writes a demonstration file of
 geomnist shapes (triangles, rectangles, ellipses) and uses it. Every run is a cell of a
-:class:`lesde.empirical.Experiment`: :func:`load_arrays` and :func:`small_cnn` are plain module-level functions, so
+`lesde.empirical.Experiment`: `load_arrays` and `small_cnn` are plain module-level functions, so
 the cells pickle to Dask workers; the store is resumable (rerun the same command after Ctrl-C) and the estimate of
 E(t) is computed from it once every run is done.
 

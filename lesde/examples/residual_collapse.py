@@ -2,16 +2,16 @@ r"""Neural collapse in a residual-transform LE-SDE: NC1, the CDNV and the distan
 
 The model: K classes of n samples in R^m,
 
-.. math:: dX_i = \sum_l \pi_l E_{y_i l}\, T_{y_i l} \bar X_l\, dt + \sigma\, dW_i, \qquad
-          E_{kk} = \alpha,\ E_{kl} = \beta,\ T_{kl} = u_k u_l^\top / \|d_l\|^2 ,
+$$ dX_i = \sum_l \pi_l E_{y_i l}\, T_{y_i l} \bar X_l\, dt + \sigma\, dW_i, \qquad
+E_{kk} = \alpha,\ E_{kl} = \beta,\ T_{kl} = u_k u_l^\top / \|d_l\|^2 , $$
 
-with :math:`d_j = e_j - \tfrac1K 1_K` and :math:`u_j` its embedding in the first K coordinates. The drift moves
-class mean k only along :math:`u_k`, and the coefficients :math:`s_k = u_k^\top \bar X_k / \|d_k\|^2` follow
-:math:`\dot s = \tfrac1K E s`. E has the common mode :math:`1_K` with rate :math:`(\alpha + (K-1)\beta)/K` and
-the contrast modes with rate :math:`(\alpha - \beta)/K`. With :math:`\beta > 0` the common mode grows fastest,
-so all :math:`s_k` become equal, the centred class means become :math:`s\, u_k`, a simplex ETF (pairwise cosines
--1/(K-1)), while the within-class spread only grows like :math:`\sigma\sqrt t`: NC1, CDNV and the ETF error fall.
-(With :math:`\beta = 0` every mode has the same rate and the means keep their random initial geometry.)
+with $d_j = e_j - \tfrac1K 1_K$ and $u_j$ its embedding in the first K coordinates. The drift moves
+class mean k only along $u_k$, and the coefficients $s_k = u_k^\top \bar X_k / \|d_k\|^2$ follow
+$\dot s = \tfrac1K E s$. E has the common mode $1_K$ with rate $(\alpha + (K-1)\beta)/K$ and
+the contrast modes with rate $(\alpha - \beta)/K$. With $\beta > 0$ the common mode grows fastest,
+so all $s_k$ become equal, the centred class means become $s\, u_k$, a simplex ETF (pairwise cosines
+-1/(K-1)), while the within-class spread only grows like $\sigma\sqrt t$: NC1, CDNV and the ETF error fall.
+(With $\beta = 0$ every mode has the same rate and the means keep their random initial geometry.)
 
 What the output shows (the printed medians and the figure): NC1, the CDNV, the distance of the class means to a
 simplex ETF, their equinorm and angle gaps fall by one to three orders of magnitude over t = 10, the largest and
@@ -20,7 +20,7 @@ The classifier metrics use the least-squares classifier, not a trained one; they
 
 The script simulates the model twice with the same seed, hence the same paths:
 
-* ``save="full"`` (every sample); :func:`lesde.metrics.to_dataset` computes every NC metric, the classifier ones
+* ``save="full"`` (every sample); `lesde.metrics.to_dataset` computes every NC metric, the classifier ones
   with the least-squares classifier W_LS standing in for a trained last layer;
 * ``save="metrics"``, the on-the-fly path a 10^4-path run would use (nothing but metrics is kept); its NC
   metrics must equal the offline ones, and it adds pairwise separability.
@@ -142,7 +142,8 @@ def run(out_dir: str | Path, tiny: bool = False, progress: bool = False) -> tupl
 
     Returns
     -------
-    (metrics Dataset over (path, time), path of the PNG)
+    tuple[xr.Dataset, Path]
+        (metrics Dataset over (path, time), path of the PNG)
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +159,7 @@ def run(out_dir: str | Path, tiny: bool = False, progress: bool = False) -> tupl
 
 
 def main(argv: list[str] | None = None) -> tuple[xr.Dataset, Path]:
-    """The command line: ``[--tiny] [--out DIR]``; prints the table and returns what :func:`run` returns."""
+    """The command line: ``[--tiny] [--out DIR]``; prints the table and returns what `run` returns."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a small run (fewer paths, coarser steps: the tests)")
     parser.add_argument("--out", default=".", help="output folder (default: the current one)")

@@ -1,13 +1,16 @@
 """Integrators: one small module per method, one registry line each (no if/elif chains over method names).
 
-Every method implements the protocol of :class:`lesde.integrators.protocol.Integrator` (name, orders, ``check``,
-``memory``, ``plan``, ``integrate``). :func:`lesde.simulate` looks a method up with :func:`get`, calls its
+Every method implements the protocol of `lesde.integrators.protocol.Integrator` (name, orders, ``check``,
+``memory``, ``plan``, ``integrate``). `lesde.simulate` looks a method up with `get`, calls its
 ``check`` before any work and never branches on the name. Adding a method means one module, one line in
-:data:`REGISTRY` and one row in ``tests/test_correctness.py``.
+`REGISTRY` and one row in ``tests/test_correctness.py``.
 
+```pycon
 >>> from lesde.integrators import get
 >>> get("euler").strong_order, get("torchsde:srk").strong_order
 (1.0, 1.5)
+
+```
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ for _method in REGISTRY.values():
 
 
 def register(integrator: Integrator, replace: bool = False) -> Integrator:
-    """Add ``integrator`` to :data:`REGISTRY` under its ``name``, after :func:`~lesde.integrators.protocol.
+    """Add ``integrator`` to `REGISTRY` under its ``name``, after `
     check_contract`; ``lesde.simulate(..., method=integrator.name)`` then runs it. A name already registered is
     refused unless ``replace``. Returns the integrator."""
     check_contract(integrator)
@@ -41,7 +44,7 @@ def register(integrator: Integrator, replace: bool = False) -> Integrator:
 
 
 def known_methods() -> list[str]:
-    """Every method name :func:`lesde.simulate` accepts."""
+    """Every method name `lesde.simulate` accepts."""
     return list(REGISTRY)
 
 
@@ -65,8 +68,12 @@ _STRATONOVICH = (
 def describe(method: str) -> str:
     """One line about ``method``: its strong and weak orders and what it is and takes (``lesde methods``).
 
+    ```pycon
+    >>> from lesde.integrators import describe
     >>> describe("euler").split(";")[0]
     'strong order 1, weak order 1'
+
+    ```
     """
     integrator = get(method)
     if integrator.strong_order is None and integrator.weak_order is None:

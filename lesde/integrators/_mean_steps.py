@@ -1,25 +1,25 @@
 r"""Euler steps of the class means: one GEMM per step in the layout that makes it one.
 
-The class-mean SDE is :math:`d\bar X = B(t)\,\bar X\,dt + \mathrm{diag}(\sigma_k/\sqrt{n_k})\,dW\,L^\top` with
-:math:`B(t)_{kl} = \pi_l E_{kl}(t) T_{kl}`. One Euler step is :math:`\bar X \leftarrow (I + hB(t_s))\bar X +
-\text{noise}`; the step maps :math:`I + hB(t_s)` of a group of steps are built in one vectorised call.
+The class-mean SDE is $d\bar X = B(t)\,\bar X\,dt + \mathrm{diag}(\sigma_k/\sqrt{n_k})\,dW\,L^\top$ with
+$B(t)_{kl} = \pi_l E_{kl}(t) T_{kl}$. One Euler step is $\bar X \leftarrow (I + hB(t_s))\bar X +
+\text{noise}$; the step maps $I + hB(t_s)$ of a group of steps are built in one vectorised call.
 
 ``identity`` (T = I, shared maps)
     The map acts on the class index only: the state is a (K, B m) matrix and each step is one short-wide GEMM
     with the K x K map (BLAS's best shape here; a (B m, K) x (K, K) product or B batched (K, K) x (K, m) products
-    are 3-30x slower), plus the noise. A noise covariance :math:`\Sigma = V\Lambda V^\top` is handled by stepping
-    the rotated means :math:`\bar X V` (the drift commutes with any map of the features), whose noise is
-    independent per feature with scale :math:`\sqrt{\lambda_j}`.
+    are 3-30x slower), plus the noise. A noise covariance $\Sigma = V\Lambda V^\top$ is handled by stepping
+    the rotated means $\bar X V$ (the drift commutes with any map of the features), whose noise is
+    independent per feature with scale $\sqrt{\lambda_j}$.
 ``batched`` (T = I, per-path maps, as sweeps batch parameter cells)
     State (B, K, m), one ``baddbmm`` with the (B, K, K) maps per step.
-``dense`` (fixed transforms with K m <= :data:`DENSE_MAX`)
+``dense`` (fixed transforms with K m <= `DENSE_MAX`)
     State (B, K m), one ``addmm`` with the (K m)^2 map.
 ``structured``
     Everything else (state-dependent transforms, larger K m, per-path maps of other transforms): the transform's
     own low-rank ``apply`` each step.
 
 The noise is drawn per step and per path block into a contiguous (B, K, m) buffer, each block's (b, K, m)
-slab from its own generator (:mod:`lesde.integrators.seeding`), whatever the layout, so every layout of the same
+slab from its own generator (`lesde.integrators.seeding`), whatever the layout, so every layout of the same
 model sees the same numbers.
 """
 

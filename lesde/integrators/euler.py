@@ -4,12 +4,12 @@ Which path runs (``Euler.plan``, recorded in ``attrs["integrator_plan"]``):
 
 ``means``
     Sample-independent noise and the class's own drift (the default). The drift sees only the K class means, so
-    Euler steps the (B, K, m) class means (their noise is :math:`\sigma_k/\sqrt{n_k}`) and the within-class
-    deviations take their exact increment once per save interval (:mod:`lesde.integrators.start`: every sample,
+    Euler steps the (B, K, m) class means (their noise is $\sigma_k/\sqrt{n_k}$) and the within-class
+    deviations take their exact increment once per save interval (`lesde.integrators.start`: every sample,
     or with ``save="means"`` and scalar/per-class noise only the within-class sums of squares, drawn in law).
     The joint law at the save times is that of full-state Euler-Maruyama, at n_k times less work per step (and
     no per-sample state at all in the in-law case). Each step is one GEMM in the layout that makes it one
-    (:mod:`lesde.integrators._mean_steps`).
+    (`lesde.integrators._mean_steps`).
 ``full``
     The whole (B, N, m) state: for ``noise="sampling"`` (the noise depends on individual samples) and for a
     supplied Brownian motion (``bm=``, used to couple paths across methods).

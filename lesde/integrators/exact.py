@@ -1,19 +1,19 @@
 r"""Exact Gaussian transitions of the (linear) LE-SDE: no time stepping error at all.
 
-Split :math:`X_i = \bar X_{y_i} + Z_i`. With sample-independent noise the deviations :math:`Z_i` are driftless
+Split $X_i = \bar X_{y_i} + Z_i$. With sample-independent noise the deviations $Z_i$ are driftless
 (Brownian motion projected to zero class mean) and the class means solve the linear SDE
 
-.. math:: d\bar X = B(t)\,\bar X\,dt + D^{1/2} dB\,L_\Sigma^\top,\qquad B(t)_{kl} = \pi_l E_{kl}(t) T_{kl},
-          \quad D = \mathrm{diag}(\sigma_k^2 / n_k).
+$$ d\bar X = B(t)\,\bar X\,dt + D^{1/2} dB\,L_\Sigma^\top,\qquad B(t)_{kl} = \pi_l E_{kl}(t) T_{kl},
+\quad D = \mathrm{diag}(\sigma_k^2 / n_k). $$
 
 Three plans, chosen once up front (``plan_for``) and recorded in the Dataset attrs:
 
 ``spectral``
     T = identity, E(t) in the alpha/beta family, uniform class probabilities. B(t) = sum_j r_j(t) P_j with fixed
     projectors (contrast mode, rate (alpha-beta)/K; common mode, rate (alpha+(K-1)beta)/K). Any save spacing
-    is exact: the transition is :math:`\Phi = \sum_j e^{\Delta a_j} P_j` and the noise covariance is
-    :math:`\sum_{jj'} P_j D P_{j'} I_{jj'}` with 1-D integrals
-    :math:`I_{jj'} = \int_{t_0}^{t_1} e^{a_j(t_1)-a_j(u) + a_{j'}(t_1)-a_{j'}(u)}\,du`, evaluated in log space by
+    is exact: the transition is $\Phi = \sum_j e^{\Delta a_j} P_j$ and the noise covariance is
+    $\sum_{jj'} P_j D P_{j'} I_{jj'}$ with 1-D integrals
+    $I_{jj'} = \int_{t_0}^{t_1} e^{a_j(t_1)-a_j(u) + a_{j'}(t_1)-a_{j'}(u)}\,du$, evaluated in log space by
     composite Gauss-Legendre quadrature on a grid refined geometrically at both ends (the integrand can be
     sharply peaked there). Working in logs lets float64 reach separations of e^700 without overflow.
 ``constant``

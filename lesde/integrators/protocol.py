@@ -1,11 +1,11 @@
 r"""The integrator protocol (diffrax style: one small class per method), the time grid every method steps on, and
 the check that a method meets the protocol before it is registered.
 
-A method is one module defining a subclass of :class:`Integrator` that declares its ``name`` and orders
+A method is one module defining a subclass of `Integrator` that declares its ``name`` and orders
 (``strong_order`` for the LE-SDE's state-independent noise, ``strong_order_state_dependent`` for
 ``noise="sampling"``, None when it cannot run it; ``weak_order``) and four methods. These signatures are the calls
-:func:`lesde.simulate` makes, checked by :func:`check_contract` when a method is registered
-(:func:`lesde.integrators.register`); extra keywords a method does not use are taken by ``**options``:
+`lesde.simulate` makes, checked by `check_contract` when a method is registered
+(`lesde.integrators.register`); extra keywords a method does not use are taken by ``**options``:
 
 ``check(model, save="means", *, bm=None, **options) -> str | None``
     Why the method cannot integrate ``model`` with this save mode (a one-line reason), or None. Called before any
@@ -13,37 +13,39 @@ A method is one module defining a subclass of :class:`Integrator` that declares 
 ``plan(model, save, *, bm=None, **options) -> str``
     Which of its internal paths it takes (recorded in the Dataset's ``integrator_plan`` attr).
 ``memory(model, save, itemsize, *, n_state=None, bm=None, grid=None, **options) -> Memory``
-    The device working memory: :class:`Memory` ``(fixed, per_path)`` bytes. ``itemsize`` is the state's bytes per
-    number, ``n_state`` the numbers in one path's state, ``grid`` the :class:`Grid` of the run.
+    The device working memory: `Memory` ``(fixed, per_path)`` bytes. ``itemsize`` is the state's bytes per
+    number, ``n_state`` the numbers in one path's state, ``grid`` the `Grid` of the run.
 ``integrate(model, start, grid, rng, record, save, *, bm=None, rows=None, **options) -> None``
     Advance the paths ``rows`` (a slice of the run's paths) from ``grid.times[0]`` through every save time,
     calling ``record(i, **parts)`` at save index ``i`` (0 included). ``start`` is a
-    :class:`lesde.integrators.start.Start`: ``start.full(rows, rng, start.dtype, rng.device)`` gives the initial
-    states (B, *shape). ``rng`` is a :class:`lesde.integrators.seeding.PathRNG` over those paths:
+    `lesde.integrators.start.Start`: ``start.full(rows, rng, start.dtype, rng.device)`` gives the initial
+    states (B, *shape). ``rng`` is a `lesde.integrators.seeding.PathRNG` over those paths:
     ``rng.normal(shape, dtype, steps=n)`` draws (B, n, *shape) standard normals, block by block, so the numbers do
     not depend on the chunking; ``rng.device`` is the run's device. ``parts`` are what the method has: ``state``
     (B, N, m) or (B, D); or ``means`` (B, K, m) with ``deviations`` (B, N, m) or ``within`` (B, K) numpy.
     ``bm`` is a user's Brownian motion (a method that cannot follow one says so in ``check``).
 
 Example: a full-state Euler-Maruyama for the LE-SDE in a few lines (``tests/test_simulate.py`` registers and runs
-it)::
+it):
 
-    class ToyEuler(Integrator):
-        name, strong_order, weak_order = "toy-euler", 1.0, 1.0
+```python
+class ToyEuler(Integrator):
+    name, strong_order, weak_order = "toy-euler", 1.0, 1.0
 
-        def memory(self, model, save, itemsize, *, n_state=None, bm=None, grid=None, **options):
-            return Memory(0, 4 * (n_state or 1) * itemsize)
+    def memory(self, model, save, itemsize, *, n_state=None, bm=None, grid=None, **options):
+        return Memory(0, 4 * (n_state or 1) * itemsize)
 
-        def integrate(self, model, start, grid, rng, record, save, *, bm=None, rows=None, **options):
-            X = start.full(rows, rng, start.dtype, rng.device)  # (B, N, m)
-            record(0, state=X)
-            for i, t0, t1, n, h in grid.intervals():
-                Z = rng.normal(X.shape[1:], X.dtype, steps=n)  # (B, n, N, m)
-                for j in range(n):
-                    flat = X.reshape(len(X), -1)
-                    t = torch.tensor(t0 + j * h, dtype=torch.float64)
-                    X = X + (model.f(t, flat) * h + model.g_prod(t, flat, h**0.5 * Z[:, j].reshape(len(X), -1))).view_as(X)
-                record(i + 1, state=X)
+    def integrate(self, model, start, grid, rng, record, save, *, bm=None, rows=None, **options):
+        X = start.full(rows, rng, start.dtype, rng.device)  # (B, N, m)
+        record(0, state=X)
+        for i, t0, t1, n, h in grid.intervals():
+            Z = rng.normal(X.shape[1:], X.dtype, steps=n)  # (B, n, N, m)
+            for j in range(n):
+                flat = X.reshape(len(X), -1)
+                t = torch.tensor(t0 + j * h, dtype=torch.float64)
+                X = X + (model.f(t, flat) * h + model.g_prod(t, flat, h**0.5 * Z[:, j].reshape(len(X), -1))).view_as(X)
+            record(i + 1, state=X)
+```
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ CALLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def check_contract(integrator: Any) -> None:
     """Refuse (TypeError naming the method and what it lacks) an integrator that does not meet the protocol:
-    an :class:`Integrator` with a ``name``, orders, and the four methods accepting the calls in :data:`CALLS`."""
+    an `Integrator` with a ``name``, orders, and the four methods accepting the calls in `CALLS`."""
     if not isinstance(integrator, Integrator):
         raise TypeError(f"an integrator must be an instance of lesde.integrators.Integrator, got {type(integrator)!r}")
     if not isinstance(integrator.name, str) or not integrator.name:

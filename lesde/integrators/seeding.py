@@ -1,6 +1,6 @@
 r"""Random numbers that do not depend on the machine: noise drawn per fixed-size block of paths.
 
-The paths of a run are cut into blocks of :data:`PATH_BLOCK` paths (the last block of a group may be shorter),
+The paths of a run are cut into blocks of `PATH_BLOCK` paths (the last block of a group may be shorter),
 and block ``b`` of seed group ``g`` draws everything it needs (initial state, Brownian increments, deviations)
 from its own generator, seeded from ``(seed_g, b)`` with numpy's ``SeedSequence`` (the standard way to derive
 independent streams from one seed). Chunking only groups whole blocks, and every draw a block makes has a size

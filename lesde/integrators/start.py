@@ -1,24 +1,24 @@
 r"""The initial state and the within-class deviations, shared by the native integrators.
 
 With sample-independent noise the LE-SDE splits into the class means (which carry all the dynamics) and the
-within-class deviations :math:`Z_i = X_i - \bar X_{y_i}`, a Brownian motion projected to zero class mean that
+within-class deviations $Z_i = X_i - \bar X_{y_i}$, a Brownian motion projected to zero class mean that
 the drift never sees. Two exact representations of the deviations:
 
-:class:`SampleDeviations`
-    every :math:`Z_i`, advanced once per save interval by its exact Gaussian increment
-    :math:`\sqrt{\Delta t}\,\sigma_k(\xi_i - \bar\xi_k)` (times :math:`L_\Sigma^\top` for a covariance). Needed when
+`SampleDeviations`
+    every $Z_i$, advanced once per save interval by its exact Gaussian increment
+    $\sqrt{\Delta t}\,\sigma_k(\xi_i - \bar\xi_k)$ (times $L_\Sigma^\top$ for a covariance). Needed when
     individual samples are recorded (``save="full"``, ``"metrics"``) or the noise is a covariance.
-:class:`WithinInLaw`
-    only what ``save="means"`` records, the within-class sum of squares :math:`S_k = \sum_{i \in k}\|Z_i\|^2`.
-    In an orthonormal basis of the zero-class-mean subspace (dimension :math:`d_k = m(n_k - 1)`) the deviations
-    are a :math:`d_k`-dimensional Brownian motion with scale :math:`\sigma_k`, so :math:`S_k` is a squared Bessel
-    process: given :math:`S_k(t_0)`,
+`WithinInLaw`
+    only what ``save="means"`` records, the within-class sum of squares $S_k = \sum_{i \in k}\|Z_i\|^2$.
+    In an orthonormal basis of the zero-class-mean subspace (dimension $d_k = m(n_k - 1)$) the deviations
+    are a $d_k$-dimensional Brownian motion with scale $\sigma_k$, so $S_k$ is a squared Bessel
+    process: given $S_k(t_0)$,
 
-    .. math:: S_k(t_1) = \big(\sqrt{S_k(t_0)} + \sigma_k\sqrt{\Delta t}\,\xi\big)^2 + \sigma_k^2\Delta t\,\chi^2_{d_k-1},
+$$ S_k(t_1) = \big(\sqrt{S_k(t_0)} + \sigma_k\sqrt{\Delta t}\,\xi\big)^2 + \sigma_k^2\Delta t\,\chi^2_{d_k-1}, $$
 
-    a scaled noncentral :math:`\chi^2_{d_k}` with noncentrality :math:`S_k(t_0)/(\sigma_k^2\Delta t)` (exact in law,
-    jointly over the save times), and at t = 0 with :math:`X_i \sim N(0, s^2 I)`:
-    :math:`S_k(0) = s^2\chi^2_{d_k}`, independent of the class means :math:`\bar X_k(0) \sim N(0, s^2/n_k\, I)`.
+    a scaled noncentral $\chi^2_{d_k}$ with noncentrality $S_k(t_0)/(\sigma_k^2\Delta t)$ (exact in law,
+    jointly over the save times), and at t = 0 with $X_i \sim N(0, s^2 I)$:
+    $S_k(0) = s^2\chi^2_{d_k}$, independent of the class means $\bar X_k(0) \sim N(0, s^2/n_k\, I)$.
     No per-sample state exists at all; the draws use one numpy generator per path block (torch has no
     generator-aware chi-square sampler).
 """

@@ -3,11 +3,11 @@
 Each save interval is integrated with its own equal steps (at most ``dt``), all intervals sharing one
 ``BrownianInterval`` per path block, so save times that are not multiples of dt are hit exactly instead of
 being interpolated between steps. The Brownian interval is built with the step size, so its tree stays shallow
-for any number of steps. Paths run block by block (:mod:`lesde.integrators.seeding`), each block with its own
+for any number of steps. Paths run block by block (`lesde.integrators.seeding`), each block with its own
 Brownian motion seeded from the block's stream, so the output does not depend on the chunking either.
 
 For the LE-SDE with sample-independent noise the Ito and Stratonovich forms coincide (the diffusion does not
-depend on the state), so Stratonovich solvers run on :meth:`lesde.LESDE.as_stratonovich`; with
+depend on the state), so Stratonovich solvers run on `lesde.LESDE.as_stratonovich`; with
 ``noise="sampling"`` they are refused, as are solvers whose noise types torchsde does not allow.
 """
 

@@ -1,4 +1,4 @@
-"""The xarray layer of the NC metrics: :func:`to_dataset`, a thin ``xr.apply_ufunc`` wrapper over the kernels.
+"""The xarray layer of the NC metrics: `to_dataset`, a thin ``xr.apply_ufunc`` wrapper over the kernels.
 
 Like xskillscore's ``deterministic.py`` over ``np_deterministic.py``: the kernels see plain arrays with the core dims
 last, and ``dask="parallelized"`` maps them block by block over a chunked (e.g. zarr-backed) Dataset, so metrics
@@ -58,9 +58,9 @@ def to_dataset(
     ----------
     sim_ds : xarray.Dataset
         ``save="full"``: ``features(..., sample, feature)`` with coordinate ``label(sample)``; all metrics
-        of :func:`~lesde.metrics.nc_metrics` (the classifier ones only with ``use_least_squares``).
+        of `nc_metrics` (the classifier ones only with ``use_least_squares``).
         ``save="means"``: ``class_mean(..., class, feature)``, ``within_var(..., class)`` and the attr
-        ``samples_per_class`` (JSON list, or an int for balanced classes); :func:`~lesde.metrics.means_metrics`.
+        ``samples_per_class`` (JSON list, or an int for balanced classes); `means_metrics`.
     names : iterable of str, optional
         Subset of metrics, or the aliases ``nc2``, ``nc3``, ``nc4``.
     use_least_squares : bool
@@ -70,11 +70,13 @@ def to_dataset(
 
     Returns
     -------
-    xarray.Dataset with one variable per metric over the leading dims, their coordinates, the input's attrs and
-    ``metrics_source`` ("full" or "means") and ``metrics_classifier`` ("least_squares" or "none").
+    xr.Dataset
+        xarray.Dataset with one variable per metric over the leading dims, their coordinates, the input's attrs and
+        ``metrics_source`` ("full" or "means") and ``metrics_classifier`` ("least_squares" or "none").
 
-    Example
-    -------
+    Examples
+    --------
+    >>> from lesde.metrics import to_dataset
     >>> import lesde
     >>> sim = lesde.simulate(lesde.LESDE(3, 4, 5), t_end=0.5, dt=0.05, n_paths=4, n_save=11, save="full",
     ...                      progress=False)

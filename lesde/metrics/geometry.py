@@ -124,12 +124,12 @@ def _polish(A: torch.Tensor, g: torch.Tensor, c: torch.Tensor, lam: torch.Tensor
 def one_vs_rest_distance(rows: torch.Tensor, per_point: bool = False) -> torch.Tensor:
     """dist(w_k, conv{w_j : j != k}) for the rows of ``rows`` (..., K, m), batched over the leading dims.
 
-    .. math:: \\rho(W) = \\min_k \\min_{\\lambda \\in \\Delta_{K-1}} \\|w_k - \\textstyle\\sum_{j \\ne k} \\lambda_j w_j\\|
+    $$ \\rho(W) = \\min_k \\min_{\\lambda \\in \\Delta_{K-1}} \\|w_k - \\textstyle\\sum_{j \\ne k} \\lambda_j w_j\\| $$
 
     The K simplex-constrained QPs per item are solved on the Gram matrix by accelerated projected gradient (FISTA,
     step 1 / Gershgorin bound). Before it and after each block of iterations (5, 5, 10, 20, ... 300 in all) the
     exact KKT system on the detected support is solved, and the duality gap
-    :math:`\\nabla f(\\lambda)^\\top\\lambda - \\min_j \\nabla f(\\lambda)_j` (an upper bound on the suboptimality
+    $\\nabla f(\\lambda)^\\top\\lambda - \\min_j \\nabla f(\\lambda)_j$ (an upper bound on the suboptimality
     of the convex QP) certifies the answer: certified QPs leave the batch, so the iterations go to the few hard
     ones (a configuration near a simplex ETF is certified before the first iteration; random codes with d >= K - 1
     within about 15). The distances are then measured on the rows themselves (no Gram cancellation), so a point

@@ -1,4 +1,4 @@
-"""Input checks and the one scale normalisation shared by the NC metrics and :mod:`lesde.separability`."""
+"""Input checks and the one scale normalisation shared by the NC metrics and `lesde.separability`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,13 @@ def degenerate_ratio(dtype: torch.dtype) -> float:
     Beyond this ratio the denominator is below the dtype's resolution relative to the numerator, so the dtype
     cannot tell it from zero; a finite cap keeps means over paths and log-scale plots usable.
 
+    ```pycon
+    >>> import torch
+    >>> from lesde.metrics import degenerate_ratio
     >>> degenerate_ratio(torch.float64)
     4503599627370496.0
+
+    ```
     """
     return 1.0 / torch.finfo(dtype).eps
 
@@ -42,7 +47,7 @@ def check_features(name: str, x: Any, ndim: int = 2) -> torch.Tensor:
 
 
 def finite_features(name: str, x: Any, ndim: int = 2) -> torch.Tensor:
-    """:func:`check_features` with finite entries: NaN and inf refused up front rather than returned as NaN."""
+    """`check_features` with finite entries: NaN and inf refused up front rather than returned as NaN."""
     t = check_features(name, x, ndim)
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or inf; every entry must be finite")

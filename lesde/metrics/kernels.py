@@ -1,6 +1,6 @@
-"""The tensor kernels: NC metrics of features (:func:`nc_metrics`), of class means and deviations
-(:func:`online_metrics`), of class means and variances (:func:`means_metrics`), the least-squares classifier, and
-the ncm separability test from the same parts (:func:`ncm_from_parts`). Conventions: :mod:`lesde.metrics`."""
+"""The tensor kernels: NC metrics of features (`nc_metrics`), of class means and deviations
+(`online_metrics`), of class means and variances (`means_metrics`), the least-squares classifier, and
+the ncm separability test from the same parts (`ncm_from_parts`). Conventions: `lesde.metrics`."""
 
 from __future__ import annotations
 
@@ -29,11 +29,9 @@ def least_squares_classifier(
     With ``weight_decay = 0`` (Eq. 7, written for possibly imbalanced classes, pi_k = n_k / N, hbar the global
     sample mean):
 
-    .. math::
-
-        W_{LS} = C_{YH} \\Sigma_T^{+}, \\quad (C_{YH})_{k\\cdot} = \\pi_k (\\mu_k - \\bar h)^\\top, \\quad
-        \\Sigma_T = \\frac{1}{N} \\sum_i (h_i - \\bar h)(h_i - \\bar h)^\\top, \\quad
-        b_{LS} = \\pi - W_{LS} \\bar h,
+    $$ W_{LS} = C_{YH} \\Sigma_T^{+}, \\quad (C_{YH})_{k\\cdot} = \\pi_k (\\mu_k - \\bar h)^\\top, \\quad
+    \\Sigma_T = \\frac{1}{N} \\sum_i (h_i - \\bar h)(h_i - \\bar h)^\\top, \\quad
+    b_{LS} = \\pi - W_{LS} \\bar h, $$
 
     which is C^{-1} Mbar^T Sigma_T^{-1} and C^{-1} 1 - W_LS mu_G for balanced classes, with the pseudo-inverse
     (``torch.linalg.pinv``, hermitian) where Sigma_T is singular (collapsed features, m > N).
@@ -50,12 +48,18 @@ def least_squares_classifier(
 
     Returns
     -------
-    W : Tensor (..., K, m)
-    b : Tensor (..., K)
+    tuple[torch.Tensor, torch.Tensor]
+        W : Tensor (..., K, m)
+        b : Tensor (..., K)
 
-    >>> H = torch.eye(3, dtype=torch.float64); W, b = least_squares_classifier(H, torch.arange(3))
-    >>> torch.allclose(H @ W.mT + b, torch.eye(3, dtype=torch.float64))
-    True
+        ```pycon
+        >>> import torch
+        >>> from lesde.metrics import least_squares_classifier
+        >>> H = torch.eye(3, dtype=torch.float64); W, b = least_squares_classifier(H, torch.arange(3))
+        >>> torch.allclose(H @ W.mT + b, torch.eye(3, dtype=torch.float64))
+        True
+
+        ```
     """
     lam = check_positive_float("weight_decay", weight_decay, allow_zero=True)
     H = check_features("features", features)
@@ -92,7 +96,7 @@ def nc_metrics(
     use_least_squares: bool = False,
     weight_decay: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """Every NC metric (table in :mod:`lesde.metrics`), batched over leading dims.
+    """Every NC metric (table in `lesde.metrics`), batched over leading dims.
 
     Parameters
     ----------
@@ -111,13 +115,14 @@ def nc_metrics(
         nc1 without the / K (the Papyan et al. code convention).
     use_least_squares : bool
         Without ``classifier``: use the least-squares W_LS, b_LS of the same features
-        (:func:`least_squares_classifier`) for the classifier metrics.
+        (`least_squares_classifier`) for the classifier metrics.
     weight_decay : float
         Ridge parameter of that least-squares classifier.
 
     Returns
     -------
-    dict name -> Tensor of the broadcast leading shape, in the features' dtype and device.
+    dict[str, torch.Tensor]
+        dict name -> Tensor of the broadcast leading shape, in the features' dtype and device.
 
     Raises
     ------
@@ -175,16 +180,16 @@ def online_metrics(
     """``ONLINE_METRICS`` and ncm separability from class means and within-class deviations (``save="metrics"``).
 
     The same values as ``nc_metrics(H, labels, names=ONLINE_METRICS)`` and
-    :func:`lesde.separability.pair_stats` ``(H, labels)`` on the features h_i = mu_{y_i} + z_i, without forming H:
+    `lesde.separability.pair_stats` ``(H, labels)`` on the features h_i = mu_{y_i} + z_i, without forming H:
     one pass over the deviations gives Var_k (from ||z_i||^2), and one product P = Z Mbar^T (..., N, K) serves both
-    nc1 (Mbar Sigma_W Mbar^T = P^T P / N) and the ncm test (:func:`ncm_from_parts`). Integrators that keep the
+    nc1 (Mbar Sigma_W Mbar^T = P^T P / N) and the ncm test (`ncm_from_parts`). Integrators that keep the
     means and deviations apart pass them, so at extreme scales (means ~ 1e170, where mu + z has lost z to
     rounding) the metrics see the accurate deviations.
 
     Every one of these metrics is translation-free, so the means are centred on mu_G first, and both inputs are
     divided by a per-item ``scale`` before anything is squared (default: max(max |mu_k - mu_G|, max |z_i|), the
     largest entry of the centred features up to a factor 2). The noise floor and the degenerate-value conventions
-    of :func:`nc_metrics` apply in those units; nc_metrics divides by max |h_i| instead, so only values within a
+    of `nc_metrics` apply in those units; nc_metrics divides by max |h_i| instead, so only values within a
     factor ~4 of the floor can be decided differently. Passing ``scale`` = max |h_i| reproduces nc_metrics'
     decisions exactly; ``scale=1.0`` means the inputs are already normalised (no division).
 
@@ -202,8 +207,9 @@ def online_metrics(
 
     Returns
     -------
-    dict name -> Tensor (...): the ``ONLINE_METRICS``, ``separable_fraction`` (dtype of the inputs) and
-    ``all_separable`` (bool).
+    dict[str, torch.Tensor]
+        dict name -> Tensor (...): the ``ONLINE_METRICS``, ``separable_fraction`` (dtype of the inputs) and
+        ``all_separable`` (bool).
     """
     Mu = check_features("class_means", class_means)
     Z = check_features("deviations", deviations)
@@ -245,7 +251,7 @@ def means_metrics(
     """The metrics computable from class means and within-class variance traces alone (``save="means"``).
 
     Computes ``MEANS_METRICS`` = nc1_quotient, equinorm_means, equiangular_means, maxangle_means, mean_cosine,
-    etf_error, cdnv (alias ``nc2`` for four of them) with the same definitions and guards as :func:`nc_metrics`,
+    etf_error, cdnv (alias ``nc2`` for four of them) with the same definitions and guards as `nc_metrics`,
     using tr(Sigma_W) = sum_k n_k Var_k / N.
 
     Parameters
@@ -259,7 +265,8 @@ def means_metrics(
 
     Returns
     -------
-    dict name -> Tensor (...)
+    dict[str, torch.Tensor]
+        dict name -> Tensor (...)
     """
     M = check_features("class_means", class_means)
     V = check_features("within_var", within_var, ndim=1).to(device=M.device, dtype=M.dtype)
@@ -304,11 +311,11 @@ def _segment_min(q: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
 def ncm_from_parts(
     projections: torch.Tensor, means: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""The ncm test, reduced like :func:`lesde.separability.pair_stats`, from class means and projections.
+    r"""The ncm test, reduced like `lesde.separability.pair_stats`, from class means and projections.
 
     With h_i = mu_k + z_i for a sample of class k, the ncm gap against class l is
 
-    .. math:: \|h_i - \mu_l\|^2 - \|h_i - \mu_k\|^2 = \|\mu_k - \mu_l\|^2 + 2 z_i^\top (\mu_k - \mu_l),
+    $$ \|h_i - \mu_l\|^2 - \|h_i - \mu_k\|^2 = \|\mu_k - \mu_l\|^2 + 2 z_i^\top (\mu_k - \mu_l), $$
 
     so with p_{il} = z_i^\top c_l for any common translate c_l = mu_l - a of the means, the pair (k, l) passes on
     k's side iff ||mu_k - mu_l||^2 + 2 min_{i in k} (p_{ik} - p_{il}) > 0 (rounding is monotone, so taking the
@@ -328,8 +335,9 @@ def ncm_from_parts(
 
     Returns
     -------
-    separable_fraction : Tensor (...,), the dtype of ``means``
-    all_separable : Tensor (...,), bool
+    tuple[torch.Tensor, torch.Tensor]
+        separable_fraction : Tensor (...,), the dtype of ``means``
+        all_separable : Tensor (...,), bool
     """
     K = means.shape[-2]
     diff = means[..., :, None, :] - means[..., None, :, :]  # (..., K, K, m)

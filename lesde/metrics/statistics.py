@@ -51,7 +51,7 @@ def class_split(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Class means (..., K, m) and deviations h_i - mu_{y_i} (..., N, m) of normalised features.
 
-    The one computation of both for :func:`nc_metrics` and ``simulate(save="metrics")``: where the means dwarf
+    The one computation of both for `nc_metrics` and ``simulate(save="metrics")``: where the means dwarf
     the spread, the deviations are a cancellation and their rounding depends on how the class sums are ordered,
     so the two must sum the same way to agree beyond the dtype's eps (sweeps compare them to 1e-12).
     ``inplace=True`` overwrites ``feats`` with the deviations (same values, one full-size buffer fewer).
@@ -91,7 +91,7 @@ class SampleStats(MeansStats):
 
 
 class FullStats(SampleStats):
-    """Adds the per-sample quantities and the classifier for :func:`nc_metrics`."""
+    """Adds the per-sample quantities and the classifier for `nc_metrics`."""
 
     def __init__(self, feats: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor, floor: float, w_floor: float):
         # feats (..., N, m): normalised features, a buffer of the caller's that becomes the deviations (in place)
@@ -297,6 +297,9 @@ REGISTRY: dict[str, tuple[Callable[[Any], torch.Tensor], str]] = {
 SEED_VARIANTS: tuple[str, ...] = ("gnc3_unnormalized", "gnc1_uncentered")
 
 METRIC_NAMES: tuple[str, ...] = tuple(REGISTRY)
+"""Every metric name `nc_metrics`, `online_metrics` and `to_dataset` accept (``names=``), in the order of the
+table in `lesde.metrics`; `ALIASES` adds names for groups of them, `MEANS_METRICS` are those computed from the
+class means alone and `SEED_VARIANTS` the GNC paper's own definitions."""
 MEANS_METRICS: tuple[str, ...] = tuple(k for k, (_, need) in REGISTRY.items() if need == "means")
 ONLINE_METRICS: tuple[str, ...] = (
     "nc1",

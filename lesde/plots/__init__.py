@@ -1,21 +1,19 @@
 """lesde's presentation layer: figures from lesde Datasets, one module per kind.
 
 Every function takes Datasets (none opens a file), draws on the ``ax=`` or ``fig=`` it is given or on a new
-pyplot figure, and returns the Figure; none calls ``matplotlib.use``. :func:`save_figure` writes a figure (PNG,
+pyplot figure, and returns the Figure; none calls ``matplotlib.use``. `save_figure` writes a figure (PNG,
 PDF, SVG, ... by the extension); ``lesde plot KIND FILE --out F`` opens, draws and saves
-(:mod:`lesde.cli.cmd_plot`). The package reads Datasets only: it imports none of the packages that make them.
+(`lesde.cli.cmd_plot`). The package reads Datasets only: it imports none of the packages that make them.
 
-====================  =====================================================  ==================================
-kind                  function                                               Dataset
-====================  =====================================================  ==================================
-phase                 :func:`phase_plot`                                     :func:`lesde.sweep.run`
-nc                    :func:`plot_nc_metrics`                                :func:`lesde.metrics.to_dataset`
-cosines               :func:`plot_class_mean_cosines`, :func:`plot_collapse`  :func:`lesde.simulate`
-elasticity            :func:`plot_elasticity`                                :func:`lesde.empirical.estimate`
-imitation             :func:`plot_imitation`, :func:`plot_imitation_diagnosis`  :func:`lesde.empirical.imitate`
-sgd                   :func:`plot_compare`                                   :func:`lesde.sgd.compare`
-theory                :func:`plot_theory`, :func:`plot_theory_panel`         :func:`lesde.theory.attach`
-====================  =====================================================  ==================================
+| kind | function | Dataset |
+| --- | --- | --- |
+| phase | `phase_plot` | `lesde.sweep.run` |
+| nc | `plot_nc_metrics` | `lesde.metrics.to_dataset` |
+| cosines | `plot_class_mean_cosines`, `plot_collapse` | `lesde.simulate` |
+| elasticity | `plot_elasticity` | `lesde.empirical.estimate` |
+| imitation | `plot_imitation`, `plot_imitation_diagnosis` | `lesde.empirical.imitate` |
+| sgd | `plot_compare` | `lesde.sgd.compare` |
+| theory | `plot_theory`, `plot_theory_panel` | `lesde.theory.attach` |
 """
 
 from ._style import PALETTE, TITLES, MissingVariables, missing_variables, save_figure

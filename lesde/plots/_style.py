@@ -7,16 +7,16 @@ Decisions, so that every figure can go into a paper as it is written:
   (panel titles), 9 pt (the figure title): legible when the figure is printed at the size it is saved.
 - A grid has no empty slot: the last panel of a short last row spans the rest of the row.
 - Colours are the Okabe-Ito palette (safe for the common colour-vision deficiencies), passed explicitly to every
-  artist so that the user's ``rcParams`` are never modified. The three processes of :func:`lesde.sgd.compare`
-  have one style each (:data:`PROCESS_STYLE`): gradient flow, the noiseless reference, is drawn thin and first,
+  artist so that the user's ``rcParams`` are never modified. The three processes of `lesde.sgd.compare`
+  have one style each (`PROCESS_STYLE`): gradient flow, the noiseless reference, is drawn thin and first,
   so that SGD and its SME stay visible where the three coincide.
-- Titles and labels are names (:data:`TITLES`, :data:`LABELS`, the Dataset's ``long_name``), never variable names.
-- Reference lines (theory values, chance levels) are drawn under the data (:func:`reference`).
-- Axis limits come from the data, not from its spread: :func:`fit_y` sets them from the lines drawn (a log axis
-  when they are positive and span more than a factor 30), and :func:`band` clips a band to those limits, so a
+- Titles and labels are names (`TITLES`, `LABELS`, the Dataset's ``long_name``), never variable names.
+- Reference lines (theory values, chance levels) are drawn under the data (`reference`).
+- Axis limits come from the data, not from its spread: `fit_y` sets them from the lines drawn (a log axis
+  when they are positive and span more than a factor 30), and `band` clips a band to those limits, so a
   band reaching 0 stops at the bottom of a log axis instead of setting it.
 
-Figures come from :mod:`matplotlib.pyplot` (so ``plt.show()`` and Jupyter's inline display work) but no function
+Figures come from `matplotlib.pyplot` (so ``plt.show()`` and Jupyter's inline display work) but no function
 here or in the kind modules ever calls ``matplotlib.use``: the backend stays the user's.
 """
 
@@ -133,7 +133,7 @@ class MissingVariables(ValueError):
 
 
 def require(ds: Any, names: Iterable[str], kind: str, arg: str = "ds") -> xr.Dataset:
-    """Check ``ds`` is a Dataset holding ``names``; raise :class:`MissingVariables` naming what is missing."""
+    """Check ``ds`` is a Dataset holding ``names``; raise `MissingVariables` naming what is missing."""
     if not isinstance(ds, xr.Dataset):
         raise TypeError(
             f"{arg} must be an xarray.Dataset, got {type(ds).__name__} (the plots never open files; "
@@ -148,7 +148,7 @@ def require(ds: Any, names: Iterable[str], kind: str, arg: str = "ds") -> xr.Dat
 
 
 def missing_variables(kind: str, needs: str, ds: xr.Dataset, source: str = "this Dataset") -> Exception:
-    """The :class:`MissingVariables` error of ``kind``: what it needs, what ``source`` has, how to get them."""
+    """The `MissingVariables` error of ``kind``: what it needs, what ``source`` has, how to get them."""
     has = ", ".join(map(str, ds.data_vars)) or "no data variables"
     how = HOW_TO_GET.get(kind)
     return MissingVariables(f"the {kind} figure needs {needs}; {source} has {has}" + (f"; {how}" if how else ""))
@@ -232,7 +232,7 @@ def legend(ax, **kw):
 
 
 def legend_below(ax, **kw):
-    """:func:`legend` under the panel, clear of its tick labels and x label (a fixed 32 points below the axes),
+    """`legend` under the panel, clear of its tick labels and x label (a fixed 32 points below the axes),
     for a panel whose lines fill it."""
     from matplotlib.transforms import offset_copy
 
@@ -299,7 +299,7 @@ def fit_y(ax, lines: Iterable[Any], bands: Iterable[Any] = (), *, log: bool | No
 
     ``lines`` (the plotted values) decide the scale (log when ``log`` is None and they are positive and span a
     factor 30) and the limits; ``bands`` (their spread: quantile bands, +-1 s.d.) widen a linear axis but never a
-    log one, where a band reaching 0 would set the bottom. Draw the bands afterwards with :func:`band`.
+    log one, where a band reaching 0 would set the bottom. Draw the bands afterwards with `band`.
     """
     v = _finite(lines)
     if not v.size:
@@ -321,7 +321,7 @@ def fit_y(ax, lines: Iterable[Any], bands: Iterable[Any] = (), *, log: bool | No
 
 
 def band(ax, x: Any, lo: Any, hi: Any, **kw):
-    """``fill_between`` clipped to the y limits ``ax`` has now (call :func:`fit_y` first)."""
+    """``fill_between`` clipped to the y limits ``ax`` has now (call `fit_y` first)."""
     bottom, top = ax.get_ylim()
     lo, hi = (np.clip(np.asarray(a, dtype=float), bottom, top) for a in (lo, hi))
     kw = {"alpha": BAND_ALPHA, "lw": 0, **kw}
@@ -329,7 +329,7 @@ def band(ax, x: Any, lo: Any, hi: Any, **kw):
 
 
 def log_from_lines(ax) -> bool:
-    """:func:`fit_y` over the y data of every line already drawn on ``ax``."""
+    """`fit_y` over the y data of every line already drawn on ``ax``."""
     return fit_y(ax, [line.get_ydata() for line in ax.lines])
 
 
@@ -371,7 +371,7 @@ def save_figure(fig, path: str | Path, dpi: float | str = 150, close: bool = Tru
 
 def finish(fig, title: str | None = None) -> None:
     """Last step of every figure: the figure title (9 pt) and the house font sizes on every axes (titles and
-    labels set after :func:`subplots` take matplotlib's defaults)."""
+    labels set after `subplots` take matplotlib's defaults)."""
     if title:
         fig.suptitle(title, fontsize=FONT + 1)
     for ax in fig.axes:

@@ -1,10 +1,10 @@
 """Figures of the elasticity estimate: E(t) under both estimands with the fit and its band and alpha - beta, and
-the label-corruption experiment (the imitation figures are in :mod:`lesde.plots.imitation_plots`).
+the label-corruption experiment (the imitation figures are in `lesde.plots.imitation_plots`).
 
 Decisions: a power-law fit is drawn on log-log axes when the estimate it fits is positive over the window
 (otherwise linear axes with the same curve); the fit's band is the 16-84% range of the curve over 400 draws of
 its parameters from independent normals with the fit's standard errors (the fit stores no covariance, so the
-band is labelled as such). The fit is drawn from the curves :meth:`lesde.empirical.FitResult.curves` puts in the
+band is labelled as such). The fit is drawn from the curves `lesde.empirical.FitResult.curves` puts in the
 estimate Dataset (``lesde estimate`` writes them), so this module needs nothing from the package that fitted it.
 """
 
@@ -69,7 +69,7 @@ def _other_weightings(ax, est: xr.Dataset, q: str, chosen: str, conf: float) -> 
 
 def _elasticity_panel(ax, est: xr.Dataset, q: str, symbol: str, what: str, fits: dict) -> None:
     """One quantity of the estimate: the selected estimand with its CI band, the other estimands' error bars, the
-    fit with its band. The y limits come from the estimate and the fit (:func:`fit_y`), not from any error bar."""
+    fit with its band. The y limits come from the estimate and the fit (`fit_y`), not from any error bar."""
     t = np.asarray(est["time"].values, dtype=float)
     chosen = est.attrs.get("weighting", "n/a")
     conf = float(est.attrs.get("confidence", 0.95))
@@ -117,10 +117,10 @@ def plot_elasticity(est: xr.Dataset, fit_result: Any = None, *, fig=None):
 
     Parameters
     ----------
-    est : Dataset of :func:`lesde.empirical.estimate` (or the file ``lesde estimate`` writes).
+    est : Dataset of `lesde.empirical.estimate` (or the file lesde estimate writes).
         The fit is drawn from its variables ``alpha_fit``, ``alpha_fit_lower``, ``alpha_fit_upper`` (and beta's)
-        over ``fit_time`` and its ``fit`` attr, which :meth:`lesde.empirical.FitResult.curves` adds.
-    fit_result : :class:`~lesde.empirical.FitResult`, optional
+        over ``fit_time`` and its ``fit`` attr, which `lesde.empirical.FitResult.curves` adds.
+    fit_result : `FitResult`, optional
         A fit to draw: ``fit_result.curves(est)`` is drawn instead of ``est``.
     fig : matplotlib Figure, optional
 

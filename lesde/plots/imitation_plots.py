@@ -1,4 +1,4 @@
-"""Figures of an imitation (:func:`lesde.empirical.imitate`): network vs LE-SDE class means, the relative error,
+"""Figures of an imitation (`lesde.empirical.imitate`): network vs LE-SDE class means, the relative error,
 NC1 and the scale-free comparisons against the frozen network; and the diagnosis of which LE-SDE term fails."""
 
 from __future__ import annotations

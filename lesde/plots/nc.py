@@ -1,22 +1,22 @@
-r"""Figures of neural-collapse metrics over time, from the Datasets of :mod:`lesde.metrics` and :func:`lesde.simulate`.
+r"""Figures of neural-collapse metrics over time, from the Datasets of `lesde.metrics` and `lesde.simulate`.
 
-* :func:`plot_nc_metrics`: one panel per metric (a metrics Dataset over ``(path, time)``, or a comparison
+* `plot_nc_metrics`: one panel per metric (a metrics Dataset over ``(path, time)``, or a comparison
   Dataset over ``(process, run, time)``): the median over paths (runs) against time and the 10-90% band of the
   paths around it, one line per process when there are processes.
-* :func:`plot_class_mean_cosines`: the pairwise cosines of the centred class means,
+* `plot_class_mean_cosines`: the pairwise cosines of the centred class means,
 
-  .. math:: \cos_{kl}(t) = \frac{(\bar X_k - \mu_G)^\top (\bar X_l - \mu_G)}
-                                 {\|\bar X_k - \mu_G\|\,\|\bar X_l - \mu_G\|}, \qquad
-            \mu_G = \frac1K \sum_k \bar X_k ,
+$$ \cos_{kl}(t) = \frac{(\bar X_k - \mu_G)^\top (\bar X_l - \mu_G)}
+                     {\|\bar X_k - \mu_G\|\,\|\bar X_l - \mu_G\|}, \qquad
+\mu_G = \frac1K \sum_k \bar X_k , $$
 
-  against time, with the simplex-ETF value :math:`-1/(K-1)` they approach under neural collapse.
-* :func:`plot_collapse`: both in one figure (the metric panels, then the cosine panel).
+  against time, with the simplex-ETF value $-1/(K-1)$ they approach under neural collapse.
+* `plot_collapse`: both in one figure (the metric panels, then the cosine panel).
 
 Decisions: every dim of a metric other than ``time`` and ``process`` (``path``, ``run``, ``run`` of a sweep) is
 pooled as "paths" for the median and the band; a metric without such dims is drawn as a single line. A panel
 uses a log y axis when the medians are positive and span more than a factor 30; its limits come from the medians
-and the band is clipped to them (:func:`lesde.plots._style.fit_y`). By default ``plot_nc_metrics`` draws at most
-six metrics, the first present of :data:`DEFAULT_METRICS` (one or two per NC property), so that the figure fits a
+and the band is clipped to them (`lesde.plots._style.fit_y`). By default ``plot_nc_metrics`` draws at most
+six metrics, the first present of `DEFAULT_METRICS` (one or two per NC property), so that the figure fits a
 page; ``metrics=`` picks others. The mean pairwise cosine is not among the defaults: centred class means sum to
 zero, so it sits near -1/(K-1) whatever their geometry. For the same reason the cosine panel does not draw each
 pair's median over paths (by symmetry they sit near -1/(K-1) too): it draws, per path, the largest and the
@@ -69,9 +69,15 @@ BAND = (0.1, 0.9)
 def path_quantiles(var: xr.DataArray, qs: Iterable[float] = (BAND[0], 0.5, BAND[1])) -> np.ndarray:
     """Quantiles over every dim except ``time``, NaN and inf ignored. Returns (len(qs), T) float64.
 
+    ```pycon
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from lesde.plots import path_quantiles
     >>> da = xr.DataArray(np.arange(6.0).reshape(3, 2), dims=("path", "time"))
     >>> path_quantiles(da, (0.5,)).tolist()
     [[2.0, 3.0]]
+
+    ```
     """
     if "time" not in var.dims:
         raise ValueError(f"variable {var.name!r} has no time dim; its dims are {var.dims}")
@@ -163,17 +169,19 @@ def plot_nc_metrics(
     ----------
     metrics_ds : xarray.Dataset
         Metrics over ``(path, time)`` (any extra dims are pooled with ``path``), e.g. from
-        :func:`lesde.metrics.to_dataset` or ``lesde.simulate(..., save="metrics")``; or a comparison Dataset of
-        :func:`lesde.sgd.compare` over ``(process, run, time)``, drawn one line per process.
+        `lesde.metrics.to_dataset` or ``lesde.simulate(..., save="metrics")``; or a comparison Dataset of
+        `lesde.sgd.compare` over ``(process, run, time)``, drawn one line per process.
     metrics : iterable of str, optional
-        Metrics to draw, in this order (default: the first six of :data:`DEFAULT_METRICS` the Dataset has, or its
+        Metrics to draw, in this order (default: the first six of `DEFAULT_METRICS` the Dataset has, or its
         first six numeric variables with a ``time`` dim when it has none of them).
     names : iterable of str, optional
-        The same as ``metrics`` (the spelling of :func:`lesde.plots.plot_theory`); give one of the two.
+        The same as ``metrics`` (the spelling of `lesde.plots.plot_theory`); give one of the two.
     title : str, optional
         Figure title (default: the model, K, n, m, schedules, from the attrs).
-    ax, fig : matplotlib Axes or Figure, optional
+    ax : matplotlib Axes or Figure, optional
         ``ax`` for one metric, ``fig`` to lay the panels out on; default a new figure, two panels a row.
+    fig : matplotlib Axes or Figure, optional
+        Described with `ax` above.
 
     Returns
     -------
@@ -181,6 +189,9 @@ def plot_nc_metrics(
 
     Examples
     --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from lesde.plots import plot_nc_metrics
     >>> ds = xr.Dataset({"nc1": (("path", "time"), np.exp(-np.arange(6.0)).reshape(1, 6).repeat(3, 0))},
     ...                 coords={"time": np.arange(6.0)})
     >>> type(plot_nc_metrics(ds)).__name__
@@ -305,7 +316,7 @@ def plot_collapse(
     title: str | None = None,
     fig=None,
 ):
-    """One figure: the panels of :func:`plot_nc_metrics` followed by the panel of :func:`plot_class_mean_cosines`.
+    """One figure: the panels of `plot_nc_metrics` followed by the panel of `plot_class_mean_cosines`.
 
     Parameters
     ----------
@@ -313,8 +324,10 @@ def plot_collapse(
         Metrics over ``(path, time)``.
     sim_ds : xarray.Dataset
         The simulation Dataset the cosines come from (``class_mean`` or ``features``).
-    metrics, title
-        As for :func:`plot_nc_metrics` (by default five metrics, the sixth panel being the cosines).
+    metrics
+        As for `plot_nc_metrics` (by default five metrics, the sixth panel being the cosines).
+    title
+        Described with `metrics` above.
     fig : matplotlib Figure, optional
         Lay the panels out on this figure (cleared first); default a new figure, two panels a row.
 

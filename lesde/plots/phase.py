@@ -1,17 +1,17 @@
-r"""Phase diagrams of a separability sweep (:mod:`lesde.sweep`) against the theory of the
+r"""Phase diagrams of a separability sweep (`lesde.sweep`) against the theory of the
 phase transition (see *Theory to code* in the documentation).
 
-With :math:`\alpha_t - \beta_t = c\,(1+t)^{-p}`, T = identity and balanced classes, the class means separate like
-:math:`e^{A(t)}` with :math:`A(t) = \int_0^t (\alpha_s-\beta_s)\,ds / K` while the within-class spread grows like
-:math:`\sigma\sqrt t`. For p < 1 separation wins (P(all pairs separable) -> 1), for p > 1 it loses (P -> 0), and on
-p = 1, :math:`e^{A} = (1+t)^{c/K}` against :math:`\sqrt t`, separation wins exactly when 2c/K > 1.
+With $\alpha_t - \beta_t = c\,(1+t)^{-p}$, T = identity and balanced classes, the class means separate like
+$e^{A(t)}$ with $A(t) = \int_0^t (\alpha_s-\beta_s)\,ds / K$ while the within-class spread grows like
+$\sigma\sqrt t$. For p < 1 separation wins (P(all pairs separable) -> 1), for p > 1 it loses (P -> 0), and on
+p = 1, $e^{A} = (1+t)^{c/K}$ against $\sqrt t$, separation wins exactly when 2c/K > 1.
 
 Decisions: the heatmap draws cells centred on the grid values with edges half-way between neighbours (geometric
 half-way on a log axis, used for a positive axis spanning a factor >= 8), so the theory lines sit at their true
 coordinates; swept dimensions other than the two plotted (and ``time``) are fixed at their first value unless
 ``select`` says otherwise, and the choice is printed in the title; K for the 2c/K = 1 mark comes from the
 ``num_classes`` coordinate or the spec stored in the attrs. A ``predicted_phase`` variable (1 separable predicted,
-0 not, NaN no prediction; :func:`lesde.theory.attach` writes it) is drawn as hatching over the predicted-separable
+0 not, NaN no prediction; `lesde.theory.attach` writes it) is drawn as hatching over the predicted-separable
 cells with its boundary; the hatching is black on light cells and white on dark ones, so it shows on every
 colour of the map. The grid is sorted first (a sweep may list its values in any order). The theory marks are thin
 lines over the p = 1 cells, which stay readable under them.
@@ -226,13 +226,16 @@ def phase_plot(
 
     Parameters
     ----------
-    ds : Dataset from :func:`lesde.sweep.run` or :func:`lesde.sweep.open_sweep` (this function opens no store).
+    ds
+        Dataset from `lesde.sweep.run` or `lesde.sweep.open_sweep` (this function opens no store).
     time : float, optional
         Time of the heatmap (nearest save time); default the sweep's ``summary_time`` attr, else the last time.
-    x, y : str
+    x : str
         Swept dimensions on the axes (the exponent p and the scale c by default). When ``x`` is a schedule
         exponent the p = 1 line is drawn; when ``y`` is the matching scale the point 2c/K = 1 on it is marked
         and the part of the line where separation wins (2c/K > 1) is drawn solid.
+    y : str
+        Described with `x` above.
     curve_times : int
         Number of save times (log-spaced indices, t > 0) in the second panel.
     curve_at : float, optional

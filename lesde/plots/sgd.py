@@ -1,6 +1,6 @@
-"""The SGD comparison figure: SGD, its SME and gradient flow side by side (the Dataset of :func:`lesde.sgd.compare`).
+"""The SGD comparison figure: SGD, its SME and gradient flow side by side (the Dataset of `lesde.sgd.compare`).
 
-Decisions: each process has one style (:data:`lesde.plots._style.PROCESS_STYLE`); gradient flow, the noiseless
+Decisions: each process has one style (`lesde.plots._style.PROCESS_STYLE`); gradient flow, the noiseless
 reference, is thin, dotted and drawn under SGD and the SME, which are solid and dashed, so that all three stay
 visible where they coincide. The band is +-1 standard deviation over the runs; the axis limits come from the
 means, with the bands widening a linear axis only.
@@ -58,7 +58,8 @@ def plot_compare(ds: xr.Dataset, *, metrics: tuple[str, ...] = _PLOT_METRICS, fi
 
     Parameters
     ----------
-    ds : Dataset of :func:`lesde.sgd.compare` (dims ``process, run, time``).
+    ds
+        Dataset of `lesde.sgd.compare` (dims ``process, run, time``).
     metrics : NC metrics to add after loss and accuracy (by default those of the four the Dataset has; names
         given explicitly must all be in the Dataset).
     fig : matplotlib Figure, optional

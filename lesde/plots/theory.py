@@ -1,18 +1,18 @@
-r"""Measured vs predicted: the figures of a Dataset :func:`lesde.theory.attach` returned.
+r"""Measured vs predicted: the figures of a Dataset `lesde.theory.attach` returned.
 
-* :func:`plot_theory`: one panel per prediction with a time axis (a two-column grid), titled with the problem;
-  a sweep Dataset (it carries ``predicted_phase``) is drawn by :func:`lesde.plots.phase_plot`, which hatches the
+* `plot_theory`: one panel per prediction with a time axis (a two-column grid), titled with the problem;
+  a sweep Dataset (it carries ``predicted_phase``) is drawn by `lesde.plots.phase_plot`, which hatches the
   predicted-separable cells over the measured heatmap.
-* :func:`plot_theory_panel`: one of those panels on a given ``ax`` (to compose figures of several Datasets).
-* :func:`theory_panels`: the panels :func:`plot_theory` would draw for a Dataset.
+* `plot_theory_panel`: one of those panels on a given ``ax`` (to compose figures of several Datasets).
+* `theory_panels`: the panels `plot_theory` would draw for a Dataset.
 
 Decisions: a measured quantity is the mean over runs (or paths), solid, one Okabe-Ito colour per process, class or
 SNR mode, with a band of +-1 standard deviation over the runs (paths), clipped at 0 for a nonnegative quantity;
 features are averaged. Its prediction is dashed in the same colour when it varies in time, a vermillion dashed
 line under the data when it is one number. A panel of a distance or a variance uses a log y axis when the means
 and predictions are positive and span 1.5 decades (the house rule of ``_style.fit_y``), with limits from them: a
-band reaching 0 is clipped at the bottom of the axis instead of setting it. The NC margin of an unregularised CE run is drawn against :math:`\log\log t`, the axis on which Ji et
-al. read its rate. This module does not import :mod:`lesde.theory`
+band reaching 0 is clipped at the bottom of the axis instead of setting it. The NC margin of an unregularised CE run is drawn against $\log\log t$, the axis on which Ji et
+al. read its rate. This module does not import `lesde.theory`
 (which uses it from ``lesde compare-theory --plot``): it reads the ``theory_predictions`` attr ``attach`` writes.
 """
 
@@ -133,7 +133,7 @@ def _added(ds: xr.Dataset) -> set[str]:
 
 
 def theory_panels(ds: xr.Dataset) -> list[str]:
-    """Names of the measured variables :func:`plot_theory` draws a panel for (those with a time axis whose
+    """Names of the measured variables `plot_theory` draws a panel for (those with a time axis whose
     measurement or prediction ``attach`` added), in the order drawn."""
     require(ds, (), "theory")
     added = _added(ds)
@@ -228,9 +228,10 @@ def plot_theory_panel(ds: xr.Dataset, name: str, *, ax=None, series_legend: bool
 
     Parameters
     ----------
-    ds : Dataset returned by :func:`lesde.theory.attach`.
+    ds
+        Dataset returned by `lesde.theory.attach`.
     name : str
-        The measured variable (one of :func:`theory_panels`), e.g. ``"tb_distance"``.
+        The measured variable (one of `theory_panels`), e.g. ``"tb_distance"``.
     ax : matplotlib Axes, optional
     series_legend : bool
         Name the processes / classes and the band in the legend (the theory entries are always shown).
@@ -282,13 +283,14 @@ def _sources(ds: xr.Dataset, names: list[str]) -> str:
 
 
 def plot_theory(ds: xr.Dataset, names=None, title: str | None = None, *, fig=None):
-    r"""Measured vs predicted for a Dataset :func:`lesde.theory.attach` returned.
+    r"""Measured vs predicted for a Dataset `lesde.theory.attach` returned.
 
     Parameters
     ----------
-    ds : Dataset returned by :func:`lesde.theory.attach` (this function opens no file).
+    ds
+        Dataset returned by `lesde.theory.attach` (this function opens no file).
     names : iterable of str, optional
-        The panels to draw (measured variables, see :func:`theory_panels`); default all of them.
+        The panels to draw (measured variables, see `theory_panels`); default all of them.
     title : str, optional
         The figure title; default "Measured vs predicted:" and the problem (K, n, m, the schedules or weight decay),
         then the processes or the number of paths.
@@ -298,7 +300,7 @@ def plot_theory(ds: xr.Dataset, names=None, title: str | None = None, *, fig=Non
     Returns
     -------
     matplotlib.figure.Figure
-        For a sweep (``predicted_phase`` in ``ds``), :func:`lesde.plots.phase_plot`'s figure.
+        For a sweep (``predicted_phase`` in ``ds``), `lesde.plots.phase_plot`'s figure.
     """
     require(ds, (), "theory")
     if "predicted_phase" in ds:

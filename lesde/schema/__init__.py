@@ -1,18 +1,19 @@
 """The tables of variable dims and attributes, and the one Dataset builder every stage uses (pyqg style).
 
-:data:`VARIABLE_ATTRS` gives each known variable its ``long_name`` and ``units``; :data:`VARIABLE_DIMS` its
+`VARIABLE_ATTRS` gives each known variable its ``long_name`` and ``units``; `VARIABLE_DIMS` its
 trailing dims (the dims after the Dataset's leading ones such as ``path, time`` or ``process, run, time``);
-:data:`TIME_ATTRS` the description of the ``time`` coordinate for each kind of Dataset. :func:`make_dataset`
+`TIME_ATTRS` the description of the ``time`` coordinate for each kind of Dataset. `make_dataset`
 builds a Dataset from plain arrays with those tables and stamps the provenance attrs (package versions, creation
-time) once; :func:`finalize` annotates a Dataset built by hand the same way.
+time) once; `finalize` annotates a Dataset built by hand the same way.
 
 Conventions: attrs values are strings and numbers only (str subclasses such as ``torch.__version__`` become plain
 ``str``), so files round-trip through netCDF and zarr unchanged. Index coordinates (``path``, ``class``, ...)
 and the categorical ``label`` carry a ``long_name`` but no ``units``; every other variable carries ``units``
 (``"1"`` when dimensionless).
 
-Example
--------
+Examples
+--------
+>>> from lesde.schema import make_dataset
 >>> import numpy as np
 >>> ds = make_dataset({"nc1": np.ones((2, 3))}, {"time": [0.0, 0.5, 1.0]}, lead=("path", "time"), time="sde",
 ...                   attrs={"seed": 0})
@@ -136,8 +137,8 @@ def make_dataset(
         ``label(sample)``; or a DataArray (its attrs are kept, e.g. the ``time`` of an input Dataset).
     lead : sequence of str
         The leading dims every plain-array variable starts with, e.g. ``("path", "time")``.
-    time : {"sde", "training"}, optional
-        What the ``time`` coordinate measures (:data:`TIME_ATTRS`); None keeps the attrs it already carries.
+    time : "sde" | "training", optional
+        What the ``time`` coordinate measures (`TIME_ATTRS`); None keeps the attrs it already carries.
     attrs : mapping, optional
         Global attrs (run specification, parameters); made serialisable, then the provenance is added.
 
@@ -173,5 +174,5 @@ def make_dataset(
 
 
 def finalize(ds: xr.Dataset, **global_attrs: Any) -> xr.Dataset:
-    """Annotate a Dataset built by hand as :func:`make_dataset` does (table attrs, provenance, plain attrs)."""
+    """Annotate a Dataset built by hand as `make_dataset` does (table attrs, provenance, plain attrs)."""
     return _annotate(ds, None, global_attrs)

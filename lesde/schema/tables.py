@@ -1,6 +1,6 @@
-"""The tables of the Dataset schema: each known variable's ``long_name`` and ``units`` (:data:`VARIABLE_ATTRS`),
-its trailing dims (:data:`VARIABLE_DIMS`), the index coordinates' descriptions and the ``time`` coordinate's for
-each kind of Dataset (:data:`TIME_ATTRS`). Data only: :mod:`lesde.schema` builds Datasets with them."""
+"""The tables of the Dataset schema: each known variable's ``long_name`` and ``units`` (`VARIABLE_ATTRS`),
+its trailing dims (`VARIABLE_DIMS`), the index coordinates' descriptions and the ``time`` coordinate's for
+each kind of Dataset (`TIME_ATTRS`). Data only: `lesde.schema` builds Datasets with them."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """SGD as an SDE: problems, discrete SGD, the stochastic modified equation, gradient flow, and their comparison.
 
-The stage follows the data: a *problem* (:class:`ModuleProblem`, or the unconstrained-features model :class:`UFM`)
-defines the loss over a flat parameter batch ``theta (runs, P)``; :func:`run_sgd`, :func:`run_sme` (with
-:class:`SGDSDE`) and
-:func:`gradient_flow` move ``theta`` in time ``t = step * lr`` and record loss, accuracy and NC metrics into
-``(run, time)`` Datasets (their shared keywords checked once by :class:`RunOptions`); :func:`compare` stacks the three along ``process`` (:func:`lesde.plots.plot_compare`
+The stage follows the data: a *problem* (`ModuleProblem`, or the unconstrained-features model `UFM`)
+defines the loss over a flat parameter batch ``theta (runs, P)``; `run_sgd`, `run_sme` (with
+`SGDSDE`) and
+`gradient_flow` move ``theta`` in time ``t = step * lr`` and record loss, accuracy and NC metrics into
+``(run, time)`` Datasets (their shared keywords checked once by `RunOptions`); `compare` stacks the three along ``process`` (`lesde.plots.plot_compare`
 draws them).
 """
 

@@ -3,14 +3,14 @@
 Loss and accuracy are computed at each record. The NC metrics are not: the recorder keeps a copy of the
 parameters (on the problem's device) and, when the copies reach ``flush_bytes`` and at the end, forms the
 features, classifier and bias of all of them at once and computes their metrics in one batched
-:func:`lesde.metrics.nc_metrics` call over ``(run, time)``.
+`lesde.metrics.nc_metrics` call over ``(run, time)``.
 For the small problems SGD-vs-SDE comparisons run on, a metric call costs its fixed per-call overhead many times
 over its arithmetic, so batching over time makes the metrics a small share of the run instead of the larger one
 (``benchmarks/sgd_sde.py --part compare``, recorded in ``benchmarks/RESULTS.md``).
 
 A run whose parameters become NaN or inf (a diverging SGD run or SME path) is masked, not fatal: from its first
 non-finite record on, every observation of that run is NaN, the other runs are recorded as usual, the Dataset's
-``n_diverged`` attr counts the masked runs, and :meth:`RunRecorder.dataset` warns (``UserWarning``) once. One SME path
+``n_diverged`` attr counts the masked runs, and `RunRecorder.dataset` warns (``UserWarning``) once. One SME path
 escaping in 10^4 at a large learning rate then costs one NaN row, not the whole comparison.
 """
 
@@ -51,7 +51,7 @@ def progress_bar(progress: Any, total: int, desc: str):
 class RunRecorder:
     """Collects observations at increasing times; ``dataset()`` stacks them to (run, time, ...).
 
-    ``metrics``: True (:data:`DEFAULT_METRICS`), ``"all"`` (every metric of :func:`~lesde.metrics.nc_metrics`),
+    ``metrics``: True (`DEFAULT_METRICS`), ``"all"`` (every metric of `nc_metrics`),
     False (none) or a list of names (aliases such as ``"nc2"`` allowed).
     """
 

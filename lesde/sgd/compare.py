@@ -2,9 +2,9 @@
 
 The three processes are recorded at the same times ``t = step * lr``: SGD takes the whole steps that end by
 ``t_end`` (``floor(t_end / lr)``: never past ``t_end``), the SME is integrated with Euler-Maruyama at
-``sme_dt = lr / substeps``, all from ``problem.init(seed)`` (or ``theta0``). The default ``substeps = 8`` (:data:`lesde.sgd.sme.SME_SUBSTEPS`): at ``substeps = 1`` Euler-Maruyama
+``sme_dt = lr / substeps``, all from ``problem.init(seed)`` (or ``theta0``). The default ``substeps = 8`` (`lesde.sgd.sme.SME_SUBSTEPS`): at ``substeps = 1`` Euler-Maruyama
 is SGD with Gaussian noise, whose weak error against SGD is O(lr^2), so the comparison would not show the SME's own
-O(lr) error (:mod:`lesde.sgd.sme`). Gradient flow takes one step per SGD step by default (RK4: its O(lr^4) error is
+O(lr) error (`lesde.sgd.sme`). Gradient flow takes one step per SGD step by default (RK4: its O(lr^4) error is
 far below the SME's O(lr), and eight times as many steps would dominate the run), and ``substeps`` steps when
 ``substeps`` is given. It is deterministic: integrated once and repeated along ``run`` so the three processes share
 one layout.
@@ -13,7 +13,7 @@ one layout.
 (spacings differ by at most one step); with more than ``steps + 1`` asked for, every step is recorded.
 
 A run that diverges (NaN/inf parameters) is masked in its own process and counted in ``n_diverged(process)``,
-with a ``UserWarning``; the other runs and the other processes are kept (:mod:`lesde.sgd._record`).
+with a ``UserWarning``; the other runs and the other processes are kept (`lesde.sgd._record`).
 """
 
 from __future__ import annotations
@@ -55,28 +55,48 @@ def compare(
 
     Parameters
     ----------
-    problem : a :class:`~lesde.sgd.problems.Problem`.
-    lr, batch_size, sampling : the SGD being approximated (the SME uses the same three).
-    t_end : final time; SGD takes the whole steps ``floor(t_end / lr)`` that end by ``t_end`` (``t_end < lr``
+    problem
+        a `Problem`.
+    lr
+        the SGD being approximated (the SME uses the same three).
+    batch_size
+        Described with `lr` above.
+    sampling
+        Described with `lr` above.
+    t_end : final time; SGD takes the whole steps floor(t_end / lr) that end by t_end (t_end < lr
         is refused).
-    n_runs : independent SGD runs and SME paths.
-    n_save : the number of recorded times (shared by the three processes): exactly ``n_save``, at the steps
+    n_runs
+        independent SGD runs and SME paths.
+    n_save : the number of recorded times (shared by the three processes): exactly n_save, at the steps
         ``round(linspace(0, steps, n_save))``, or every step when ``n_save > steps + 1``.
-    substeps : SME steps per SGD step, ``sme_dt = lr / substeps``; default :data:`~lesde.sgd.sme.SME_SUBSTEPS`
+    substeps : SME steps per SGD step, sme_dt = lr / substeps; default `SME_SUBSTEPS`
         (8). ``substeps=1`` is Gaussian-noise SGD (module docstring). Given, it sets the gradient-flow step too
         (default: one step per SGD step).
-    flow_method : gradient-flow method (:data:`lesde.sgd.FLOW_METHODS`; ``"scipy"`` ignores ``dt``).
-    seed, theta0, save, metrics, device, dtype : as in :func:`~lesde.sgd.run_sgd`. The default ``metrics=True``
-        records :data:`lesde.sgd.DEFAULT_METRICS` (every NC metric but gnc2, which ``metrics="all"`` adds), in
+    flow_method
+        gradient-flow method (`lesde.sgd.FLOW_METHODS`; ``"scipy"`` ignores ``dt``).
+    seed : as in `run_sgd`. The default metrics=True
+        records `lesde.sgd.DEFAULT_METRICS` (every NC metric but gnc2, which ``metrics="all"`` adds), in
         batched calls over the recorded times (their share of the run: ``benchmarks/sgd_sde.py --part compare``,
         figures in ``benchmarks/RESULTS.md``).
-    progress : one tqdm progress bar over the steps of the three processes.
+    theta0 : as in `run_sgd`. The default metrics=True
+        Described with `seed` above.
+    save : as in `run_sgd`. The default metrics=True
+        Described with `seed` above.
+    metrics : as in `run_sgd`. The default metrics=True
+        Described with `seed` above.
+    device : as in `run_sgd`. The default metrics=True
+        Described with `seed` above.
+    dtype : as in `run_sgd`. The default metrics=True
+        Described with `seed` above.
+    progress
+        one tqdm progress bar over the steps of the three processes.
 
     Returns
     -------
-    xarray.Dataset over ``(process, run, time)``, ``process`` in ``("sgd", "sme", "gradient_flow")``, with
-    ``n_diverged(process)`` (runs masked as NaN after their parameters became NaN/inf) and the attrs ``sme_dt``,
-    ``substeps`` and ``n_save`` (the number of recorded times).
+    xr.Dataset
+        xarray.Dataset over ``(process, run, time)``, ``process`` in ``("sgd", "sme", "gradient_flow")``, with
+        ``n_diverged(process)`` (runs masked as NaN after their parameters became NaN/inf) and the attrs ``sme_dt``,
+        ``substeps`` and ``n_save`` (the number of recorded times).
     """
     lr = check_positive_float("lr", lr)
     t_end = check_positive_float("t_end", t_end)

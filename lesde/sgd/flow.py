@@ -1,7 +1,7 @@
 """Gradient flow, the deterministic (B -> infinity, or lr -> 0) limit of SGD:
-:math:`\\dot\\theta = -\\nabla L(\\theta)`.
+$\\dot\\theta = -\\nabla L(\\theta)$.
 
-Methods (registry :data:`FLOW_METHODS`): ``"euler"`` (gradient descent with step dt), ``"rk4"`` (classical
+Methods (registry `FLOW_METHODS`): ``"euler"`` (gradient descent with step dt), ``"rk4"`` (classical
 Runge-Kutta, batched over runs in torch; the default) and ``"scipy"`` (``scipy.integrate.solve_ivp`` with
 ``LSODA``, ``rtol=atol=1e-10``, for stiff problems or reference solutions; runs are stacked into one system).
 """
@@ -51,23 +51,43 @@ def gradient_flow(
     dtype: torch.dtype = torch.float64,
     progress: bool = True,
 ) -> xr.Dataset:
-    """Integrate :math:`\\dot\\theta = -\\nabla L(\\theta)` from the problem's initial point.
+    """Integrate $\\dot\\theta = -\\nabla L(\\theta)$ from the problem's initial point.
 
     Parameters
     ----------
-    problem : a :class:`~lesde.sgd.problems.Problem`.
-    t_end : final time: the run takes the whole ``dt`` steps that end by ``t_end`` (``t_end < dt`` is refused).
-    dt : step of the fixed-step methods; for ``"scipy"`` the spacing of the output grid.
-    n_runs : copies of the (deterministic) solution, so the Dataset lines up with SGD runs.
-    seed, theta0 : the initial point, as in :func:`~lesde.sgd.run_sgd`.
-    record_every, n_save : record every ``record_every`` steps (default: about ``n_save`` records), or at the step
+    problem
+        a `Problem`.
+    t_end
+        final time: the run takes the whole ``dt`` steps that end by ``t_end`` (``t_end < dt`` is refused).
+    dt
+        step of the fixed-step methods; for ``"scipy"`` the spacing of the output grid.
+    n_runs
+        copies of the (deterministic) solution, so the Dataset lines up with SGD runs.
+    seed
+        the initial point, as in `run_sgd`.
+    theta0
+        Described with `seed` above.
+    record_every : record every record_every steps (default: about n_save records), or at the step
         indices ``record_every`` lists.
-    method : ``"rk4"``, ``"euler"`` or ``"scipy"``.
-    save, metrics, device, dtype, progress : as in :func:`~lesde.sgd.run_sgd`.
+    n_save : record every record_every steps (default: about n_save records), or at the step
+        Described with `record_every` above.
+    method
+        ``"rk4"``, ``"euler"`` or ``"scipy"``.
+    save
+        as in `run_sgd`.
+    metrics
+        Described with `save` above.
+    device
+        Described with `save` above.
+    dtype
+        Described with `save` above.
+    progress
+        Described with `save` above.
 
     Returns
     -------
-    xarray.Dataset over ``(run, time)`` with the same variables as :func:`~lesde.sgd.run_sgd`.
+    xr.Dataset
+        xarray.Dataset over ``(run, time)`` with the same variables as `run_sgd`.
     """
     t_end = check_positive_float("t_end", t_end)
     dt = check_positive_float("dt", dt)

@@ -1,23 +1,21 @@
 """Discrete minibatch SGD on a problem, many independent runs in one batched update.
 
-One step of run r, with a minibatch :math:`\\mathcal B_r` of size B:
+One step of run r, with a minibatch $\\mathcal B_r$ of size B:
 
-.. math::
-
-    \\theta_r \\leftarrow \\theta_r - \\eta\\Big(\\frac1B\\sum_{i\\in\\mathcal B_r}\\nabla\\ell_i(\\theta_r)
-    + \\nabla R(\\theta_r)\\Big) = \\theta_r - \\eta\\Big(\\sum_i w_{ri}\\nabla\\ell_i(\\theta_r) + \\nabla R\\Big),
-    \\qquad w_{ri} = \\frac{\\#\\{i \\in \\mathcal B_r\\}}{B},
+$$ \\theta_r \\leftarrow \\theta_r - \\eta\\Big(\\frac1B\\sum_{i\\in\\mathcal B_r}\\nabla\\ell_i(\\theta_r)
++ \\nabla R(\\theta_r)\\Big) = \\theta_r - \\eta\\Big(\\sum_i w_{ri}\\nabla\\ell_i(\\theta_r) + \\nabla R\\Big),
+\\qquad w_{ri} = \\frac{\\#\\{i \\in \\mathcal B_r\\}}{B}, $$
 
 so all runs advance with one ``problem.explicit_step(theta (R, P), -lr * w (R, N), lr)`` call; time is ``t = step * lr``.
 
-Sampling (a registry, :data:`SAMPLERS`):
+Sampling (a registry, `SAMPLERS`):
 
 - ``"with-replacement"``: B indices i.i.d. uniform per step; the minibatch gradient has covariance
-  :math:`\\Sigma/B` with :math:`\\Sigma = \\frac1N\\sum_i (g_i-\\bar g)(g_i-\\bar g)^T`.
+  $\\Sigma/B$ with $\\Sigma = \\frac1N\\sum_i (g_i-\\bar g)(g_i-\\bar g)^T$.
 - ``"shuffle"``: each run walks through its own random permutation of the N samples in consecutive batches of B;
   a new permutation is drawn when fewer than B unvisited samples are left (the remainder ``N mod B`` of each epoch
   is dropped, as ``DataLoader(drop_last=True)`` does). Marginally each batch is a uniform draw without
-  replacement, covariance :math:`\\frac{N-B}{N-1}\\Sigma/B`.
+  replacement, covariance $\\frac{N-B}{N-1}\\Sigma/B$.
 """
 
 from __future__ import annotations
@@ -87,32 +85,48 @@ def run_sgd(
 
     Parameters
     ----------
-    problem : a :class:`~lesde.sgd.problems.Problem` (:class:`~lesde.sgd.UFM`, :class:`~lesde.sgd.ModuleProblem`).
-    lr : learning rate :math:`\\eta`; recorded time is ``step * lr``.
-    batch_size : B, 1 <= B (<= N for ``"shuffle"``).
-    steps : number of SGD steps.
-    n_runs : independent runs (independent minibatch streams, shared initial point).
-    seed : seeds the initial point (CPU generator) and the minibatch stream (generator on the problem's device).
+    problem
+        a `Problem` (`UFM`, `ModuleProblem`).
+    lr
+        learning rate $\\eta$; recorded time is ``step * lr``.
+    batch_size
+        B, 1 <= B (<= N for ``"shuffle"``).
+    steps
+        number of SGD steps.
+    n_runs
+        independent runs (independent minibatch streams, shared initial point).
+    seed
+        seeds the initial point (CPU generator) and the minibatch stream (generator on the problem's device).
     record_every : record every this many steps (default: about 100 records; the last step is always recorded),
         or the step indices to record.
-    sampling : ``"with-replacement"`` or ``"shuffle"`` (see the module docstring).
-    theta0 : optional initial point, ``(P,)`` or ``(n_runs, P)``.
-    save : ``"metrics"`` (loss, accuracy, NC metrics) or ``"full"`` (also features, classifier, bias).
-    metrics : NC metrics (``lesde.metrics.nc_metrics``) at each record: True (:data:`lesde.sgd.DEFAULT_METRICS`:
+    sampling
+        ``"with-replacement"`` or ``"shuffle"`` (see the module docstring).
+    theta0
+        optional initial point, ``(P,)`` or ``(n_runs, P)``.
+    save
+        ``"metrics"`` (loss, accuracy, NC metrics) or ``"full"`` (also features, classifier, bias).
+    metrics : NC metrics (lesde.metrics.nc_metrics) at each record: True (`lesde.sgd.DEFAULT_METRICS`:
         all but gnc2), ``"all"``, False, or a list of names (aliases such as ``"nc2"`` allowed). They are computed
         in batched calls over the records (``lesde.sgd._record``).
-    record_batches : also store ``batch_counts(run, step, sample)``, how often each sample was in each minibatch.
-    device, dtype : where and in which precision to run (float64 by default).
-    progress : show a tqdm progress bar over steps.
+    record_batches
+        also store ``batch_counts(run, step, sample)``, how often each sample was in each minibatch.
+    device
+        where and in which precision to run (float64 by default).
+    dtype
+        Described with `device` above.
+    progress
+        show a tqdm progress bar over steps.
 
     Returns
     -------
-    xarray.Dataset over ``(run, time)``: ``loss``, ``accuracy``, NC metrics (and what ``save`` adds). A run whose
-    parameters become NaN/inf is masked (NaN from then on; the ``n_diverged`` attr counts them, with a
-    ``UserWarning``); the other runs are kept.
+    xr.Dataset
+        xarray.Dataset over ``(run, time)``: ``loss``, ``accuracy``, NC metrics (and what ``save`` adds). A run whose
+        parameters become NaN/inf is masked (NaN from then on; the ``n_diverged`` attr counts them, with a
+        ``UserWarning``); the other runs are kept.
 
     Examples
     --------
+    >>> from lesde.sgd import run_sgd
     >>> from lesde.sgd import UFM
     >>> ds = run_sgd(UFM(3, 4, 5, loss="mse"), lr=0.1, batch_size=2, steps=20, n_runs=4, metrics=False)
     >>> ds.loss.dims

@@ -1,10 +1,10 @@
-"""The options every runner of :mod:`lesde.sgd` shares, in one small dataclass.
+"""The options every runner of `lesde.sgd` shares, in one small dataclass.
 
-:func:`~lesde.sgd.run_sgd`, :func:`~lesde.sgd.run_sme`, :func:`~lesde.sgd.gradient_flow` and
-:func:`~lesde.sgd.compare` take the same tail of keywords (``n_runs``, ``seed``, ``theta0``, ``save``,
-``metrics``, ``device``, ``dtype``, ``progress``); each builds one :class:`RunOptions` from them, which checks
+`run_sgd`, `run_sme`, `gradient_flow` and
+`compare` take the same tail of keywords (``n_runs``, ``seed``, ``theta0``, ``save``,
+``metrics``, ``device``, ``dtype``, ``progress``); each builds one `RunOptions` from them, which checks
 them once, draws the shared initial point, makes the recorder and the progress bar, and gives the attrs every
-Dataset records. :func:`~lesde.sgd.compare` hands its one ``RunOptions`` to the three processes, so they start
+Dataset records. `compare` hands its one ``RunOptions`` to the three processes, so they start
 from the same point by construction.
 """
 
@@ -24,7 +24,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    """The runners' shared keywords (defaults as :func:`~lesde.sgd.run_sgd` has them)."""
+    """The runners' shared keywords (defaults as `run_sgd` has them)."""
 
     n_runs: int = 1
     seed: int = 0
@@ -47,7 +47,7 @@ class RunOptions:
             object.__setattr__(self, "theta0", as_tensor("theta0", self.theta0, self.dtype))
 
     def check_problem(self, problem) -> None:
-        """Refuse what is not a :class:`~lesde.sgd.Problem` (an LE-SDE above all: a model to simulate, not a loss
+        """Refuse what is not a `Problem` (an LE-SDE above all: a model to simulate, not a loss
         to train on)."""
         from ..model import LESDE
         from .problems import Problem

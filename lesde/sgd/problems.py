@@ -2,34 +2,32 @@
 
 A *problem* is a loss over a flat parameter vector, batched over independent runs:
 
-.. math::
+$$ L(\\theta) = \\frac1N \\sum_{i=1}^N \\ell_i(\\theta) + R(\\theta), $$
 
-    L(\\theta) = \\frac1N \\sum_{i=1}^N \\ell_i(\\theta) + R(\\theta),
-
-with per-sample losses :math:`\\ell_i` (cross-entropy or squared error on the logits of sample ``i``) and a
-deterministic regulariser :math:`R` (weight decay). Every dynamics routine in :mod:`lesde.sgd` talks to a problem
-through one small interface (:class:`Problem`):
+with per-sample losses $\\ell_i$ (cross-entropy or squared error on the logits of sample ``i``) and a
+deterministic regulariser $R$ (weight decay). Every dynamics routine in `lesde.sgd` talks to a problem
+through one small interface (`Problem`):
 
 - ``theta`` is always ``(R, P)``: ``R`` runs (or SDE paths), ``P`` parameters;
-- ``weighted_grad(theta, w)`` returns :math:`\\sum_i w_{ri} \\nabla \\ell_i(\\theta_r)` for weights ``w`` of shape
+- ``weighted_grad(theta, w)`` returns $\\sum_i w_{ri} \\nabla \\ell_i(\\theta_r)$ for weights ``w`` of shape
   ``(R, N)`` or ``(R, S, N)`` (``S`` weight sets sharing one forward pass). The full-batch gradient (``w = 1/N``),
   an SGD minibatch gradient (``w = counts / B``) and the SME noise
-  :math:`\\sum_i (g_i - \\bar g) z_i = \\sum_i g_i (z_i - \\bar z)` are all this one contraction, so the
+  $\\sum_i (g_i - \\bar g) z_i = \\sum_i g_i (z_i - \\bar z)$ are all this one contraction, so the
   per-sample gradient matrix (``(R, N, P)``) is never needed on the hot path;
 - ``per_sample_grads(theta)`` gives that matrix explicitly (tests, small problems, the ``g`` of the SME);
-- ``explicit_step(theta, w, dt)`` = :math:`\\theta - \\Delta t\\nabla R(\\theta) + \\sum_i w_i\\nabla\\ell_i(\\theta)` is one
+- ``explicit_step(theta, w, dt)`` = $\\theta - \\Delta t\\nabla R(\\theta) + \\sum_i w_i\\nabla\\ell_i(\\theta)$ is one
   step of SGD or of Euler-Maruyama for the SME (drift and noise are the same contraction), and
   ``neg_grad_and_weighted_grad`` the SME drift and noise from one forward pass; the defaults here are built on
-  ``weighted_grad``, :class:`~lesde.sgd.UFM` overrides them with fused closed-form kernels;
+  ``weighted_grad``, `UFM` overrides them with fused closed-form kernels;
 - ``features``, ``classifier``, ``bias`` give what neural-collapse metrics are computed on.
 
-:class:`ModuleProblem` wraps any small ``torch.nn.Module`` via ``torch.func`` (``functional_call`` + ``vmap``).
-The unconstrained-features model :class:`~lesde.sgd.UFM` implements the same interface in closed form.
+`ModuleProblem` wraps any small ``torch.nn.Module`` via ``torch.func`` (``functional_call`` + ``vmap``).
+The unconstrained-features model `UFM` implements the same interface in closed form.
 
 Decisions
 ---------
 - Problems are ``nn.Module`` s holding their data as buffers, so ``problem.to(device, dtype)`` (and ``.to`` on an
-  :class:`~lesde.sgd.SGDSDE` holding one) moves everything.
+  `SGDSDE` holding one) moves everything.
 - Weight decay is a deterministic part of the objective: its gradient is applied at every step of every process
   (as ``torch.optim.SGD(weight_decay=...)`` does) and it contributes nothing to the gradient noise.
 - All runs share one initialisation (drawn from the seed) unless ``theta0`` is given: the comparisons between SGD,
@@ -91,8 +89,8 @@ LOSSES: dict[str, tuple[Callable, Callable]] = {
 
 
 class Problem(nn.Module):
-    """Common interface of the problems :func:`lesde.sgd.run_sgd`, :class:`lesde.sgd.SGDSDE` and
-    :func:`lesde.sgd.gradient_flow` act on.
+    """Common interface of the problems `lesde.sgd.run_sgd`, `lesde.sgd.SGDSDE` and
+    `lesde.sgd.gradient_flow` act on.
 
     Subclasses define ``num_params`` (P), ``num_classes`` (K), ``feature_dim`` (m), the ``labels`` buffer (N,),
     and the methods ``init``, ``logits``, ``weighted_grad``, ``regularizer``, ``regularizer_grad``,
@@ -121,11 +119,11 @@ class Problem(nn.Module):
 
     # ---- derived quantities, shared by every problem -------------------------------------------------------
     def sample_losses(self, theta: torch.Tensor) -> torch.Tensor:
-        """Per-sample losses :math:`\\ell_i(\\theta_r)`, ``(R, N)``."""
+        """Per-sample losses $\\ell_i(\\theta_r)$, ``(R, N)``."""
         return LOSSES[self.loss_name][0](self.logits(theta), self.labels, self.temperature)
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
-        """Full objective :math:`L(\\theta_r) = \\frac1N\\sum_i \\ell_i + R(\\theta_r)`, ``(R,)``."""
+        """Full objective $L(\\theta_r) = \\frac1N\\sum_i \\ell_i + R(\\theta_r)$, ``(R,)``."""
         return self.sample_losses(theta).mean(-1) + self.regularizer(theta)
 
     def accuracy(self, theta: torch.Tensor) -> torch.Tensor:
@@ -133,7 +131,7 @@ class Problem(nn.Module):
         return (self.logits(theta).argmax(-1) == self.labels).to(theta.dtype).mean(-1)
 
     def grad(self, theta: torch.Tensor) -> torch.Tensor:
-        """Full-batch gradient :math:`\\nabla L(\\theta_r)`, ``(R, P)``."""
+        """Full-batch gradient $\\nabla L(\\theta_r)$, ``(R, P)``."""
         w = torch.full(
             theta.shape[:1] + (self.num_samples,), 1.0 / self.num_samples, dtype=theta.dtype, device=theta.device
         )  # (R, N)
@@ -142,8 +140,8 @@ class Problem(nn.Module):
     def neg_grad_and_weighted_grad(
         self, theta: torch.Tensor, weights: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The SME drift and noise from one forward pass: :math:`(-\\nabla L(\\theta_r),
-        \\sum_i w_{ri}\\nabla\\ell_i(\\theta_r))`, both ``(R, P)``, for weights ``(R, N)``."""
+        """The SME drift and noise from one forward pass: $(-\\nabla L(\\theta_r),
+        \\sum_i w_{ri}\\nabla\\ell_i(\\theta_r))$, both ``(R, P)``, for weights ``(R, N)``."""
         w = torch.stack([torch.full_like(weights, 1.0 / self.num_samples), weights], 1)  # (R, 2, N)
         both = self.weighted_grad(theta, w)  # (R, 2, P)
         return -(both[:, 0] + self.regularizer_grad(theta)), both[:, 1]
@@ -151,10 +149,10 @@ class Problem(nn.Module):
     def explicit_step(
         self, theta: torch.Tensor, weights: torch.Tensor, dt: float, out: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """One explicit step :math:`\\theta_r - \\Delta t\\,\\nabla R(\\theta_r) + \\sum_i w_{ri}\\nabla\\ell_i(\\theta_r)`,
+        """One explicit step $\\theta_r - \\Delta t\\,\\nabla R(\\theta_r) + \\sum_i w_{ri}\\nabla\\ell_i(\\theta_r)$,
         ``(R, P)``, for weights ``(R, N)``.
 
-        Every process in :mod:`lesde.sgd` advances by one such step: SGD with ``w = -lr * counts / B`` and
+        Every process in `lesde.sgd` advances by one such step: SGD with ``w = -lr * counts / B`` and
         ``dt = lr``; Euler-Maruyama for the SME with ``w = -dt / N + sqrt(eta / (B N)) (dW - mean(dW))``
         (the drift's data term and the noise are the same contraction, so one weighted gradient suffices).
         ``out``: optional ``(R, P)`` buffer, not aliasing ``theta``, that receives the result (reusing two buffers
@@ -174,12 +172,10 @@ class Problem(nn.Module):
 class ModuleProblem(Problem):
     """Any small ``nn.Module`` classifier with a fixed data set, as a problem over its flat parameters.
 
-    .. math::
-
-        L(\\theta) = \\frac1N \\sum_i \\ell(f_\\theta(x_i), y_i) + \\frac{\\lambda}{2}\\|\\theta\\|^2,
+    $$ L(\\theta) = \\frac1N \\sum_i \\ell(f_\\theta(x_i), y_i) + \\frac{\\lambda}{2}\\|\\theta\\|^2, $$
 
     ``ell`` = cross-entropy (``loss="ce"``, logits divided by ``temperature``) or
-    :math:`\\tfrac12\\|f_\\theta(x_i) - e_{y_i}\\|^2` (``loss="mse"``). Per-sample gradients come from
+    $\\tfrac12\\|f_\\theta(x_i) - e_{y_i}\\|^2$ (``loss="mse"``). Per-sample gradients come from
     ``torch.func`` (``vmap`` over ``grad`` of a ``functional_call``); weighted sums of them from one ``vjp``.
 
     Parameters
@@ -187,16 +183,23 @@ class ModuleProblem(Problem):
     module : nn.Module
         Maps inputs ``(N, ...)`` to logits ``(N, K)``. Its current parameters are the initial point of every run.
     inputs : tensor (N, ...)
-    labels : tensor (N,) of class indices in ``0..K-1``.
-    loss : "ce" or "mse".
-    weight_decay : float, the :math:`\\lambda` above (applied to every parameter).
-    temperature : float, cross-entropy temperature.
+    labels
+        tensor (N,) of class indices in ``0..K-1``.
+    loss
+        "ce" or "mse".
+    weight_decay
+        float, the $\\lambda$ above (applied to every parameter).
+    temperature
+        float, cross-entropy temperature.
     head : str or None
         Name of the final ``nn.Linear`` submodule whose input are the *features* and whose weight/bias are the
         *classifier* for NC metrics. Default: the last ``nn.Linear`` in ``module.named_modules()``.
 
     Examples
     --------
+    >>> from torch import nn
+    >>> import torch
+    >>> from lesde.sgd import ModuleProblem
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
     >>> prob = ModuleProblem(net, torch.randn(12, 4, dtype=torch.float64), torch.arange(12) % 3)
     >>> prob.per_sample_grads(prob.init(2)).shape
@@ -317,13 +320,13 @@ class ModuleProblem(Problem):
         return self.weight_decay * theta
 
     def per_sample_grads(self, theta: torch.Tensor) -> torch.Tensor:
-        """:math:`\\nabla\\ell_i(\\theta_r)` via ``vmap(grad)``, ``(R, N, P)``."""
+        """$\\nabla\\ell_i(\\theta_r)$ via ``vmap(grad)``, ``(R, N, P)``."""
         theta = self._check_theta(theta)
         per_sample = vmap(grad(self._sample_loss), in_dims=(None, 0, 0))  # over samples
         return vmap(per_sample, in_dims=(0, None, None))(theta, self.inputs, self.labels)  # over runs
 
     def weighted_grad(self, theta: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """:math:`\\sum_i w_{ri}\\nabla\\ell_i(\\theta_r)`: weights ``(R, N)`` -> ``(R, P)``; ``(R, S, N)`` ->
+        """$\\sum_i w_{ri}\\nabla\\ell_i(\\theta_r)$: weights ``(R, N)`` -> ``(R, P)``; ``(R, S, N)`` ->
         ``(R, S, P)``. One forward pass and a ``vjp`` per run (no per-sample gradient matrix)."""
         theta = self._check_theta(theta)
 
@@ -356,7 +359,7 @@ def digits_mlp(
     weight_decay: float = 0.0,
     seed: int = 0,
 ) -> ModuleProblem:
-    """A small MLP (64 -> hidden -> tanh -> num_classes) on scikit-learn's 8x8 digits, as a :class:`ModuleProblem`.
+    """A small MLP (64 -> hidden -> tanh -> num_classes) on scikit-learn's 8x8 digits, as a `ModuleProblem`.
 
     Takes the first ``samples_per_class`` images of each of the first ``num_classes`` digits (ordered by class),
     scales pixels to [0, 1] (they range over 0..16), and initialises the network from ``seed`` (float64).

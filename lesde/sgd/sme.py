@@ -1,38 +1,34 @@
 """The first-order stochastic modified equation (SME) of minibatch SGD, as a torchsde-contract module.
 
-.. math::
+$$ d\\theta = -\\nabla L(\\theta)\\,dt + \\sqrt{\\eta / B}\\;\\Sigma(\\theta)^{1/2} dW_t, \\qquad
+\\Sigma = \\frac1N\\sum_{i=1}^N (g_i - \\bar g)(g_i - \\bar g)^T,\\quad g_i = \\nabla\\ell_i(\\theta), $$
 
-    d\\theta = -\\nabla L(\\theta)\\,dt + \\sqrt{\\eta / B}\\;\\Sigma(\\theta)^{1/2} dW_t, \\qquad
-    \\Sigma = \\frac1N\\sum_{i=1}^N (g_i - \\bar g)(g_i - \\bar g)^T,\\quad g_i = \\nabla\\ell_i(\\theta),
-
-with time :math:`t = \\text{step}\\cdot\\eta` (Li, Tai and E). The covariance is never formed: with an
+with time $t = \\text{step}\\cdot\\eta$ (Li, Tai and E). The covariance is never formed: with an
 N-dimensional Brownian motion W the diffusion factor is the ``P x N`` matrix
 
-.. math::
-
-    G(\\theta) = \\sqrt{\\frac{\\eta}{B N}}\\,\\big[g_1 - \\bar g, \\dots, g_N - \\bar g\\big],
-    \\qquad G G^T = \\frac{\\eta}{B}\\Sigma,
+$$ G(\\theta) = \\sqrt{\\frac{\\eta}{B N}}\\,\\big[g_1 - \\bar g, \\dots, g_N - \\bar g\\big],
+\\qquad G G^T = \\frac{\\eta}{B}\\Sigma, $$
 
 so ``noise_type="general"``, ``brownian_size = N``, and the Euler increment
-:math:`G\\,\\Delta W = \\sqrt{\\eta/(BN)}\\sum_i g_i(\\Delta W_i - \\overline{\\Delta W})` is one weighted-gradient
+$G\\,\\Delta W = \\sqrt{\\eta/(BN)}\\sum_i g_i(\\Delta W_i - \\overline{\\Delta W})$ is one weighted-gradient
 contraction (``g_prod``), O(N K d) for the UFM instead of O(N P) for forming G.
 
-``sampling="shuffle"`` multiplies the covariance by the finite-population factor :math:`(N-B)/(N-1)` of one
+``sampling="shuffle"`` multiplies the covariance by the finite-population factor $(N-B)/(N-1)$ of one
 without-replacement batch (the correlations between batches of one epoch are not modelled).
 
-:func:`run_sme` integrates the module with Euler-Maruyama and records the same observations as
-:func:`lesde.sgd.run_sgd`. Its step is a single contraction (:meth:`SGDSDE.euler_step`): the data term of the drift
+`run_sme` integrates the module with Euler-Maruyama and records the same observations as
+`lesde.sgd.run_sgd`. Its step is a single contraction (`SGDSDE.euler_step`): the data term of the drift
 and the noise are both weighted sums of per-sample gradients, so
-:math:`\\theta + f\\Delta t + G\\Delta W = \\theta - \\Delta t\\nabla R + \\sum_i (\\sqrt{\\eta/(BN)}(\\Delta W_i -
-\\overline{\\Delta W}) - \\Delta t/N)\\, g_i`, written into one of two swapped state buffers (same result as
+$\\theta + f\\Delta t + G\\Delta W = \\theta - \\Delta t\\nabla R + \\sum_i (\\sqrt{\\eta/(BN)}(\\Delta W_i -
+\\overline{\\Delta W}) - \\Delta t/N)\\, g_i$, written into one of two swapped state buffers (same result as
 ``f_and_g_prod`` up to rounding, about 2x faster on the CPU for the UFM benchmark).
 ``lesde.simulate(SGDSDE(...), ...)`` integrates it as a generic SDE (raw state,
 ``x0=sme.init(1)[0]``).
 
 Accuracy: the SME is a weak order-1 approximation of SGD (mean of a smooth observable off by O(lr)). With
 ``dt = lr`` Euler-Maruyama is SGD with Gaussian noise of the right covariance, whose weak error against SGD is
-O(lr^2) (the first two moments of every step agree), so it hides the SME's own O(lr) error. :func:`run_sme` and
-:func:`lesde.sgd.compare` therefore step at ``dt = lr / SME_SUBSTEPS`` (8) by default: Euler-Maruyama's own weak
+O(lr^2) (the first two moments of every step agree), so it hides the SME's own O(lr) error. `run_sme` and
+`lesde.sgd.compare` therefore step at ``dt = lr / SME_SUBSTEPS`` (8) by default: Euler-Maruyama's own weak
 error is then about an eighth of the SME's, and the comparison shows the SDE, not its coarsest discretisation. The MSE UFM has a cubic drift: at large lr the Euler paths of the SME develop
 heavy tails (a few paths in 10^4 escape), which SGD does not; on the 2x2x2 MSE UFM of the tests this sets in at
 lr ~ 0.08 (the mean gap then jumps above the linear law).
@@ -62,10 +58,13 @@ class SGDSDE(nn.Module):
 
     Parameters
     ----------
-    problem : a :class:`~lesde.sgd.problems.Problem`.
-    lr : learning rate :math:`\\eta` (it scales the diffusion, not the time).
+    problem
+        a `Problem`.
+    lr
+        learning rate $\\eta$ (it scales the diffusion, not the time).
     batch_size : B.
-    sampling : ``"with-replacement"`` (covariance :math:`\\eta\\Sigma/B`) or ``"shuffle"``.
+    sampling
+        ``"with-replacement"`` (covariance $\\eta\\Sigma/B$) or ``"shuffle"``.
 
     Notes
     -----
@@ -75,6 +74,8 @@ class SGDSDE(nn.Module):
 
     Examples
     --------
+    >>> import torch
+    >>> from lesde.sgd import SGDSDE
     >>> import torchsde
     >>> from lesde.sgd import UFM
     >>> sme = SGDSDE(UFM(3, 2, 4, loss="mse", weight_decay_W=0.01, weight_decay_H=0.01), lr=0.05, batch_size=2)
@@ -118,11 +119,11 @@ class SGDSDE(nn.Module):
         return self.problem.neg_grad_and_weighted_grad(y, self.noise_scale * (v - v.mean(-1, keepdim=True)))
 
     def euler_step(self, y: torch.Tensor, dW: torch.Tensor, dt: float, out: torch.Tensor | None = None) -> torch.Tensor:
-        """One Euler-Maruyama step :math:`y + f(y)\\,\\Delta t + G(y)\\,\\Delta W`, ``(paths, P)``.
+        """One Euler-Maruyama step $y + f(y)\\,\\Delta t + G(y)\\,\\Delta W$, ``(paths, P)``.
 
         Drift and noise are both weighted sums of per-sample gradients, so the step is one contraction with
-        weights :math:`\\sqrt{\\eta/(BN)}(\\Delta W_i - \\overline{\\Delta W}) - \\Delta t/N` plus the
-        (linear) weight-decay term: :meth:`Problem.explicit_step`. Equal to ``y + f * dt + g_prod`` up to rounding.
+        weights $\\sqrt{\\eta/(BN)}(\\Delta W_i - \\overline{\\Delta W}) - \\Delta t/N$ plus the
+        (linear) weight-decay term: `Problem.explicit_step`. Equal to ``y + f * dt + g_prod`` up to rounding.
         ``out``: optional buffer (not aliasing ``y``) for the result.
         """
         w = self.noise_scale * (dW - dW.mean(-1, keepdim=True)) - dt / self.brownian_size  # (paths, N)
@@ -152,19 +153,20 @@ def run_sme(
     dtype: torch.dtype = torch.float64,
     progress: bool = True,
 ) -> xr.Dataset:
-    """Euler-Maruyama for :class:`SGDSDE`, recording what :func:`~lesde.sgd.run_sgd` records.
+    """Euler-Maruyama for `SGDSDE`, recording what `run_sgd` records.
 
-    :math:`\\theta \\leftarrow \\theta + f\\,\\Delta t + G\\,\\Delta W`, :math:`\\Delta W \\sim N(0, \\Delta t I_N)`
+    $\\theta \\leftarrow \\theta + f\\,\\Delta t + G\\,\\Delta W$, $\\Delta W \\sim N(0, \\Delta t I_N)$
     per path. ``dt`` defaults to ``lr / SME_SUBSTEPS`` (``lr / 8``; ``dt = lr`` is Gaussian-noise SGD, see the
     module docstring); the run takes the whole steps that end by ``t_end`` (``t_end < dt`` is refused). A path whose parameters become NaN/inf is
     masked (NaN from then on, counted in the ``n_diverged`` attr, with a ``UserWarning``). Observations are computed on the fly, so large ``P`` costs no trajectory memory.
     ``n_runs`` SDE paths are recorded along the ``run`` dim, so the Dataset lines up with SGD's; ``record_every``
     counts SME steps (or lists the SME steps to record); the other arguments are those of
-    :func:`~lesde.sgd.run_sgd` (``progress``: a tqdm bar over steps).
+    `run_sgd` (``progress``: a tqdm bar over steps).
 
     Returns
     -------
-    xarray.Dataset over ``(run, time)`` (``run`` = SDE path), same variables as :func:`~lesde.sgd.run_sgd`.
+    xr.Dataset
+        xarray.Dataset over ``(run, time)`` (``run`` = SDE path), same variables as `run_sgd`.
     """
     t_end = check_positive_float("t_end", t_end)
     dt = sme.lr / SME_SUBSTEPS if dt is None else check_positive_float("dt", dt)

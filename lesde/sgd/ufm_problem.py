@@ -1,54 +1,48 @@
 """The unconstrained-features model (UFM) as a training problem with closed-form per-sample gradients.
 
-One of the problems of :mod:`lesde.sgd` (beside :class:`~lesde.sgd.ModuleProblem`), also importable as
-:class:`lesde.sgd.UFM`, next to the closed-form predictions it is compared with. Parameters: classifier
-:math:`W\\in\\mathbb R^{K\\times d}`, features :math:`H = [h_1,\\dots,h_N]\\in\\mathbb R^{d\\times N}` (one free
-column per sample, samples ordered by class) and bias :math:`b\\in\\mathbb R^K`. The objective (the normalisation of
+One of the problems of `lesde.sgd` (beside `ModuleProblem`), also importable as
+`lesde.sgd.UFM`, next to the closed-form predictions it is compared with. Parameters: classifier
+$W\\in\\mathbb R^{K\\times d}$, features $H = [h_1,\\dots,h_N]\\in\\mathbb R^{d\\times N}$ (one free
+column per sample, samples ordered by class) and bias $b\\in\\mathbb R^K$. The objective (the normalisation of
 Zhu et al. 2021, which is also what ``torch.optim.SGD(weight_decay=...)`` on ``W``, ``H``, ``b`` with a mean-reduced
 loss optimises) is
 
-.. math::
+$$ L(W, H, b) = \\frac1N\\sum_{i=1}^N \\ell(z_i, y_i) + \\frac{\\lambda_W}{2}\\|W\\|_F^2
+             + \\frac{\\lambda_H}{2}\\|H\\|_F^2 + \\frac{\\lambda_b}{2}\\|b\\|^2,
+\\qquad z_i = W h_i + b, $$
 
-    L(W, H, b) = \\frac1N\\sum_{i=1}^N \\ell(z_i, y_i) + \\frac{\\lambda_W}{2}\\|W\\|_F^2
-                 + \\frac{\\lambda_H}{2}\\|H\\|_F^2 + \\frac{\\lambda_b}{2}\\|b\\|^2,
-    \\qquad z_i = W h_i + b,
-
-with :math:`\\ell` = cross-entropy of :math:`z_i/\\tau` (``loss="ce"``, temperature :math:`\\tau`) or
-:math:`\\tfrac12\\|z_i - e_{y_i}\\|^2` (``loss="mse"``; the temperature is ignored).
+with $\\ell$ = cross-entropy of $z_i/\\tau$ (``loss="ce"``, temperature $\\tau$) or
+$\\tfrac12\\|z_i - e_{y_i}\\|^2$ (``loss="mse"``; the temperature is ignored).
 
 Mapping to Tirer and Bruna
 --------------------------
 Their regularised MSE UFM (Tirer and Bruna; ``lesde.theory.closed_forms.tirer_bruna``) is, with N = K n and no bias,
 
-.. math::
+$$ \\frac{1}{2Kn}\\|WH - Y\\|_F^2 + \\frac{\\lambda^{TB}_W}{2K}\\|W\\|_F^2 + \\frac{\\lambda^{TB}_H}{2Kn}\\|H\\|_F^2 . $$
 
-    \\frac{1}{2Kn}\\|WH - Y\\|_F^2 + \\frac{\\lambda^{TB}_W}{2K}\\|W\\|_F^2 + \\frac{\\lambda^{TB}_H}{2Kn}\\|H\\|_F^2 .
-
-The data terms agree exactly (:math:`\\frac{1}{2Kn}\\|WH-Y\\|^2 = \\frac1N\\sum_i\\frac12\\|Wh_i - e_{y_i}\\|^2`), so the
+The data terms agree exactly ($\\frac{1}{2Kn}\\|WH-Y\\|^2 = \\frac1N\\sum_i\\frac12\\|Wh_i - e_{y_i}\\|^2$), so the
 two objectives are *identical* (same value, same gradient flow in the same time) when
 
-.. math::
+$$ \\lambda_W = \\lambda^{TB}_W / K, \\qquad \\lambda_H = \\lambda^{TB}_H / (K n), \\qquad \\text{bias=False}. $$
 
-    \\lambda_W = \\lambda^{TB}_W / K, \\qquad \\lambda_H = \\lambda^{TB}_H / (K n), \\qquad \\text{bias=False}.
-
-:meth:`UFM.from_tirer_bruna` builds that model; :meth:`UFM.tirer_bruna_parameters` inverts the map.
+`UFM.from_tirer_bruna` builds that model; `UFM.tirer_bruna_parameters` inverts the map.
 
 Spherical model (GNC paper)
 ---------------------------
-``sphere=True`` imposes :math:`\\|h_i\\| = \\|w_k\\| = 1` by *normalisation* (as networks trained with spherical
+``sphere=True`` imposes $\\|h_i\\| = \\|w_k\\| = 1$ by *normalisation* (as networks trained with spherical
 constraints do): the raw parameters stay unconstrained and the logits are
-:math:`z_{ik} = \\langle w_k/\\|w_k\\|, h_i/\\|h_i\\|\\rangle + b_k`; ``features`` and ``classifier`` return the
+$z_{ik} = \\langle w_k/\\|w_k\\|, h_i/\\|h_i\\|\\rangle + b_k$; ``features`` and ``classifier`` return the
 normalised vectors. SGD, the SME and gradient flow then act on the raw parameters, and the loss is a smooth
-function of them (away from 0), so every dynamics in :mod:`lesde.sgd` applies unchanged. Use a small
+function of them (away from 0), so every dynamics in `lesde.sgd` applies unchanged. Use a small
 ``temperature`` for the generalised-collapse regime. Weight decay on the raw parameters of a sphere model only
 shrinks their (irrelevant) norms; it is allowed but usually left at 0.
 
 Per-sample gradients (closed form)
 ----------------------------------
-With the logit residual :math:`r_i = \\partial\\ell/\\partial z_i` (``softmax(z/tau) - e_y) / tau`` or
-:math:`z_i - e_{y_i}`): :math:`\\nabla_W\\ell_i = r_i h_i^T`, :math:`\\nabla_{h_j}\\ell_i = \\delta_{ij} W^T r_i` (a
-feature column receives a loss gradient only from its own sample), :math:`\\nabla_b\\ell_i = r_i`; with
-``sphere=True`` each block is multiplied by the Jacobian :math:`(I - \\hat v\\hat v^T)/\\|v\\|` of the
+With the logit residual $r_i = \\partial\\ell/\\partial z_i$ (``softmax(z/tau) - e_y) / tau`` or
+$z_i - e_{y_i}$): $\\nabla_W\\ell_i = r_i h_i^T$, $\\nabla_{h_j}\\ell_i = \\delta_{ij} W^T r_i$ (a
+feature column receives a loss gradient only from its own sample), $\\nabla_b\\ell_i = r_i$; with
+``sphere=True`` each block is multiplied by the Jacobian $(I - \\hat v\\hat v^T)/\\|v\\|$ of the
 normalisation.
 """
 
@@ -80,17 +74,29 @@ class UFM(Problem):
 
     Parameters
     ----------
-    num_classes : int, K >= 2.
-    samples_per_class : int, or one int per class (imbalanced); N = sum.
-    dim : int, feature dimension d.
-    loss : "ce" or "mse".
-    weight_decay_W, weight_decay_H, weight_decay_b : float
-        :math:`\\lambda_W, \\lambda_H, \\lambda_b` in the objective of the module docstring. All zero with
+    num_classes
+        int, K >= 2.
+    samples_per_class
+        int, or one int per class (imbalanced); N = sum.
+    dim
+        int, feature dimension d.
+    loss
+        "ce" or "mse".
+    weight_decay_W : float
+        $\\lambda_W, \\lambda_H, \\lambda_b$ in the objective of the module docstring. All zero with
         ``loss="ce"`` is the unregularised layer-peeled model.
-    bias : bool, whether the logits carry a bias b.
-    temperature : float, :math:`\\tau` of the cross-entropy.
-    sphere : bool, normalise features and classifier rows to the unit sphere (GNC paper).
-    init_scale : float, initial entries are i.i.d. :math:`N(0, \\text{init\\_scale}^2)` (bias starts at 0).
+    weight_decay_H : float
+        Described with `weight_decay_W` above.
+    weight_decay_b : float
+        Described with `weight_decay_W` above.
+    bias
+        bool, whether the logits carry a bias b.
+    temperature
+        float, $\\tau$ of the cross-entropy.
+    sphere
+        bool, normalise features and classifier rows to the unit sphere (GNC paper).
+    init_scale
+        float, initial entries are i.i.d. $N(0, \\text{init\\_scale}^2)$ (bias starts at 0).
 
     Notes
     -----
@@ -99,6 +105,8 @@ class UFM(Problem):
 
     Examples
     --------
+    >>> import torch
+    >>> from lesde.sgd import UFM
     >>> ufm = UFM(3, 2, 4, loss="mse", weight_decay_W=1e-2, weight_decay_H=1e-2)
     >>> theta = ufm.init(5, torch.Generator().manual_seed(0))
     >>> theta.shape, ufm.loss(theta).shape
@@ -253,8 +261,8 @@ class UFM(Problem):
     def _affine_grad(
         self, theta: torch.Tensor, fwd, weights, decay: tuple[float, float, float], out: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """:math:`\\sum_i w_{ri}\\nabla\\ell_i(\\theta_r) + c\\odot\\theta_r`, ``(R, P)``; ``weights`` a float or
-        ``(R, N)``; ``decay`` the blockwise ``c``; ``fwd`` from :meth:`_forward_class_major` at ``theta``; ``out`` an
+        """$\\sum_i w_{ri}\\nabla\\ell_i(\\theta_r) + c\\odot\\theta_r$, ``(R, P)``; ``weights`` a float or
+        ``(R, N)``; ``decay`` the blockwise ``c``; ``fwd`` from `_forward_class_major` at ``theta``; ``out`` an
         optional ``(R, P)`` buffer (not aliasing ``theta``) to write into."""
         W, H, cache, rT = fwd
         w = weights.to(rT.dtype).unsqueeze(-2) if torch.is_tensor(weights) else weights
@@ -293,7 +301,7 @@ class UFM(Problem):
         return tuple(shift + scale * lam for lam in (self.weight_decay_W, self.weight_decay_H, self.weight_decay_b))
 
     def grad(self, theta: torch.Tensor) -> torch.Tensor:
-        """Full-batch gradient :math:`\\nabla L(\\theta_r)`, ``(R, P)`` (fused: one forward, two GEMMs)."""
+        """Full-batch gradient $\\nabla L(\\theta_r)$, ``(R, P)`` (fused: one forward, two GEMMs)."""
         if not self._fast(theta):
             return super().grad(theta)
         return self._affine_grad(theta, self._forward_class_major(theta), 1.0 / self.num_samples, self._decay(1.0))
@@ -301,7 +309,7 @@ class UFM(Problem):
     def neg_grad_and_weighted_grad(
         self, theta: torch.Tensor, weights: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:math:`(-\\nabla L, \\sum_i w_{ri}\\nabla\\ell_i)` sharing one forward pass (the SME drift and noise)."""
+        """$(-\\nabla L, \\sum_i w_{ri}\\nabla\\ell_i)$ sharing one forward pass (the SME drift and noise)."""
         if not self._fast(theta) or weights.ndim != 2:
             return super().neg_grad_and_weighted_grad(theta, weights)
         fwd = self._forward_class_major(theta)
@@ -311,14 +319,14 @@ class UFM(Problem):
     def explicit_step(
         self, theta: torch.Tensor, weights: torch.Tensor, dt: float, out: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """:math:`\\theta_r - \\Delta t\\nabla R + \\sum_i w_{ri}\\nabla\\ell_i`: weight decay is linear, so the
-        whole step is one weighted gradient plus :math:`(1 - \\Delta t\\lambda)\\theta` per block."""
+        """$\\theta_r - \\Delta t\\nabla R + \\sum_i w_{ri}\\nabla\\ell_i$: weight decay is linear, so the
+        whole step is one weighted gradient plus $(1 - \\Delta t\\lambda)\\theta$ per block."""
         if not self._fast(theta) or weights.ndim != 2:
             return super().explicit_step(theta, weights, dt, out)
         return self._affine_grad(theta, self._forward_class_major(theta), weights, self._decay(-dt, 1.0), out)
 
     def weighted_grad(self, theta: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """:math:`\\sum_i w_{ri}\\nabla\\ell_i`: weights ``(R, N)`` -> ``(R, P)``, ``(R, S, N)`` -> ``(R, S, P)``.
+        """$\\sum_i w_{ri}\\nabla\\ell_i$: weights ``(R, N)`` -> ``(R, P)``, ``(R, S, N)`` -> ``(R, S, P)``.
 
         Cost O(R S N K d): the residuals are weighted, then contracted once with H (for W) and W (for H)."""
         lead = weights.ndim - 2
@@ -345,7 +353,7 @@ class UFM(Problem):
         return torch.cat(parts, dim=-1)
 
     def per_sample_grads(self, theta: torch.Tensor) -> torch.Tensor:
-        """Dense :math:`\\nabla\\ell_i(\\theta_r)`, ``(R, N, P)`` (the H block of row i is nonzero only in column i)."""
+        """Dense $\\nabla\\ell_i(\\theta_r)$, ``(R, N, P)`` (the H block of row i is nonzero only in column i)."""
         W, H, cache, r = self._residual(theta)
         R, N, d = H.shape
         gW = r.unsqueeze(-1) * H.unsqueeze(-2)  # (R, N, K, d): r_i h_i^T

@@ -1,12 +1,12 @@
-"""Run one batch: a :func:`lesde.simulate` call over its cells' paths, reduced to per-cell summaries.
+"""Run one batch: a `lesde.simulate` call over its cells' paths, reduced to per-cell summaries.
 
-Failures are per cell. When the simulation of a batch raises a numerical error (:data:`CELL_FAILURES`: a state
+Failures are per cell. When the simulation of a batch raises a numerical error (`CELL_FAILURES`: a state
 overflow, a floating-point error, a ValueError from the numerics), the batch is split in halves and each half is
 run again, down to single cells: the cells that fail alone are returned as failed (NaN results, the message),
-the others with the numbers they have in any batch (each cell has its own seed, see :mod:`lesde.sweep.plan`).
+the others with the numbers they have in any batch (each cell has its own seed, see `lesde.sweep.plan`).
 
 An interrupted simulation never becomes a result: ``simulate`` returns the completed part of a run stopped by
-Ctrl-C (``attrs["interrupted"]``), and this module turns that into :class:`KeyboardInterrupt`, so nothing of
+Ctrl-C (``attrs["interrupted"]``), and this module turns that into `KeyboardInterrupt`, so nothing of
 the batch is written.
 """
 

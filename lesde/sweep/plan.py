@@ -1,19 +1,19 @@
 """Cells -> batches, deterministically from the spec alone.
 
 Cells that differ only in the numeric parameters of the ``alpha``/``beta`` schedules (scale, exponent, offset,
-rate, value) run as one :func:`lesde.simulate` call with per-path schedule tensors: cell j of a batch owns paths
+rate, value) run as one `lesde.simulate` call with per-path schedule tensors: cell j of a batch owns paths
 ``[j * n_paths, (j + 1) * n_paths)``. Anything else that is swept splits the cells into groups that run
 separately. A group is cut into batches of ``cells_per_batch`` cells; the default keeps the flat state of a
-batch (paths x N x m) under :data:`BATCH_ELEMENTS` numbers.
+batch (paths x N x m) under `BATCH_ELEMENTS` numbers.
 
-Seeds belong to cells, not batches: cell c draws its paths from :func:`cell_seed` (the spec seed and the
+Seeds belong to cells, not batches: cell c draws its paths from `cell_seed` (the spec seed and the
 cell's own grid values), and a batch passes one seed per cell (``simulate(seed=[...])``: each cell's paths are
 what ``simulate(n_paths=n_paths, seed=s_c)`` gives). A cell's numbers therefore do not depend on the batch it
 runs in, on ``cells_per_batch``, the device's memory, which cells are already done, or which other cells the
 grid holds: a failed batch can be rerun cell by cell, and a sweep whose grid lacks some cell gives the others
 the same numbers.
 
-``method = "auto"`` is resolved here, per group, with :func:`lesde.integrators.check`: ``"exact"`` where it can
+``method = "auto"`` is resolved here, per group, with `lesde.integrators.check`: ``"exact"`` where it can
 run the model, else ``"euler"``.
 """
 
@@ -44,7 +44,7 @@ class Batch:
     """One simulate call: cells (flat indices) sharing everything but per-path schedule parameters.
 
     ``model`` holds the LESDE arguments with each batchable schedule parameter given as a list with one value
-    per cell; :func:`lesde.sweep.run_batch` expands them to one value per path. ``seeds[j]`` is the seed of
+    per cell; `lesde.sweep.run_batch` expands them to one value per path. ``seeds[j]`` is the seed of
     ``cells[j]``; ``method`` is the resolved integration method.
     """
 
@@ -72,7 +72,7 @@ class Batch:
 
 def cell_seed(spec: SweepSpec, cell: int) -> int:
     """The seed of a cell: ``SeedSequence([seed, sha256 of the cell's grid values])`` -> uint32
-    (:func:`lesde.cells.key_seed` of the sorted (grid key, value) pairs)."""
+    (`lesde.cells.key_seed` of the sorted (grid key, value) pairs)."""
     return key_seed(spec.simulate["seed"], sorted(cell_values(spec, cell).items()))
 
 

@@ -42,12 +42,12 @@ def run(
     Parameters
     ----------
     spec : path to a TOML file, dict or SweepSpec
-        See :mod:`lesde.sweep`; checked completely before any work.
+        See `lesde.sweep`; checked completely before any work.
     store : path
         The zarr store (a folder), created before the first batch runs. Cells already ``ok`` there are skipped,
         failed ones too unless ``retry_failed``; a store of another spec is refused, as is one that another
         sweep is writing.
-    executor : {"local", "dask"}
+    executor : "local" | "dask"
         ``"dask"`` with ``workers=N`` starts a LocalCluster of N processes on 127.0.0.1; with
         ``scheduler=ADDRESS`` it joins one. Passing ``workers`` or ``scheduler`` implies ``"dask"``.
     device : str
@@ -57,7 +57,7 @@ def run(
     retry_failed : bool
         Run the cells a previous run recorded as failed again.
     worker_timeout : float
-        Seconds without any Dask worker after which the sweep stops (:class:`~lesde.sweep.WorkersGone`).
+        Seconds without any Dask worker after which the sweep stops (`WorkersGone`).
 
     Returns
     -------
@@ -75,6 +75,7 @@ def run(
 
     Examples
     --------
+    >>> import lesde.examples, lesde.sweep
     >>> lesde.examples.copy("phase_diagram.toml", ".")  # doctest: +SKIP
     >>> ds = lesde.sweep.run("phase_diagram.toml", "phase.zarr")  # doctest: +SKIP
     >>> ds.p_all_separable.sel(time=1e4)  # doctest: +SKIP

@@ -1,14 +1,14 @@
 """The sweep spec: load it, check every key, type and range before any work, and hash its canonical form.
 
-Sections: ``[model]`` and ``[simulate]`` (checked as in :mod:`lesde.config`; the sweep sets ``save``,
+Sections: ``[model]`` and ``[simulate]`` (checked as in `lesde.config`; the sweep sets ``save``,
 ``device`` and ``progress`` itself and accepts ``method = "auto"``), ``[grid]`` (dotted parameter paths -> arrays
 of values; each key must name a parameter: ``model.<LESDE argument>[.<schedule parameter>]`` or
 ``simulate.<argument>``) and the optional ``[sweep]``. Every cell's model is built once here, so a value that
 makes one cell invalid is reported with the cell before any work, and an explicit ``method`` that cannot run a
-cell is refused with :func:`lesde.integrators.check`'s reason.
+cell is refused with `lesde.integrators.check`'s reason.
 
 Canonical form: reals are floats (``t_end = 10`` and ``t_end = 10.0`` are the same spec), the ``[sweep]`` and
-``[simulate]`` defaults are filled in, and the JSON has sorted keys and no whitespace; :func:`spec_hash` is the
+``[simulate]`` defaults are filled in, and the JSON has sorted keys and no whitespace; `spec_hash` is the
 SHA-256 of it. The grid is kept as a list of [key, values] pairs: its order defines the dimensions.
 """
 
@@ -88,14 +88,14 @@ class SweepSpec:
         }
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys, no whitespace): what :func:`spec_hash` hashes."""
+        """Canonical JSON (sorted keys, no whitespace): what `spec_hash` hashes."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
 def load_spec(spec: str | Path | dict[str, Any] | SweepSpec) -> SweepSpec:
     """Parse and check a sweep spec from a TOML path or a dict with sections model, simulate, grid, sweep.
 
-    Raises :class:`lesde.config.ConfigError` (a ValueError) naming the file and the key for anything wrong:
+    Raises `lesde.config.ConfigError` (a ValueError) naming the file and the key for anything wrong:
     unknown sections or keys, a wrong type (a time given as a string), a value out of range (``confidence``
     outside (0, 1), ``chunk_size = 0``), a grid key that names no parameter, or a grid value that makes a cell's
     model invalid.
@@ -314,7 +314,7 @@ def demo_spec(
     simulate: dict[str, Any] | None = None,
     sweep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A copy of :data:`DEMO_SPEC` with another (p, c) grid and ``[simulate]``/``[sweep]`` entries replaced
+    """A copy of `DEMO_SPEC` with another (p, c) grid and ``[simulate]``/``[sweep]`` entries replaced
     (a new ``t_end`` without a ``time`` summarises at the last save time)."""
     spec = copy.deepcopy(DEMO_SPEC)
     if exponents is not None:

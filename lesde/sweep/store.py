@@ -12,19 +12,19 @@ Safety:
 
 - **Creation.** The store is created before any batch runs (so a bad path fails at once), in a hidden sibling
   ``.NAME.partial-PID-XXXX`` that is renamed into place when complete: a store on disk is always whole
-  (:func:`lesde.cells.open_locked`, which experiment stores share). An error
+  (`lesde.cells.open_locked`, which experiment stores share). An error
   during creation removes the partial folder; one left by a killed process is removed by the next sweep that
   finds its creator gone.
 - **One writer.** The sweep holds an exclusive ``flock`` on the store's folder while it runs. Two sweeps that
   create the same fresh store at once: one creates it, the other finds it locked and stops with a message
-  (:class:`StoreBusy`); the same happens to a second sweep started on a store in use.
+  (`StoreBusy`); the same happens to a second sweep started on a store in use.
 - **Writes.** Each batch is written data first, then ``method``, the failure messages, ``done`` and last
   ``status``; zarr replaces every chunk file atomically, so a sweep killed at any point leaves a readable store
-  whose ``ok`` cells are complete. SIGINT is held during a write and creation (:func:`hold_sigint`).
+  whose ``ok`` cells are complete. SIGINT is held during a write and creation (`hold_sigint`).
 - **Damage.** A chunk that cannot be read is reported with the store, the variable, the chunk file and the cells
-  it holds (:class:`StoreError`).
+  it holds (`StoreError`).
 
-Stores written by lesde 0.1 (no ``store_version``) stay readable by :func:`open_sweep` (``status`` is derived
+Stores written by lesde 0.1 (no ``store_version``) stay readable by `open_sweep` (``status`` is derived
 from ``done``) but are not resumed: their cells were seeded per batch.
 """
 
@@ -199,7 +199,7 @@ def open_sweep(store: str | Path) -> xr.Dataset:
 
     Stores of lesde 0.1 (without ``status``) get one derived from ``done``; dims written with dots
     (``alpha.exponent``, as lesde 0.1 wrote them) are renamed as the spec names them (``alpha_exponent``). A damaged chunk raises
-    :class:`StoreError` naming the store, the chunk file and its cells.
+    `StoreError` naming the store, the chunk file and its cells.
     """
     path = check_path("store", store, "phase.zarr")
     if not path.exists():
@@ -227,7 +227,7 @@ def open_sweep(store: str | Path) -> xr.Dataset:
 
 
 class SweepStore:
-    """A store opened for writing by :func:`open_store` (this process holds its lock)."""
+    """A store opened for writing by `open_store` (this process holds its lock)."""
 
     def __init__(self, path: Path, spec: SweepSpec):
         import zarr

@@ -1,17 +1,17 @@
 """Theory beside measurement: the UFM closed forms, and the prediction that applies to a lesde Dataset.
 
-The closed forms (:mod:`lesde.theory.closed_forms`: :func:`simplex_etf`, :func:`tirer_bruna`,
-:func:`ufm_mse_loss`, :func:`optimal_classifier`, :func:`mse_decomposition`, :func:`central_path_snr`,
-:func:`one_vs_rest_distance`, :func:`softmax_code`; :func:`ce_ufm_minimizer`) are importable from here.
+The closed forms (`lesde.theory.closed_forms`: `simplex_etf`, `tirer_bruna`,
+`ufm_mse_loss`, `optimal_classifier`, `mse_decomposition`, `central_path_snr`,
+`one_vs_rest_distance`, `softmax_code`; `ce_ufm_minimizer`) are importable from here.
 
-:func:`attach` reads what kind of Dataset it is given (from its attrs: the ``problem`` of an SGD run, the
+`attach` reads what kind of Dataset it is given (from its attrs: the ``problem`` of an SGD run, the
 ``spec`` of a simulation, the ``spec_hash`` of a sweep store) and adds the predictions that apply as variables
 beside the measured ones, each with a ``prediction`` attr naming the result it comes from and a distance
 variable saying how far the measurement is from it. The table of which prediction applies to which Dataset,
 and what each distance measures, is on the documentation site's "Design decisions" page ("Theory comparison").
 
-Example
--------
+Examples
+--------
 >>> import lesde
 >>> from lesde.sgd import UFM, compare
 >>> ufm = UFM.from_tirer_bruna(3, 4, 6, lambda_W=0.01, lambda_H=0.01)
@@ -59,7 +59,7 @@ __all__ = [
 
 
 class NoPredictionError(ValueError):
-    """No prediction of :mod:`lesde.theory` applies to the Dataset (the message says why and what would)."""
+    """No prediction of `lesde.theory` applies to the Dataset (the message says why and what would)."""
 
 
 #: what applies where, for the error message of a Dataset with none
@@ -116,9 +116,9 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
     Parameters
     ----------
     ds : xarray.Dataset
-        A Dataset lesde produced: :func:`lesde.sgd.compare` (or ``run_sgd``, ``run_sme``, ``gradient_flow``) on a
-        :class:`~lesde.sgd.UFM`; :func:`lesde.simulate` of an :class:`~lesde.LESDE`; a sweep store opened with
-        :func:`lesde.sweep.open_sweep`. Read from a file, it needs the attrs lesde wrote (``problem``, ``spec``).
+        A Dataset lesde produced: `lesde.sgd.compare` (or ``run_sgd``, ``run_sme``, ``gradient_flow``) on a
+        `UFM`; `lesde.simulate` of an `LESDE`; a sweep store opened with
+        `lesde.sweep.open_sweep`. Read from a file, it needs the attrs lesde wrote (``problem``, ``spec``).
 
     Returns
     -------
@@ -128,7 +128,7 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
         ``tb_gram_distance``, ``ce_distance``, ``snr_distance``, ``nc_margin_gap``, ``max_margin_distance``,
         ``nc_margin_log_slope_gap``, ``gnc2_gap``, ``class_mean_zscore``, ``class_mean_var_zscore``,
         ``mean_cosine_distance``, ``phase_agreement``), each with a ``prediction`` attr naming the paper, theorem
-        or equation, and long_name / units from :data:`lesde.schema.VARIABLE_ATTRS`. The global attrs
+        or equation, and long_name / units from `lesde.schema.VARIABLE_ATTRS`. The global attrs
         ``theory_predictions`` (JSON list of the variables added) and ``theory_skipped`` (JSON list of
         predictions that did not apply, with the reason) say what was done.
 
@@ -145,7 +145,7 @@ def attach(ds: xr.Dataset) -> xr.Dataset:
       ``loss_predicted``, NC metrics there); ``loss_gap`` always, ``tb_distance`` / ``tb_gram_distance`` with
       ``save="full"``. For c = sqrt(lambda_W lambda_H) >= 1 the zero solution.
     - UFM, CE, weight decay on W and H, balanced: the minimizer of Zhu et al. (``ce_rho``, ``loss_predicted``,
-      ``loss_gap``, NC metrics there; ``ce_distance`` with ``save="full"``), :mod:`lesde.theory.ce_predictions`.
+      ``loss_gap``, NC metrics there; ``ce_distance`` with ``save="full"``), `lesde.theory.ce_predictions`.
     - UFM, MSE, no weight decay, ``save="full"``: the central-path SNR singular values (``snr_predicted`` from
       the measured ``snr`` at the first record) and ``central_path_departure`` = L_perp / L, where the run
       leaves the theorem's assumption of the renormalised flow on the central path.

@@ -80,7 +80,7 @@ REPORTED = ("loss", "nc1", "etf_error", "etf_error_classifier", "self_duality", 
 
 
 def _metric_sentences(ds: xr.Dataset, added: list[str]) -> list[str]:
-    """For each scalar ``<name>_predicted`` of :data:`REPORTED` beside its measurement over time: the measured
+    """For each scalar ``<name>_predicted`` of `REPORTED` beside its measurement over time: the measured
     value at the last time (mean over runs / paths, per process) against the prediction."""
     out = []
     for name in added:

@@ -1,25 +1,25 @@
 r"""The global minimizer of the regularised cross-entropy UFM (Zhu et al. 2021, Theorem 3.1), in closed form.
 
-For the objective of :class:`lesde.sgd.UFM` with ``loss="ce"`` (balanced classes, n per class, N = K n,
-temperature :math:`\tau`)
+For the objective of `lesde.sgd.UFM` with ``loss="ce"`` (balanced classes, n per class, N = K n,
+temperature $\tau$)
 
-.. math:: \frac1N \sum_i \mathrm{CE}\big((W h_i + b)/\tau, y_i\big) + \frac{\lambda_W}{2}\lVert W\rVert_F^2
-          + \frac{\lambda_H}{2}\lVert H\rVert_F^2 + \frac{\lambda_b}{2}\lVert b\rVert^2 ,
+$$ \frac1N \sum_i \mathrm{CE}\big((W h_i + b)/\tau, y_i\big) + \frac{\lambda_W}{2}\lVert W\rVert_F^2
++ \frac{\lambda_H}{2}\lVert H\rVert_F^2 + \frac{\lambda_b}{2}\lVert b\rVert^2 , $$
 
-with :math:`\lambda_W, \lambda_H > 0` and :math:`d \ge K - 1`, every global minimizer has classifier rows
-:math:`w_k = \sqrt{x}\, m_k` (:math:`m_k` a unit simplex ETF), features
-:math:`h_{k,i} = \sqrt{\lambda_W / (n \lambda_H)}\, w_k` and a bias :math:`b = b_0 1` (0 when :math:`\lambda_b > 0`;
-any constant otherwise, which the loss does not see). With :math:`c = \sqrt{\lambda_W / (n\lambda_H)}`, the logits
-are :math:`c x` for the own class and :math:`-c x / (K-1)` otherwise, so the objective along that family is
+with $\lambda_W, \lambda_H > 0$ and $d \ge K - 1$, every global minimizer has classifier rows
+$w_k = \sqrt{x}\, m_k$ ($m_k$ a unit simplex ETF), features
+$h_{k,i} = \sqrt{\lambda_W / (n \lambda_H)}\, w_k$ and a bias $b = b_0 1$ (0 when $\lambda_b > 0$;
+any constant otherwise, which the loss does not see). With $c = \sqrt{\lambda_W / (n\lambda_H)}$, the logits
+are $c x$ for the own class and $-c x / (K-1)$ otherwise, so the objective along that family is
 
-.. math:: g(x) = \log\!\big(1 + (K-1) e^{-\kappa x}\big) + K \lambda_W x, \qquad \kappa = \frac{c K}{(K-1)\tau},
+$$ g(x) = \log\!\big(1 + (K-1) e^{-\kappa x}\big) + K \lambda_W x, \qquad \kappa = \frac{c K}{(K-1)\tau}, $$
 
-convex in :math:`x = \lVert w_k\rVert^2 \ge 0`, minimised at
+convex in $x = \lVert w_k\rVert^2 \ge 0$, minimised at
 
-.. math:: x^* = \max\Big(0,\ \frac1\kappa \log\frac{(K-1)(1-r)}{r}\Big), \qquad r = \frac{K\lambda_W}{\kappa}
-          = \frac{(K-1)\,\tau\,\lambda_W}{c},
+$$ x^* = \max\Big(0,\ \frac1\kappa \log\frac{(K-1)(1-r)}{r}\Big), \qquad r = \frac{K\lambda_W}{\kappa}
+= \frac{(K-1)\,\tau\,\lambda_W}{c}, $$
 
-(:math:`x^* = 0`, the zero solution with loss :math:`\log K`, when :math:`r \ge (K-1)/K`).
+($x^* = 0$, the zero solution with loss $\log K$, when $r \ge (K-1)/K$).
 """
 
 from __future__ import annotations
@@ -41,17 +41,19 @@ def ce_ufm_minimizer(
     weight_decay_H: float,
     temperature: float = 1.0,
 ) -> dict[str, Any]:
-    """The minimizer of the regularised CE UFM (module docstring; the names of :class:`lesde.sgd.UFM`).
+    """The minimizer of the regularised CE UFM (module docstring; the names of `lesde.sgd.UFM`).
 
     Returns
     -------
-    dict with ``x`` (:math:`\\lVert w_k\\rVert^2` at the minimizer), ``loss`` (the objective there, regulariser
-    included), ``W`` (K, d), ``H`` (d, K n, class-major; the minimizer whose ETF is
-    :func:`~lesde.theory.closed_forms.simplex_etf`, unique up to a rotation of R^d), ``collapsed`` (x = 0) and
-    ``c`` = sqrt(lambda_W / (n lambda_H)).
+    dict[str, Any]
+        dict with ``x`` ($\\lVert w_k\\rVert^2$ at the minimizer), ``loss`` (the objective there, regulariser
+        included), ``W`` (K, d), ``H`` (d, K n, class-major; the minimizer whose ETF is
+        `simplex_etf`, unique up to a rotation of R^d), ``collapsed`` (x = 0) and
+        ``c`` = sqrt(lambda_W / (n lambda_H)).
 
     Examples
     --------
+    >>> from lesde.theory import ce_ufm_minimizer
     >>> sol = ce_ufm_minimizer(4, 8, 8, 1e-2, 1e-2)
     >>> round(sol["x"], 4), sol["collapsed"]
     (7.3754, False)

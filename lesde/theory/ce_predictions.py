@@ -1,29 +1,29 @@
 r"""Cross-entropy UFM predictions: the max-margin direction without regularisation, the minimizer with it.
 
 **Unregularised** (Ji et al., the unconstrained layer-peeled model; any save mode). Once the loss is below
-:math:`\log 2` the data are separated, the parameter norm diverges and the direction of (W, H) approaches a
+$\log 2$ the data are separated, the parameter norm diverges and the direction of (W, H) approaches a
 max-margin KKT point, which at the global optimum is neural collapse (Theorems 3.1-3.2):
 
 - the NC metrics a run records approach 0 (``<metric>_predicted = 0`` for the collapse metrics it measured);
-- the NC margin grows like :math:`\tau \log t` (:math:`q_{\min} = \tau(\log t + \log\log t + O(1))` for gradient flow
-  on a 2-homogeneous model with the exponential-tailed loss :math:`\mathrm{CE}(z/\tau)`): ``nc_margin_log_slope``
-  :math:`= dq_{\min}/d\log t`, measured where the loss is below :math:`\log 2`, approaches
-  ``nc_margin_log_slope_predicted`` :math:`= \tau` from above, slowly (like :math:`\tau(1 + 1/\log t)`; 1.17 at
+- the NC margin grows like $\tau \log t$ ($q_{\min} = \tau(\log t + \log\log t + O(1))$ for gradient flow
+  on a 2-homogeneous model with the exponential-tailed loss $\mathrm{CE}(z/\tau)$): ``nc_margin_log_slope``
+  $= dq_{\min}/d\log t$, measured where the loss is below $\log 2$, approaches
+  ``nc_margin_log_slope_predicted`` $= \tau$ from above, slowly (like $\tau(1 + 1/\log t)$; 1.17 at
   t = 1.4e4 on the 4-class UFM of the tests), and ``nc_margin_log_slope_gap`` is their difference;
-- with ``save="full"``: the normalised margin :math:`q_{\min}/(\lVert W\rVert^2 + \lVert H\rVert^2)` approaches
-  its bound :math:`1/(2(K-1)\sqrt n)` from below (Lemma 3.1; ``nc_margin_gap``), and ``max_margin_distance``
-  :math:`= \lVert \hat W\hat H - Z^*\rVert_F / \lVert Z^*\rVert_F` measures the normalised logits
-  :math:`\hat W \hat H = WH / (\lVert W\rVert^2 + \lVert H\rVert^2)` against those of the max-margin direction,
-  :math:`Z^* = q^* (Y - 1 1^\top / K)` (rotation-invariant, like ``tb_distance``). Both fall like
-  :math:`1/\log t`: read them on log(log t) axes, as Ji et al. do.
+- with ``save="full"``: the normalised margin $q_{\min}/(\lVert W\rVert^2 + \lVert H\rVert^2)$ approaches
+  its bound $1/(2(K-1)\sqrt n)$ from below (Lemma 3.1; ``nc_margin_gap``), and ``max_margin_distance``
+  $= \lVert \hat W\hat H - Z^*\rVert_F / \lVert Z^*\rVert_F$ measures the normalised logits
+  $\hat W \hat H = WH / (\lVert W\rVert^2 + \lVert H\rVert^2)$ against those of the max-margin direction,
+  $Z^* = q^* (Y - 1 1^\top / K)$ (rotation-invariant, like ``tb_distance``). Both fall like
+  $1/\log t$: read them on log(log t) axes, as Ji et al. do.
 
 The bias is excluded from the ULPM margins (a UFM with a bias is noted in the ``prediction`` attr; ``nc_margin``
 itself includes it).
 
 **Regularised** (weight decay on W and H, balanced, not on the sphere): the global minimizer of Zhu et al. 2021
-(:func:`lesde.theory.ce_minimizer.ce_ufm_minimizer`): ``ce_rho`` (:math:`\lVert w_k\rVert^2` there),
+(`lesde.theory.ce_minimizer.ce_ufm_minimizer`): ``ce_rho`` ($\lVert w_k\rVert^2$ there),
 ``loss_predicted`` and ``loss_gap``, the NC metrics there, and with ``save="full"`` ``ce_distance``
-:math:`= \lVert WH - W^*H^*\rVert_F / \lVert W^*H^*\rVert_F` (rotation-invariant).
+$= \lVert WH - W^*H^*\rVert_F / \lVert W^*H^*\rVert_F$ (rotation-invariant).
 """
 
 from __future__ import annotations

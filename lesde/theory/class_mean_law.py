@@ -1,16 +1,16 @@
 r"""The Gaussian law of the LE-SDE's class means at given times, from closed forms or the moment ODE.
 
 With sample-independent noise and a fixed transform the class means (``vec`` row-major, ``n = K m`` entries) solve
-the linear SDE :math:`d\bar X = A(t)\,\bar X\,dt + dB_Q` (:mod:`lesde.integrators.exact`), so from a Gaussian law
+the linear SDE $d\bar X = A(t)\,\bar X\,dt + dB_Q$ (`lesde.integrators.exact`), so from a Gaussian law
 ``(m0, C0)`` at ``t0`` they are Gaussian at every ``t`` with
 
-.. math:: m(t) = \Phi(t)\, m_0, \qquad C(t) = \Phi(t)\, C_0\, \Phi(t)^\top + Q(t), \qquad
-          \dot\Phi = A\Phi,\ \ \dot Q = A Q + Q A^\top + Q_{\rm noise},\ \ \Phi(t_0) = I,\ Q(t_0) = 0 .
+$$ m(t) = \Phi(t)\, m_0, \qquad C(t) = \Phi(t)\, C_0\, \Phi(t)^\top + Q(t), \qquad
+\dot\Phi = A\Phi,\ \ \dot Q = A Q + Q A^\top + Q_{\rm noise},\ \ \Phi(t_0) = I,\ Q(t_0) = 0 . $$
 
-How ``(Phi, Q)`` is obtained depends on the coefficients (the plan of :func:`lesde.integrators.exact.plan_for`):
+How ``(Phi, Q)`` is obtained depends on the coefficients (the plan of `lesde.integrators.exact.plan_for`):
 
 ``spectral`` (T = identity, alpha/beta family, uniform class probabilities)
-    the closed form of :class:`lesde.integrators.exact._Spectral` (two fixed modes; 1-D integrals by quadrature in
+    the closed form of `lesde.integrators.exact._Spectral` (two fixed modes; 1-D integrals by quadrature in
     log space), per interval between consecutive times;
 ``constant`` (time-constant coefficients)
     Van Loan's block exponential, exact, per interval;
@@ -126,7 +126,7 @@ def class_mean_law(
 
     ``mean0`` ``(K m,)`` and ``cov0`` ``(K m, K m)`` are the law at ``t0``. Returns float64 numpy arrays in the
     order of ``times`` and the plan used (module docstring). Raises ``ValueError`` where the law is not Gaussian
-    (state-dependent noise or transform: :func:`lesde.integrators.exact.unsupported_reason`).
+    (state-dependent noise or transform: `lesde.integrators.exact.unsupported_reason`).
     """
     times = np.asarray(times, dtype=np.float64)
     if times.size and times.min() < t0 - 1e-12 * max(1.0, abs(t0)):

@@ -1,13 +1,13 @@
 """Closed-form and numerical predictions of unconstrained-features models.
 
-- :func:`simplex_etf`: the K-point simplex equiangular tight frame in R^m.
-- :func:`tirer_bruna`: the minimizer of the regularized MSE UFM (Tirer and Bruna), with
-  :func:`ufm_mse_loss` and the optimal classifier for fixed features :func:`optimal_classifier`.
-- :func:`mse_decomposition`: Han, Papyan and Donoho's L = L_NC1 + L_NC2/3 + L_perp (Theorems 1-2).
-- :func:`central_path_snr`: the SNR singular values along the continually renormalized flow (Han, Papyan and Donoho 2022, Prop. 2).
-- :func:`softmax_code`: the arrangement maximizing the minimal one-vs-rest distance (the GNC paper, Definition 2.1).
-- The training problem these predictions describe is :class:`lesde.sgd.UFM` (training lives above theory's
-  closed forms, so it is not imported here); the least-squares classifier is :func:`lesde.metrics.least_squares_classifier`.
+- `simplex_etf`: the K-point simplex equiangular tight frame in R^m.
+- `tirer_bruna`: the minimizer of the regularized MSE UFM (Tirer and Bruna), with
+  `ufm_mse_loss` and the optimal classifier for fixed features `optimal_classifier`.
+- `mse_decomposition`: Han, Papyan and Donoho's L = L_NC1 + L_NC2/3 + L_perp (Theorems 1-2).
+- `central_path_snr`: the SNR singular values along the continually renormalized flow (Han, Papyan and Donoho 2022, Prop. 2).
+- `softmax_code`: the arrangement maximizing the minimal one-vs-rest distance (the GNC paper, Definition 2.1).
+- The training problem these predictions describe is `lesde.sgd.UFM` (training lives above theory's
+  closed forms, so it is not imported here); the least-squares classifier is `lesde.metrics.least_squares_classifier`.
 
 Decisions (written down because the sources leave them open):
 
@@ -61,16 +61,18 @@ __all__ = [
 def simplex_etf(K: int, m: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The simplex equiangular tight frame: K unit vectors in R^m with pairwise cosine -1/(K-1).
 
-    .. math:: M = \\sqrt{K/(K-1)}\\, V, \\qquad V V^\\top = I_K - \\tfrac1K 1 1^\\top,
+    $$ M = \\sqrt{K/(K-1)}\\, V, \\qquad V V^\\top = I_K - \\tfrac1K 1 1^\\top, $$
 
     with V the (K, K-1) Helmert basis of the complement of 1_K, zero-padded to m columns.
 
     Returns
     -------
-    Tensor, shape (K, m). Rows sum to zero.
+    torch.Tensor
+        Shape (K, m). Rows sum to zero.
 
     Examples
     --------
+    >>> from lesde.theory import simplex_etf
     >>> M = simplex_etf(3, 2)
     >>> round(float(M[0] @ M[1]), 12)
     -0.5
@@ -89,27 +91,33 @@ def simplex_etf(K: int, m: int, dtype: torch.dtype = torch.float64) -> torch.Ten
 def tirer_bruna(num_classes: int, samples_per_class: int, dim: int, lambda_W: float, lambda_H: float) -> dict[str, Any]:
     """Global minimizer of the regularized MSE unconstrained-features model (Tirer and Bruna 2022, Thm 3.1).
 
-    .. math::
-        \\min_{W, H} \\frac{1}{2Kn}\\|WH - Y\\|_F^2 + \\frac{\\lambda_W}{2K}\\|W\\|_F^2
-        + \\frac{\\lambda_H}{2Kn}\\|H\\|_F^2,\\qquad Y = I_K \\otimes 1_n^\\top .
+    $$ \\min_{W, H} \\frac{1}{2Kn}\\|WH - Y\\|_F^2 + \\frac{\\lambda_W}{2K}\\|W\\|_F^2
+    + \\frac{\\lambda_H}{2Kn}\\|H\\|_F^2,\\qquad Y = I_K \\otimes 1_n^\\top . $$
 
-    With :math:`c = \\sqrt{\\lambda_H \\lambda_W} < 1` every minimizer has :math:`H = \\bar H \\otimes 1_n^\\top`,
-    :math:`\\bar H^\\top \\bar H = \\rho I_K`, :math:`\\rho = (1-c)\\sqrt{\\lambda_W/\\lambda_H}`,
-    :math:`W^\\top = \\sqrt{\\lambda_H/\\lambda_W}\\, \\bar H`, hence :math:`W \\bar H = (1-c) I_K`.
-    For :math:`c \\ge 1` the minimizer is (0, 0).
+    With $c = \\sqrt{\\lambda_H \\lambda_W} < 1$ every minimizer has $H = \\bar H \\otimes 1_n^\\top$,
+    $\\bar H^\\top \\bar H = \\rho I_K$, $\\rho = (1-c)\\sqrt{\\lambda_W/\\lambda_H}$,
+    $W^\\top = \\sqrt{\\lambda_H/\\lambda_W}\\, \\bar H$, hence $W \\bar H = (1-c) I_K$.
+    For $c \\ge 1$ the minimizer is (0, 0).
 
     Parameters
     ----------
-    num_classes, samples_per_class, dim : int
-        K, n and the feature dimension d >= K: the names of :class:`lesde.sgd.UFM`. ``UFM.from_tirer_bruna``
+    num_classes : int
+        K, n and the feature dimension d >= K: the names of `lesde.sgd.UFM`. ``UFM.from_tirer_bruna``
         with the same five arguments builds the training problem whose objective is this one.
-    lambda_W, lambda_H : float
+    samples_per_class : int
+        Described with `num_classes` above.
+    dim : int
+        Described with `num_classes` above.
+    lambda_W : float
         The regularisation strengths of the objective above.
+    lambda_H : float
+        Described with `lambda_W` above.
 
     Returns
     -------
-    dict with ``rho`` (float), ``W`` (K, d), ``Hbar`` (d, K), ``H`` (d, K n), ``collapsed`` (bool: c >= 1, the
-    zero solution) and ``c`` (float). The returned minimizer is the one with Hbar = sqrt(rho) [I_K; 0].
+    dict[str, Any]
+        dict with ``rho`` (float), ``W`` (K, d), ``Hbar`` (d, K), ``H`` (d, K n), ``collapsed`` (bool: c >= 1, the
+        zero solution) and ``c`` (float). The returned minimizer is the one with Hbar = sqrt(rho) [I_K; 0].
     """
     K = check_int("num_classes", num_classes, minimum=2)
     n = check_int("samples_per_class", samples_per_class, minimum=1)
@@ -131,7 +139,7 @@ def tirer_bruna(num_classes: int, samples_per_class: int, dim: int, lambda_W: fl
 def ufm_mse_loss(W: torch.Tensor, H: torch.Tensor, Y: torch.Tensor, lambda_W: float, lambda_H: float) -> torch.Tensor:
     """Regularized MSE UFM loss, batched over leading dims.
 
-    .. math:: \\frac{1}{2Kn}\\|WH - Y\\|_F^2 + \\frac{\\lambda_W}{2K}\\|W\\|_F^2 + \\frac{\\lambda_H}{2Kn}\\|H\\|_F^2
+    $$ \\frac{1}{2Kn}\\|WH - Y\\|_F^2 + \\frac{\\lambda_W}{2K}\\|W\\|_F^2 + \\frac{\\lambda_H}{2Kn}\\|H\\|_F^2 $$
 
     with W (..., K, d), H (..., d, N), Y (K, N) and Kn = N. Integer arrays are converted to float64; NaN and inf are
     refused.
@@ -149,12 +157,12 @@ def ufm_mse_loss(W: torch.Tensor, H: torch.Tensor, Y: torch.Tensor, lambda_W: fl
 
 
 def optimal_classifier(H: torch.Tensor, Y: torch.Tensor, lambda_W: float) -> torch.Tensor:
-    """Minimizer over W of :func:`ufm_mse_loss` for fixed features (Tirer and Bruna).
+    """Minimizer over W of `ufm_mse_loss` for fixed features (Tirer and Bruna).
 
-    Setting the W-gradient :math:`\\frac{1}{Kn}(WH - Y)H^\\top + \\frac{\\lambda_W}{K} W` to zero and multiplying
+    Setting the W-gradient $\\frac{1}{Kn}(WH - Y)H^\\top + \\frac{\\lambda_W}{K} W$ to zero and multiplying
     by Kn gives
 
-    .. math:: W^*(H) = Y H^\\top (H H^\\top + n \\lambda_W I_d)^{-1},\\qquad n = N / K,
+    $$ W^*(H) = Y H^\\top (H H^\\top + n \\lambda_W I_d)^{-1},\\qquad n = N / K, $$
 
     so the factor n comes from the loss normalizing the fit by Kn but the penalty on W only by K.
     H (..., d, N), Y (K, N) -> W (..., K, d). ``lambda_W = 0`` uses the pseudo-inverse (minimum-norm solution).
@@ -183,21 +191,20 @@ def mse_decomposition(
 ) -> dict[str, torch.Tensor]:
     """Han, Papyan and Donoho's decomposition of the MSE loss (Theorems 1-2).
 
-    With extended features :math:`\\tilde h = [h; 1]`, extended classifier :math:`\\tilde W = [W, b]`, one-hot
-    targets and weight decay :math:`\\lambda`,
+    With extended features $\\tilde h = [h; 1]$, extended classifier $\\tilde W = [W, b]$, one-hot
+    targets and weight decay $\\lambda$,
 
-    .. math::
-        \\mathcal L(\\tilde W) = \\tfrac12 \\mathrm{Ave}_i \\|\\tilde W \\tilde h_i - y_i\\|^2
-            + \\tfrac{\\lambda}{2}\\|\\tilde W\\|_F^2
-        = \\underbrace{\\tfrac12 \\mathrm{tr}\\{\\tilde W_{LS}(\\tilde\\Sigma_W + \\lambda I)\\tilde W_{LS}^\\top\\}}_{L_{NC1}}
-        + \\underbrace{\\tfrac12 \\textstyle\\sum_c \\pi_c \\|\\tilde W_{LS}\\tilde\\mu_c - e_c\\|^2}_{L_{NC2/3}}
-        + \\underbrace{\\tfrac12 \\mathrm{tr}\\{(\\tilde W - \\tilde W_{LS}) (\\tilde\\Sigma_T + \\tilde\\mu_G
-            \\tilde\\mu_G^\\top + \\lambda I)(\\tilde W - \\tilde W_{LS})^\\top\\}}_{L_\\perp},
+    $$ \\mathcal L(\\tilde W) = \\tfrac12 \\mathrm{Ave}_i \\|\\tilde W \\tilde h_i - y_i\\|^2
+        + \\tfrac{\\lambda}{2}\\|\\tilde W\\|_F^2
+    = \\underbrace{\\tfrac12 \\mathrm{tr}\\{\\tilde W_{LS}(\\tilde\\Sigma_W + \\lambda I)\\tilde W_{LS}^\\top\\}}_{L_{NC1}}
+    + \\underbrace{\\tfrac12 \\textstyle\\sum_c \\pi_c \\|\\tilde W_{LS}\\tilde\\mu_c - e_c\\|^2}_{L_{NC2/3}}
+    + \\underbrace{\\tfrac12 \\mathrm{tr}\\{(\\tilde W - \\tilde W_{LS}) (\\tilde\\Sigma_T + \\tilde\\mu_G
+        \\tilde\\mu_G^\\top + \\lambda I)(\\tilde W - \\tilde W_{LS})^\\top\\}}_{L_\\perp}, $$
 
-    where :math:`\\tilde W_{LS} = \\mathrm{Ave}_i\\, y_i \\tilde h_i^\\top\\, (\\mathrm{Ave}_i \\tilde h_i
-    \\tilde h_i^\\top + \\lambda I)^{-1}` minimizes the loss for the given features (balanced classes:
-    :math:`\\tfrac1C \\tilde M^\\top(\\tilde\\Sigma_T + \\tilde\\mu_G\\tilde\\mu_G^\\top + \\lambda I)^{-1}`) and
-    :math:`L_{LS} = L_{NC1} + L_{NC2/3}` is the loss of that classifier.
+    where $\\tilde W_{LS} = \\mathrm{Ave}_i\\, y_i \\tilde h_i^\\top\\, (\\mathrm{Ave}_i \\tilde h_i
+    \\tilde h_i^\\top + \\lambda I)^{-1}$ minimizes the loss for the given features (balanced classes:
+    $\\tfrac1C \\tilde M^\\top(\\tilde\\Sigma_T + \\tilde\\mu_G\\tilde\\mu_G^\\top + \\lambda I)^{-1}$) and
+    $L_{LS} = L_{NC1} + L_{NC2/3}$ is the loss of that classifier.
 
     Parameters
     ----------
@@ -206,9 +213,10 @@ def mse_decomposition(
 
     Returns
     -------
-    dict of tensors with the leading dims: ``L_NC1``, ``L_NC2_3``, ``L_perp``, ``L_LS`` (the loss of
-    W~_LS computed directly, equal to L_NC1 + L_NC2_3), ``total`` (the loss of (W, b) computed directly, equal to
-    L_LS + L_perp), and the classifier ``W_LS`` (..., K, m), ``b_LS`` (..., K).
+    dict[str, torch.Tensor]
+        dict of tensors with the leading dims: ``L_NC1``, ``L_NC2_3``, ``L_perp``, ``L_LS`` (the loss of
+        W~_LS computed directly, equal to L_NC1 + L_NC2_3), ``total`` (the loss of (W, b) computed directly, equal to
+        L_LS + L_perp), and the classifier ``W_LS`` (..., K, m), ``b_LS`` (..., K).
     """
     lam = check_positive_float("weight_decay", weight_decay, allow_zero=True)
     H = finite_features("features", features)
@@ -266,13 +274,13 @@ def mse_decomposition(
 def central_path_snr(omega0: Any, C: float, N: float, t: Any) -> torch.Tensor:
     """SNR singular values along the continually renormalized gradient flow on the MSE central path.
 
-    Each nonzero singular value obeys :math:`\\dot\\omega = \\omega / (N (C + \\omega^2)^2)`, whose solution is
+    Each nonzero singular value obeys $\\dot\\omega = \\omega / (N (C + \\omega^2)^2)$, whose solution is
     the implicit equation (Han, Papyan and Donoho, Proposition 2; C classes, N samples per class)
 
-    .. math:: F(\\omega) = C^2 N \\log\\omega + C N \\omega^2 + \\tfrac N4 \\omega^4 = a_j + t,
-              \\qquad a_j = F(\\omega_j(0)).
+    $$ F(\\omega) = C^2 N \\log\\omega + C N \\omega^2 + \\tfrac N4 \\omega^4 = a_j + t,
+    \\qquad a_j = F(\\omega_j(0)). $$
 
-    Solved by Newton's method on :math:`s = \\log\\omega` in float64: :math:`G(s) = F(e^s)` is increasing and
+    Solved by Newton's method on $s = \\log\\omega$ in float64: $G(s) = F(e^s)$ is increasing and
     convex, so Newton started above the root (an explicit upper bound from dropping terms) decreases
     monotonically to it and never overflows.
 
@@ -280,14 +288,17 @@ def central_path_snr(omega0: Any, C: float, N: float, t: Any) -> torch.Tensor:
     ----------
     omega0 : array-like, positive
         Initial singular values, any shape S.
-    C, N : positive numbers
+    C : positive numbers
         Number of classes and samples per class.
+    N : positive numbers
+        Described with `C` above.
     t : array-like
         Times, any shape T (negative times run the flow backwards; any real t has a solution).
 
     Returns
     -------
-    Tensor, float64, shape (*T, *S).
+    torch.Tensor
+        Float64, shape (*T, *S).
     """
     w0 = as_tensor("omega0", omega0)
     if bool((w0 <= 0).any()):
@@ -327,9 +338,9 @@ def central_path_snr(omega0: Any, C: float, N: float, t: Any) -> torch.Tensor:
 def one_vs_rest_distance(code: Any, per_point: bool = False) -> Any:
     """Minimal one-vs-rest distance of a code (the GNC paper, Definition 2.1).
 
-    .. math:: \\rho(W) = \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k})
+    $$ \\rho(W) = \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k}) $$
 
-    The batched QP solver of the ``gnc2`` metric (:func:`lesde.metrics.geometry.one_vs_rest_distance`), in float64.
+    The batched QP solver of the ``gnc2`` metric (`lesde.metrics.geometry.one_vs_rest_distance`), in float64.
 
     Parameters
     ----------
@@ -339,7 +350,8 @@ def one_vs_rest_distance(code: Any, per_point: bool = False) -> Any:
 
     Returns
     -------
-    float for one code (numpy array (K,) with ``per_point``); for a batch, a numpy array (...) or (..., K).
+    Any
+        float for one code (numpy array (K,) with ``per_point``); for a batch, a numpy array (...) or (..., K).
     """
     W = finite_features("code", code).to(torch.float64)
     if W.shape[-2] < 2:
@@ -377,7 +389,7 @@ def softmax_code(
 ) -> dict[str, Any]:
     """A softmax code: K unit vectors in R^d maximizing the minimal one-vs-rest distance (GNC paper, Def. 2.1).
 
-    .. math:: \\max_{W \\in \\mathcal{OB}(d, K)} \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k})
+    $$ \\max_{W \\in \\mathcal{OB}(d, K)} \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k}) $$
 
     For K <= d + 1 this is the simplex ETF (distance K/(K-1)), returned directly when ``closed_form``; otherwise
     the code is optimised numerically (module docstring) and the best of ``restarts`` starts is kept.
@@ -385,8 +397,9 @@ def softmax_code(
 
     Returns
     -------
-    dict with ``code`` (K, d) float64 unit rows and ``one_vs_rest_distance`` (float, computed exactly for the
-    returned code).
+    dict[str, Any]
+        dict with ``code`` (K, d) float64 unit rows and ``one_vs_rest_distance`` (float, computed exactly for the
+        returned code).
     """
     K = check_int("K", K, minimum=2)
     d = check_int("d", d, minimum=1)

@@ -1,6 +1,6 @@
 """LE-SDE predictions beside a simulation: the Gaussian law of the class means, and the angle of their limit.
 
-**Class-mean moments.** The law comes from :func:`lesde.theory.class_mean_law.class_mean_law` (closed form, Van
+**Class-mean moments.** The law comes from `lesde.theory.class_mean_law.class_mean_law` (closed form, Van
 Loan, or the moment ODE), started at the simulation's t0 = 0 from the recorded initial law (``x0="iid"``: class
 means N(0, x0_scale^2 / n_k)) or, for a given x0, from the measured law at t0; a Dataset cut to a later window (no
 t0 record) and a given x0 is conditioned on its first record instead, which the ``prediction`` attr says. It is
@@ -20,7 +20,7 @@ mean, the variance and the count alike; ``n_paths_finite(time)`` stores the coun
   below 0.1 standard errors.
 
 **Angle.** ``mean_cosine_predicted`` is the limit of the centred class means' mean cosine where one exists
-(:func:`lesde.theory.mean_direction.cosine_limit`: the simplex ETF where proven, else the dominant mode, labelled
+(`lesde.theory.mean_direction.cosine_limit`: the simplex ETF where proven, else the dominant mode, labelled
 as such), beside ``mean_cosine_distance = |mean_cosine - predicted|`` per path and time.
 """
 

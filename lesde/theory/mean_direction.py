@@ -1,27 +1,27 @@
 r"""The long-time angle of the centred class means: the simplex ETF where it is the limit, else the dominant mode.
 
-``mean_cosine`` (the mean over pairs of cosines of the centred class means :math:`\mu_k - \mu_G`, :math:`\mu_G` the
+``mean_cosine`` (the mean over pairs of cosines of the centred class means $\mu_k - \mu_G$, $\mu_G$ the
 unweighted mean of the class means) has a deterministic limit when one mode of the class-mean drift
-:math:`\dot{\bar X} = A(t)\bar X` outgrows every other mode the centring leaves visible and the diffusion: the centred
-means then align with that mode's centred direction :math:`P_c v`, whatever the start and the noise.
+$\dot{\bar X} = A(t)\bar X$ outgrows every other mode the centring leaves visible and the diffusion: the centred
+means then align with that mode's centred direction $P_c v$, whatever the start and the noise.
 
 - **Simplex ETF (proven)**, balanced classes, uniform class probabilities, E(t) in the alpha/beta family: the
-  ``residual`` transform moves only the coefficients :math:`s_k = u_k^\top \bar X_k / \lVert d_k\rVert^2`, with
-  :math:`\dot s = \tfrac1K E(t) s`; the matrices E(t) commute, so the modes are fixed: the common mode (rate
-  :math:`(\alpha+(K-1)\beta)/K`, centred means :math:`s\,u_k`, a simplex ETF) and the contrasts (rate
-  :math:`(\alpha-\beta)/K`). The limit is the ETF, cosine :math:`-1/(K-1)`, when the common mode outgrows the
-  contrasts (:math:`\int \beta = +\infty`) and the diffusion (:math:`e^{a}/\sqrt t \to \infty`). For
-  ``residual-projection`` the rates are :math:`(\alpha-\beta)/K` (common, centred means
-  :math:`\propto (\alpha-\beta) u_k`) and :math:`(\alpha + \beta/(K-1))/K` (contrasts): the ETF needs
-  :math:`\int (-\beta) = +\infty`. Schedules Constant or PowerLaw (:mod:`lesde.theory.rate_asymptotics`).
+  ``residual`` transform moves only the coefficients $s_k = u_k^\top \bar X_k / \lVert d_k\rVert^2$, with
+  $\dot s = \tfrac1K E(t) s$; the matrices E(t) commute, so the modes are fixed: the common mode (rate
+  $(\alpha+(K-1)\beta)/K$, centred means $s\,u_k$, a simplex ETF) and the contrasts (rate
+  $(\alpha-\beta)/K$). The limit is the ETF, cosine $-1/(K-1)$, when the common mode outgrows the
+  contrasts ($\int \beta = +\infty$) and the diffusion ($e^{a}/\sqrt t \to \infty$). For
+  ``residual-projection`` the rates are $(\alpha-\beta)/K$ (common, centred means
+  $\propto (\alpha-\beta) u_k$) and $(\alpha + \beta/(K-1))/K$ (contrasts): the ETF needs
+  $\int (-\beta) = +\infty$. Schedules Constant or PowerLaw (`lesde.theory.rate_asymptotics`).
 - **Dominant mode**, any fixed transform and class balance with time-constant coefficients: the eigenvector
-  :math:`v` of A of largest real part among those the centring does not annihilate, when that eigenvalue is real,
-  positive, simple and strictly above the others; the predicted cosine is ``mean_cosine`` of :math:`P_c v`. On
-  imbalanced classes with the residual transform this is the Perron vector of :math:`E\,\mathrm{diag}(\pi)`, and
+  $v$ of A of largest real part among those the centring does not annihilate, when that eigenvalue is real,
+  positive, simple and strictly above the others; the predicted cosine is ``mean_cosine`` of $P_c v$. On
+  imbalanced classes with the residual transform this is the Perron vector of $E\,\mathrm{diag}(\pi)$, and
   the limit is not the ETF (5/10/20 samples, alpha = 1, beta = 0.6: about -0.4974, not -0.5).
 - Otherwise (identity transform: the dominant eigenvalue has multiplicity m, so the limit direction depends on the
   start; time-varying coefficients outside the commuting case; growth too slow) there is no deterministic limit,
-  and :func:`cosine_limit` says why.
+  and `cosine_limit` says why.
 """
 
 from __future__ import annotations

@@ -2,27 +2,27 @@ r"""The separability phase of a sweep: its t -> infinity limit, and P(separable)
 
 **Limit** (``predicted_phase_limit``). For T = identity, balanced classes and E(t) in the alpha/beta family, the
 drift moves the class-mean differences along the contrast mode only (the common mode translates every class
-together, which no separability test sees), at rate :math:`(\alpha_t - \beta_t)/K`; with :math:`\beta_t \ge 0` that
-is :math:`\gamma_t / K`, :math:`\gamma_t = \min\{\alpha_t - \beta_t, \alpha_t + (K-1)\beta_t\}` the smallest
-eigenvalue of E (Kothapalli et al., Section 3.2). The differences grow like :math:`e^{a(t)}`,
-:math:`a = \int (\alpha - \beta)/K`, the within-class spread like :math:`\sqrt t`, and the phase is 1 where
-:math:`e^{a}/\sqrt t \to \infty`: for any Constant / PowerLaw alpha_t and beta_t with
-:math:`(\alpha_t - \beta_t)/K \sim C t^{-q}`, separable iff q < 1 and C > 0, or q = 1 and 2C > 1 (the 2c/K rule
-generalised; :mod:`lesde.theory.rate_asymptotics`), NaN on 2C = 1.
+together, which no separability test sees), at rate $(\alpha_t - \beta_t)/K$; with $\beta_t \ge 0$ that
+is $\gamma_t / K$, $\gamma_t = \min\{\alpha_t - \beta_t, \alpha_t + (K-1)\beta_t\}$ the smallest
+eigenvalue of E (Kothapalli et al., Section 3.2). The differences grow like $e^{a(t)}$,
+$a = \int (\alpha - \beta)/K$, the within-class spread like $\sqrt t$, and the phase is 1 where
+$e^{a}/\sqrt t \to \infty$: for any Constant / PowerLaw alpha_t and beta_t with
+$(\alpha_t - \beta_t)/K \sim C t^{-q}$, separable iff q < 1 and C > 0, or q = 1 and 2C > 1 (the 2c/K rule
+generalised; `lesde.theory.rate_asymptotics`), NaN on 2C = 1.
 
 **Finite time** (``p_separable_predicted(time, ...)``). With sample-independent noise, a fixed transform and
-x0 i.i.d. N(0, s^2 I), the class means are Gaussian (:func:`lesde.theory.class_mean_law.class_mean_law`) and
+x0 i.i.d. N(0, s^2 I), the class means are Gaussian (`lesde.theory.class_mean_law.class_mean_law`) and
 independent of the within-class deviations, which are driftless: per class, ``n_k`` rows i.i.d.
 N(0, s^2 I + sigma_k^2 t Sigma) less their mean. P(all pairs separable at t) under the sweep's test (``ncm`` or
 ``margin``) is the probability of that Gaussian law, evaluated by Monte Carlo over ``PHASE_DRAWS`` (2000) draws
 of the law itself (fixed seed; no path is integrated), standard error at most 0.011; sampling stops after
 ``PHASE_FIRST`` (500) draws when all or none were separable (P then within 0.006 of 0 or 1 at 95%). For T = identity, balanced
-and uniform class probabilities the law is built in log space (the means divided by :math:`e^{a(t)}`, the
+and uniform class probabilities the law is built in log space (the means divided by $e^{a(t)}$, the
 translation-free centred means only), so cells whose growth overflows float64 still get a probability.
 
 **At the summary time** (``predicted_phase``, the value the phase figure hatches where it is 1): the finite-time
 phase ``P > 1/2`` where the finite-time probability decides it for the sweep's number of paths, i.e. where
-:math:`|P - 1/2| > 3 \sqrt{P(1-P)(1/n_{paths} + 1/\text{draws})}`; NaN otherwise. ``phase_prediction_kind`` says
+$|P - 1/2| > 3 \sqrt{P(1-P)(1/n_{paths} + 1/\text{draws})}$; NaN otherwise. ``phase_prediction_kind`` says
 which: ``finite_time`` (decided), ``boundary_finite_time`` (within that band: a correct simulation may show either
 phase), ``limit_only`` (no finite-time law: only the t -> infinity phase, which need not hold at the summary
 time), ``none``.

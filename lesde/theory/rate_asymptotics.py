@@ -1,16 +1,16 @@
 r"""Long-time behaviour of a rate built from alpha_t and beta_t in the power-law family.
 
-Both the separability phase (:mod:`lesde.theory.phase_predictions`) and the simplex-ETF limit
-(:mod:`lesde.theory.mean_direction`) ask the same question of a mode of the class-mean drift: with the mode's rate
-:math:`r(t) = u\,\alpha_t + v\,\beta_t` and :math:`a(t) = \int_0^t r`, does :math:`e^{a(t)}` beat the
-:math:`\sqrt t` of the diffusion? For schedules ``Constant`` (exponent 0) and ``PowerLaw`` :math:`c\,(o + t)^{-p}`,
-:math:`r(t) \sim C\, t^{-q}` as :math:`t \to \infty` and
+Both the separability phase (`lesde.theory.phase_predictions`) and the simplex-ETF limit
+(`lesde.theory.mean_direction`) ask the same question of a mode of the class-mean drift: with the mode's rate
+$r(t) = u\,\alpha_t + v\,\beta_t$ and $a(t) = \int_0^t r$, does $e^{a(t)}$ beat the
+$\sqrt t$ of the diffusion? For schedules ``Constant`` (exponent 0) and ``PowerLaw`` $c\,(o + t)^{-p}$,
+$r(t) \sim C\, t^{-q}$ as $t \to \infty$ and
 
-- :math:`q < 1`: :math:`a \sim C t^{1-q} / (1-q)`, so :math:`e^{a}/\sqrt t \to \infty` iff :math:`C > 0`;
-- :math:`q = 1`: :math:`e^{a} \sim t^{C}`, so :math:`e^{a}/\sqrt t \to \infty` iff :math:`2C > 1` (the 2c/K rule:
-  :math:`C = c/K` for the contrast rate :math:`(\alpha - \beta)/K` with :math:`\alpha = c(1+t)^{-1}`, :math:`\beta = 0`);
-  :math:`2C = 1` is the boundary, where the ratio grows like :math:`\sqrt{\log t}` only;
-- :math:`q > 1` or :math:`C = 0`: :math:`a` stays bounded and the spread wins.
+- $q < 1$: $a \sim C t^{1-q} / (1-q)$, so $e^{a}/\sqrt t \to \infty$ iff $C > 0$;
+- $q = 1$: $e^{a} \sim t^{C}$, so $e^{a}/\sqrt t \to \infty$ iff $2C > 1$ (the 2c/K rule:
+  $C = c/K$ for the contrast rate $(\alpha - \beta)/K$ with $\alpha = c(1+t)^{-1}$, $\beta = 0$);
+  $2C = 1$ is the boundary, where the ratio grows like $\sqrt{\log t}$ only;
+- $q > 1$ or $C = 0$: $a$ stays bounded and the spread wins.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _combine(known: list[tuple[float, float]], terms: list[tuple[float, float, f
 
 
 def beats_diffusion(C: float, q: float) -> float:
-    """1.0 when :math:`e^{a(t)} / \\sqrt t \\to \\infty` for a rate ``~ C t^-q``, 0.0 when it does not, NaN on the
+    """1.0 when $e^{a(t)} / \\sqrt t \\to \\infty$ for a rate ``~ C t^-q``, 0.0 when it does not, NaN on the
     boundary q = 1, 2C = 1 (module docstring)."""
     if q < 1:
         return 1.0 if C > 0 else 0.0
@@ -83,5 +83,5 @@ def beats_diffusion(C: float, q: float) -> float:
 
 
 def diverges(C: float, q: float) -> bool:
-    """Whether :math:`\\int_0^t r \\to +\\infty` for a rate ``~ C t^-q`` (q <= 1 and C > 0)."""
+    """Whether $\\int_0^t r \\to +\\infty$ for a rate ``~ C t^-q`` (q <= 1 and C > 0)."""
     return C > 0 and q <= 1

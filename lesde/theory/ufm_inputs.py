@@ -1,6 +1,6 @@
 """What the UFM predictions read from a training run: its leading dims, its parameters (``save="full"``), a flat
 parameter vector at a predicted point, and the NC metrics there; and the exception a prediction that does not
-apply raises (:func:`lesde.theory.ufm_predictions.ufm_predictions` turns it into a skipped reason)."""
+apply raises (`lesde.theory.ufm_predictions.ufm_predictions` turns it into a skipped reason)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """UFM predictions beside SGD / SME / gradient-flow runs (``sgd.compare``, ``run_sgd``, ``run_sme``, ...).
 
-Each function takes the run's Dataset and its :class:`~lesde.sgd.UFM` and returns ``{name: (dims, values)}``
-plus the ``prediction`` attr of each new variable; :func:`lesde.theory.attach` merges them. The MSE cases live
-here, the cross-entropy ones in :mod:`lesde.theory.ce_predictions`. Quantities that need
+Each function takes the run's Dataset and its `UFM` and returns ``{name: (dims, values)}``
+plus the ``prediction`` attr of each new variable; `lesde.theory.attach` merges them. The MSE cases live
+here, the cross-entropy ones in `lesde.theory.ce_predictions`. Quantities that need
 the parameters themselves (distances to the minimizer, SNR singular values, the normalised margin) need a run
 recorded with ``save="full"`` (``features`` and ``classifier`` in the Dataset); the loss gap and the predicted NC
 metrics work from ``save="metrics"`` too.

@@ -1,17 +1,15 @@
 r"""Pooled ratio estimators over windows of steps, with cluster-robust standard errors.
 
-Every regression estimate of :mod:`lesde.empirical.estimation.regression_forms` is a ratio :math:`\hat\theta =
-\sum_c n_c / \sum_c d_c` of per-observation sums inside a window (``increment`` weighting: :math:`n = \langle\Delta,
-v\rangle`, :math:`d = \|v\|^2`; ``step`` weighting: :math:`n` = the step's own coefficient, :math:`d = 1`). Its
-linearisation (influence) per cluster :math:`g` is :math:`\psi_g = (n_g - \hat\theta d_g) / \sum d`, so
+Every regression estimate of `lesde.empirical.estimation.regression_forms` is a ratio $\hat\theta =
+\sum_c n_c / \sum_c d_c$ of per-observation sums inside a window (``increment`` weighting: $n = \langle\Delta,
+v\rangle$, $d = \|v\|^2$; ``step`` weighting: $n$ = the step's own coefficient, $d = 1$). Its
+linearisation (influence) per cluster $g$ is $\psi_g = (n_g - \hat\theta d_g) / \sum d$, so
 
-.. math::
-
-    \mathrm{SE}^2 = \frac{G}{G - 1} \sum_g \psi_g^2 , \qquad
-    \mathrm{Cov}(\hat\theta_A, \hat\theta_B) = \frac{G}{G - 1} \sum_g \psi^A_g \psi^B_g ,
+$$ \mathrm{SE}^2 = \frac{G}{G - 1} \sum_g \psi_g^2 , \qquad
+\mathrm{Cov}(\hat\theta_A, \hat\theta_B) = \frac{G}{G - 1} \sum_g \psi^A_g \psi^B_g , $$
 
 the cluster-robust (sandwich) variance with the usual small-sample factor, and intervals use Student's t with
-:math:`G - 1` degrees of freedom (few clusters: with 8 runs, the normal quantile would under-cover by ~4 points).
+$G - 1$ degrees of freedom (few clusters: with 8 runs, the normal quantile would under-cover by ~4 points).
 Two estimators computed on the same clusters (alpha and beta of one window; the two weightings) get their
 covariance the same way, so their difference and ratio account for their correlation.
 
@@ -21,11 +19,11 @@ of consecutive steps inside each window (non-overlapping batch means): the influ
 correlated (on digits the lag-1 to lag-8 autocorrelations of the residual form's influences are 0.2-0.3 in the
 early windows), and a cluster per step ignores it. Each window's block length comes from its own influences by
 the rule of Politis and White (2004, with the correction of Patton, Politis and White 2009) for non-overlapping
-blocks, :math:`b = (\hat G / \hat g)^{2/3} n^{1/3}` with :math:`\hat G = \sum_k \lambda(k/M) |k| \hat R(k)`,
-:math:`\hat g = \sum_k \lambda(k/M) \hat R(k)` over a flat-top lag window :math:`\lambda` whose width :math:`M`
+blocks, $b = (\hat G / \hat g)^{2/3} n^{1/3}$ with $\hat G = \sum_k \lambda(k/M) |k| \hat R(k)$,
+$\hat g = \sum_k \lambda(k/M) \hat R(k)$ over a flat-top lag window $\lambda$ whose width $M$
 is twice the first lag after which the autocorrelations stay insignificant; it is kept between 1 and a quarter of
 the window (at least 4 blocks, 3 degrees of freedom). Probes and steps are pooled into classes through one-hot
-matrices (:func:`onehot`).
+matrices (`onehot`).
 """
 
 from __future__ import annotations
@@ -91,7 +89,7 @@ def ratio(n: np.ndarray, d: np.ndarray, cl: Clusters) -> dict[str, np.ndarray]:
     """Pooled ratio sum n / sum d per window and its clustered SE, from per-observation sums (R, S, ...).
 
     Returns ``est``, ``se``, ``dof`` (G - 1 with G the clusters holding data), each (W, ...), and ``psi`` (the
-    influences in the cluster layout, kept for :func:`covariance`). Windows without data give NaN; windows with
+    influences in the cluster layout, kept for `covariance`). Windows without data give NaN; windows with
     one cluster give NaN errors.
     """
     n_g, d_g = cl.sums(n), cl.sums(d)

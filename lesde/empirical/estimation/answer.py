@@ -1,23 +1,23 @@
 r"""The answer to the field's question, "is intra-class elasticity larger than inter-class, and how do both
 decay?", from the joint (alpha, beta) uncertainty of an estimate.
 
-Per window (and over the whole track), with :math:`V_\alpha, V_\beta, C` the clustered variances and covariance of
-the two pooled regressions (they share their clusters, so they are correlated) and :math:`q` the two-sided Student-t
+Per window (and over the whole track), with $V_\alpha, V_\beta, C$ the clustered variances and covariance of
+the two pooled regressions (they share their clusters, so they are correlated) and $q$ the two-sided Student-t
 quantile on the clusters' degrees of freedom:
 
-- the difference :math:`\hat\alpha - \hat\beta` with :math:`\mathrm{SE}^2 = V_\alpha + V_\beta - 2C` and the
-  interval :math:`\pm q\,\mathrm{SE}`;
-- the ratio :math:`\hat\alpha / \hat\beta` with **Fieller's** interval, the set of :math:`\rho` with
-  :math:`(\hat\alpha - \rho\hat\beta)^2 \le q^2 (V_\alpha - 2\rho C + \rho^2 V_\beta)`. Decision: Fieller rather
-  than the delta method because :math:`\hat\beta` is often within a few standard errors of zero on networks (the
+- the difference $\hat\alpha - \hat\beta$ with $\mathrm{SE}^2 = V_\alpha + V_\beta - 2C$ and the
+  interval $\pm q\,\mathrm{SE}$;
+- the ratio $\hat\alpha / \hat\beta$ with **Fieller's** interval, the set of $\rho$ with
+  $(\hat\alpha - \rho\hat\beta)^2 \le q^2 (V_\alpha - 2\rho C + \rho^2 V_\beta)$. Decision: Fieller rather
+  than the delta method because $\hat\beta$ is often within a few standard errors of zero on networks (the
   feature form on MNIST-1D has beta < 0), where the delta method's symmetric interval under-covers and Fieller's
-  widens honestly; when :math:`\hat\beta` is not significantly different from zero the set is unbounded and the
-  interval is stored as :math:`(-\infty, \infty)`.
+  widens honestly; when $\hat\beta$ is not significantly different from zero the set is unbounded and the
+  interval is stored as $(-\infty, \infty)$.
 
 The summary line (attr ``answer``, printed by ``lesde estimate``) counts the windows whose difference interval lies
 above zero and below it, gives the whole-track difference and ratio with their intervals and the decay exponents
-:math:`p` of power laws :math:`a (1 + t)^{-p}` fitted to alpha and beta (weighted least squares with the windows'
-errors, errors scaled by :math:`\sqrt{\chi^2/\nu}` when the curve misses the scatter), and names the form, the
+$p$ of power laws $a (1 + t)^{-p}$ fitted to alpha and beta (weighted least squares with the windows'
+errors, errors scaled by $\sqrt{\chi^2/\nu}$ when the curve misses the scatter), and names the form, the
 weighting and the clusters.
 """
 
@@ -85,7 +85,7 @@ def _num(x: float) -> str:
 
 def summary(ds, pooled: dict, confidence: float) -> dict:
     """The answer of an estimate Dataset ``ds`` (with ``alpha_minus_beta_lower``/``_upper``) and the whole-track
-    comparison ``pooled`` (:func:`compare` of scalars, plus ``dof``): numeric attrs and the one-line ``answer``."""
+    comparison ``pooled`` (`compare` of scalars, plus ``dof``): numeric attrs and the one-line ``answer``."""
     lo, hi = ds["alpha_minus_beta_lower"].values, ds["alpha_minus_beta_upper"].values
     W = ds.sizes["step"]
     above, below = int(np.sum(lo > 0)), int(np.sum(hi < 0))

@@ -1,19 +1,19 @@
-r"""Estimates of the elasticity matrix :math:`E(t)` from a track: the three forms side by side, pooled over windows
+r"""Estimates of the elasticity matrix $E(t)$ from a track: the three forms side by side, pooled over windows
 of steps, as one Dataset.
 
-The forms (a registry, :data:`FORMS`):
+The forms (a registry, `FORMS`):
 
-- ``feature`` and ``residual`` (:mod:`~lesde.empirical.estimation.regression_forms`): each probe's one-step
+- ``feature`` and ``residual`` (`regression_forms`): each probe's one-step
   increment regressed on what the sampled example moves it along, its feature (optionally through the LE-SDE's
   transform) or its logit residual (the kernel form), with two estimands (``weighting``: ``increment``, the
   least-squares drift; ``step``, the typical step's coefficient) and cluster-robust errors
-  (:mod:`~lesde.empirical.estimation._pooling`);
-- ``means`` (:mod:`~lesde.empirical.estimation.means_form`): the integrated estimators of the original LE-SDE code.
+  (`_pooling`);
+- ``means`` (`means_form`): the integrated estimators of the original LE-SDE code.
 
-:func:`estimate` checks its arguments, runs the form and builds the Dataset: ``alpha``, ``beta`` and ``E`` of the
+`estimate` checks its arguments, runs the form and builds the Dataset: ``alpha``, ``beta`` and ``E`` of the
 chosen estimand with Student-t intervals, ``alpha_integrated`` / ``beta_integrated``, the integrated
-:math:`A(t) = \int_0^t \alpha` (the trapezoid rule over the windows, the first window's value held back to t = 0,
-unless the form integrates itself; :func:`~lesde.empirical.tail_index` reads them), and for the regression forms
+$A(t) = \int_0^t \alpha$ (the trapezoid rule over the windows, the first window's value held back to t = 0,
+unless the form integrates itself; `tail_index` reads them), and for the regression forms
 both estimands side by side, and the comparison of alpha and beta with its uncertainty (attr ``answer``). It
 warns when the errors cannot include run-to-run variation (one run),
 when many steps were at the rounding floor, and when the two estimands differ beyond their joint uncertainty
@@ -64,48 +64,50 @@ def estimate(
     weighting: str | None = None,
     transform=None,
 ) -> xr.Dataset:
-    r"""Estimate :math:`\alpha_t`, :math:`\beta_t` and :math:`E(t)` from a track, pooled over windows of steps.
+    r"""Estimate $\alpha_t$, $\beta_t$ and $E(t)$ from a track, pooled over windows of steps.
 
     Parameters
     ----------
     track_ds : xarray.Dataset
-        Output of :func:`~lesde.empirical.track`, :meth:`Tracker.dataset` or
-        :func:`~lesde.empirical.simulate_discrete`.
-    form : {"feature", "residual", "means"}
+        Output of `track`, `Tracker.dataset` or
+        `simulate_discrete`.
+    form : "feature" | "residual" | "means"
         Regressor (module docstring): the sampled feature, the sampled logit residual, or the integrated estimator.
     window : int, optional
         Recorded steps per window; default: about 40 windows over the track.
     confidence : float
         Level of the Student-t intervals ``alpha_lower/upper``, ``beta_lower/upper``.
-    weighting : {"increment", "step"}, optional
+    weighting : "increment" | "step", optional
         The estimand reported as ``alpha``, ``beta``, ``E``: ``"increment"`` (default), the least-squares drift
-        :math:`\sum_s n_s / \sum_s d_s` that reproduces the summed increments (what imitation needs), or
-        ``"step"``, the mean over steps of each step's coefficient :math:`n_s / d_s` (the typical step, as the
+        $\sum_s n_s / \sum_s d_s$ that reproduces the summed increments (what imitation needs), or
+        ``"step"``, the mean over steps of each step's coefficient $n_s / d_s$ (the typical step, as the
         original LE-SDE analysis reports). Both are always in ``alpha_by_weighting(weighting, step)``.
         Regression forms only.
     transform : str or tensor, optional
-        ``form="feature"`` only: regress on :math:`v_k = \eta\, T(k, L_s) f_{s-1}(x_{I_s})`, the move the LE-SDE
+        ``form="feature"`` only: regress on $v_k = \eta\, T(k, L_s) f_{s-1}(x_{I_s})$, the move the LE-SDE
         with this transform makes (``"identity"``, default; ``"residual"``, ``"residual-projection"``,
-        ``"softmax-residual"`` or a matrix, as :class:`~lesde.LESDE` accepts), so the estimate is the elasticity
-        that LE-SDE needs (:func:`~lesde.empirical.imitate` reads it from the attrs).
+        ``"softmax-residual"`` or a matrix, as `LESDE` accepts), so the estimate is the elasticity
+        that LE-SDE needs (`imitate` reads it from the attrs).
 
     Returns
     -------
-    xarray.Dataset over ``step`` (the window's middle recorded step) with ``alpha``, ``beta``, their ``_se``,
-    ``_lower``, ``_upper``, ``dof``, ``E(step, class, class_other)`` (row: the moved probe's class, column: the sampled
-    class), ``E_se``, ``alpha_by_weighting``/``beta_by_weighting`` (and ``_se``), ``alpha_disagreement``,
-    ``beta_disagreement``, ``alpha_integrated``, ``beta_integrated``, ``noise``, ``n_obs``, ``n_steps``,
-    ``n_excluded`` and coordinates ``time``, ``step_start``, ``step_stop``; attrs ``weighting``, ``se_cluster``.
-    The comparison (:mod:`~lesde.empirical.estimation.answer`): ``alpha_beta_cov``, ``alpha_minus_beta`` with
-    ``_se``, ``_lower``, ``_upper``, ``alpha_over_beta`` with Fieller's ``_ci_low``, ``_ci_high``, and per weighting
-    ``alpha_minus_beta_by_weighting`` (and ``_se``), ``alpha_beta_cov_by_weighting``; with one run
-    ``block_length`` (the blocks the errors come from, attr ``se_block_rule``). Attr ``answer``: the one-line
-    verdict (windows where alpha > beta, whole-track difference and ratio, decay exponents), its numbers in attrs
-    ``windows_alpha_above_beta``, ``pooled_alpha_minus_beta`` (and ``_ci``), ``pooled_alpha_over_beta`` (and
-    ``_ci``), ``decay_exponent_alpha`` (and ``_ci``), ``decay_exponent_beta`` (and ``_ci``).
+    xr.Dataset
+        xarray.Dataset over ``step`` (the window's middle recorded step) with ``alpha``, ``beta``, their ``_se``,
+        ``_lower``, ``_upper``, ``dof``, ``E(step, class, class_other)`` (row: the moved probe's class, column: the sampled
+        class), ``E_se``, ``alpha_by_weighting``/``beta_by_weighting`` (and ``_se``), ``alpha_disagreement``,
+        ``beta_disagreement``, ``alpha_integrated``, ``beta_integrated``, ``noise``, ``n_obs``, ``n_steps``,
+        ``n_excluded`` and coordinates ``time``, ``step_start``, ``step_stop``; attrs ``weighting``, ``se_cluster``.
+        The comparison (`answer`): ``alpha_beta_cov``, ``alpha_minus_beta`` with
+        ``_se``, ``_lower``, ``_upper``, ``alpha_over_beta`` with Fieller's ``_ci_low``, ``_ci_high``, and per weighting
+        ``alpha_minus_beta_by_weighting`` (and ``_se``), ``alpha_beta_cov_by_weighting``; with one run
+        ``block_length`` (the blocks the errors come from, attr ``se_block_rule``). Attr ``answer``: the one-line
+        verdict (windows where alpha > beta, whole-track difference and ratio, decay exponents), its numbers in attrs
+        ``windows_alpha_above_beta``, ``pooled_alpha_minus_beta`` (and ``_ci``), ``pooled_alpha_over_beta`` (and
+        ``_ci``), ``decay_exponent_alpha`` (and ``_ci``), ``decay_exponent_beta`` (and ``_ci``).
 
     Examples
     --------
+    >>> from lesde.empirical import estimate
     >>> import lesde
     >>> from lesde.empirical import simulate_discrete
     >>> model = lesde.LESDE(3, 3, 10, alpha=1.0, beta=0.25, noise=0.05)

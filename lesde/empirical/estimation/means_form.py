@@ -1,17 +1,15 @@
 r"""The integrated (``means``) form of the estimators, the original LE-SDE code's, kept for comparison with the
 published analysis.
 
-With :math:`\bar X` the average of the K class means of the probes, :math:`c_0 = \bar X(0)` and
-:math:`c_k = \bar X_k(0) - c_0`, the LE-SDE with T = identity and balanced classes gives
-:math:`\bar X(t) = c_0 e^{(A + (K-1)B)/K}` and :math:`\bar X_k - \bar X = c_k e^{(A - B)/K}`, so
+With $\bar X$ the average of the K class means of the probes, $c_0 = \bar X(0)$ and
+$c_k = \bar X_k(0) - c_0$, the LE-SDE with T = identity and balanced classes gives
+$\bar X(t) = c_0 e^{(A + (K-1)B)/K}$ and $\bar X_k - \bar X = c_k e^{(A - B)/K}$, so
 
-.. math::
+$$ \hat A(t) = \log\Big| \frac{\bar X(t) (\bar X_k(t) - \bar X(t))^{K-1}}{c_0 c_k^{K-1}} \Big|, \quad
+\hat B(t) = -\log\Big| \frac{c_0}{c_k} \frac{\bar X_k(t) - \bar X(t)}{\bar X(t)} \Big| $$
 
-    \hat A(t) = \log\Big| \frac{\bar X(t) (\bar X_k(t) - \bar X(t))^{K-1}}{c_0 c_k^{K-1}} \Big|, \quad
-    \hat B(t) = -\log\Big| \frac{c_0}{c_k} \frac{\bar X_k(t) - \bar X(t)}{\bar X(t)} \Big|
-
-averaged over classes and coordinates in log space; :math:`\hat\alpha, \hat\beta` are the least-squares slopes of
-:math:`\hat A, \hat B` over each window (a first-order Savitzky-Golay derivative), with the standard error over
+averaged over classes and coordinates in log space; $\hat\alpha, \hat\beta$ are the least-squares slopes of
+$\hat A, \hat B$ over each window (a first-order Savitzky-Golay derivative), with the standard error over
 runs (and the covariance of alpha and beta from the same
 per-run slopes). ``weighting`` does not apply to it.
 

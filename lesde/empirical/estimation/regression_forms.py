@@ -1,67 +1,65 @@
 r"""The regression forms of the estimators: each probe's one-step increment regressed on what the sampled example
 moves it along, pooled over windows of steps with two estimands and clustered standard errors.
 
-A track (from :func:`~lesde.empirical.track`, a :class:`~lesde.empirical.Tracker` or
-:func:`~lesde.empirical.simulate_discrete`) records, at step :math:`s`, the one-step increment :math:`\Delta_i =
-f_s(x_i) - f_{s-1}(x_i)` of every probe, the sampled example :math:`I_s` (label :math:`L_s`) and its feature
-:math:`f_{s-1}(x_{I_s})` before the step.
+A track (from `track`, a `Tracker` or
+`simulate_discrete`) records, at step $s$, the one-step increment $\Delta_i =
+f_s(x_i) - f_{s-1}(x_i)$ of every probe, the sampled example $I_s$ (label $L_s$) and its feature
+$f_{s-1}(x_{I_s})$ before the step.
 
 Regression forms (``feature``, ``residual``)
 --------------------------------------------
-With :math:`v_s = \eta f_{s-1}(x_{I_s})` (feature; with a ``transform``, :math:`v_{s,k} = \eta\,
-T(k, L_s) f_{s-1}(x_{I_s})`, one regressor per moved class) or :math:`v_s = \eta (e_{L_s} -
-\mathrm{softmax}(f_{s-1}(x_{I_s})))` (residual, the kernel form: one cross-entropy step moves logits by :math:`\eta\,\Theta(x, x_I)\, r_I`; needs
-logits), the discrete LE process gives :math:`\Delta_i = E(y_i, L_s) v_s + \sqrt{\eta}\phi_i`. For the pair
-:math:`(k, l)`, let :math:`n_s = \sum_{i: y_i = k} \langle \Delta_i, v_s\rangle` and :math:`d_s = n^{(k)}_s
-\|v_s\|^2` over the steps with :math:`L_s = l` (:math:`n^{(k)}_s` the probes of class :math:`k` in the step). Two
+With $v_s = \eta f_{s-1}(x_{I_s})$ (feature; with a ``transform``, $v_{s,k} = \eta\,
+T(k, L_s) f_{s-1}(x_{I_s})$, one regressor per moved class) or $v_s = \eta (e_{L_s} -
+\mathrm{softmax}(f_{s-1}(x_{I_s})))$ (residual, the kernel form: one cross-entropy step moves logits by $\eta\,\Theta(x, x_I)\, r_I$; needs
+logits), the discrete LE process gives $\Delta_i = E(y_i, L_s) v_s + \sqrt{\eta}\phi_i$. For the pair
+$(k, l)$, let $n_s = \sum_{i: y_i = k} \langle \Delta_i, v_s\rangle$ and $d_s = n^{(k)}_s
+\|v_s\|^2$ over the steps with $L_s = l$ ($n^{(k)}_s$ the probes of class $k$ in the step). Two
 estimands pool a window of such steps (``weighting``):
 
-.. math::
-
-    \hat E^{\text{increment}}_{kl} = \frac{\sum_s n_s}{\sum_s d_s}, \qquad
-    \hat E^{\text{step}}_{kl} = \frac{1}{|S|} \sum_s \frac{n_s}{d_s} .
+$$ \hat E^{\text{increment}}_{kl} = \frac{\sum_s n_s}{\sum_s d_s}, \qquad
+\hat E^{\text{step}}_{kl} = \frac{1}{|S|} \sum_s \frac{n_s}{d_s} . $$
 
 ``increment`` is the least-squares drift coefficient (a ratio of sums, each step weighted by
-:math:`\|v_s\|^2`): the coefficient that best reproduces the summed increments, which is what an LE-SDE driven by
-it (:func:`~lesde.empirical.imitate`) needs. ``step`` is the mean of each step's own regression coefficient, the
+$\|v_s\|^2$): the coefficient that best reproduces the summed increments, which is what an LE-SDE driven by
+it (`imitate`) needs. ``step`` is the mean of each step's own regression coefficient, the
 typical step, what the original LE-SDE analysis and He and Su's local-elasticity measure report. On the discrete
-LE process both estimate the same :math:`E`; on real networks they differ (MNIST-1D residual form: alpha/beta
-about 1 vs 3.5), because well-fitted samples (small residual :math:`\|v\|`) have a large per-step elasticity and
-little :math:`\|v\|^2` weight. The default is ``increment`` (the estimand imitation needs); both are always
-computed (``alpha_by_weighting``), and a :class:`UserWarning` names the windows where they differ beyond their
+LE process both estimate the same $E$; on real networks they differ (MNIST-1D residual form: alpha/beta
+about 1 vs 3.5), because well-fitted samples (small residual $\|v\|$) have a large per-step elasticity and
+little $\|v\|^2$ weight. The default is ``increment`` (the estimand imitation needs); both are always
+computed (``alpha_by_weighting``), and a `UserWarning` names the windows where they differ beyond their
 joint uncertainty (``alpha_disagreement``, the z-score of the difference with its clustered error; Bonferroni over
 the windows at a family-wise false-alarm probability of 1e-3, so an LE process, where both estimate the same E,
 almost never warns).
-:math:`\hat\alpha` pools the pairs :math:`k = l` and :math:`\hat\beta` the pairs :math:`k \ne l` (for ``step``,
+$\hat\alpha$ pools the pairs $k = l$ and $\hat\beta$ the pairs $k \ne l$ (for ``step``,
 each step's coefficient over all probes of the other classes).
 
 Decisions:
 
 - The sampled example is left out of its own step (its self-elasticity is a different, much larger quantity).
-- Steps whose regressor is at rounding level are dropped from both estimands: :math:`\|v_s\| < 256\,
-  \varepsilon\, \|f\|_{\text{rms}} / c_w` (:math:`\varepsilon` the machine epsilon of the stored increments,
-  :math:`\|f\|_{\text{rms}}` the probes' rms feature norm before the step, :math:`c_w = \max(|\hat\alpha|,
-  |\hat\beta|)` of the window's least-squares fit over all steps, which such steps barely weigh). Measured on
+- Steps whose regressor is at rounding level are dropped from both estimands: $\|v_s\| < 256\,
+  \varepsilon\, \|f\|_{\text{rms}} / c_w$ ($\varepsilon$ the machine epsilon of the stored increments,
+  $\|f\|_{\text{rms}}$ the probes' rms feature norm before the step, $c_w = \max(|\hat\alpha|,
+  |\hat\beta|)$ of the window's least-squares fit over all steps, which such steps barely weigh). Measured on
   digits (float32 against float64 tracks of the same runs, residual form), a step's coefficient carries a relative
-  rounding error of about :math:`0.1 / q` (median; :math:`0.25 / q` at the 90th percentile) with :math:`q` its
-  signal-to-floor ratio :math:`\|v\| c_w / (\varepsilon \|f\|_{\text{rms}})`: the kept steps (:math:`q \ge
-  256`) are good to about 1e-3. In float32 logit tracks the dropped steps are samples fitted to within about
+  rounding error of about $0.1 / q$ (median; $0.25 / q$ at the 90th percentile) with $q$ its
+  signal-to-floor ratio $\|v\| c_w / (\varepsilon \|f\|_{\text{rms}})$: the kept steps ($q \ge
+  256$) are good to about 1e-3. In float32 logit tracks the dropped steps are samples fitted to within about
   1e-5 of probability one; ``n_excluded`` counts them. Residuals are computed in float64 from the logits
-  (:mod:`lesde.empirical.tracks.track_layout`), so they are never rounded to zero themselves (in float32,
-  :math:`1 - p` is 0 or 6e-8 for such samples, and their per-step coefficients would be rounding noise divided by
+  (`lesde.empirical.tracks.track_layout`), so they are never rounded to zero themselves (in float32,
+  $1 - p$ is 0 or 6e-8 for such samples, and their per-step coefficients would be rounding noise divided by
   rounding noise).
-- Standard errors are cluster-robust (:mod:`lesde.empirical.estimation._pooling`): one cluster per run when the
+- Standard errors are cluster-robust (`lesde.empirical.estimation._pooling`): one cluster per run when the
   track has several (``se_cluster = "run"``); with one run, blocks of consecutive steps whose length each window's
   influences choose (``se_cluster = "block"``, the lengths in ``block_length``), which accounts for the
   autocorrelation of neighbouring steps but not for how much another initialisation or sample order would change
   the run (a warning says so). Intervals use Student's t with ``dof`` = clusters - 1. Alpha and beta share the
   clusters, so ``alpha_beta_cov`` is their clustered covariance and the difference and ratio of
-  :mod:`~lesde.empirical.estimation.comparison` account for their correlation; ``pooled`` holds both estimands
+  `comparison` account for their correlation; ``pooled`` holds both estimands
   over the whole track (one window) for the answer.
-- Each window's ``time`` is the estimand's weighted mean of :math:`t_{s-1} = (s-1)\eta` (the time at which step
-  :math:`s` evaluates :math:`E`), which removes the first-order bias of pooling a changing :math:`E(t)`.
+- Each window's ``time`` is the estimand's weighted mean of $t_{s-1} = (s-1)\eta$ (the time at which step
+  $s$ evaluates $E$), which removes the first-order bias of pooling a changing $E(t)$.
 - ``noise`` is the residual scale of the least-squares (increment) fit,
-  :math:`\hat\sigma = (\sum \|\Delta_i - \hat E v\|^2 / (n\, m\, \eta))^{1/2}`, the diffusion an imitating
+  $\hat\sigma = (\sum \|\Delta_i - \hat E v\|^2 / (n\, m\, \eta))^{1/2}$, the diffusion an imitating
   LE-SDE needs.
 """
 
@@ -260,13 +258,13 @@ def _transformed(ds: xr.Dataset, transform) -> np.ndarray:
 
 
 def feature_form(ds: xr.Dataset, window: int, transform=None) -> dict:
-    """``form="feature"``: regress on :math:`v = \\eta T(k, L_s) f_{s-1}(x_{I_s})` (T the identity by default)."""
+    """``form="feature"``: regress on $v = \\eta T(k, L_s) f_{s-1}(x_{I_s})$ (T the identity by default)."""
     return _regression(ds, _transformed(ds, "identity" if transform is None else transform), window)
 
 
 def residual_form(ds: xr.Dataset, window: int) -> dict:
-    """``form="residual"``, the kernel form: regress logit increments on :math:`v = \\eta (e_{L_s} -
-    \\mathrm{softmax}(f_{s-1}(x_{I_s})))`."""
+    """``form="residual"``, the kernel form: regress logit increments on $v = \\eta (e_{L_s} -
+    \\mathrm{softmax}(f_{s-1}(x_{I_s})))$."""
     if "sampled_residual" not in ds or ds.sizes["feature"] != ds.sizes["class"]:
         raise ValueError(
             "form='residual' needs logit features (feature dim == number of classes) and "

@@ -1,10 +1,10 @@
-"""Producing tracks: batch-size-1 SGD with every probe recorded (:func:`track`, or :class:`Tracker` in your own
-loop) and the discrete LE process with a known E(t) (:func:`simulate_discrete`), the three recording one layout.
+"""Producing tracks: batch-size-1 SGD with every probe recorded (`track`, or `Tracker` in your own
+loop) and the discrete LE process with a known E(t) (`simulate_discrete`), the three recording one layout.
 
-The modules in the order the data flows: :mod:`.track_inputs` (the training set checked, probes, seeds, sample
-order) and :mod:`.track_options` (the options as objects, the checked request) -> the stacked engines
-(:mod:`._engine`) and the record buffer (:mod:`._buffer`) with its zarr checkpoints (:mod:`._zarr_checkpoint`)
--> the producers (:mod:`.tracking`, :mod:`.tracker`, :mod:`.discrete_process`) -> :mod:`.track_layout`, the one
+The modules in the order the data flows: `.track_inputs` (the training set checked, probes, seeds, sample
+order) and `.track_options` (the options as objects, the checked request) -> the stacked engines
+(`._engine`) and the record buffer (`._buffer`) with its zarr checkpoints (`._zarr_checkpoint`)
+-> the producers (`.tracking`, `.tracker`, `.discrete_process`) -> `.track_layout`, the one
 builder of the track Dataset.
 """
 

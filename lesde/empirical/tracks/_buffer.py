@@ -1,8 +1,8 @@
 """The preallocated arrays a network's track is recorded into, step by step, on the training device.
 
-:func:`~lesde.empirical.track` and :class:`~lesde.empirical.Tracker` both record into a :class:`TrackBuffer`. It
+`track` and `Tracker` both record into a `TrackBuffer`. It
 keeps the raw records only (probe features and logits, the sampled example's pre-step feature and logits, its
-index); :meth:`TrackBuffer.records` hands them to :func:`~lesde.empirical.tracks.track_layout.track_dataset`, which
+index); `TrackBuffer.records` hands them to `track_dataset`, which
 derives loss, accuracy, residuals and the sampled loss once at the end.
 """
 

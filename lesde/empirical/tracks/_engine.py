@@ -2,16 +2,16 @@ r"""Stacked copies of a network: one batch-size-1 SGD step and one probe forward
 
 Two implementations with one interface (``params``, ``sgd_step``, ``forward``):
 
-- :class:`FunctionalEngine`, for any ``nn.Module``: parameters stacked with ``torch.func.stack_module_state``, the
+- `FunctionalEngine`, for any ``nn.Module``: parameters stacked with ``torch.func.stack_module_state``, the
   forward ``vmap``-ed over runs through ``functional_call``; the step's gradient is one ``autograd.grad`` of the
   summed per-run losses through the vmapped forward (runs share no parameter, so the sum's gradient is every run's
   own gradient; measured 1.05 ms per step here against 1.85 ms for ``vmap(grad(...))`` on the default problem).
-- :class:`MLPEngine`, for chains of ``Flatten``/``Linear``/``ReLU`` (``lesde.empirical.mlp`` and plain
+- `MLPEngine`, for chains of ``Flatten``/``Linear``/``ReLU`` (``lesde.empirical.mlp`` and plain
   ``nn.Sequential`` MLPs), written by hand because the profile of the generic path showed where the time goes on a
   CPU: vmap's batching rule for ``linear`` runs ``bmm``, then the bias ``add``, then ``relu`` as three passes over
   the (runs, probes, width) activations (4.3 ms per probe forward against 2.2 ms fused with ``baddbmm`` and an
   in-place ``relu_``), and the batch-size-1 gradient is ~20 tiny kernels whose dispatch cost dominates its 4 MFLOP.
-  Here the backward is explicit (:math:`\delta = \mathrm{softmax}(z) - e_y`, then ``baddbmm_`` rank-1 weight
+  Here the backward is explicit ($\delta = \mathrm{softmax}(z) - e_y$, then ``baddbmm_`` rank-1 weight
   updates in place). Both engines are tested equal to a plain per-run autograd loop to 1e-12 in float64.
 
 Features (``feature``): ``"logits"``, ``"penultimate"`` (the input of the last ``nn.Linear``), or the name of any

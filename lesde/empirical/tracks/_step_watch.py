@@ -1,10 +1,10 @@
-r"""What :class:`~lesde.empirical.Tracker` checks at every ``step()``: which forward trained the sample, and whether
+r"""What `Tracker` checks at every ``step()``: which forward trained the sample, and whether
 the parameters moved once, by one plain SGD step, since then.
 
 A user's loop can record the wrong thing in ways that raise nothing in torch. The checks, and why each is cheap:
 
 - **Which forward.** Every batch-size-1 forward with gradients enabled since the last ``step()`` is kept (at most
-  :data:`MAX_FORWARDS`) with its input; the trained sample's feature is the one whose input is ``inputs[index]``,
+  `MAX_FORWARDS`) with its input; the trained sample's feature is the one whose input is ``inputs[index]``,
   so a second forward in the step (a penalty on another sample, a logged loss) is never mistaken for it. When no
   forward's input is ``inputs[index]`` (an input pipeline that transforms samples), the only batch-size-1 forward
   is taken, with a warning; several such forwards raise.
@@ -14,8 +14,8 @@ A user's loop can record the wrong thing in ways that raise nothing in torch. Th
   the previous ``step()`` and the training forward means an update went unrecorded (a skipped ``step()``), and
   the next increment would span two updates. Both raise. (Updates through ``p.data`` bypass the counters; the error
   says so.)
-- **The update rule.** On the first :data:`CHECK_STEPS` steps the parameters' change is compared with
-  :math:`-\eta \nabla` (the gradients still in ``.grad``): momentum, weight decay, an adaptive method or another
+- **The update rule.** On the first `CHECK_STEPS` steps the parameters' change is compared with
+  $-\eta \nabla$ (the gradients still in ``.grad``): momentum, weight decay, an adaptive method or another
   learning rate make the increments something other than the batch-size-1 SGD steps the estimators assume, and a
   warning names it. Later steps are not checked (a copy of the parameters per step would cost more than the probe
   forward for small probe sets).
@@ -125,7 +125,7 @@ class StepWatch:
 
     def check_update(self, fwd: Forward, index: int, step: int) -> None:
         """Raise when no parameter changed since the training forward although its gradient is nonzero; warn when
-        the change is not -lr * grad (first :data:`CHECK_STEPS` steps)."""
+        the change is not -lr * grad (first `CHECK_STEPS` steps)."""
         if self.version() == fwd.version and any(p.grad is not None and bool(p.grad.any()) for p in self.params):
             raise RuntimeError(
                 f"tracker.step() came before the parameter update: no parameter changed since the forward on sample "

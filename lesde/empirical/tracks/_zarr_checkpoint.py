@@ -1,7 +1,7 @@
 """Zarr checkpoints of a track: the records so far, the stacked parameters and the progress, so a track resumes.
 
 A store (zarr format 2, the format sweeps use) holds group ``buffer`` (the raw records of a
-:class:`~lesde.empirical.tracks._buffer.TrackBuffer`, written region by region as steps complete), ``state_a`` /
+`TrackBuffer`, written region by region as steps complete), ``state_a`` /
 ``state_b`` (the stacked parameters, alternately, so a kill while one is written leaves the other intact) and
 ``progress`` (the completed step and which state holds it, written last). A store records a fingerprint of the
 track's configuration; resuming with a different one is refused. A path that holds anything else (a file, a sweep

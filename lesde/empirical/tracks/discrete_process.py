@@ -1,22 +1,20 @@
 r"""The discrete locally elastic process: the ground truth for the estimators.
 
-One step :math:`s` (learning rate :math:`\eta`, time :math:`t_{s-1} = (s-1)\eta`) draws a class :math:`L \sim \pi`
-and a sample :math:`I` uniform inside class :math:`L`, then moves *every* feature:
+One step $s$ (learning rate $\eta$, time $t_{s-1} = (s-1)\eta$) draws a class $L \sim \pi$
+and a sample $I$ uniform inside class $L$, then moves *every* feature:
 
-.. math::
+$$ X_i \leftarrow X_i + \eta\, E_{t_{s-1}}(y_i, L)\, T(y_i, L)\, X_I + \sqrt{\eta}\, \phi_i , $$
 
-    X_i \leftarrow X_i + \eta\, E_{t_{s-1}}(y_i, L)\, T(y_i, L)\, X_I + \sqrt{\eta}\, \phi_i ,
-
-with :math:`\phi_i` drawn from the model's noise (``model.g_prod`` applied to a standard normal). Averaged over
-:math:`(L, I)` with :math:`t = s\eta` this is the LE-SDE's drift. ``model.transform_apply`` computes the update
-for all classes at once: slot :math:`L` of ``V`` holds :math:`X_I`, and ``W`` keeps only column :math:`L` of
-:math:`E`, so row :math:`k` of the result is :math:`E_{kL} T_{kL} X_I`.
+with $\phi_i$ drawn from the model's noise (``model.g_prod`` applied to a standard normal). Averaged over
+$(L, I)$ with $t = s\eta$ this is the LE-SDE's drift. ``model.transform_apply`` computes the update
+for all classes at once: slot $L$ of ``V`` holds $X_I$, and ``W`` keeps only column $L$ of
+$E$, so row $k$ of the result is $E_{kL} T_{kL} X_I$.
 
 Decisions: with ``noise="sampling"`` the model's diffusion *is* the fluctuation of the sampled drift, which the
-discrete process already carries, so :math:`\phi = 0`. ``x0`` defaults to i.i.d. :math:`N(0, \text{x0\_scale}^2)`
-features. The randomness (class, sample, noise) and :math:`E(t)` are drawn in chunks of steps: per-step calls
+discrete process already carries, so $\phi = 0$. ``x0`` defaults to i.i.d. $N(0, \text{x0\_scale}^2)$
+features. The randomness (class, sample, noise) and $E(t)$ are drawn in chunks of steps: per-step calls
 into the schedules dominate otherwise. The returned Dataset is built by
-:func:`~lesde.empirical.tracks.track_layout.track_dataset`, the builder of every track (features, increment,
+`track_dataset`, the builder of every track (features, increment,
 sampled_feature, sampled_index, sampled_label; sampled_residual when ``m == K``, the features playing the role of
 logits); there is no loss or accuracy.
 """
@@ -163,31 +161,38 @@ def simulate_discrete(
     Parameters
     ----------
     model : lesde.LESDE
-        Supplies K, m, the class counts, :math:`\pi`, :math:`E(t)` (``elasticity_matrix``), the transform
+        Supplies K, m, the class counts, $\pi$, $E(t)$ (``elasticity_matrix``), the transform
         (``transform_apply``) and the noise (``g_prod``).
     lr : float
-        :math:`\eta`; time :math:`t = s\eta`.
-    steps, n_runs : int
+        $\eta$; time $t = s\eta$.
+    steps : int
         Steps per run, independent runs (batched, no loop over runs; default
-        :data:`~lesde.empirical.DEFAULT_RUNS`, 8).
+        `DEFAULT_RUNS`, 8).
+    n_runs : int
+        Described with `steps` above.
     probes : None, int or indices
-        Samples recorded (all by default; see :func:`lesde.empirical.tracks.track_inputs.select_probes`).
+        Samples recorded (all by default; see `lesde.empirical.tracks.track_inputs.select_probes`).
     record_every : int
         Record at steps ``0, r, 2r, ...``; increments are always the one-step change.
     seed : int
         Seeds x0, the sampled (L, I) and the noise.
     x0 : tensor (N, m) or (n_runs, N, m), optional
         Initial features (samples ordered by class, as ``model.labels``).
-    dtype, device : precision (float64 default: this is ground truth) and device.
+    dtype
+        precision (float64 default: this is ground truth) and device.
+    device
+        Described with `dtype` above.
 
     Returns
     -------
-    xarray.Dataset with ``features(run, step, probe, feature)``, ``increment``, ``sampled_feature(run, step,
-    feature)``, ``sampled_residual(run, step, class)`` (only when m == K), ``sampled_index``, ``sampled_label``;
-    coordinates ``label(probe)``, ``sample_index(probe)``, ``time(step)``.
+    xr.Dataset
+        xarray.Dataset with ``features(run, step, probe, feature)``, ``increment``, ``sampled_feature(run, step,
+        feature)``, ``sampled_residual(run, step, class)`` (only when m == K), ``sampled_index``, ``sampled_label``;
+        coordinates ``label(probe)``, ``sample_index(probe)``, ``time(step)``.
 
     Examples
     --------
+    >>> from lesde.empirical import simulate_discrete
     >>> import lesde
     >>> model = lesde.LESDE(3, 3, 4, alpha=1.0, beta=0.2, noise=0.1)
     >>> ds = simulate_discrete(model, lr=0.01, steps=10, n_runs=2)

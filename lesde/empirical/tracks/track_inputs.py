@@ -3,7 +3,7 @@ per-run seeds, initialisations and sample order.
 
 Decisions: with ``init="reinit"`` (default) each run's network is a deep copy of ``net`` re-initialised
 (``reset_parameters`` of every submodule) under its own seed, drawn with the sample order from
-``torch.Generator().manual_seed(seed)``; :func:`init_nets` reproduces them for reference loops. ``init="keep"``
+``torch.Generator().manual_seed(seed)``; `init_nets` reproduces them for reference loops. ``init="keep"``
 starts every run from ``net``'s weights (the runs then differ only by their sample order). Samples are drawn
 uniformly with replacement. Probes given as an int are a class-stratified random subset of that size, drawn from
 its own generator (``seed + 7919``) so the probes do not change with the number of runs or steps.

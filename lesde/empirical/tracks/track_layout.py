@@ -1,19 +1,19 @@
 r"""The layout of a track, and the one function that builds its Dataset from the raw records.
 
-Every producer of tracks (:func:`~lesde.empirical.track`, :class:`~lesde.empirical.Tracker` and
-:func:`~lesde.empirical.simulate_discrete`) hands its raw records (:class:`TrackRecords`) to :func:`track_dataset`,
+Every producer of tracks (`track`, `Tracker` and
+`simulate_discrete`) hands its raw records (`TrackRecords`) to `track_dataset`,
 so the three share one layout and one computation of the derived quantities.
 
-Layout (what the estimators in :mod:`lesde.empirical.estimation` read)
+Layout (what the estimators in `lesde.empirical.estimation` read)
 ---------------------------------------------------------------------
-- ``features(run, step, probe, feature)``: :math:`f_s(x_i)` at recorded steps ``0, r, 2r, ...`` (``r =
+- ``features(run, step, probe, feature)``: $f_s(x_i)$ at recorded steps ``0, r, 2r, ...`` (``r =
   record_every``); ``feature`` the logits, the penultimate layer (the input of the last ``nn.Linear``), the
   output of a named submodule, or the state of the discrete LE process.
-- ``increment(run, step, probe, feature)``: :math:`f_s(x_i) - f_{s-1}(x_i)`, the change made by the *single* step
+- ``increment(run, step, probe, feature)``: $f_s(x_i) - f_{s-1}(x_i)$, the change made by the *single* step
   ``s`` (when ``record_every > 1`` the producers evaluate the probes just before each recorded step, so the
   estimators always see one-step increments, whatever the recording stride).
-- ``sampled_feature(run, step, feature)``: :math:`f_{s-1}(x_{I_s})`, the trained example's feature *before* the
-  step, and ``sampled_residual(run, step, class)``: :math:`e_{L_s} - \mathrm{softmax}(\text{logits}_{s-1}(x_{I_s}))`.
+- ``sampled_feature(run, step, feature)``: $f_{s-1}(x_{I_s})$, the trained example's feature *before* the
+  step, and ``sampled_residual(run, step, class)``: $e_{L_s} - \mathrm{softmax}(\text{logits}_{s-1}(x_{I_s}))$.
   For the discrete LE process, which has no network, the sampled feature plays the role of the logits (only when
   ``m == K``).
 - ``sampled_index``, ``sampled_label`` over ``(run, step)``; for a network, ``sampled_loss`` (the sampled example's
@@ -25,7 +25,7 @@ Layout (what the estimators in :mod:`lesde.empirical.estimation` read)
 
 Decisions: the derived quantities are computed here, once, at the end, from the stored logits: per step they would
 cost as much as the probe forward's bookkeeping. The residual and the sampled loss are computed in float64 (in
-float32, :math:`1 - p` rounds to 0 for well-fitted samples, and the residual form would divide rounding noise by
+float32, $1 - p$ rounds to 0 for well-fitted samples, and the residual form would divide rounding noise by
 rounding noise); the probes' loss keeps each probe's cross-entropy in the logits' precision and averages in float64.
 """
 
@@ -74,7 +74,7 @@ def probe_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def sampled_terms(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The sampled example's residual :math:`e_L - \\mathrm{softmax}(z)` (R, S, K) and cross-entropy (R, S), in
+    """The sampled example's residual $e_L - \\mathrm{softmax}(z)$ (R, S, K) and cross-entropy (R, S), in
     float64 from its logits (R, S, K); NaN where there is no sample (label -1)."""
     lp = torch.log_softmax(torch.from_numpy(logits).double(), -1)
     onehot = F.one_hot(torch.from_numpy(labels).clamp(min=0), logits.shape[-1]).double()
@@ -133,7 +133,7 @@ def track_dataset(
     attrs: Mapping[str, Any],
 ) -> xr.Dataset:
     """The track Dataset (module layout) of ``records`` at recorded ``steps`` (S,), with the probes
-    ``probe_index`` (P,) into the training ``labels`` (N,); ``time`` and ``attrs`` as :func:`lesde.schema.make_dataset`
+    ``probe_index`` (P,) into the training ``labels`` (N,); ``time`` and ``attrs`` as `lesde.schema.make_dataset`
     takes them."""
     labels = torch.as_tensor(labels).cpu()
     probe_index = torch.as_tensor(probe_index).cpu()

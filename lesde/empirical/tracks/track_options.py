@@ -1,7 +1,7 @@
-"""The options of a track as small objects, and the first stage of :func:`~lesde.empirical.track`: every argument
-checked into one :class:`TrackRequest`.
+"""The options of a track as small objects, and the first stage of `track`: every argument
+checked into one `TrackRequest`.
 
-:class:`Checkpoint` and :class:`Validation` bundle what the keyword pairs ``checkpoint=path, checkpoint_every=n``
+`Checkpoint` and `Validation` bundle what the keyword pairs ``checkpoint=path, checkpoint_every=n``
 and ``validation=(x, y), validation_every=n`` say, so a job that passes them on (the CLI, an experiment over
 label-noise rates) hands over one object. ``track`` accepts either spelling; past this stage only the objects
 exist.
@@ -27,7 +27,7 @@ CHECKPOINT_EVERY = 1000
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Where and how often :func:`~lesde.empirical.track` saves its progress.
+    """Where and how often `track` saves its progress.
 
     Parameters
     ----------
@@ -39,6 +39,7 @@ class Checkpoint:
 
     Examples
     --------
+    >>> from lesde.empirical import Checkpoint
     >>> Checkpoint("track.zarr", every=500)
     Checkpoint(path='track.zarr', every=500)
     """
@@ -54,12 +55,14 @@ class Checkpoint:
 
 @dataclass(frozen=True, eq=False)  # tensors have no truth value: compare Validations by identity
 class Validation:
-    """A held-out set whose accuracy and loss :func:`~lesde.empirical.track` records.
+    """A held-out set whose accuracy and loss `track` records.
 
     Parameters
     ----------
-    inputs, labels : tensors (B, ...) and (B,)
+    inputs : tensors (B, ...) and (B,)
         Inputs shaped like the training inputs, integer labels of the training set's classes.
+    labels : tensors (B, ...) and (B,)
+        Described with `inputs` above.
     every : int, optional
         Steps between two evaluations (default: 50 evaluations over the track); step 0 and the last step are
         always evaluated.
@@ -79,7 +82,7 @@ class Validation:
 
 
 def as_checkpoint(checkpoint, checkpoint_every) -> Checkpoint | None:
-    """``checkpoint=`` as a :class:`Checkpoint` (or None), from either spelling."""
+    """``checkpoint=`` as a `Checkpoint` (or None), from either spelling."""
     if checkpoint_every is not None:
         checkpoint_every = check_int("checkpoint_every", checkpoint_every)
     if checkpoint is None or isinstance(checkpoint, Checkpoint):
@@ -93,7 +96,7 @@ def as_checkpoint(checkpoint, checkpoint_every) -> Checkpoint | None:
 
 
 def as_validation(validation, validation_every) -> Validation | None:
-    """``validation=`` as a :class:`Validation` (or None), from either spelling."""
+    """``validation=`` as a `Validation` (or None), from either spelling."""
     if isinstance(validation, Validation):
         if validation_every is not None:
             raise ValueError(
@@ -111,7 +114,7 @@ def as_validation(validation, validation_every) -> Validation | None:
 
 @dataclass(frozen=True, eq=False)
 class TrackRequest:
-    """The checked arguments of one call of :func:`~lesde.empirical.track` (inputs and labels on the CPU)."""
+    """The checked arguments of one call of `track` (inputs and labels on the CPU)."""
 
     net: nn.Module
     inputs: torch.Tensor  # (N, ...)
@@ -152,7 +155,7 @@ def track_request(
     dtype,
     progress,
 ) -> TrackRequest:
-    """Check every argument of :func:`~lesde.empirical.track` (same names); the :class:`TrackRequest`."""
+    """Check every argument of `track` (same names); the `TrackRequest`."""
     lr = check_positive_float("lr", lr)
     runs = check_int("n_runs", DEFAULT_RUNS if n_runs is None else n_runs)
     steps, record_every = check_int("steps", steps), check_int("record_every", record_every)

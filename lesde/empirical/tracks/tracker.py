@@ -1,32 +1,34 @@
 r"""Record a track from your own training loop: any model, any optimizer code.
 
-:func:`~lesde.empirical.track` owns its training loop (stacked runs, plain SGD). :class:`Tracker` leaves the loop
-to you and records the same Dataset (layout in :mod:`lesde.empirical.tracks.track_layout`), one run per Tracker::
+`track` owns its training loop (stacked runs, plain SGD). `Tracker` leaves the loop
+to you and records the same Dataset (layout in `lesde.empirical.tracks.track_layout`), one run per Tracker:
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
-    tracker = Tracker(model, x_train, y_train, optimizer=optimizer, probes=300)
-    for step in range(steps):
-        i = int(torch.randint(len(y_train), ()))
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x_train[i : i + 1]), y_train[i : i + 1])
-        loss.backward()
-        optimizer.step()
-        tracker.step(i, y_train[i])   # after the optimizer step: index and label just trained on
-    ds = tracker.dataset()
+```python
+optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
+tracker = Tracker(model, x_train, y_train, optimizer=optimizer, probes=300)
+for step in range(steps):
+    i = int(torch.randint(len(y_train), ()))
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x_train[i : i + 1]), y_train[i : i + 1])
+    loss.backward()
+    optimizer.step()
+    tracker.step(i, y_train[i])   # after the optimizer step: index and label just trained on
+ds = tracker.dataset()
+```
 
 Several runs: one Tracker per run with ``run=r`` (and each run's own network and sample order), then
-:func:`combine_runs` of their datasets, which gives the Dataset :func:`~lesde.empirical.track` gives for
+`combine_runs` of their datasets, which gives the Dataset `track` gives for
 ``n_runs`` runs (tested equal). A held-out set: ``validation=Validation(x, y, every=k)`` with ``steps=`` (its
 accuracy and loss at step 0, every k steps and the last step, as ``track`` records them).
 
-How it sees the trained example's pre-step feature :math:`f_{s-1}(x_{I_s})`: a forward hook keeps every
+How it sees the trained example's pre-step feature $f_{s-1}(x_{I_s})$: a forward hook keeps every
 batch-size-1 forward *with gradients enabled* since the last ``step()``, and ``step(index, label)`` takes the one
 whose input is ``inputs[index]``; evaluation forwards under ``torch.no_grad()`` are ignored. The probe forwards the
 tracker runs itself happen under ``no_grad`` with every submodule in eval mode (restored afterwards) and the hook
 removed, so they change no running statistics and are not seen as training forwards. ``step()`` refuses the loop mistakes that would record
-the wrong data (:mod:`lesde.empirical.tracks._step_watch`): called before ``optimizer.step()``, or after a skipped
+the wrong data (`lesde.empirical.tracks._step_watch`): called before ``optimizer.step()``, or after a skipped
 call (an increment spanning two updates). The optimizer (``optimizer=``) is recorded in attrs, with a warning for
-anything but plain SGD; without it, the first steps' updates are compared with :math:`-\eta\nabla` (attr
+anything but plain SGD; without it, the first steps' updates are compared with $-\eta\nabla$ (attr
 ``update_rule``).
 """
 
@@ -58,15 +60,17 @@ class Tracker:
     ----------
     model : nn.Module
         The network being trained, returning logits (B, K).
-    inputs, labels : tensors (N, ...) and (N,)
+    inputs : tensors (N, ...) and (N,)
         The training set the loop samples from (integer labels ``0..K-1``).
+    labels : tensors (N, ...) and (N,)
+        Described with `inputs` above.
     lr : float, optional
-        Learning rate :math:`\eta` (time is :math:`t = s\eta`); default the optimizer's.
+        Learning rate $\eta$ (time is $t = s\eta$); default the optimizer's.
     optimizer : torch.optim.Optimizer, optional
         The loop's optimizer: its class and settings are recorded (attrs ``optimizer``, ``optimizer_settings``),
         and anything but plain SGD at ``lr`` (momentum, weight decay, Nesterov, another class) warns.
     probes : None, int or indices
-        Samples whose features are recorded (as :func:`~lesde.empirical.track`).
+        Samples whose features are recorded (as `track`).
     feature : str
         ``"logits"``, ``"penultimate"`` (the input of the last ``nn.Linear``) or a submodule name.
     record_every : int
@@ -78,7 +82,7 @@ class Tracker:
     seed : int
         Seeds the probe subset.
     run : int
-        This run's index (the ``run`` coordinate), for :func:`combine_runs`.
+        This run's index (the ``run`` coordinate), for `combine_runs`.
     validation : Validation or (inputs, labels), optional
         Held-out set evaluated at step 0, every ``validation.every`` steps (default 50 times over ``steps``) and
         at step ``steps``.
@@ -199,7 +203,7 @@ class Tracker:
     __call__ = step
 
     def dataset(self) -> xr.Dataset:
-        """The track so far, as an xarray Dataset (the layout of :func:`~lesde.empirical.track`, one run)."""
+        """The track so far, as an xarray Dataset (the layout of `track`, one run)."""
         j = self.s // self.record_every
         rec = np.arange(0, j + 1) * self.record_every
         ds = track_dataset(
@@ -302,11 +306,13 @@ def _validation(validation, steps, K, shape, device, dtype):
 
 
 def combine_runs(tracks: Sequence[xr.Dataset]) -> xr.Dataset:
-    """One track of several runs from tracks of the same probes and steps (each :meth:`Tracker.dataset`, one per
-    ``run``), ordered by run: the Dataset :func:`~lesde.empirical.track` gives for ``n_runs`` runs.
+    """One track of several runs from tracks of the same probes and steps (each `Tracker.dataset`, one per
+    ``run``), ordered by run: the Dataset `track` gives for ``n_runs`` runs.
 
     Examples
     --------
+    >>> from lesde.empirical import Tracker
+    >>> from lesde.empirical import combine_runs
     >>> import torch, torch.nn.functional as F
     >>> from lesde.empirical import load_dataset, mlp
     >>> x, y = load_dataset("gaussian-mixture", classes=3, per_class=5)

@@ -1,18 +1,18 @@
 r"""Batch-size-1 SGD with every probe tracked at every recorded step, for many runs at once.
 
 ``n_runs`` independent copies of a network (different initialisations and sample orders, or the same weights
-with ``init="keep"``) are stacked and trained together (:mod:`lesde.empirical.tracks._engine`): one call per step
-applies every run's :math:`\theta \leftarrow \theta - \eta \nabla_\theta \ell(\theta; x_{I_s}, y_{I_s})` on its
+with ``init="keep"``) are stacked and trained together (`lesde.empirical.tracks._engine`): one call per step
+applies every run's $\theta \leftarrow \theta - \eta \nabla_\theta \ell(\theta; x_{I_s}, y_{I_s})$ on its
 own sampled example, and after each recorded step one forward evaluates every probe for every run. For a network
-in your own training loop (any model, any optimizer), use :class:`~lesde.empirical.Tracker`, which records the
-same Dataset (layout in :mod:`lesde.empirical.tracks.track_layout`).
+in your own training loop (any model, any optimizer), use `Tracker`, which records the
+same Dataset (layout in `lesde.empirical.tracks.track_layout`).
 
-:func:`track` reads as four stages, each taking the previous one's output: :func:`track_request` checks every
-argument (:mod:`~lesde.empirical.tracks.track_options`) -> :func:`plan_track` builds the engine, the buffer, the
-probes, the sample order and the checkpoint store -> :func:`run_track` runs the step loop with its checkpoints and
-Ctrl-C -> :func:`~lesde.empirical.tracks.track_layout.track_dataset` builds the Dataset.
+`track` reads as four stages, each taking the previous one's output: `track_request` checks every
+argument (`track_options`) -> `plan_track` builds the engine, the buffer, the
+probes, the sample order and the checkpoint store -> `run_track` runs the step loop with its checkpoints and
+Ctrl-C -> `track_dataset` builds the Dataset.
 
-Decisions: initialisations, sample order and probes are those of :mod:`lesde.empirical.tracks.track_inputs`.
+Decisions: initialisations, sample order and probes are those of `lesde.empirical.tracks.track_inputs`.
 Ctrl-C finishes the current step and returns what was recorded (``attrs["interrupted"]``), after writing the
 checkpoint when there is one; calling ``track`` again with the same checkpoint resumes where it stopped and gives
 the same Dataset as an uninterrupted run.
@@ -41,7 +41,7 @@ from .track_options import Checkpoint, TrackRequest, Validation, track_request
 
 @dataclass
 class TrackPlan:
-    """What the step loop needs, built from a :class:`~lesde.empirical.tracks.track_options.TrackRequest`."""
+    """What the step loop needs, built from a `TrackRequest`."""
 
     engine: _engine.FunctionalEngine | _engine.MLPEngine
     X: torch.Tensor  # (N, ...) training inputs on the device
@@ -304,20 +304,25 @@ def track(
 ):
     r"""Train ``n_runs`` copies of ``net`` by batch-size-1 SGD and record every probe's feature.
 
-    Step :math:`s = 1, \dots, \text{steps}` of run :math:`r` draws :math:`I_s` uniformly from the training set and
-    applies :math:`\theta_s = \theta_{s-1} - \eta \nabla_\theta\, \mathrm{CE}(\text{net}_{\theta_{s-1}}(x_{I_s}),
-    y_{I_s})`; time is :math:`t = s\eta`.
+    Step $s = 1, \dots, \text{steps}$ of run $r$ draws $I_s$ uniformly from the training set and
+    applies $\theta_s = \theta_{s-1} - \eta \nabla_\theta\, \mathrm{CE}(\text{net}_{\theta_{s-1}}(x_{I_s}),
+    y_{I_s})$; time is $t = s\eta$.
 
     Parameters
     ----------
     net : nn.Module
         Maps inputs (B, ...) to logits (B, K). Modules that update running statistics (BatchNorm) need
-        :class:`~lesde.empirical.Tracker`.
-    inputs, labels : tensors (N, ...) and (N,)
+        `Tracker`.
+    inputs : tensors (N, ...) and (N,)
         Training set: finite inputs, integer labels ``0..K-1`` with every class present.
-    lr, steps : learning rate :math:`\eta` and SGD steps.
+    labels : tensors (N, ...) and (N,)
+        Described with `inputs` above.
+    lr
+        learning rate $\eta$ and SGD steps.
+    steps
+        Described with `lr` above.
     n_runs : int
-        Independent runs (default :data:`DEFAULT_RUNS`, 8).
+        Independent runs (default `DEFAULT_RUNS`, 8).
     probes : None, int or indices
         Samples whose features are recorded: all (default), a stratified random subset of that size, or indices.
     record_every : int
@@ -326,25 +331,30 @@ def track(
         ``"logits"``, ``"penultimate"`` (the input of the last ``nn.Linear``) or a submodule name (its output).
     seed : int
         Seeds initialisations, sample order and probe subset (an integer in [0, 2**32)).
-    init : {"reinit", "keep"}
+    init : "reinit" | "keep"
         Re-initialise every run under its own seed (default), or start every run from ``net``'s weights.
     validation : Validation or (inputs, labels), optional
         Held-out set whose accuracy and loss are recorded every ``validation_every`` steps (default: 50 times
-        over the track) and at the last step; a :class:`Validation` carries its own ``every``.
+        over the track) and at the last step; a `Validation` carries its own ``every``.
     checkpoint : Checkpoint or path, optional
         Zarr store written every ``checkpoint_every`` steps (default 1000; and on Ctrl-C); an existing store written
-        by the same settings is resumed. A :class:`Checkpoint` carries its own ``every``.
-    device, dtype : where and in which precision to train (float64 for exactness checks).
+        by the same settings is resumed. A `Checkpoint` carries its own ``every``.
+    device
+        where and in which precision to train (float64 for exactness checks).
+    dtype
+        Described with `device` above.
     progress : bool
         Show a tqdm bar over steps.
 
     Returns
     -------
     xarray.Dataset
-        Layout in :mod:`lesde.empirical.tracks.track_layout`; ``attrs`` hold the configuration.
+        Layout in `lesde.empirical.tracks.track_layout`; ``attrs`` hold the configuration.
 
     Examples
     --------
+    >>> from lesde.empirical import Validation
+    >>> from lesde.empirical import track
     >>> from lesde.empirical import load_dataset, mlp
     >>> x, y = load_dataset("gaussian-mixture", classes=3, per_class=10)
     >>> ds = track(mlp(10, 3, width=8), x, y, lr=0.05, steps=4, n_runs=2, progress=False)
