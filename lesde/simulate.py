@@ -296,7 +296,7 @@ def simulate(
         Where and in which precision to run (``"mps"`` does not support float64).
     dtype
         Described with `device` above.
-    seed : int in [0, 2^63), or a sequence of such ints
+    seed : int in [0, 2^32), or a sequence of such ints
         Noise is drawn per block of paths from (seed, block index), so output depends on the seed alone, not on
         the chunking, the free memory or the thread count. A sequence of G seeds splits the paths into G equal
         groups; group g equals a run of ``n_paths / G`` paths with seed ``seed[g]``.
