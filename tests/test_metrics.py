@@ -651,7 +651,7 @@ def test_metrics_and_separability_share_the_label_check_and_the_scale(gen):
 
 def test_one_vs_rest_distance_batched_against_the_enumeration_reference(gen):
     """gnc2 and lesde.theory.closed_forms.one_vs_rest_distance are one solver: batched, certified, equal to the exact enumeration."""
-    from lesde.theory.closed_forms import one_vs_rest_distance
+    from lesde.theory.softmax_codes import one_vs_rest_distance
 
     codes = torch.randn(4, 5, 6, 3, generator=gen, dtype=torch.float64)  # (4, 5) batch of K=6 codes in R^3
     got = one_vs_rest_distance(codes, per_point=True)  # (4, 5, 6)

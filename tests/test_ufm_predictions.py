@@ -13,13 +13,12 @@ import lesde.theory.closed_forms as ufm
 from lesde.theory.closed_forms import (
     central_path_snr,
     mse_decomposition,
-    one_vs_rest_distance,
     optimal_classifier,
     simplex_etf,
-    softmax_code,
     tirer_bruna,
     ufm_mse_loss,
 )
+from lesde.theory.softmax_codes import one_vs_rest_distance, softmax_code
 
 # ---------------------------------------------------------------------------------------------------------------
 # simplex ETF

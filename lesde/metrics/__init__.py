@@ -80,7 +80,7 @@ Decisions where the sources are silent (what a researcher comparing with publish
   ``nc_margin`` and ``ncc_mismatch`` include the bias in the logits (the layer-peeled model has none; with b = 0 they agree).
 * **gnc2** solves the K small simplex-constrained QPs min_lambda ||w_k - sum_j lambda_j w_j||^2 by accelerated
   projected gradient, polished by the exact KKT solve on the detected support and stopped once a duality gap
-  certifies every QP of the batch (`lesde.theory.closed_forms.one_vs_rest_distance` is the same solver); accurate to ~1e-10 in float64 on the
+  certifies every QP of the batch (`lesde.theory.softmax_codes.one_vs_rest_distance` is the same solver); accurate to ~1e-10 in float64 on the
   configurations tested. It is the one metric with an iterative solver: pass ``names=`` without it where speed
   matters.
 

@@ -33,13 +33,12 @@ from .ce_minimizer import ce_ufm_minimizer
 from .closed_forms import (
     central_path_snr,
     mse_decomposition,
-    one_vs_rest_distance,
     optimal_classifier,
     simplex_etf,
-    softmax_code,
     tirer_bruna,
     ufm_mse_loss,
 )
+from .softmax_codes import one_vs_rest_distance, softmax_code
 
 __all__ = [
     "attach",

@@ -5,7 +5,7 @@
   `ufm_mse_loss` and the optimal classifier for fixed features `optimal_classifier`.
 - `mse_decomposition`: Han, Papyan and Donoho's L = L_NC1 + L_NC2/3 + L_perp (Theorems 1-2).
 - `central_path_snr`: the SNR singular values along the continually renormalized flow (Han, Papyan and Donoho 2022, Prop. 2).
-- `softmax_code`: the arrangement maximizing the minimal one-vs-rest distance (the GNC paper, Definition 2.1).
+- `softmax_code`, `one_vs_rest_distance`: in `lesde.theory.softmax_codes`.
 - The training problem these predictions describe is `lesde.sgd.UFM` (training lives above theory's
   closed forms, so it is not imported here); the least-squares classifier is `lesde.metrics.least_squares_classifier`.
 
@@ -22,12 +22,6 @@ Decisions (written down because the sources leave them open):
   With imbalanced classes the averages are over samples, so L_NC2/3 = (1/2) sum_c pi_c ||W~_LS mu~_c - e_c||^2
   (= (1/2C) ||W~_LS M~ - I||_F^2 when balanced). With lambda = 0 and a singular second moment W~_LS is the
   minimum-norm solution (pseudo-inverse); the decomposition still holds exactly.
-- ``softmax_code`` optimises the dual form of the one-vs-rest distance,
-  dist(w_k, conv{w_j}_{j != k}) = max_{||u|| <= 1} min_{j != k} u^T (w_k - w_j),
-  jointly over the code W and one unit "witness" u_k per point, with a log-sum-exp soft minimum whose temperature
-  is annealed, from several random starts; the reported distance is then computed exactly (a small QP per point).
-  For K <= d + 1 the answer is known (the GNC paper's Theorem 3.3: the simplex ETF) and returned directly unless
-  ``closed_form=False``.
 """
 
 from __future__ import annotations
@@ -35,10 +29,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..metrics.geometry import one_vs_rest_distance as _one_vs_rest_distance
 from ..metrics.inputs import check_labels, finite_features, shapes_message
 from ..validation import as_tensor, check_int, check_positive_float
 
@@ -49,8 +41,6 @@ __all__ = [
     "optimal_classifier",
     "mse_decomposition",
     "central_path_snr",
-    "one_vs_rest_distance",
-    "softmax_code",
 ]
 
 
@@ -329,85 +319,3 @@ def central_path_snr(omega0: Any, C: float, N: float, t: Any) -> torch.Tensor:
         if bool((step.abs() <= 1e-15 * (1 + s.abs())).all()):
             break
     return torch.exp(s)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# softmax code (GNC paper)
-
-
-def one_vs_rest_distance(code: Any, per_point: bool = False) -> Any:
-    """Minimal one-vs-rest distance of a code (the GNC paper, Definition 2.1).
-
-    $$ \\rho(W) = \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k}) $$
-
-    The batched QP solver of the ``gnc2`` metric (`lesde.metrics.geometry.one_vs_rest_distance`), in float64.
-
-    Parameters
-    ----------
-    code : (K, d) array-like, or (..., K, d) for a batch of codes
-    per_point : bool
-        Return the K distances instead of their minimum.
-
-    Returns
-    -------
-    Any
-        float for one code (numpy array (K,) with ``per_point``); for a batch, a numpy array (...) or (..., K).
-    """
-    W = finite_features("code", code).to(torch.float64)
-    if W.shape[-2] < 2:
-        raise ValueError(f"code must have shape (K, d) with K >= 2, got {tuple(W.shape)}")
-    dist = _one_vs_rest_distance(W, per_point=per_point).cpu().numpy()
-    return float(dist) if W.ndim == 2 and not per_point else dist
-
-
-def _optimise_code(K: int, d: int, steps: int, restarts: int, seed: int) -> torch.Tensor:
-    """Maximize a soft minimum of u_k^T (w_k - w_j) over unit codes W and witnesses U, several starts at once."""
-    gen = torch.Generator().manual_seed(seed)
-    W = torch.randn(restarts, K, d, generator=gen, dtype=torch.float64).requires_grad_(True)  # (R, K, d)
-    U = W.detach().clone().requires_grad_(True)  # (R, K, d) witness starts at the outward direction w_k
-    off = ~torch.eye(K, dtype=torch.bool)
-    opt = torch.optim.Adam([W, U], lr=0.05)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-4)
-    for step in range(steps):
-        # temperature annealed geometrically from 0.1 to 1e-4: smooth early, close to the hard minimum late
-        tau = 0.1 * (1e-3) ** (step / max(steps - 1, 1))
-        w = W / W.norm(dim=-1, keepdim=True)
-        u = U / U.norm(dim=-1, keepdim=True)
-        # margins[r, k, j] = u_k . (w_k - w_j): a lower bound on dist(w_k, conv(rest)) for any unit u_k
-        margins = (u * w).sum(-1)[..., :, None] - u @ w.transpose(-1, -2)  # (R, K, K)
-        soft_min = -tau * torch.logsumexp(-margins[:, off] / tau, dim=-1)  # (R,)
-        opt.zero_grad()
-        (-soft_min.sum()).backward()
-        opt.step()
-        sched.step()
-    with torch.no_grad():
-        return W / W.norm(dim=-1, keepdim=True)
-
-
-def softmax_code(
-    K: int, d: int, steps: int = 1000, restarts: int = 8, seed: int = 0, closed_form: bool = True
-) -> dict[str, Any]:
-    """A softmax code: K unit vectors in R^d maximizing the minimal one-vs-rest distance (GNC paper, Def. 2.1).
-
-    $$ \\max_{W \\in \\mathcal{OB}(d, K)} \\min_k \\operatorname{dist}(w_k, \\operatorname{conv}\\{w_j\\}_{j\\ne k}) $$
-
-    For K <= d + 1 this is the simplex ETF (distance K/(K-1)), returned directly when ``closed_form``; otherwise
-    the code is optimised numerically (module docstring) and the best of ``restarts`` starts is kept.
-    Examples: K = 4, d = 2 gives a square (distance 1); d + 1 < K <= 2d gives distance 1 (cross-polytope vertices).
-
-    Returns
-    -------
-    dict[str, Any]
-        dict with ``code`` (K, d) float64 unit rows and ``one_vs_rest_distance`` (float, computed exactly for the
-        returned code).
-    """
-    K = check_int("K", K, minimum=2)
-    d = check_int("d", d, minimum=1)
-    steps = check_int("steps", steps, minimum=1)
-    restarts = check_int("restarts", restarts, minimum=1)
-    if closed_form and K <= d + 1:
-        code = simplex_etf(K, d)
-    else:
-        candidates = _optimise_code(K, d, steps, restarts, seed)  # (R, K, d)
-        code = candidates[int(np.argmax(one_vs_rest_distance(candidates)))]  # all starts in one batched solve
-    return {"code": code, "one_vs_rest_distance": one_vs_rest_distance(code)}

@@ -17,7 +17,8 @@ import xarray as xr
 from ..metrics.geometry import one_vs_rest_distance
 from ..metrics.statistics import class_split
 from .ce_predictions import max_margin_prediction, regularized_ce_prediction
-from .closed_forms import central_path_snr, mse_decomposition, softmax_code, tirer_bruna
+from .closed_forms import central_path_snr, mse_decomposition, tirer_bruna
+from .softmax_codes import softmax_code
 from .ufm_inputs import NotApplicable, Out, at_minimizer, lead_dims, need_full, parameters
 
 TIRER_BRUNA = "Tirer and Bruna 2022, Theorem 3.1: regularised MSE UFM minimizer"
@@ -111,7 +112,7 @@ def softmax_code_prediction(ds: xr.Dataset, problem) -> Out:
     """K > d + 1 on the sphere: the softmax-code one-vs-rest distance as the GNC2 target."""
     K, d = problem.num_classes, problem.dim
     code = softmax_code(K, d)
-    note = f"{SOFTMAX_CODE}; K = {K} > d + 1 = {d + 1}, code optimised numerically (lesde.theory.closed_forms.softmax_code)"
+    note = f"{SOFTMAX_CODE}; K = {K} > d + 1 = {d + 1}, code optimised numerically (lesde.theory.softmax_codes.softmax_code)"
     lead = lead_dims(ds)
     out: Out = {"gnc2_predicted": ((), code["one_vs_rest_distance"], {"prediction": note})}
     if "gnc2" in ds:
