@@ -1,5 +1,13 @@
+import signal
+
 import pytest
 import torch
+
+# The interrupt tests send SIGINT to child processes. A test run started in the background of a non-interactive
+# shell (`cmd &`, nohup) inherits SIGINT ignored, and an ignored signal stays ignored across exec, so the children
+# would never see it: give this process Python's usual handler, which exec resets to the default in the children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # One intra-op thread: the tests use small tensors, where a second thread only adds contention (seen here: a batched
 # eigh of 100 64x64 matrices took 12 s with 2 threads on a loaded 2-core machine, 0.07 s with 1).
