@@ -22,11 +22,9 @@ from ._style import (
     subplots,
     time_label,
 )
+from .empirical import _SYMBOL
 
 __all__ = ["plot_imitation", "plot_imitation_diagnosis"]
-
-
-_SYMBOL = {"alpha": r"\alpha", "beta": r"\beta"}
 
 
 #: legend names of the processes of an imitation Dataset
