@@ -137,7 +137,15 @@ def _score_panel(ax, imit: xr.Dataset, v: str, xlabel: str) -> None:
     for i, p, y in lines:
         word = f" ({verdicts[p]})" if p in verdicts else ""
         name = _IMITATION_NAMES.get(str(p), str(p))
-        ax.plot(t, y, ":" if p == "frozen" else "-", color=PALETTE[i], lw=1.2, label=f"{name}{word}")
+        ax.plot(
+            t,
+            y,
+            ":" if p == "frozen" else "-",
+            color=PALETTE[i],
+            lw=1.6 if p == "frozen" else 1.2,
+            zorder=3 if p == "frozen" else 2,
+            label=f"{name}{word}",
+        )  # the null on top: a process can equal it
     ax.set_title(_SCORES[v][0] + " (median of runs)")
     ax.set_ylabel(_SCORES[v][1])
     ax.set_xlabel(xlabel)
