@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ...atomic_write import atomic_path
 from ._buffer import TrackBuffer
 
 _ZARR = dict(zarr_format=2, consolidated=False)
@@ -197,12 +198,10 @@ def read_progress(store: str, fingerprint: str) -> dict:
 
 def _replace_json(path: Path, value: dict) -> None:
     """Write ``value`` as JSON to ``path`` through a temporary file renamed into place (flushed to disk first)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
         json.dump(value, fh)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def fingerprint(**config) -> str:
